@@ -1,0 +1,495 @@
+// edgec-run: native runner for models compiled by edgec (part of the edgec toolchain).
+//
+// Loads a TVM Relax VM executable (.so exported by edgec), feeds it .npy inputs,
+// times `main`, writes every output as DIR/output_<i>.npy and prints one line of
+// JSON with latency statistics to stdout. Errors go to stderr as one line and
+// exit with status 2.
+//
+//   edgec-run MODEL_SO --input in0.npy [--input in1.npy ...] --output-dir DIR
+//             [--warmup W] [--repeat N] [--threads T]
+//
+// Builds against the tvm_ffi headers only and links libtvm_ffi.so and
+// libtvm_runtime.so (the latter with --no-as-needed: nothing references it
+// directly, but its static initialisers register the VM executable loader).
+
+#include <dlpack/dlpack.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <tvm/ffi/any.h>
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/container/shape.h>
+#include <tvm/ffi/container/tensor.h>
+#include <tvm/ffi/error.h>
+#include <tvm/ffi/extra/module.h>
+#include <tvm/ffi/function.h>
+#include <tvm/ffi/string.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ffi = tvm::ffi;
+
+namespace {
+
+// Raised for every user-facing failure; main() turns it into the one-line error.
+struct RunnerError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void Fail(const std::string& msg) { throw RunnerError(msg); }
+
+std::string OneLine(std::string s) {
+  for (char& c : s) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// dtypes
+
+struct DTypeInfo {
+  const char* npy;   // npy descr without the byte-order character
+  const char* name;  // numpy dtype name, used in the JSON report
+  DLDataType dl;
+};
+
+const DTypeInfo kDTypes[] = {
+    {"f2", "float16", {kDLFloat, 16, 1}}, {"f4", "float32", {kDLFloat, 32, 1}},
+    {"f8", "float64", {kDLFloat, 64, 1}}, {"i1", "int8", {kDLInt, 8, 1}},
+    {"i2", "int16", {kDLInt, 16, 1}},     {"i4", "int32", {kDLInt, 32, 1}},
+    {"i8", "int64", {kDLInt, 64, 1}},     {"u1", "uint8", {kDLUInt, 8, 1}},
+    {"u2", "uint16", {kDLUInt, 16, 1}},   {"u4", "uint32", {kDLUInt, 32, 1}},
+    {"u8", "uint64", {kDLUInt, 64, 1}},   {"b1", "bool", {kDLBool, 8, 1}},
+};
+
+const DTypeInfo* FindByNpy(const std::string& code) {
+  for (const auto& d : kDTypes) {
+    if (code == d.npy) return &d;
+  }
+  return nullptr;
+}
+
+const DTypeInfo* FindByDL(DLDataType t) {
+  for (const auto& d : kDTypes) {
+    if (d.dl.code == t.code && d.dl.bits == t.bits && d.dl.lanes == t.lanes) return &d;
+  }
+  return nullptr;
+}
+
+std::string DLTypeToString(DLDataType t) {
+  if (const DTypeInfo* d = FindByDL(t)) return d->name;
+  std::ostringstream os;
+  os << "dltype(code=" << int(t.code) << ",bits=" << int(t.bits) << ",lanes=" << t.lanes << ")";
+  return os.str();
+}
+
+// ---------------------------------------------------------------------------
+// CPU tensors
+
+// The generated kernels assume TVM's 64-byte allocation alignment.
+constexpr size_t kAlign = 64;
+
+struct AlignedCPUAlloc {
+  void AllocData(DLTensor* t) {
+    size_t bytes = ffi::GetDataSize(*t);
+    bytes = (std::max<size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
+    t->data = std::aligned_alloc(kAlign, bytes);
+    if (t->data == nullptr) Fail("out of memory allocating an input tensor");
+  }
+  void FreeData(DLTensor* t) { std::free(t->data); }
+};
+
+// ---------------------------------------------------------------------------
+// .npy reading and writing (https://numpy.org/neps/nep-0001-npy-format.html)
+
+struct NpyArray {
+  const DTypeInfo* dtype = nullptr;
+  std::vector<int64_t> shape;
+  std::string data;
+};
+
+// Returns the text after `'key':` in a header dict, or npos.
+size_t FindKey(const std::string& header, const std::string& key) {
+  size_t pos = header.find("'" + key + "'");
+  if (pos == std::string::npos) return pos;
+  pos = header.find(':', pos);
+  return pos == std::string::npos ? pos : pos + 1;
+}
+
+NpyArray ReadNpy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) Fail("cannot open input '" + path + "': " + std::strerror(errno));
+  std::string blob((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto bad = [&path](const std::string& why) { Fail("bad npy file '" + path + "': " + why); };
+
+  if (blob.size() < 10 || blob.compare(0, 6, "\x93NUMPY") != 0) bad("missing NUMPY magic");
+  const unsigned char major = static_cast<unsigned char>(blob[6]);
+  size_t header_len = 0, header_start = 0;
+  if (major == 1) {
+    header_len = static_cast<unsigned char>(blob[8]) | (static_cast<unsigned char>(blob[9]) << 8);
+    header_start = 10;
+  } else if (major == 2 || major == 3) {
+    if (blob.size() < 12) bad("truncated header");
+    for (int i = 3; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(blob[8 + i]);
+    header_start = 12;
+  } else {
+    bad("unsupported format version " + std::to_string(major));
+  }
+  if (blob.size() < header_start + header_len) bad("truncated header");
+  const std::string header = blob.substr(header_start, header_len);
+
+  NpyArray arr;
+  size_t p = FindKey(header, "descr");
+  if (p == std::string::npos) bad("no 'descr' in header");
+  size_t q1 = header.find('\'', p), q2 = q1 == std::string::npos ? q1 : header.find('\'', q1 + 1);
+  if (q2 == std::string::npos) bad("unparsable 'descr'");
+  const std::string descr = header.substr(q1 + 1, q2 - q1 - 1);
+  // '=' is native order; both supported targets (x86-64, aarch64) are little-endian.
+  if (descr.size() != 3 || (descr[0] != '<' && descr[0] != '|' && descr[0] != '=')) {
+    bad("unsupported dtype '" + descr + "' (need little-endian)");
+  }
+  arr.dtype = FindByNpy(descr.substr(1));
+  if (arr.dtype == nullptr) bad("unsupported dtype '" + descr + "'");
+
+  p = FindKey(header, "fortran_order");
+  if (p == std::string::npos) bad("no 'fortran_order' in header");
+  p = header.find_first_not_of(' ', p);
+  if (header.compare(p, 4, "True") == 0) bad("Fortran-order arrays are not supported");
+
+  p = FindKey(header, "shape");
+  if (p == std::string::npos) bad("no 'shape' in header");
+  size_t open = header.find('(', p), close = header.find(')', p);
+  if (open == std::string::npos || close == std::string::npos || close < open) bad("unparsable 'shape'");
+  std::string dims = header.substr(open + 1, close - open - 1);
+  std::replace(dims.begin(), dims.end(), ',', ' ');
+  std::istringstream ds(dims);
+  for (std::string tok; ds >> tok;) {
+    char* end = nullptr;
+    long long v = std::strtoll(tok.c_str(), &end, 10);
+    if (*end != '\0' && *end != 'L') bad("unparsable 'shape'");
+    if (v < 0) bad("negative dimension");
+    arr.shape.push_back(v);
+  }
+
+  size_t numel = 1;
+  for (int64_t d : arr.shape) numel *= static_cast<size_t>(d);
+  const size_t nbytes = numel * (arr.dtype->dl.bits / 8);
+  const size_t data_start = header_start + header_len;
+  if (blob.size() - data_start != nbytes) {
+    bad("expected " + std::to_string(nbytes) + " data bytes, found " +
+        std::to_string(blob.size() - data_start));
+  }
+  arr.data = blob.substr(data_start);
+  return arr;
+}
+
+std::string ShapeTuple(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  if (shape.size() == 1) s += ",";
+  return s + ")";
+}
+
+void WriteNpy(const std::string& path, const DTypeInfo& dtype, const std::vector<int64_t>& shape,
+              const void* data, size_t nbytes) {
+  const char order = dtype.dl.bits == 8 ? '|' : '<';
+  std::string header = std::string("{'descr': '") + order + dtype.npy +
+                       "', 'fortran_order': False, 'shape': " + ShapeTuple(shape) + ", }";
+  // Pad with spaces so that magic+version+len+header is a multiple of 64, ending in '\n'.
+  const size_t total = 10 + header.size() + 1;
+  header.append((kAlign - total % kAlign) % kAlign, ' ');
+  header.push_back('\n');
+
+  std::ofstream out(path, std::ios::binary);
+  if (!out) Fail("cannot write '" + path + "': " + std::strerror(errno));
+  const unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+                                 static_cast<unsigned char>(header.size() & 0xff),
+                                 static_cast<unsigned char>(header.size() >> 8)};
+  out.write(reinterpret_cast<const char*>(pre), sizeof(pre));
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(nbytes));
+  if (!out) Fail("cannot write '" + path + "'");
+}
+
+// ---------------------------------------------------------------------------
+// Command line
+
+struct Options {
+  std::string model;
+  std::vector<std::string> inputs;
+  std::string output_dir;
+  int warmup = 3;
+  int repeat = 20;
+  int threads = 0;  // 0: leave the runtime's default
+};
+
+const char kUsage[] =
+    "usage: edgec-run MODEL_SO --input IN.npy [--input IN.npy ...] --output-dir DIR\n"
+    "                 [--warmup W (default 3)] [--repeat N (default 20)] [--threads T]\n";
+
+int ParseInt(const std::string& flag, const std::string& value, int min) {
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || errno != 0 || v < min || v > 1000000000L) {
+    Fail(flag + " expects an integer >= " + std::to_string(min) + ", got '" + value + "'");
+  }
+  return static_cast<int>(v);
+}
+
+Options ParseArgs(int argc, char** argv) {
+  Options opt;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i], value;
+    bool has_inline_value = false;
+    if (arg.rfind("--", 0) == 0 && arg.find('=') != std::string::npos) {
+      value = arg.substr(arg.find('=') + 1);
+      arg = arg.substr(0, arg.find('='));
+      has_inline_value = true;
+    }
+    auto next = [&]() -> std::string {
+      if (has_inline_value) return value;
+      if (i + 1 >= argc) Fail(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--input") {
+      opt.inputs.push_back(next());
+    } else if (arg == "--output-dir") {
+      opt.output_dir = next();
+    } else if (arg == "--warmup") {
+      opt.warmup = ParseInt(arg, next(), 0);
+    } else if (arg == "--repeat") {
+      opt.repeat = ParseInt(arg, next(), 1);
+    } else if (arg == "--threads") {
+      opt.threads = ParseInt(arg, next(), 1);
+    } else if (arg.size() > 1 && arg[0] == '-') {
+      Fail("unknown option '" + arg + "'");
+    } else if (opt.model.empty()) {
+      opt.model = arg;
+    } else {
+      Fail("unexpected argument '" + arg + "'");
+    }
+  }
+  if (opt.model.empty()) Fail("missing MODEL_SO");
+  if (opt.inputs.empty()) Fail("at least one --input is required");
+  if (opt.output_dir.empty()) Fail("missing --output-dir");
+  return opt;
+}
+
+// ---------------------------------------------------------------------------
+// Model
+
+ffi::Function GetFunc(const ffi::Module& mod, const char* name) {
+  ffi::Optional<ffi::Function> f = mod->GetFunction(name, /*query_imports=*/true);
+  if (!f.has_value()) Fail(std::string("model has no function '") + name + "'");
+  return f.value();
+}
+
+// Flattens a (possibly nested) tuple result into tensors, depth first.
+void Flatten(const ffi::Any& value, std::vector<ffi::Tensor>* out) {
+  if (auto t = value.as<ffi::Tensor>()) {
+    out->push_back(t.value());
+  } else if (const ffi::ArrayObj* arr = value.as<ffi::ArrayObj>()) {
+    for (size_t i = 0; i < arr->size(); ++i) Flatten((*arr)[i], out);
+  } else {
+    Fail("model returned a " + value.GetTypeKey() + ", expected tensors or tuples of tensors");
+  }
+}
+
+// mkdir -p
+void MakeDirs(const std::string& dir) {
+  for (size_t pos = 0; pos != std::string::npos;) {
+    pos = dir.find('/', pos + 1);  // +1 skips a leading '/' and the separator just handled
+    const std::string prefix = dir.substr(0, pos);
+    struct stat st;
+    if (stat(prefix.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) Fail("output dir '" + dir + "': '" + prefix + "' is not a directory");
+    } else if (mkdir(prefix.c_str(), 0777) != 0 && errno != EEXIST) {
+      Fail("cannot create output dir '" + prefix + "': " + std::strerror(errno));
+    }
+  }
+}
+
+struct Model {
+  ffi::Module lib;  // keeps the kernels loaded as long as the VM lives
+  ffi::Module vm;
+  ffi::Function main;
+};
+
+Model LoadModel(const std::string& path) {
+  // dlopen() searches the library path, not the working directory, for a bare
+  // file name, so hand it an absolute path.
+  char* resolved = realpath(path.c_str(), nullptr);
+  if (resolved == nullptr) Fail("cannot open model '" + path + "': " + std::strerror(errno));
+  const std::string abs_path = resolved;
+  std::free(resolved);
+  try {
+    ffi::Module lib = ffi::Module::LoadFromFile(abs_path);
+    ffi::Module vm = GetFunc(lib, "vm_load_executable")().cast<ffi::Module>();
+    // Triples of (device_type, device_id, allocator_type); 2 = pooled allocator.
+    // A CPU-only model needs no separate host device entry.
+    GetFunc(vm, "vm_initialization")(static_cast<int>(kDLCPU), 0, 2);
+    ffi::Function main = GetFunc(vm, "main");
+    return Model{lib, vm, main};
+  } catch (const ffi::Error& e) {
+    Fail("cannot load model '" + path + "': " + e.kind() + ": " + e.message());
+  }
+}
+
+double Percentile(const std::vector<double>& sorted, double p) {
+  // Nearest rank: the smallest sample with at least p% of samples <= it.
+  size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * sorted.size()));
+  rank = std::min(std::max<size_t>(rank, 1), sorted.size());
+  return sorted[rank - 1];
+}
+
+std::string Num(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.6f", v);
+  return buf;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string r = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      r += '\\';
+      r += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      r += buf;
+    } else {
+      r += c;
+    }
+  }
+  return r + "\"";
+}
+
+int Run(const Options& opt) {
+  // Must happen before the runtime's thread pool is first created (on first parallel launch).
+  if (opt.threads > 0) setenv("TVM_NUM_THREADS", std::to_string(opt.threads).c_str(), 1);
+
+  const DLDevice cpu{kDLCPU, 0};
+  std::vector<ffi::Tensor> inputs;
+  for (const std::string& path : opt.inputs) {
+    NpyArray arr = ReadNpy(path);
+    ffi::Tensor t = ffi::Tensor::FromNDAlloc(
+        AlignedCPUAlloc(), ffi::ShapeView(arr.shape.data(), arr.shape.size()), arr.dtype->dl, cpu);
+    std::memcpy(t.data_ptr(), arr.data.data(), arr.data.size());
+    inputs.push_back(std::move(t));
+  }
+
+  MakeDirs(opt.output_dir);
+
+  const Model model = LoadModel(opt.model);
+  const ffi::Module& vm = model.vm;
+  const ffi::Function& fmain = model.main;
+
+  // The VM only checks argument count, dtype and shape inside the call; check the
+  // count up front for a clearer message.
+  if (auto arity_fn = vm->GetFunction("get_function_arity", false)) {
+    int arity = (*arity_fn)(ffi::String("main")).cast<int>();
+    if (arity != static_cast<int>(inputs.size())) {
+      Fail("model's main takes " + std::to_string(arity) + " inputs, got " +
+           std::to_string(inputs.size()));
+    }
+  }
+
+  std::vector<ffi::AnyView> args(inputs.begin(), inputs.end());
+  std::vector<double> samples;
+  samples.reserve(opt.repeat);
+  ffi::Any result;
+  try {
+    for (int i = 0; i < opt.warmup + opt.repeat; ++i) {
+      ffi::Any rv;
+      auto t0 = std::chrono::steady_clock::now();
+      fmain.CallPacked(args.data(), static_cast<int32_t>(args.size()), &rv);
+      auto t1 = std::chrono::steady_clock::now();
+      if (i >= opt.warmup) samples.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      result = std::move(rv);  // the previous result is released here, outside the timed region
+    }
+  } catch (const ffi::Error& e) {
+    // Shape/dtype mismatches against the model's signature surface here.
+    Fail("inference failed: " + e.kind() + ": " + e.message());
+  }
+
+  std::vector<ffi::Tensor> outputs;
+  Flatten(result, &outputs);
+  std::string outputs_json;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const ffi::Tensor& t = outputs[i];
+    if (t.device().device_type != kDLCPU) Fail("output " + std::to_string(i) + " is not on the CPU");
+    if (!t.IsContiguous()) Fail("output " + std::to_string(i) + " is not contiguous");
+    const DTypeInfo* dtype = FindByDL(t.dtype());
+    if (dtype == nullptr) Fail("output " + std::to_string(i) + " has unsupported dtype " + DLTypeToString(t.dtype()));
+    std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
+    const std::string file = "output_" + std::to_string(i) + ".npy";
+    const char* data = static_cast<const char*>(t.data_ptr()) + t.byte_offset();
+    WriteNpy(opt.output_dir + "/" + file, *dtype, shape, data, ffi::GetDataSize(t.numel(), t.dtype()));
+
+    std::string dims;
+    for (size_t d = 0; d < shape.size(); ++d) dims += (d ? ", " : "") + std::to_string(shape[d]);
+    outputs_json += std::string(i ? ", " : "") + "{\"file\": " + JsonString(file) +
+                    ", \"shape\": [" + dims + "], \"dtype\": " + JsonString(dtype->name) + "}";
+  }
+
+  std::vector<double> sorted = samples;
+  std::sort(sorted.begin(), sorted.end());
+  double sum = 0;
+  for (double s : sorted) sum += s;
+
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  const long long peak_rss = static_cast<long long>(ru.ru_maxrss) * 1024;  // Linux reports KiB
+
+  std::string json = "{\"latency_ms\": {\"p50\": " + Num(Percentile(sorted, 50)) +
+                     ", \"p90\": " + Num(Percentile(sorted, 90)) +
+                     ", \"p99\": " + Num(Percentile(sorted, 99)) +
+                     ", \"mean\": " + Num(sum / sorted.size()) + ", \"min\": " + Num(sorted.front()) +
+                     ", \"max\": " + Num(sorted.back()) + "}, \"repeat\": " +
+                     std::to_string(opt.repeat) + ", \"warmup\": " + std::to_string(opt.warmup) +
+                     ", \"peak_rss_bytes\": " + std::to_string(peak_rss) + ", \"outputs\": [" +
+                     outputs_json + "]}\n";
+  std::fputs(json.c_str(), stdout);
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "-h") == 0 || std::strcmp(argv[i], "--help") == 0) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
+  try {
+    return Run(ParseArgs(argc, argv));
+  } catch (const RunnerError& e) {
+    std::fprintf(stderr, "edgec-run: error: %s\n", OneLine(e.what()).c_str());
+  } catch (const ffi::Error& e) {
+    std::fprintf(stderr, "edgec-run: error: %s\n", OneLine(e.kind() + ": " + e.message()).c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "edgec-run: error: %s\n", OneLine(e.what()).c_str());
+  }
+  return 2;
+}

@@ -1,0 +1,95 @@
+"""The frozen artifact passed along each link of the pipeline.
+
+TorchModel -> OnnxModel -> RelaxModule -> BuiltArtifact -> Bundle -> Measurement -> report.
+Each stage takes one of these and returns a new one; none is mutated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from edgec.targets import TargetProfile
+
+Where = Literal["host", "device", "emulated"]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named, fully static tensor shape and dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> TensorSpec:
+        return TensorSpec(str(data["name"]), tuple(int(d) for d in data["shape"]), str(data["dtype"]))
+
+
+@dataclass(frozen=True)
+class TorchModel:
+    """A PyTorch model ready to export: an nn.Module, a ScriptModule or an ExportedProgram."""
+
+    module: Any
+    inputs: tuple[TensorSpec, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """An ONNX file with static input/output shapes; export parity is None for an ONNX source."""
+
+    path: Path
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    source: str
+    export_max_abs_diff: float | None
+
+
+@dataclass(frozen=True)
+class RelaxModule:
+    """The model imported into TVM Relax (an IRModule), with the ONNX it came from."""
+
+    module: Any
+    onnx: OnnxModel
+
+
+@dataclass(frozen=True)
+class BuiltArtifact:
+    """A compiled model library for one target."""
+
+    library: Path
+    target: TargetProfile
+    tvm_target: dict[str, Any]  # the resolved TVM target (host CPU named), as built
+    planned_bytes: int  # activation storage from TVM's static memory plan
+    onnx: OnnxModel
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A deployable directory: library, runtime, runner, manifest, reference ONNX."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Latency, memory and parity of one run of a bundle's runner."""
+
+    where: Where
+    latency_ms: dict[str, float]
+    repeat: int
+    peak_rss_bytes: int
+    max_abs_diff: float
+    tolerance: float
+    baseline_ms: dict[str, float] | None  # ONNX Runtime on the same input, same threads
+
+    @property
+    def parity_ok(self) -> bool:
+        return self.max_abs_diff <= self.tolerance

@@ -1,0 +1,136 @@
+"""The command line: parse, convert strings to typed values, call the library, map errors to
+exit codes (0 ok, 1 a check failed, 2 bad input or internal error) and one-line messages."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from edgec import __version__
+from edgec.errors import EdgecError
+
+HELP = {
+    "model": "MODEL is a .onnx file, a TorchScript .pt, a torch.export .pt2, or path/to/file.py:factory.",
+    "target": "Target profile name (see `edgec targets`).",
+    "out": "Bundle directory to write (replaced atomically; a .tar.gz is written beside it).",
+    "input_shape": "Input shape as comma-separated integers, e.g. 1,3,32,32; repeat for several inputs.",
+    "repeat": "Timed runs of the runner (default: 50 on the host, 5 emulated).",
+    "emulate": "Run a non-host bundle under the target's emulator (e.g. qemu-aarch64).",
+    "input": "Input .npy file(s), one per model input (default: a seeded random input).",
+}
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        dims = ()
+    if not dims or any(d <= 0 for d in dims):
+        raise EdgecError(f"--input-shape {text!r}: expected positive integers like 1,3,32,32")
+    return dims
+
+
+def _fail(e: EdgecError) -> NoReturn:
+    click.echo(f"edgec: error: {e}", err=True)
+    sys.exit(e.exit_code)
+
+
+class _Group(click.Group):
+    """Maps edgec's errors to one line and an exit code; anything else is an internal error."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgecError as e:
+            _fail(e)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("edgec: interrupted; nothing was written", err=True)
+            sys.exit(130)
+        except Exception as e:
+            if os.environ.get("EDGEC_DEBUG"):
+                raise
+            click.echo(
+                f"edgec: internal error: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
+                "(EDGEC_DEBUG=1 shows the traceback)",
+                err=True,
+            )
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="edgec")
+def main() -> None:
+    """edgec: compile a PyTorch or ONNX model into a small, fast, verified bundle for an edge device."""
+
+
+@main.command()
+@click.argument("model")
+@click.option("--target", "-t", required=True, help=HELP["target"])
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None, help=HELP["out"])
+@click.option("--input-shape", "input_shapes", multiple=True, help=HELP["input_shape"])
+@click.option("--repeat", type=click.IntRange(min=1), default=None, help=HELP["repeat"])
+@click.option("--no-measure", is_flag=True, help="Build the bundle without running it.")
+def build(model: str, target: str, out: Path | None, input_shapes: tuple[str, ...], repeat: int | None, no_measure: bool) -> None:
+    """Compile MODEL for a target into a bundle, run it, and print the report.
+
+    MODEL is a .onnx file, a TorchScript .pt, a torch.export .pt2, or path/to/file.py:factory.
+    """
+    from edgec.pipeline import BuildOptions, build as build_bundle
+    from edgec.progress import StageLog
+    from edgec.stages.report import markdown
+    from edgec.targets import get_target
+
+    profile = get_target(target)
+    shapes = [_shape(s) for s in input_shapes] or None
+    out = out or Path("edgec-out") / f"{Path(model.split(':')[0]).stem}-{profile.name}"
+    click.echo(f"edgec build {model} → {out} for {profile.name}: {profile.description}", err=True)
+    options = BuildOptions(input_shapes=shapes, repeat=repeat, measure=not no_measure)
+    data = build_bundle(model, profile.name, out, options, StageLog())
+    click.echo(markdown(data))
+    click.echo(f"bundle: {out}  ({out}.tar.gz)", err=True)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--emulate", is_flag=True, help=HELP["emulate"])
+@click.option("--input", "inputs", multiple=True, type=click.Path(path_type=Path), help=HELP["input"])
+@click.option("--repeat", type=click.IntRange(min=1), default=None, help=HELP["repeat"])
+def run(bundle: Path, emulate: bool, inputs: tuple[Path, ...], repeat: int | None) -> None:
+    """Run BUNDLE (natively, or emulated), check it against ONNX Runtime, update its report."""
+    import numpy as np
+
+    from edgec.pipeline import run as run_bundle
+    from edgec.progress import StageLog
+    from edgec.stages.report import markdown
+
+    if not bundle.is_dir():
+        raise EdgecError(f"bundle directory {bundle} not found; build one with edgec build")
+    arrays = []
+    for path in inputs:
+        try:
+            arrays.append(np.load(path, allow_pickle=False))
+        except (OSError, ValueError) as e:
+            raise EdgecError(f"--input {path} is not a readable .npy file ({e})") from None
+    data = run_bundle(bundle, arrays or None, repeat, emulate, StageLog())
+    click.echo(markdown(data))
+
+
+@main.command()
+def targets() -> None:
+    """List the target profiles."""
+    from edgec.targets import all_targets
+
+    rows = [("name", "isa", "device", "cores", "vector", "runs", "description")]
+    for p in all_targets().values():
+        c = p.capabilities
+        runs = "host" if c.runs_on_host else (f"emulated ({p.emulator.command[0]})" if p.emulator else "device only")
+        rows.append((p.name, c.isa, c.device, str(c.cores), f"{c.vector_bits}-bit", runs, p.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) + "  " + r[-1])

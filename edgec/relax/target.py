@@ -1,0 +1,28 @@
+"""A target profile's TVM target, with the host CPU resolved."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgec.targets import TargetProfile
+
+
+def resolved_target(profile: TargetProfile) -> dict[str, Any]:
+    """The profile's TVM target dict, `mcpu = "host"` replaced by LLVM's name for this CPU."""
+    target = dict(profile.tvm_target)
+    if target.get("mcpu") == "host":
+        from tvm.target import codegen
+
+        target["mcpu"] = codegen.llvm_get_system_cpu()
+        target.setdefault("num-cores", profile.capabilities.cores)
+    return target
+
+
+def tvm_target(profile: TargetProfile) -> Any:
+    """The tvm.target.Target to compile for (with its host, for device targets)."""
+    import tvm
+
+    target = resolved_target(profile)
+    if profile.tvm_host is not None:
+        return tvm.target.Target(target, host=profile.tvm_host)
+    return tvm.target.Target(target)

@@ -1,0 +1,109 @@
+"""What a bundle needs beside model.so: the target's TVM runtime libraries and the native runner.
+
+Both are built or fetched once per target and cached; builds copy from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from edgec.errors import EdgecError
+from edgec.package_files import cache_dir, data_dir
+from edgec.targets import TargetProfile
+
+RUNTIME_LIBS = ("libtvm_ffi.so", "libtvm_runtime.so")
+# The wheels whose runtime libraries a bundle ships; apache-tvm-ffi must match the host's pin.
+WHEELS = ("apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1")
+RUNNER = "edgec-run"
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)  # locates without importing (tvm takes seconds)
+    if spec is None or spec.origin is None:
+        raise EdgecError(f"the Python package {name} is not installed; run scripts/setup.sh")
+    return Path(spec.origin).parent
+
+
+def ffi_include_dir() -> Path:
+    return _package_dir("tvm_ffi") / "include"
+
+
+def runtime_libs(profile: TargetProfile) -> Path:
+    """A directory holding the target's libtvm_ffi.so and libtvm_runtime.so."""
+    if profile.runtime_source == "installed":
+        libs = cache_dir("runtime", "installed")
+        for lib, package in zip(RUNTIME_LIBS, ("tvm_ffi", "tvm"), strict=True):
+            source = _package_dir(package) / "lib" / lib
+            target = libs / lib
+            if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
+                shutil.copy2(source, target)
+        return libs
+    assert profile.runtime_platform is not None
+    libs = cache_dir("runtime") / profile.runtime_platform
+    if all((libs / lib).exists() for lib in RUNTIME_LIBS):
+        return libs
+    _download_runtime(profile.runtime_platform, libs)
+    return libs
+
+
+def _download_runtime(platform: str, libs: Path) -> None:
+    """Fetch the official wheels for `platform` once and keep only the two runtime libraries."""
+    with tempfile.TemporaryDirectory(prefix="edgec-wheels-") as tmp:
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+               "--platform", platform, "--python-version", version, "-d", tmp, *WHEELS]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise EdgecError(f"downloading the TVM runtime for {platform} failed: {last}")
+        staging = Path(tmp) / "libs"
+        staging.mkdir()
+        for wheel in Path(tmp).glob("*.whl"):
+            with zipfile.ZipFile(wheel) as zf:
+                for member in zf.namelist():
+                    if Path(member).name in RUNTIME_LIBS and "/lib/" in member:
+                        (staging / Path(member).name).write_bytes(zf.read(member))
+        missing = [lib for lib in RUNTIME_LIBS if not (staging / lib).exists()]
+        if missing:
+            raise EdgecError(f"the {platform} wheels lack {', '.join(missing)}")
+        libs.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(libs, ignore_errors=True)
+        staging.rename(libs)
+
+
+def runner(profile: TargetProfile) -> Path:
+    """The native runner compiled for the target, built once per (source, compiler, runtime)."""
+    source = data_dir("codegen") / "runner" / "edgec_run.cc"
+    libs = runtime_libs(profile)
+    flags = ["-O2", "-std=c++17", "-Wall", "-Wextra"]
+    key = hashlib.sha256()
+    key.update(source.read_bytes())
+    key.update(" ".join([profile.cxx, *flags]).encode())
+    for lib in RUNTIME_LIBS:
+        key.update(hashlib.sha256((libs / lib).read_bytes()).digest())
+    out_dir = cache_dir("runner", f"{profile.name}-{key.hexdigest()[:16]}")
+    binary = out_dir / RUNNER
+    if binary.exists():
+        return binary
+    if shutil.which(profile.cxx) is None:
+        raise EdgecError(f"the {profile.name} C++ compiler {profile.cxx} is not installed; run scripts/setup.sh")
+    partial = out_dir / f".{RUNNER}.partial"
+    cmd = [
+        profile.cxx, *flags, "-I", str(ffi_include_dir()), str(source), "-o", str(partial),
+        "-L", str(libs), "-Wl,--no-as-needed", "-ltvm_ffi", "-ltvm_runtime", "-Wl,--as-needed",
+        "-Wl,-rpath,$ORIGIN", "-lpthread", "-ldl",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        first = next((line for line in lines if "error" in line), lines[0] if lines else "no output")
+        raise EdgecError(f"building the {profile.name} runner with {profile.cxx} failed: {first}")
+    partial.rename(binary)
+    return binary

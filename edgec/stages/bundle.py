@@ -1,0 +1,70 @@
+"""bundle: a built library plus its runner, runtime libraries and manifest, in one directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from edgec import runtime
+from edgec.artifacts import BuiltArtifact, Bundle
+from edgec.errors import CheckFailed, EdgecError
+from edgec.targets import TargetProfile, get_target
+from edgec.versions import versions
+
+MANIFEST = "manifest.json"
+REPORTS = ("report.json", "report.md")  # rewritten by `edgec run`, so not checksummed
+
+
+def bundle(built: BuiltArtifact, directory: Path) -> Bundle:
+    """Complete `directory` (which holds model.so and model.onnx) into a deployable bundle."""
+    profile = built.target
+    runs_cpu_runner = profile.capabilities.device == "cpu"  # the runner drives the CPU VM only
+    if runs_cpu_runner:
+        shutil.copy2(runtime.runner(profile), directory / runtime.RUNNER)
+        libs = runtime.runtime_libs(profile)
+        for lib in runtime.RUNTIME_LIBS:
+            shutil.copy2(libs / lib, directory / lib)
+    manifest = {
+        "schema": 1,
+        "versions": versions(),
+        "target": profile.name,
+        "tvm_target": built.tvm_target,
+        "model": built.onnx.source,
+        "library": built.library.name,
+        "reference": built.onnx.path.name,
+        "runner": runtime.RUNNER if runs_cpu_runner else None,
+        "inputs": [s.to_json() for s in built.onnx.inputs],
+        "outputs": [s.to_json() for s in built.onnx.outputs],
+        "files": checksums(directory),
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return Bundle(directory, manifest)
+
+
+def checksums(directory: Path) -> dict[str, str]:
+    """sha256 of every deployable file in the bundle."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name not in (MANIFEST, *REPORTS)
+    }
+
+
+def open_bundle(path: Path) -> tuple[Bundle, TargetProfile]:
+    """Read a bundle from disk, verify its checksums, and find its target profile."""
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise EdgecError(f"{path} is not an edgec bundle (no {MANIFEST}); build one with edgec build")
+    try:
+        manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise EdgecError(f"{manifest_path} is not valid JSON ({e}); rebuild the bundle") from None
+    actual = checksums(path)
+    for name, digest in manifest["files"].items():
+        if actual.get(name) != digest:
+            state = "missing" if name not in actual else "modified"
+            raise CheckFailed(f"{path}/{name} is {state} (sha256 differs from the manifest); rebuild")
+    return Bundle(path, manifest), get_target(manifest["target"])

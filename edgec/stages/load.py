@@ -1,0 +1,140 @@
+"""load: a model file or `file.py:factory` to a TorchModel, or an ONNX file to an OnnxModel."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgec import onnx_graph, reference
+from edgec.artifacts import OnnxModel, TensorSpec, TorchModel
+from edgec.errors import EdgecError, first_line
+
+Shapes = list[tuple[int, ...]]
+
+
+def load(spec: str, input_shapes: Shapes | None, workdir: Path) -> TorchModel | OnnxModel:
+    """Load MODEL as given on the command line: .onnx, .pt (TorchScript), .pt2
+    (torch.export), or path/to/file.py:factory."""
+    path_text, _, factory = spec.partition(":") if ".py:" in spec else (spec, "", "")
+    path = Path(path_text)
+    if not path.is_file():
+        raise EdgecError(f"model file {path} not found; give a .onnx, .pt, .pt2 or file.py:factory")
+    suffix = path.suffix.lower()
+    if suffix == ".py":
+        if not factory:
+            raise EdgecError(f"{path} is Python: name its factory as {path}:make_model")
+        return _load_factory(path, factory, input_shapes, spec)
+    if suffix == ".onnx":
+        return _load_onnx(path, input_shapes, workdir)
+    if suffix in (".pt", ".pth", ".pt2"):
+        return _load_torch_file(path, input_shapes, spec)
+    raise EdgecError(
+        f"{path}: unknown model format {suffix or '(no suffix)'!r}; "
+        "give a .onnx, .pt (TorchScript), .pt2 (torch.export) or file.py:factory"
+    )
+
+
+def _load_onnx(path: Path, input_shapes: Shapes | None, workdir: Path) -> OnnxModel:
+    model = onnx_graph.read(path)
+    inputs = onnx_graph.fix_input_shapes(model, input_shapes)
+    import onnx
+
+    fixed = workdir / "model.onnx"
+    if input_shapes is None:
+        shutil.copyfile(path, fixed)
+    else:
+        onnx.save(model, str(fixed))
+    try:
+        outputs = reference.output_specs(fixed, inputs)
+    except Exception as e:
+        raise EdgecError(f"ONNX Runtime cannot run {path}: {first_line(e)}") from None
+    return OnnxModel(fixed, tuple(inputs), tuple(outputs), str(path), export_max_abs_diff=None)
+
+
+def _load_factory(path: Path, factory: str, input_shapes: Shapes | None, spec: str) -> TorchModel:
+    import torch
+
+    module = _import_file(path)
+    fn = getattr(module, factory, None)
+    if not callable(fn):
+        defined = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise EdgecError(
+            f"{path} has no factory {factory!r}; it defines: {', '.join(defined) or 'nothing callable'}"
+        )
+    try:
+        model = fn()
+    except Exception as e:
+        raise EdgecError(f"{spec} raised {type(e).__name__}: {first_line(e)}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise EdgecError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+    shapes = input_shapes or _declared_shapes(module)
+    if shapes is None:
+        raise EdgecError(f"{spec}: give the input shape, e.g. --input-shape 1,3,32,32")
+    return TorchModel(model.eval(), _specs(shapes), spec)
+
+
+def _load_torch_file(path: Path, input_shapes: Shapes | None, spec: str) -> TorchModel:
+    import torch
+
+    if path.suffix.lower() == ".pt2":
+        try:
+            program = torch.export.load(str(path))
+        except Exception as e:
+            raise EdgecError(f"{path} is not a torch.export program ({first_line(e)})") from None
+        shapes = input_shapes or _program_shapes(program)
+        return TorchModel(program, _specs(shapes), spec)
+    try:
+        scripted = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:
+        raise EdgecError(
+            f"{path} is not a TorchScript model ({first_line(e)}); save it with torch.jit.save, "
+            "or use torch.export.save (.pt2) or ONNX"
+        ) from None
+    if input_shapes is None:
+        raise EdgecError(f"{path}: give the input shape, e.g. --input-shape 1,3,32,32")
+    return TorchModel(scripted.eval(), _specs(input_shapes), spec)
+
+
+def _import_file(path: Path) -> Any:
+    name = f"edgec_user_{abs(hash(path.resolve()))}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise EdgecError(f"{path} cannot be imported as Python")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.path.insert(0, str(path.parent.resolve()))  # let the file import its neighbours
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        raise EdgecError(f"importing {path} raised {type(e).__name__}: {first_line(e)}") from None
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(path.parent.resolve()))
+    return module
+
+
+def _declared_shapes(module: Any) -> Shapes | None:
+    """A module-level INPUT_SHAPE (one shape, or a list of shapes) in the model file."""
+    declared = getattr(module, "INPUT_SHAPE", None)
+    if declared is None:
+        return None
+    if all(isinstance(d, int) for d in declared):
+        return [tuple(declared)]
+    return [tuple(s) for s in declared]
+
+
+def _program_shapes(program: Any) -> Shapes:
+    shapes = []
+    user_inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user_inputs:
+            shapes.append(tuple(int(d) for d in node.meta["val"].shape))
+    return shapes
+
+
+def _specs(shapes: Shapes) -> tuple[TensorSpec, ...]:
+    names = ["input"] if len(shapes) == 1 else [f"input_{i}" for i in range(len(shapes))]
+    return tuple(TensorSpec(n, tuple(s), "float32") for n, s in zip(names, shapes, strict=True))

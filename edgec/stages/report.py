@@ -1,0 +1,125 @@
+"""report: everything measured about a build, as report.json (documented schema) and report.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgec.artifacts import Bundle, Measurement
+from edgec.onnx_graph import ModelStats
+from edgec.staging import replace_file
+from edgec.targets import TargetProfile
+
+SCHEMA = 1
+
+
+def report(
+    bundle: Bundle,
+    profile: TargetProfile,
+    stats: ModelStats,
+    planned_bytes: int,
+    export_max_abs_diff: float | None,
+    stage_times: list[tuple[str, float]],
+    measurement: Measurement | None,
+    skipped: str | None,
+) -> dict[str, Any]:
+    """The report of one build (and its first measurement, unless `skipped` says why not)."""
+    manifest = bundle.manifest
+    data: dict[str, Any] = {
+        "schema": SCHEMA,
+        "versions": manifest["versions"],
+        "target": {
+            "name": profile.name,
+            "description": profile.description,
+            "tvm_target": manifest["tvm_target"],
+            "isa": profile.capabilities.isa,
+            "device": profile.capabilities.device,
+        },
+        "model": {
+            "source": manifest["model"],
+            "params": stats.params,
+            "size_bytes": stats.size_bytes,
+            "macs": stats.macs,
+            "inputs": manifest["inputs"],
+            "outputs": manifest["outputs"],
+        },
+        "stages": [{"name": n, "seconds": round(s, 3)} for n, s in stage_times],
+        "memory": {"planned_bytes": planned_bytes, "peak_rss_bytes": None},
+        "parity": {"reference": "onnxruntime", "export_max_abs_diff": export_max_abs_diff},
+        "bundle": {
+            "files": sorted(manifest["files"]),
+            "size_bytes": sum(p.stat().st_size for p in bundle.path.iterdir() if p.is_file()),
+        },
+    }
+    return with_measurement(data, measurement, skipped)
+
+
+def with_measurement(data: dict[str, Any], m: Measurement | None, skipped: str | None) -> dict[str, Any]:
+    """A copy of the report with the latency, memory and parity of measurement `m`."""
+    data = json.loads(json.dumps(data))
+    if m is None:
+        data["latency_ms"] = {"where": None, "skipped": skipped}
+        data["baseline"] = None
+        data["parity"].update({"max_abs_diff": None, "tolerance": None, "ok": None})
+        return data
+    data["latency_ms"] = {**{k: round(v, 4) for k, v in m.latency_ms.items()}, "where": m.where, "repeat": m.repeat}
+    data["memory"]["peak_rss_bytes"] = m.peak_rss_bytes
+    data["parity"].update({"max_abs_diff": m.max_abs_diff, "tolerance": m.tolerance, "ok": m.parity_ok})
+    data["baseline"] = (
+        {"onnxruntime": {k: round(v, 4) for k, v in m.baseline_ms.items()}} if m.baseline_ms else None
+    )
+    return data
+
+
+def write(directory: Path, data: dict[str, Any]) -> None:
+    """report.json and report.md in `directory`, each replaced atomically."""
+    replace_file(directory / "report.json", json.dumps(data, indent=2) + "\n")
+    replace_file(directory / "report.md", markdown(data))
+
+
+def _mib(n: int | None) -> str:
+    return "—" if n is None else f"{n / 2**20:.2f} MiB"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The report for people."""
+    model, lat, mem, parity = data["model"], data["latency_ms"], data["memory"], data["parity"]
+    lines = [
+        f"# edgec report: {model['source']} for {data['target']['name']}",
+        "",
+        f"{data['target']['description']}. edgec {data['versions']['edgec']}, TVM {data['versions']['tvm']}.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| parameters | {model['params']:,} ({_mib(model['size_bytes'])}) |",
+        f"| MACs per inference | {model['macs']:,} |",
+    ]
+    if lat.get("where") is None:
+        lines.append(f"| latency | not measured: {lat.get('skipped')} |")
+    else:
+        label = {"host": "on this host", "device": "on the device", "emulated": "EMULATED, not device time"}
+        lines.append(
+            f"| latency p50 / p90 / p99 | {lat['p50']:.3f} / {lat['p90']:.3f} / {lat['p99']:.3f} ms "
+            f"({label[lat['where']]}, {lat['repeat']} runs) |"
+        )
+    if data.get("baseline"):
+        ort = data["baseline"]["onnxruntime"]
+        ratio = lat["p50"] / ort["p50"] if ort["p50"] else float("nan")
+        lines.append(f"| ONNX Runtime p50 (same input, threads) | {ort['p50']:.3f} ms (edgec/ORT = {ratio:.2f}×) |")
+    lines += [
+        f"| planned activation memory | {_mib(mem['planned_bytes'])} |",
+        f"| peak RSS of the runner | {_mib(mem['peak_rss_bytes'])} |",
+    ]
+    if parity.get("export_max_abs_diff") is not None:
+        lines.append(f"| export parity (PyTorch vs ONNX) | max abs diff {parity['export_max_abs_diff']:.2e} |")
+    if parity.get("max_abs_diff") is not None:
+        verdict = "ok" if parity["ok"] else "FAILED"
+        lines.append(
+            f"| output parity vs ONNX Runtime | max abs diff {parity['max_abs_diff']:.2e} "
+            f"(tolerance {parity['tolerance']:.0e}, {verdict}) |"
+        )
+    lines.append(f"| bundle | {_mib(data['bundle']['size_bytes'])}, {len(data['bundle']['files'])} files |")
+    lines += ["", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {s['name']} | {s['seconds']:.2f} |" for s in data["stages"]]
+    return "\n".join(lines) + "\n"

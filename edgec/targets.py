@@ -1,0 +1,141 @@
+"""Target profiles: validated TOML data in targets/, loaded into frozen dataclasses.
+
+Code branches on a profile's capabilities (isa, device, vector_bits, runs_on_host, ...),
+never on its name.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from edgec.errors import EdgecError, known
+from edgec.package_files import data_dir
+
+Device = Literal["cpu", "cuda"]
+RuntimeSource = Literal["installed", "wheel"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the hardware can do; the compiler reads these, not the target's name."""
+
+    isa: str
+    device: Device
+    vector_bits: int  # SIMD register width: 128 NEON, 256 AVX2, 512 AVX-512
+    cores: int
+    runs_on_host: bool  # the bundle's runner executes natively on this machine
+    channel_multiple: int  # channel counts that fill whole vectors (pruning rounds to this)
+
+
+@dataclass(frozen=True)
+class Emulator:
+    """A command prefix that runs the target's binaries on this host (timings are emulated)."""
+
+    command: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """One deployment target: how TVM compiles for it, how its runner is built, how it runs."""
+
+    name: str
+    description: str
+    tvm_target: dict[str, Any]  # TVM 0.27 target as a JSON dict
+    tvm_host: dict[str, Any] | None
+    cxx: str  # C++ compiler for the native runner and for linking model.so
+    runtime_source: RuntimeSource
+    runtime_platform: str | None  # wheel platform tag when runtime_source == "wheel"
+    emulator: Emulator | None
+    capabilities: Capabilities
+    path: Path
+
+    def __post_init__(self) -> None:
+        if "kind" not in self.tvm_target:
+            raise EdgecError(f"target profile {self.path}: [tvm] target needs a 'kind'")
+        if self.runtime_source == "wheel" and not self.runtime_platform:
+            raise EdgecError(f"target profile {self.path}: [runtime] source = 'wheel' needs 'platform'")
+
+
+def _host_vector_bits() -> int:
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        pass
+    words = set(flags.split())
+    if "avx512f" in words:
+        return 512
+    if "avx2" in words:
+        return 256
+    return 128
+
+
+def _resolve(value: Any, host_value: int, what: str, path: Path) -> int:
+    if value == "host":
+        return host_value
+    if isinstance(value, int) and value > 0:
+        return value
+    raise EdgecError(f"target profile {path}: {what} must be a positive integer or 'host'")
+
+
+def _choice(table: dict[str, Any], key: str, choices: tuple[str, ...], path: Path) -> Any:
+    value = table.get(key)
+    if value not in choices:
+        raise EdgecError(f"target profile {path}: {key} = {value!r}; expected one of {choices}")
+    return value
+
+
+def parse_profile(path: Path) -> TargetProfile:
+    """Load and validate one target profile file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        tvm, tool, runtime, caps = data["tvm"], data["toolchain"], data["runtime"], data["capabilities"]
+        emulator = data.get("emulator")
+        capabilities = Capabilities(
+            isa=str(caps["isa"]),
+            device=_choice(caps, "device", ("cpu", "cuda"), path),
+            vector_bits=_resolve(caps["vector_bits"], _host_vector_bits(), "vector_bits", path),
+            cores=_resolve(caps["cores"], os.cpu_count() or 1, "cores", path),
+            runs_on_host=bool(caps["runs_on_host"]),
+            channel_multiple=_resolve(caps["channel_multiple"], 1, "channel_multiple", path),
+        )
+        return TargetProfile(
+            name=str(data["name"]),
+            description=str(data.get("description", "")),
+            tvm_target=dict(tvm["target"]),
+            tvm_host=dict(tvm["host"]) if "host" in tvm else None,
+            cxx=str(tool["cxx"]),
+            runtime_source=_choice(runtime, "source", ("installed", "wheel"), path),
+            runtime_platform=runtime.get("platform"),
+            emulator=Emulator(tuple(emulator["command"]), dict(emulator.get("env", {})))
+            if emulator
+            else None,
+            capabilities=capabilities,
+            path=path,
+        )
+    except tomllib.TOMLDecodeError as e:
+        raise EdgecError(f"target profile {path} is not valid TOML: {e}") from None
+    except KeyError as e:
+        raise EdgecError(f"target profile {path} lacks the key {e.args[0]!r}") from None
+
+
+@cache
+def all_targets() -> dict[str, TargetProfile]:
+    """Every profile in the package's targets/ directory, by name."""
+    profiles = [parse_profile(p) for p in sorted(data_dir("targets").glob("*.toml"))]
+    return {p.name: p for p in profiles}
+
+
+def get_target(name: str) -> TargetProfile:
+    """The profile called `name`; an unknown name's error lists the known ones."""
+    targets = all_targets()
+    if name not in targets:
+        raise known("target", name, list(targets))
+    return targets[name]

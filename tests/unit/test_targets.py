@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgec.errors import EdgecError
+from edgec.targets import all_targets, get_target, parse_profile
+
+
+def test_every_shipped_profile_loads_with_a_tvm_kind_and_capabilities() -> None:
+    profiles = all_targets()
+    assert {"x86", "rpi4", "cuda"} <= set(profiles)
+    for p in profiles.values():
+        assert p.tvm_target["kind"] in ("llvm", "cuda")
+        assert p.capabilities.cores > 0 and p.capabilities.vector_bits in (128, 256, 512)
+
+
+def test_rpi4_is_cross_compiled_cortex_a72_with_neon_and_emulated() -> None:
+    p = get_target("rpi4")
+    assert p.tvm_target == {
+        "kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a72",
+        "mattr": ["+neon"], "num-cores": 4,
+    }
+    assert p.cxx == "aarch64-linux-gnu-g++"
+    assert not p.capabilities.runs_on_host
+    assert p.emulator is not None and p.emulator.command == ("qemu-aarch64",)
+    assert p.runtime_source == "wheel" and p.runtime_platform == "manylinux_2_28_aarch64"
+
+
+def test_x86_resolves_host_cores_and_vector_width() -> None:
+    p = get_target("x86")
+    assert p.capabilities.runs_on_host
+    assert p.tvm_target["mcpu"] == "host"
+
+
+def test_unknown_target_error_lists_the_known_ones() -> None:
+    with pytest.raises(EdgecError, match=r"unknown target 'rpi5'; known: cuda, rpi4, x86"):
+        get_target("rpi5")
+
+
+VALID = """
+name = "t"
+[tvm]
+target = { kind = "llvm" }
+[toolchain]
+cxx = "g++"
+[runtime]
+source = "installed"
+[capabilities]
+isa = "x86_64"
+device = "cpu"
+vector_bits = 256
+cores = 2
+runs_on_host = true
+channel_multiple = 8
+"""
+
+BAD_PROFILES = [
+    pytest.param(VALID.replace('kind = "llvm"', 'mcpu = "x"'), "needs a 'kind'", id="no-kind"),
+    pytest.param(VALID.replace('device = "cpu"', 'device = "tpu"'), "device = 'tpu'", id="bad-device"),
+    pytest.param(VALID.replace("cores = 2", "cores = 0"), "cores must be", id="zero-cores"),
+    pytest.param(VALID.replace('source = "installed"', 'source = "wheel"'), "needs 'platform'", id="wheel-no-platform"),
+    pytest.param(VALID.replace("[toolchain]\ncxx = \"g++\"", ""), "lacks the key 'toolchain'", id="no-toolchain"),
+    pytest.param("name = ", "not valid TOML", id="bad-toml"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_PROFILES)
+def test_invalid_profile_is_rejected_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    with pytest.raises(EdgecError, match=message):
+        parse_profile(path)
+
+
+def test_valid_profile_parses(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(VALID)
+    assert parse_profile(path).capabilities.vector_bits == 256
