@@ -28,7 +28,9 @@ class TensorSpec:
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> TensorSpec:
-        return TensorSpec(str(data["name"]), tuple(int(d) for d in data["shape"]), str(data["dtype"]))
+        return TensorSpec(
+            str(data["name"]), tuple(int(d) for d in data["shape"]), str(data["dtype"])
+        )
 
 
 @dataclass(frozen=True)

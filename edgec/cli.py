@@ -11,13 +11,12 @@ from typing import Any, NoReturn
 import click
 
 from edgec import __version__
-from edgec.errors import EdgecError
+from edgec.errors import EdgecError, first_line
 
 HELP = {
-    "model": "MODEL is a .onnx file, a TorchScript .pt, a torch.export .pt2, or path/to/file.py:factory.",
     "target": "Target profile name (see `edgec targets`).",
     "out": "Bundle directory to write (replaced atomically; a .tar.gz is written beside it).",
-    "input_shape": "Input shape as comma-separated integers, e.g. 1,3,32,32; repeat for several inputs.",
+    "input_shape": "Input shape, e.g. 1,3,32,32; repeat the option for several inputs.",
     "repeat": "Timed runs of the runner (default: 50 on the host, 5 emulated).",
     "emulate": "Run a non-host bundle under the target's emulator (e.g. qemu-aarch64).",
     "input": "Input .npy file(s), one per model input (default: a seeded random input).",
@@ -56,7 +55,7 @@ class _Group(click.Group):
             if os.environ.get("EDGEC_DEBUG"):
                 raise
             click.echo(
-                f"edgec: internal error: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
+                f"edgec: internal error: {type(e).__name__}: {first_line(e)} "
                 "(EDGEC_DEBUG=1 shows the traceback)",
                 err=True,
             )
@@ -66,7 +65,7 @@ class _Group(click.Group):
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="edgec")
 def main() -> None:
-    """edgec: compile a PyTorch or ONNX model into a small, fast, verified bundle for an edge device."""
+    """edgec: a PyTorch or ONNX model to a small, fast, verified bundle for an edge device."""
 
 
 @main.command()
@@ -76,12 +75,20 @@ def main() -> None:
 @click.option("--input-shape", "input_shapes", multiple=True, help=HELP["input_shape"])
 @click.option("--repeat", type=click.IntRange(min=1), default=None, help=HELP["repeat"])
 @click.option("--no-measure", is_flag=True, help="Build the bundle without running it.")
-def build(model: str, target: str, out: Path | None, input_shapes: tuple[str, ...], repeat: int | None, no_measure: bool) -> None:
+def build(
+    model: str,
+    target: str,
+    out: Path | None,
+    input_shapes: tuple[str, ...],
+    repeat: int | None,
+    no_measure: bool,
+) -> None:
     """Compile MODEL for a target into a bundle, run it, and print the report.
 
     MODEL is a .onnx file, a TorchScript .pt, a torch.export .pt2, or path/to/file.py:factory.
     """
-    from edgec.pipeline import BuildOptions, build as build_bundle
+    from edgec.pipeline import BuildOptions
+    from edgec.pipeline import build as build_bundle
     from edgec.progress import StageLog
     from edgec.stages.report import markdown
     from edgec.targets import get_target
@@ -99,7 +106,9 @@ def build(model: str, target: str, out: Path | None, input_shapes: tuple[str, ..
 @main.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--emulate", is_flag=True, help=HELP["emulate"])
-@click.option("--input", "inputs", multiple=True, type=click.Path(path_type=Path), help=HELP["input"])
+@click.option(
+    "--input", "inputs", multiple=True, type=click.Path(path_type=Path), help=HELP["input"]
+)
 @click.option("--repeat", type=click.IntRange(min=1), default=None, help=HELP["repeat"])
 def run(bundle: Path, emulate: bool, inputs: tuple[Path, ...], repeat: int | None) -> None:
     """Run BUNDLE (natively, or emulated), check it against ONNX Runtime, update its report."""
@@ -129,8 +138,14 @@ def targets() -> None:
     rows = [("name", "isa", "device", "cores", "vector", "runs", "description")]
     for p in all_targets().values():
         c = p.capabilities
-        runs = "host" if c.runs_on_host else (f"emulated ({p.emulator.command[0]})" if p.emulator else "device only")
-        rows.append((p.name, c.isa, c.device, str(c.cores), f"{c.vector_bits}-bit", runs, p.description))
+        runs = (
+            "host"
+            if c.runs_on_host
+            else (f"emulated ({p.emulator.command[0]})" if p.emulator else "device only")
+        )
+        rows.append(
+            (p.name, c.isa, c.device, str(c.cores), f"{c.vector_bits}-bit", runs, p.description)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) + "  " + r[-1])

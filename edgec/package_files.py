@@ -1,4 +1,4 @@
-"""Locate edgec's data directories (targets/, boards/, codegen/) in a checkout or an installed wheel."""
+"""Find edgec's data directories (targets/, boards/, codegen/) in a checkout or a wheel."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ def data_dir(name: str) -> Path:
 
 def cache_dir(*parts: str) -> Path:
     """A directory under edgec's cache ($EDGEC_CACHE_DIR, else $XDG_CACHE_HOME/edgec)."""
-    root = os.environ.get("EDGEC_CACHE_DIR") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    ) / "edgec"
+    root = (
+        os.environ.get("EDGEC_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgec"
+    )
     path = Path(root).joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

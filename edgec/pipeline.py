@@ -31,7 +31,9 @@ class BuildOptions:
     measure: bool = True
 
 
-def build(model: str, target_name: str, out: Path, options: BuildOptions, log: StageLog) -> dict[str, Any]:
+def build(
+    model: str, target_name: str, out: Path, options: BuildOptions, log: StageLog
+) -> dict[str, Any]:
     """Build MODEL for the target into the bundle directory `out`; returns the report."""
     from edgec.relax.compile import compile_model
     from edgec.relax.import_onnx import import_onnx
@@ -44,12 +46,16 @@ def build(model: str, target_name: str, out: Path, options: BuildOptions, log: S
         with log.stage("export") as s:
             onnx_model = export(source, work)
             if onnx_model.export_max_abs_diff is not None:
-                s.note(f"ONNX opset ≥17, max abs diff vs PyTorch {onnx_model.export_max_abs_diff:.2e}")
+                s.note(
+                    f"ONNX opset ≥17, max abs diff vs PyTorch {onnx_model.export_max_abs_diff:.2e}"
+                )
         with log.stage("import"):
             relax_module = import_onnx(onnx_model)
         with log.stage("compile") as s:
             built = compile_model(relax_module, profile, work)
-            s.note(f"{built.tvm_target.get('kind')} {built.tvm_target.get('mcpu', built.tvm_target.get('arch', ''))}")
+            s.note(
+                " ".join(str(built.tvm_target.get(k, "")) for k in ("kind", "mcpu", "arch")).strip()
+            )
         with log.stage("bundle") as s:
             result = bundle(built, work)
             s.note(f"{len(result.manifest['files'])} files")
@@ -59,13 +65,23 @@ def build(model: str, target_name: str, out: Path, options: BuildOptions, log: S
             with log.stage("measure") as s:
                 inputs = reference.random_inputs(onnx_model.inputs)
                 repeat = options.repeat or (50 if profile.capabilities.runs_on_host else 5)
-                measurement = measure(result, profile, inputs, repeat=repeat, emulate=options.emulate)
-                s.note(f"p50 {measurement.latency_ms['p50']:.3f} ms ({measurement.where}), "
-                       f"max abs diff {measurement.max_abs_diff:.2e}")
+                measurement = measure(
+                    result, profile, inputs, repeat=repeat, emulate=options.emulate
+                )
+                s.note(
+                    f"p50 {measurement.latency_ms['p50']:.3f} ms ({measurement.where}), "
+                    f"max abs diff {measurement.max_abs_diff:.2e}"
+                )
         stats = onnx_graph.stats(onnx_graph.read(onnx_model.path))
         data = reporting.report(
-            result, profile, stats, built.planned_bytes, onnx_model.export_max_abs_diff,
-            log.times, measurement, skipped,
+            result,
+            profile,
+            stats,
+            built.planned_bytes,
+            onnx_model.export_max_abs_diff,
+            log.times,
+            measurement,
+            skipped,
         )
         reporting.write(work, data)
     write_tarball(out)
@@ -73,21 +89,30 @@ def build(model: str, target_name: str, out: Path, options: BuildOptions, log: S
     return data
 
 
-def run(path: Path, inputs: list[np.ndarray] | None, repeat: int | None, emulate: bool, log: StageLog) -> dict[str, Any]:
+def run(
+    path: Path, inputs: list[np.ndarray] | None, repeat: int | None, emulate: bool, log: StageLog
+) -> dict[str, Any]:
     """Run an existing bundle, check it against ONNX Runtime, and update its report."""
     result, profile = open_bundle(path)
     specs = tuple(TensorSpec.from_json(s) for s in result.manifest["inputs"])
     with log.stage("measure") as s:
         measurement = measure(
-            result, profile, inputs or reference.random_inputs(specs),
-            repeat=repeat or (50 if profile.capabilities.runs_on_host else 5), emulate=emulate,
+            result,
+            profile,
+            inputs or reference.random_inputs(specs),
+            repeat=repeat or (50 if profile.capabilities.runs_on_host else 5),
+            emulate=emulate,
         )
-        s.note(f"p50 {measurement.latency_ms['p50']:.3f} ms ({measurement.where}), "
-               f"max abs diff {measurement.max_abs_diff:.2e}")
+        s.note(
+            f"p50 {measurement.latency_ms['p50']:.3f} ms ({measurement.where}), "
+            f"max abs diff {measurement.max_abs_diff:.2e}"
+        )
     report_path = path / "report.json"
     if not report_path.is_file():
         raise EdgecError(f"{path} has no report.json; rebuild the bundle")
-    data = reporting.with_measurement(json.loads(report_path.read_text(encoding="utf-8")), measurement, None)
+    data = reporting.with_measurement(
+        json.loads(report_path.read_text(encoding="utf-8")), measurement, None
+    )
     reporting.write(path, data)
     write_tarball(path)
     _raise_on_parity(data)

@@ -1,4 +1,4 @@
-"""One line per stage with its time; a live elapsed-time display while a stage runs on a terminal."""
+"""One line per stage with its time; a live elapsed time while a long stage runs on a terminal."""
 
 from __future__ import annotations
 

@@ -41,7 +41,9 @@ def output_specs(path: Path, inputs: list[TensorSpec]) -> list[TensorSpec]:
     ]
 
 
-def latency(path: Path, inputs: list[np.ndarray], threads: int, repeat: int, warmup: int = 3) -> dict[str, float]:
+def latency(
+    path: Path, inputs: list[np.ndarray], threads: int, repeat: int, warmup: int = 3
+) -> dict[str, float]:
     """ONNX Runtime's latency percentiles (ms) on `inputs` with `threads` threads."""
     sess = session(path, threads)
     feed = {i.name: x for i, x in zip(sess.get_inputs(), inputs, strict=True)}

@@ -57,8 +57,22 @@ def _download_runtime(platform: str, libs: Path) -> None:
     """Fetch the official wheels for `platform` once and keep only the two runtime libraries."""
     with tempfile.TemporaryDirectory(prefix="edgec-wheels-") as tmp:
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-               "--platform", platform, "--python-version", version, "-d", tmp, *WHEELS]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--platform",
+            platform,
+            "--python-version",
+            version,
+            "-d",
+            tmp,
+            *WHEELS,
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -93,17 +107,34 @@ def runner(profile: TargetProfile) -> Path:
     if binary.exists():
         return binary
     if shutil.which(profile.cxx) is None:
-        raise EdgecError(f"the {profile.name} C++ compiler {profile.cxx} is not installed; run scripts/setup.sh")
+        raise EdgecError(
+            f"the {profile.name} C++ compiler {profile.cxx} is not installed; run scripts/setup.sh"
+        )
     partial = out_dir / f".{RUNNER}.partial"
     cmd = [
-        profile.cxx, *flags, "-I", str(ffi_include_dir()), str(source), "-o", str(partial),
-        "-L", str(libs), "-Wl,--no-as-needed", "-ltvm_ffi", "-ltvm_runtime", "-Wl,--as-needed",
-        "-Wl,-rpath,$ORIGIN", "-lpthread", "-ldl",
+        profile.cxx,
+        *flags,
+        "-isystem",
+        str(ffi_include_dir()),
+        str(source),
+        "-o",
+        str(partial),
+        "-L",
+        str(libs),
+        "-Wl,--no-as-needed",
+        "-ltvm_ffi",
+        "-ltvm_runtime",
+        "-Wl,--as-needed",
+        "-Wl,-rpath,$ORIGIN",
+        "-lpthread",
+        "-ldl",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
-        first = next((line for line in lines if "error" in line), lines[0] if lines else "no output")
+        first = next(
+            (line for line in lines if "error" in line), lines[0] if lines else "no output"
+        )
         raise EdgecError(f"building the {profile.name} runner with {profile.cxx} failed: {first}")
     partial.rename(binary)
     return binary

@@ -59,7 +59,9 @@ class TargetProfile:
         if "kind" not in self.tvm_target:
             raise EdgecError(f"target profile {self.path}: [tvm] target needs a 'kind'")
         if self.runtime_source == "wheel" and not self.runtime_platform:
-            raise EdgecError(f"target profile {self.path}: [runtime] source = 'wheel' needs 'platform'")
+            raise EdgecError(
+                f"target profile {self.path}: [runtime] source = 'wheel' needs 'platform'"
+            )
 
 
 def _host_vector_bits() -> int:
@@ -96,7 +98,12 @@ def parse_profile(path: Path) -> TargetProfile:
     """Load and validate one target profile file."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-        tvm, tool, runtime, caps = data["tvm"], data["toolchain"], data["runtime"], data["capabilities"]
+        tvm, tool, runtime, caps = (
+            data["tvm"],
+            data["toolchain"],
+            data["runtime"],
+            data["capabilities"],
+        )
         emulator = data.get("emulator")
         capabilities = Capabilities(
             isa=str(caps["isa"]),

@@ -14,7 +14,9 @@ EXAMPLE = f"{ROOT / 'examples' / 'cnn.py'}:make_model"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--cuda", action="store_true", help="run the CUDA tests even where no GPU is detected")
+    parser.addoption(
+        "--cuda", action="store_true", help="run the CUDA tests even where no GPU is detected"
+    )
 
 
 def _has_gpu() -> bool:
@@ -35,7 +37,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def needs(*commands: str) -> pytest.MarkDecorator:
     """Skip unless the system commands are installed (scripts/setup.sh installs them)."""
     missing = [c for c in commands if shutil.which(c) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)} (run scripts/setup.sh)")
+    return pytest.mark.skipif(
+        bool(missing), reason=f"not installed: {', '.join(missing)} (run scripts/setup.sh)"
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -383,6 +383,20 @@ std::string JsonString(const std::string& s) {
   return r + "\"";
 }
 
+// Peak resident set size of this process. VmHWM is reset by execve; getrusage's ru_maxrss is
+// not, so a runner started from a large parent (Python with torch loaded) would report the
+// parent's peak instead of its own.
+long long PeakRssBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;  // in kB
+  }
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<long long>(ru.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
 int Run(const Options& opt) {
   // Must happen before the runtime's thread pool is first created (on first parallel launch).
   if (opt.threads > 0) setenv("TVM_NUM_THREADS", std::to_string(opt.threads).c_str(), 1);
@@ -456,9 +470,7 @@ int Run(const Options& opt) {
   double sum = 0;
   for (double s : sorted) sum += s;
 
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  const long long peak_rss = static_cast<long long>(ru.ru_maxrss) * 1024;  // Linux reports KiB
+  const long long peak_rss = PeakRssBytes();
 
   std::string json = "{\"latency_ms\": {\"p50\": " + Num(Percentile(sorted, 50)) +
                      ", \"p90\": " + Num(Percentile(sorted, 90)) +

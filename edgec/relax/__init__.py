@@ -1,1 +1,1 @@
-"""Everything that touches Apache TVM: the only subpackage that imports tvm (lazily, at call time)."""
+"""Everything that touches Apache TVM: the only subpackage that imports tvm (lazily)."""

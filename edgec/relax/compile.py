@@ -30,7 +30,9 @@ def compile_model(model: RelaxModule, profile: TargetProfile, workdir: Path) -> 
         executable.export_library(str(library), fcompile=fcompile)
     except Exception as e:
         raise EdgecError(f"linking model.so with {profile.cxx} failed: {first_line(e)}") from None
-    return BuiltArtifact(library, profile, resolved_target(profile), _planned_bytes(lowered), model.onnx)
+    return BuiltArtifact(
+        library, profile, resolved_target(profile), _planned_bytes(lowered), model.onnx
+    )
 
 
 def _lowering(profile: TargetProfile, target: Any) -> Any:

@@ -57,7 +57,9 @@ def open_bundle(path: Path) -> tuple[Bundle, TargetProfile]:
     """Read a bundle from disk, verify its checksums, and find its target profile."""
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
-        raise EdgecError(f"{path} is not an edgec bundle (no {MANIFEST}); build one with edgec build")
+        raise EdgecError(
+            f"{path} is not an edgec bundle (no {MANIFEST}); build one with edgec build"
+        )
     try:
         manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -66,5 +68,7 @@ def open_bundle(path: Path) -> tuple[Bundle, TargetProfile]:
     for name, digest in manifest["files"].items():
         if actual.get(name) != digest:
             state = "missing" if name not in actual else "modified"
-            raise CheckFailed(f"{path}/{name} is {state} (sha256 differs from the manifest); rebuild")
+            raise CheckFailed(
+                f"{path}/{name} is {state} (sha256 differs from the manifest); rebuild"
+            )
     return Bundle(path, manifest), get_target(manifest["target"])

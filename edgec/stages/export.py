@@ -45,7 +45,9 @@ def export(model: TorchModel | OnnxModel, workdir: Path) -> OnnxModel:
         raise EdgecError(f"PyTorch cannot export {model.source} to ONNX: {first_line(e)}") from None
     outputs = reference.output_specs(path, list(model.inputs))
     got = reference.run(path, arrays)
-    diff = max(float(np.max(np.abs(g - e), initial=0.0)) for g, e in zip(got, expected, strict=True))
+    diff = max(
+        float(np.max(np.abs(g - e), initial=0.0)) for g, e in zip(got, expected, strict=True)
+    )
     if not diff <= TOLERANCE:
         raise CheckFailed(
             f"ONNX export of {model.source} differs from PyTorch by {diff:.3g} (> {TOLERANCE}); "
@@ -55,7 +57,12 @@ def export(model: TorchModel | OnnxModel, workdir: Path) -> OnnxModel:
 
 
 def _torch_export(
-    module: Any, args: tuple[Any, ...], path: Path, inputs: list[str], outputs: list[str], program: bool
+    module: Any,
+    args: tuple[Any, ...],
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    program: bool,
 ) -> None:
     import torch
 

@@ -61,9 +61,12 @@ def _load_factory(path: Path, factory: str, input_shapes: Shapes | None, spec: s
     module = _import_file(path)
     fn = getattr(module, factory, None)
     if not callable(fn):
-        defined = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        defined = sorted(
+            n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+        )
         raise EdgecError(
-            f"{path} has no factory {factory!r}; it defines: {', '.join(defined) or 'nothing callable'}"
+            f"{path} has no factory {factory!r}; "
+            f"it defines: {', '.join(defined) or 'nothing callable'}"
         )
     try:
         model = fn()

@@ -1,4 +1,4 @@
-"""measure: run a bundle's native runner (natively or emulated) and check it against ONNX Runtime."""
+"""measure: run a bundle's runner (natively or emulated), check it against ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -21,13 +21,15 @@ TOLERANCE = 1e-4  # max abs difference from ONNX Runtime's outputs
 def runnable_here(profile: TargetProfile, emulate: bool) -> str | None:
     """Why the bundle cannot run on this machine, or None if it can."""
     if profile.capabilities.device != "cpu":
-        return f"{profile.name} bundles need a {profile.capabilities.device} device; none is on this machine"
+        device = profile.capabilities.device
+        return f"{profile.name} bundles need a {device} device; none is on this machine"
     if profile.capabilities.runs_on_host:
         return None
     if profile.emulator is None:
         return f"{profile.name} bundles need the device itself (no emulator); use edgec flash"
     if not emulate:
-        return f"{profile.name} bundles run on the board; add --emulate to run under {profile.emulator.command[0]}"
+        emulator = profile.emulator.command[0]
+        return f"{profile.name} bundles run on the board; add --emulate to run under {emulator}"
     return None
 
 
@@ -59,27 +61,46 @@ def measure(
         for i, array in enumerate(inputs):
             files += ["--input", str(Path(tmp) / f"input_{i}.npy")]
             np.save(files[-1], array)
-        cmd = [*prefix, str(bundle.path / bundle.manifest["runner"]), str(bundle.path / bundle.manifest["library"]),
-               *files, "--output-dir", tmp, "--repeat", str(repeat), "--warmup", str(warmup)]
+        cmd = [
+            *prefix,
+            str(bundle.path / bundle.manifest["runner"]),
+            str(bundle.path / bundle.manifest["library"]),
+            *files,
+            "--output-dir",
+            tmp,
+            "--repeat",
+            str(repeat),
+            "--warmup",
+            str(warmup),
+        ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         except FileNotFoundError:
             raise EdgecError(f"{cmd[0]} is not installed; run scripts/setup.sh") from None
         if done.returncode != 0:
-            errors = [l for l in done.stderr.splitlines() if l.strip() and "Scope" not in l]
-            raise CheckFailed(f"the runner failed (exit {done.returncode}): {(errors or ['no output'])[-1]}")
+            errors = [e for e in done.stderr.splitlines() if e.strip() and "Scope" not in e]
+            raise CheckFailed(
+                f"the runner failed (exit {done.returncode}): {(errors or ['no output'])[-1]}"
+            )
         result = json.loads(done.stdout.strip().splitlines()[-1])
         outputs = [np.load(Path(tmp) / o["file"]) for o in result["outputs"]]
     expected = reference.run(bundle.path / bundle.manifest["reference"], inputs)
     if len(outputs) != len(expected):
         raise CheckFailed(f"the runner gave {len(outputs)} outputs, ONNX Runtime {len(expected)}")
-    diff = max(float(np.max(np.abs(o.astype(np.float64) - e), initial=0.0)) for o, e in zip(outputs, expected, strict=True))
+    diff = max(
+        float(np.max(np.abs(o.astype(np.float64) - e), initial=0.0))
+        for o, e in zip(outputs, expected, strict=True)
+    )
     baseline = None
     if where == "host":
-        baseline = reference.latency(bundle.path / bundle.manifest["reference"], inputs, threads, repeat, warmup)
+        baseline = reference.latency(
+            bundle.path / bundle.manifest["reference"], inputs, threads, repeat, warmup
+        )
     return Measurement(
         where=where,
-        latency_ms={k: float(result["latency_ms"][k]) for k in ("p50", "p90", "p99", "mean", "min")},
+        latency_ms={
+            k: float(result["latency_ms"][k]) for k in ("p50", "p90", "p99", "mean", "min")
+        },
         repeat=repeat,
         peak_rss_bytes=int(result["peak_rss_bytes"]),
         max_abs_diff=diff,

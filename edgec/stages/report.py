@@ -55,7 +55,9 @@ def report(
     return with_measurement(data, measurement, skipped)
 
 
-def with_measurement(data: dict[str, Any], m: Measurement | None, skipped: str | None) -> dict[str, Any]:
+def with_measurement(
+    data: dict[str, Any], m: Measurement | None, skipped: str | None
+) -> dict[str, Any]:
     """A copy of the report with the latency, memory and parity of measurement `m`."""
     data = json.loads(json.dumps(data))
     if m is None:
@@ -63,11 +65,19 @@ def with_measurement(data: dict[str, Any], m: Measurement | None, skipped: str |
         data["baseline"] = None
         data["parity"].update({"max_abs_diff": None, "tolerance": None, "ok": None})
         return data
-    data["latency_ms"] = {**{k: round(v, 4) for k, v in m.latency_ms.items()}, "where": m.where, "repeat": m.repeat}
+    data["latency_ms"] = {
+        **{k: round(v, 4) for k, v in m.latency_ms.items()},
+        "where": m.where,
+        "repeat": m.repeat,
+    }
     data["memory"]["peak_rss_bytes"] = m.peak_rss_bytes
-    data["parity"].update({"max_abs_diff": m.max_abs_diff, "tolerance": m.tolerance, "ok": m.parity_ok})
+    data["parity"].update(
+        {"max_abs_diff": m.max_abs_diff, "tolerance": m.tolerance, "ok": m.parity_ok}
+    )
     data["baseline"] = (
-        {"onnxruntime": {k: round(v, 4) for k, v in m.baseline_ms.items()}} if m.baseline_ms else None
+        {"onnxruntime": {k: round(v, 4) for k, v in m.baseline_ms.items()}}
+        if m.baseline_ms
+        else None
     )
     return data
 
@@ -88,7 +98,8 @@ def markdown(data: dict[str, Any]) -> str:
     lines = [
         f"# edgec report: {model['source']} for {data['target']['name']}",
         "",
-        f"{data['target']['description']}. edgec {data['versions']['edgec']}, TVM {data['versions']['tvm']}.",
+        f"{data['target']['description']}. "
+        f"edgec {data['versions']['edgec']}, TVM {data['versions']['tvm']}.",
         "",
         "| | |",
         "|---|---|",
@@ -98,28 +109,41 @@ def markdown(data: dict[str, Any]) -> str:
     if lat.get("where") is None:
         lines.append(f"| latency | not measured: {lat.get('skipped')} |")
     else:
-        label = {"host": "on this host", "device": "on the device", "emulated": "EMULATED, not device time"}
+        label = {
+            "host": "on this host",
+            "device": "on the device",
+            "emulated": "EMULATED, not device time",
+        }
         lines.append(
-            f"| latency p50 / p90 / p99 | {lat['p50']:.3f} / {lat['p90']:.3f} / {lat['p99']:.3f} ms "
+            f"| latency p50 / p90 / p99 | "
+            f"{lat['p50']:.3f} / {lat['p90']:.3f} / {lat['p99']:.3f} ms "
             f"({label[lat['where']]}, {lat['repeat']} runs) |"
         )
     if data.get("baseline"):
         ort = data["baseline"]["onnxruntime"]
         ratio = lat["p50"] / ort["p50"] if ort["p50"] else float("nan")
-        lines.append(f"| ONNX Runtime p50 (same input, threads) | {ort['p50']:.3f} ms (edgec/ORT = {ratio:.2f}×) |")
+        lines.append(
+            f"| ONNX Runtime p50 (same input, threads) | {ort['p50']:.3f} ms "
+            f"(edgec/ORT = {ratio:.2f}×) |"
+        )
     lines += [
         f"| planned activation memory | {_mib(mem['planned_bytes'])} |",
         f"| peak RSS of the runner | {_mib(mem['peak_rss_bytes'])} |",
     ]
     if parity.get("export_max_abs_diff") is not None:
-        lines.append(f"| export parity (PyTorch vs ONNX) | max abs diff {parity['export_max_abs_diff']:.2e} |")
+        lines.append(
+            "| export parity (PyTorch vs ONNX) | "
+            f"max abs diff {parity['export_max_abs_diff']:.2e} |"
+        )
     if parity.get("max_abs_diff") is not None:
         verdict = "ok" if parity["ok"] else "FAILED"
         lines.append(
             f"| output parity vs ONNX Runtime | max abs diff {parity['max_abs_diff']:.2e} "
             f"(tolerance {parity['tolerance']:.0e}, {verdict}) |"
         )
-    lines.append(f"| bundle | {_mib(data['bundle']['size_bytes'])}, {len(data['bundle']['files'])} files |")
+    lines.append(
+        f"| bundle | {_mib(data['bundle']['size_bytes'])}, {len(data['bundle']['files'])} files |"
+    )
     lines += ["", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {s['name']} | {s['seconds']:.2f} |" for s in data["stages"]]
     return "\n".join(lines) + "\n"

@@ -18,9 +18,16 @@ from tests.conftest import EXAMPLE, needs
 pytestmark = pytest.mark.integration
 
 REPORT_KEYS = {
-    ("model", "params"), ("model", "size_bytes"), ("model", "macs"),
-    ("latency_ms", "p50"), ("latency_ms", "p90"), ("latency_ms", "p99"), ("latency_ms", "where"),
-    ("memory", "peak_rss_bytes"), ("memory", "planned_bytes"), ("parity", "max_abs_diff"),
+    ("model", "params"),
+    ("model", "size_bytes"),
+    ("model", "macs"),
+    ("latency_ms", "p50"),
+    ("latency_ms", "p90"),
+    ("latency_ms", "p99"),
+    ("latency_ms", "where"),
+    ("memory", "peak_rss_bytes"),
+    ("memory", "planned_bytes"),
+    ("parity", "max_abs_diff"),
 }
 
 
@@ -48,8 +55,15 @@ def rpi4_onnx_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     onnx_path = tmp / "cnn.onnx"
     from examples.cnn import make_model
 
-    torch.onnx.export(make_model(), (torch.randn(1, 3, 32, 32),), str(onnx_path), opset_version=17,
-                      input_names=["image"], output_names=["logits"], dynamo=False)
+    torch.onnx.export(
+        make_model(),
+        (torch.randn(1, 3, 32, 32),),
+        str(onnx_path),
+        opset_version=17,
+        input_names=["image"],
+        output_names=["logits"],
+        dynamo=False,
+    )
     out = tmp / "out"
     _edgec("build", str(onnx_path), "--target", "rpi4", "-o", str(out), "--no-measure")
     return out
@@ -64,12 +78,25 @@ def test_x86_build_matches_onnxruntime_and_reports_every_field(x86_bundle: Path)
     assert report["parity"]["export_max_abs_diff"] < 1e-4
     assert report["baseline"]["onnxruntime"]["p50"] > 0  # measured in the same run
     assert report["model"]["params"] == 26_666
-    assert [s["name"] for s in report["stages"]] == ["load", "export", "import", "compile", "bundle", "measure"]
+    assert [s["name"] for s in report["stages"]] == [
+        "load",
+        "export",
+        "import",
+        "compile",
+        "bundle",
+        "measure",
+    ]
 
 
 def test_bundle_holds_library_runner_runtime_and_a_verifiable_manifest(x86_bundle: Path) -> None:
     manifest = json.loads((x86_bundle / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"model.so", "model.onnx", "edgec-run", "libtvm_runtime.so", "libtvm_ffi.so"}
+    assert set(manifest["files"]) == {
+        "model.so",
+        "model.onnx",
+        "edgec-run",
+        "libtvm_runtime.so",
+        "libtvm_ffi.so",
+    }
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((x86_bundle / name).read_bytes()).hexdigest() == digest
     assert manifest["inputs"] == [{"name": "input", "shape": [1, 3, 32, 32], "dtype": "float32"}]

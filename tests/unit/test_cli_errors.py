@@ -24,7 +24,10 @@ def _det_model(path: Path) -> None:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        str(path),
+    )
 
 
 def _files(tmp: Path) -> dict[str, str]:
@@ -38,22 +41,60 @@ def _files(tmp: Path) -> dict[str, str]:
 
 
 BAD_INPUTS = [
-    pytest.param(["{tmp}/missing.onnx", "-t", "x86"], "model file .*missing.onnx not found", id="missing-file"),
-    pytest.param(["{tmp}/junk.onnx", "-t", "x86"], "junk.onnx is not a valid ONNX model", id="not-a-model"),
-    pytest.param(["{tmp}/weights.pt", "-t", "x86", "--input-shape", "1,3,8,8"], "is not a TorchScript model", id="pt-not-torchscript"),
-    pytest.param(["{tmp}/model.txt", "-t", "x86"], "unknown model format '.txt'", id="unknown-format"),
-    pytest.param([f"{EXAMPLE_FILE}:make_modle", "-t", "x86"], "has no factory 'make_modle'; it defines: .*make_model", id="factory-missing"),
-    pytest.param(["{tmp}/raises.py:make", "-t", "x86", "--input-shape", "1,3"], "raised ValueError: no weights for you", id="factory-raises"),
-    pytest.param(["{tmp}/notmodule.py:make", "-t", "x86", "--input-shape", "1,3"], "returned int, not a torch.nn.Module", id="factory-not-module"),
-    pytest.param([f"{EXAMPLE_FILE}:make_model", "-t", "rpi5"], "unknown target 'rpi5'; known: cuda, rpi4, x86", id="unknown-target"),
-    pytest.param([f"{EXAMPLE_FILE}:make_model", "-t", "x86", "--input-shape", "1,three"], "expected positive integers", id="input-shape-syntax"),
-    pytest.param([f"{EXAMPLE_FILE}:make_model", "-t", "x86", "--input-shape", "1,5,32,32"], "fails on an input of shape 1,5,32,32 .*check --input-shape", id="input-shape-wrong"),
+    pytest.param(
+        ["{tmp}/missing.onnx", "-t", "x86"],
+        "model file .*missing.onnx not found",
+        id="missing-file",
+    ),
+    pytest.param(
+        ["{tmp}/junk.onnx", "-t", "x86"], "junk.onnx is not a valid ONNX model", id="not-a-model"
+    ),
+    pytest.param(
+        ["{tmp}/weights.pt", "-t", "x86", "--input-shape", "1,3,8,8"],
+        "is not a TorchScript model",
+        id="pt-not-torchscript",
+    ),
+    pytest.param(
+        ["{tmp}/model.txt", "-t", "x86"], "unknown model format '.txt'", id="unknown-format"
+    ),
+    pytest.param(
+        [f"{EXAMPLE_FILE}:make_modle", "-t", "x86"],
+        "has no factory 'make_modle'; it defines: .*make_model",
+        id="factory-missing",
+    ),
+    pytest.param(
+        ["{tmp}/raises.py:make", "-t", "x86", "--input-shape", "1,3"],
+        "raised ValueError: no weights for you",
+        id="factory-raises",
+    ),
+    pytest.param(
+        ["{tmp}/notmodule.py:make", "-t", "x86", "--input-shape", "1,3"],
+        "returned int, not a torch.nn.Module",
+        id="factory-not-module",
+    ),
+    pytest.param(
+        [f"{EXAMPLE_FILE}:make_model", "-t", "rpi5"],
+        "unknown target 'rpi5'; known: cuda, rpi4, x86",
+        id="unknown-target",
+    ),
+    pytest.param(
+        [f"{EXAMPLE_FILE}:make_model", "-t", "x86", "--input-shape", "1,three"],
+        "expected positive integers",
+        id="input-shape-syntax",
+    ),
+    pytest.param(
+        [f"{EXAMPLE_FILE}:make_model", "-t", "x86", "--input-shape", "1,5,32,32"],
+        "fails on an input of shape 1,5,32,32 .*check --input-shape",
+        id="input-shape-wrong",
+    ),
     pytest.param(["{tmp}/det.onnx", "-t", "x86"], "does not support Det", id="unsupported-op"),
 ]
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUTS)
-def test_bad_input_gives_one_line_exit_2_and_no_output(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_input_gives_one_line_exit_2_and_no_output(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
     names = _files(tmp_path)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["build", *(a.format(**names) for a in args), "-o", str(out)])

@@ -19,8 +19,11 @@ def test_every_shipped_profile_loads_with_a_tvm_kind_and_capabilities() -> None:
 def test_rpi4_is_cross_compiled_cortex_a72_with_neon_and_emulated() -> None:
     p = get_target("rpi4")
     assert p.tvm_target == {
-        "kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a72",
-        "mattr": ["+neon"], "num-cores": 4,
+        "kind": "llvm",
+        "mtriple": "aarch64-linux-gnu",
+        "mcpu": "cortex-a72",
+        "mattr": ["+neon"],
+        "num-cores": 4,
     }
     assert p.cxx == "aarch64-linux-gnu-g++"
     assert not p.capabilities.runs_on_host
@@ -58,16 +61,28 @@ channel_multiple = 8
 
 BAD_PROFILES = [
     pytest.param(VALID.replace('kind = "llvm"', 'mcpu = "x"'), "needs a 'kind'", id="no-kind"),
-    pytest.param(VALID.replace('device = "cpu"', 'device = "tpu"'), "device = 'tpu'", id="bad-device"),
+    pytest.param(
+        VALID.replace('device = "cpu"', 'device = "tpu"'), "device = 'tpu'", id="bad-device"
+    ),
     pytest.param(VALID.replace("cores = 2", "cores = 0"), "cores must be", id="zero-cores"),
-    pytest.param(VALID.replace('source = "installed"', 'source = "wheel"'), "needs 'platform'", id="wheel-no-platform"),
-    pytest.param(VALID.replace("[toolchain]\ncxx = \"g++\"", ""), "lacks the key 'toolchain'", id="no-toolchain"),
+    pytest.param(
+        VALID.replace('source = "installed"', 'source = "wheel"'),
+        "needs 'platform'",
+        id="wheel-no-platform",
+    ),
+    pytest.param(
+        VALID.replace('[toolchain]\ncxx = "g++"', ""),
+        "lacks the key 'toolchain'",
+        id="no-toolchain",
+    ),
     pytest.param("name = ", "not valid TOML", id="bad-toml"),
 ]
 
 
 @pytest.mark.parametrize(("text", "message"), BAD_PROFILES)
-def test_invalid_profile_is_rejected_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
+def test_invalid_profile_is_rejected_with_the_reason(
+    tmp_path: Path, text: str, message: str
+) -> None:
     path = tmp_path / "t.toml"
     path.write_text(text)
     with pytest.raises(EdgecError, match=message):
