@@ -70,6 +70,7 @@ class BuiltArtifact:
     tvm_target: dict[str, Any]  # the resolved TVM target (host CPU named), as built
     planned_bytes: int  # activation storage from TVM's static memory plan
     onnx: OnnxModel
+    schedules: dict[str, Any]  # kernels, how many edgec's rules scheduled, which were left
 
 
 @dataclass(frozen=True)

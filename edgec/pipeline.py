@@ -73,16 +73,7 @@ def build(
                     f"max abs diff {measurement.max_abs_diff:.2e}"
                 )
         stats = onnx_graph.stats(onnx_graph.read(onnx_model.path))
-        data = reporting.report(
-            result,
-            profile,
-            stats,
-            built.planned_bytes,
-            onnx_model.export_max_abs_diff,
-            log.times,
-            measurement,
-            skipped,
-        )
+        data = reporting.report(result, built, stats, log.times, measurement, skipped)
         reporting.write(work, data)
     write_tarball(out)
     _raise_on_parity(data)

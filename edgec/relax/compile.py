@@ -7,6 +7,7 @@ from typing import Any
 
 from edgec.artifacts import BuiltArtifact, RelaxModule
 from edgec.errors import EdgecError, first_line
+from edgec.relax import cpu_schedules
 from edgec.relax.target import resolved_target, tvm_target
 from edgec.targets import TargetProfile
 
@@ -14,11 +15,18 @@ from edgec.targets import TargetProfile
 def compile_model(model: RelaxModule, profile: TargetProfile, workdir: Path) -> BuiltArtifact:
     """Lower, schedule and build `model` for `profile`; write workdir/model.so."""
     import tvm
+    from tvm import relax
 
     target = tvm_target(profile)
     try:
         with target:
-            lowered = _lowering(profile, target)(model.module)
+            if profile.capabilities.device == "cuda":
+                # The GPU pipeline applies dlight schedules; without thread bindings it fails.
+                scheduled = relax.get_default_pipeline(target)(model.module)
+                lowered = scheduled
+            else:
+                scheduled = _schedule(profile)(_prepare()(model.module))
+                lowered = relax.get_pipeline("default")(scheduled)  # memory plan, VM lowering
         executable = tvm.compile(lowered, target=target, relax_pipeline=None)
     except Exception as e:
         raise EdgecError(
@@ -31,18 +39,57 @@ def compile_model(model: RelaxModule, profile: TargetProfile, workdir: Path) -> 
     except Exception as e:
         raise EdgecError(f"linking model.so with {profile.cxx} failed: {first_line(e)}") from None
     return BuiltArtifact(
-        library, profile, resolved_target(profile), _planned_bytes(lowered), model.onnx
+        library,
+        profile,
+        resolved_target(profile),
+        _planned_bytes(lowered),
+        model.onnx,
+        _kernel_counts(scheduled),
     )
 
 
-def _lowering(profile: TargetProfile, target: Any) -> Any:
-    """The Relax pass pipeline for the target's device kind."""
+def _prepare() -> Any:
+    """Graph-level passes up to fused TIR kernels: the unit that schedules and tuning act on."""
+    import tvm
     from tvm import relax
 
-    if profile.capabilities.device == "cuda":
-        # The GPU pipeline applies dlight schedules; without thread bindings the build fails.
-        return relax.get_default_pipeline(target)
-    return relax.get_pipeline("default")
+    return tvm.transform.Sequential(
+        [
+            relax.transform.DecomposeOpsForInference(),  # batch norm → scale and shift
+            relax.transform.CanonicalizeBindings(),
+            # NHWC activations and HWIO weights put output channels innermost and contiguous:
+            # the axis the contraction rule vectorizes. Weight transposes fold into constants.
+            relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]}),
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+        ]
+    )
+
+
+def _schedule(profile: TargetProfile) -> Any:
+    """edgec's default CPU rules for every kernel not scheduled yet."""
+    from tvm.s_tir import dlight as dl
+
+    return dl.ApplyDefaultSchedule(*cpu_schedules.rules(profile.capabilities.vector_bits))
+
+
+def _kernel_counts(mod: Any) -> dict[str, Any]:
+    """How many kernels got a schedule, and which (if any) were left as naive loop nests."""
+    from tvm import tirx
+
+    kernels = {
+        gv.name_hint: bool(f.attrs and f.attrs.get("tirx.is_scheduled"))
+        for gv, f in mod.functions.items()
+        if isinstance(f, tirx.PrimFunc)
+    }
+    return {
+        "kernels": len(kernels),
+        "default_rules": sum(kernels.values()),
+        "unscheduled": sorted(name for name, done in kernels.items() if not done),
+    }
 
 
 def _cross_compiler(profile: TargetProfile) -> Any:

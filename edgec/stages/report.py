@@ -6,26 +6,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgec.artifacts import Bundle, Measurement
+from edgec.artifacts import BuiltArtifact, Bundle, Measurement
 from edgec.onnx_graph import ModelStats
 from edgec.staging import replace_file
-from edgec.targets import TargetProfile
 
 SCHEMA = 1
 
 
 def report(
     bundle: Bundle,
-    profile: TargetProfile,
+    built: BuiltArtifact,
     stats: ModelStats,
-    planned_bytes: int,
-    export_max_abs_diff: float | None,
     stage_times: list[tuple[str, float]],
     measurement: Measurement | None,
     skipped: str | None,
 ) -> dict[str, Any]:
     """The report of one build (and its first measurement, unless `skipped` says why not)."""
-    manifest = bundle.manifest
+    manifest, profile = bundle.manifest, built.target
     data: dict[str, Any] = {
         "schema": SCHEMA,
         "versions": manifest["versions"],
@@ -45,8 +42,12 @@ def report(
             "outputs": manifest["outputs"],
         },
         "stages": [{"name": n, "seconds": round(s, 3)} for n, s in stage_times],
-        "memory": {"planned_bytes": planned_bytes, "peak_rss_bytes": None},
-        "parity": {"reference": "onnxruntime", "export_max_abs_diff": export_max_abs_diff},
+        "schedules": built.schedules,
+        "memory": {"planned_bytes": built.planned_bytes, "peak_rss_bytes": None},
+        "parity": {
+            "reference": "onnxruntime",
+            "export_max_abs_diff": built.onnx.export_max_abs_diff,
+        },
         "bundle": {
             "files": sorted(manifest["files"]),
             "size_bytes": sum(p.stat().st_size for p in bundle.path.iterdir() if p.is_file()),
@@ -140,6 +141,14 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(
             f"| output parity vs ONNX Runtime | max abs diff {parity['max_abs_diff']:.2e} "
             f"(tolerance {parity['tolerance']:.0e}, {verdict}) |"
+        )
+    sched = data.get("schedules") or {}
+    if sched.get("kernels"):
+        lines.append(
+            f"| kernels | {sched['kernels']}: {sched['default_rules']} by edgec's default rules"
+            + (f", {sched['tuned']} tuned" if sched.get("tuned") else "")
+            + (f", unscheduled: {', '.join(sched['unscheduled'])}" if sched["unscheduled"] else "")
+            + " |"
         )
     lines.append(
         f"| bundle | {_mib(data['bundle']['size_bytes'])}, {len(data['bundle']['files'])} files |"

@@ -1,0 +1,171 @@
+"""edgec's default CPU schedules: dlight-style rules that make an untuned build fast.
+
+TVM 0.27's CPU pipeline leaves every kernel as a naive loop nest. These rules cover what
+dominates CNNs and transformers: contractions (conv2d in NHWC/HWIO, dense, batched matmul)
+get register-blocked, vectorized over output channels and parallel over tiles; elementwise
+and layout kernels get parallel + vectorized; row reductions use dlight's CPU rule.
+Each rule returns None (leaving the kernel to the next rule) when its pattern does not match
+or its schedule cannot be applied, so a rule can cost speed but never correctness.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Register file budget for accumulators (rows x vectors): leaves room for the weight vectors
+# and a broadcast on 16-register ISAs (AVX2, NEON has 32 but 12 already saturates its FMAs).
+ACCUMULATOR_REGISTERS = 12
+
+
+def rules(vector_bits: int) -> list[Any]:
+    """The rule list for a CPU with `vector_bits`-wide SIMD registers (fp32 lanes = bits/32)."""
+    from tvm.s_tir import dlight as dl
+
+    lanes = max(1, vector_bits // 32)
+    return [_contraction(lanes), _injective(lanes), dl.cpu.Reduction()]
+
+
+def _extent(sch: Any, loop: Any) -> int:
+    return int(sch.get(loop).extent)
+
+
+def _static(info: Any) -> bool:
+    from tvm import tirx
+
+    return all(isinstance(i.dom, (int, tirx.IntImm)) for i in info.iters)
+
+
+def _guarded(cls: type) -> type:
+    """Wrap a rule's apply so a schedule error falls through to the next rule."""
+    apply = cls.apply
+
+    def safe_apply(self: Any, func: Any, target: Any, tunable: bool) -> Any:
+        try:
+            return apply(self, func, target, tunable)
+        except Exception:  # a failed primitive: leave this kernel to the next rule
+            return None
+
+    cls.apply = safe_apply
+    return cls
+
+
+def _contraction(lanes: int) -> Any:
+    from tvm import s_tir
+    from tvm.s_tir.dlight.analysis import normalize_prim_func
+    from tvm.s_tir.dlight.base import ScheduleRule
+
+    @_guarded
+    class Contraction(ScheduleRule):
+        """out[..., m, n] = sum_k a[..., m, k] * b[k, n] shapes: conv2d NHWC/HWIO, matmul."""
+
+        def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
+            sch = s_tir.Schedule(func)
+            infos = normalize_prim_func(sch)
+            if infos is None:
+                return None
+            reductions = [i for i, b in enumerate(infos) if b.is_reduction()]
+            if len(reductions) != 1:
+                return None
+            at = reductions[0]
+            main = infos[at].block_rv
+            producers = [b.block_rv for b in infos[:at]]  # padding, input transforms
+            consumers = [b.block_rv for b in infos[at + 1 :]]  # bias, residual add, activation
+            info = normalize_prim_func(sch)[at]
+            kinds = "".join(i.kind for i in info.iters)
+            if not _static(info) or not kinds.startswith("S") or not kinds.endswith("R"):
+                return None
+            spatial = [i.loop_rv for i in info.iters if i.kind == "S"]
+            reduce = [i.loop_rv for i in info.iters if i.kind == "R"]
+            if len(spatial) + len(reduce) != len(kinds) or "RS" in kinds:
+                return None
+            n_ext = _extent(sch, spatial[-1])
+            row_ext = _extent(sch, spatial[-2]) if len(spatial) > 1 else 1
+            # Pick (rows, vector columns) with the most accumulators that fit in registers;
+            # rows divide the row extent so a tile never straddles two rows of the output
+            # (the write-back region would otherwise cover elements other tiles own).
+            best: tuple[int, int] | None = None
+            for cols in (2 * lanes, lanes):
+                if n_ext % cols:
+                    continue
+                budget = ACCUMULATOR_REGISTERS // (cols // lanes)
+                rows = max(f for f in range(1, budget + 1) if row_ext % f == 0)
+                if best is None or rows * cols > best[0] * best[1]:
+                    best = (rows, cols)
+            if best is None:
+                if n_ext > 4 * lanes:
+                    return None
+                best = (1, n_ext)
+            rows, cols = best
+            n_out, n_in = sch.split(spatial[-1], [None, cols])
+            if len(spatial) > 1:
+                m = sch.fuse(*spatial[:-1]) if len(spatial) > 2 else spatial[0]
+                m_out, m_in = sch.split(m, [None, rows])
+                # Output-channel tiles outermost: one tile of weights stays in cache while
+                # all rows of the input stream past it.
+                tiles, inner = [n_out, m_out], [m_in, n_in]
+            else:
+                tiles, inner = [n_out], [n_in]
+            sch.reorder(*tiles, *reduce, *inner)
+            tile = sch.fuse(*tiles) if len(tiles) > 1 else tiles[0]
+            write_back = sch.cache_write(main, 0, "global")
+            sch.reverse_compute_at(write_back, tile)
+            for block in consumers[:-1]:
+                sch.compute_inline(block)
+            if consumers:
+                sch.reverse_compute_inline(consumers[-1])
+            for block in producers:
+                _parallel_root(sch, block)
+            sch.parallel(tile)
+            if len(inner) == 2:
+                sch.unroll(inner[0])
+            sch.vectorize(inner[-1])
+            init = sch.decompose_reduction(main, reduce[0])
+            sch.vectorize(sch.get_loops(init)[-1])
+            wb_loops = sch.get_loops(write_back)  # now also computes the inlined epilogue
+            if _extent(sch, wb_loops[-1]) % lanes == 0:
+                sch.vectorize(wb_loops[-1])
+            return sch
+
+    return Contraction()
+
+
+def _parallel_root(sch: Any, block: Any) -> None:
+    """Compute a producer (e.g. padding) as its own parallel pass over its outer loops."""
+    loops = sch.get_loops(block)
+    if len(loops) > 1:
+        sch.parallel(sch.fuse(*loops[:2]))
+    elif loops:
+        sch.parallel(loops[0])
+
+
+def _injective(lanes: int) -> Any:
+    from tvm import s_tir
+    from tvm.s_tir.dlight.analysis import normalize_prim_func
+    from tvm.s_tir.dlight.base import ScheduleRule
+
+    @_guarded
+    class Injective(ScheduleRule):
+        """Elementwise, broadcast, transpose, pad, pooling windows: parallel and vectorized."""
+
+        def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
+            sch = s_tir.Schedule(func)
+            infos = normalize_prim_func(sch)
+            if infos is None or any(b.is_reduction() for b in infos):
+                return None
+            *rest, last = infos
+            for block in rest:
+                sch.compute_inline(block.block_rv)
+            loops = sch.get_loops(last.block_rv)
+            if not loops:
+                return sch
+            fused = sch.fuse(*loops)
+            extent = _extent(sch, fused)
+            if extent % lanes == 0 and extent >= 4 * lanes:
+                outer, vector = sch.split(fused, [None, lanes])
+                sch.parallel(outer)
+                sch.vectorize(vector)
+            elif extent >= 1024:
+                sch.parallel(fused)
+            return sch
+
+    return Injective()
