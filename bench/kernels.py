@@ -1,0 +1,69 @@
+"""Per-kernel time of an x86 build with edgec's default schedules: where the time goes.
+
+    .venv/bin/python bench/kernels.py examples/resnet18.py:make_model [--top 15]
+
+Each fused kernel is built alone and timed on random inputs (TVM's time_evaluator); the
+sum is close to, but not exactly, the end-to-end latency (no VM overhead, warm caches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model")
+    parser.add_argument("--target", default="x86")
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+
+    import tvm
+    from tvm import tirx
+
+    from edgec.relax.compile import _prepare, _schedule
+    from edgec.relax.import_onnx import import_onnx
+    from edgec.relax.target import tvm_target
+    from edgec.stages.export import export
+    from edgec.stages.load import load
+    from edgec.targets import get_target
+
+    profile = get_target(args.target)
+    target = tvm_target(profile)
+    with tempfile.TemporaryDirectory() as tmp:
+        relax_module = import_onnx(export(load(args.model, None, Path(tmp)), Path(tmp)))
+    with target:
+        mod = _schedule(profile)(_prepare()(relax_module.module))
+    rng = np.random.default_rng(0)
+    rows = []
+    for gv, func in mod.functions.items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        lib = tvm.tirx.build(
+            tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target
+        )
+        tensors = [
+            tvm.runtime.tensor(rng.standard_normal([int(d) for d in p.shape]).astype(p.dtype))
+            for p in func.params
+        ]
+        timer = lib.time_evaluator("main", tvm.cpu(), number=5, repeat=5)
+        ms = float(np.median(timer(*tensors).results)) * 1e3
+        scheduled = bool(func.attrs and func.attrs.get("tirx.is_scheduled"))
+        shapes = " ".join("x".join(str(int(d)) for d in p.shape) for p in func.params)
+        rows.append((ms, gv.name_hint, scheduled, shapes))
+    rows.sort(reverse=True)
+    total = sum(r[0] for r in rows)
+    print(f"{len(rows)} kernels, {total:.3f} ms in all\n")
+    print("| ms | share | kernel | scheduled | buffers |\n|---:|---:|---|---|---|")
+    for ms, name, scheduled, shapes in rows[: args.top]:
+        print(
+            f"| {ms:.3f} | {ms / total:.0%} | {name} | {'yes' if scheduled else 'NO'} | {shapes} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
