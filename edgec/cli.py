@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from edgec import __version__
 from edgec.errors import EdgecError, first_line
+
+if TYPE_CHECKING:
+    from edgec.relax.tune import TuneOptions
 
 HELP = {
     "target": "Target profile name (see `edgec targets`).",
@@ -20,6 +23,12 @@ HELP = {
     "repeat": "Timed runs of the runner (default: 50 on the host, 5 emulated).",
     "emulate": "Run a non-host bundle under the target's emulator (e.g. qemu-aarch64).",
     "input": "Input .npy file(s), one per model input (default: a seeded random input).",
+    "trials": "MetaSchedule candidates to measure in all, split over kernels without a record.",
+    "trials_per_task": "At most this many candidates per kernel (default: an even split).",
+    "tuning_db": "Tuning database directory (default: one per target in edgec's cache).",
+    "tracker": "Measure on boards through this TVM RPC tracker, HOST:PORT (needs --key).",
+    "key": "The key the boards' rpc_server registered under at the tracker.",
+    "tune": "Tune with this many trials, then build with the tuned kernels (0: measure nothing).",
 }
 
 
@@ -31,6 +40,33 @@ def _shape(text: str) -> tuple[int, ...]:
     if not dims or any(d <= 0 for d in dims):
         raise EdgecError(f"--input-shape {text!r}: expected positive integers like 1,3,32,32")
     return dims
+
+
+def _tune_options(
+    trials: int,
+    trials_per_task: int | None,
+    tuning_db: Path | None,
+    tracker: str | None,
+    key: str | None,
+) -> TuneOptions:
+    from edgec.relax.tune import RemoteMeasure, TuneOptions
+
+    if key is not None and tracker is None:
+        raise EdgecError("--key needs --tracker HOST:PORT")
+    remote = RemoteMeasure.parse(tracker, key or "") if tracker is not None else None
+    return TuneOptions(trials, trials_per_task, tuning_db, remote)
+
+
+def _tuning_flags(f: Any) -> Any:
+    """The options edgec tune and edgec build --tune share."""
+    f = click.option("--key", default=None, help=HELP["key"])(f)
+    f = click.option("--tracker", default=None, help=HELP["tracker"])(f)
+    tuning_db = click.Path(path_type=Path)
+    f = click.option("--tuning-db", type=tuning_db, default=None, help=HELP["tuning_db"])(f)
+    per_task = click.IntRange(min=1)
+    return click.option(
+        "--trials-per-task", type=per_task, default=None, help=HELP["trials_per_task"]
+    )(f)
 
 
 def _fail(e: EdgecError) -> NoReturn:
@@ -75,6 +111,8 @@ def main() -> None:
 @click.option("--input-shape", "input_shapes", multiple=True, help=HELP["input_shape"])
 @click.option("--repeat", type=click.IntRange(min=1), default=None, help=HELP["repeat"])
 @click.option("--no-measure", is_flag=True, help="Build the bundle without running it.")
+@click.option("--tune", "trials", type=click.IntRange(min=0), default=None, help=HELP["tune"])
+@_tuning_flags
 def build(
     model: str,
     target: str,
@@ -82,6 +120,11 @@ def build(
     input_shapes: tuple[str, ...],
     repeat: int | None,
     no_measure: bool,
+    trials: int | None,
+    trials_per_task: int | None,
+    tuning_db: Path | None,
+    tracker: str | None,
+    key: str | None,
 ) -> None:
     """Compile MODEL for a target into a bundle, run it, and print the report.
 
@@ -97,7 +140,17 @@ def build(
     shapes = [_shape(s) for s in input_shapes] or None
     out = out or Path("edgec-out") / f"{Path(model.split(':')[0]).stem}-{profile.name}"
     click.echo(f"edgec build {model} → {out} for {profile.name}: {profile.description}", err=True)
-    options = BuildOptions(input_shapes=shapes, repeat=repeat, measure=not no_measure)
+    tuning = None
+    if trials is not None:
+        tuning = _tune_options(trials, trials_per_task, tuning_db, tracker, key)
+    elif any(v is not None for v in (trials_per_task, tuning_db, tracker, key)):
+        raise EdgecError(
+            "--trials-per-task, --tuning-db, --tracker and --key go with --tune N "
+            "(--tune 0: build with the recorded kernels, measure nothing)"
+        )
+    options = BuildOptions(
+        input_shapes=shapes, repeat=repeat, measure=not no_measure, tuning=tuning
+    )
     data = build_bundle(model, profile.name, out, options, StageLog())
     click.echo(markdown(data))
     click.echo(f"bundle: {out}  ({out}.tar.gz)", err=True)
@@ -128,6 +181,40 @@ def run(bundle: Path, emulate: bool, inputs: tuple[Path, ...], repeat: int | Non
             raise EdgecError(f"--input {path} is not a readable .npy file ({e})") from None
     data = run_bundle(bundle, arrays or None, repeat, emulate, StageLog())
     click.echo(markdown(data))
+
+
+@main.command()
+@click.argument("model")
+@click.option("--target", "-t", required=True, help=HELP["target"])
+@click.option("--trials", type=click.IntRange(min=0), required=True, help=HELP["trials"])
+@_tuning_flags
+@click.option("--input-shape", "input_shapes", multiple=True, help=HELP["input_shape"])
+def tune(
+    model: str,
+    target: str,
+    trials: int,
+    trials_per_task: int | None,
+    tuning_db: Path | None,
+    tracker: str | None,
+    key: str | None,
+    input_shapes: tuple[str, ...],
+) -> None:
+    """Tune MODEL's kernels for a target with MetaSchedule, into the target's tuning database.
+
+    Kernels that already have a record are not measured again; edgec build uses the records.
+    """
+    import json
+
+    from edgec.pipeline import tune as tune_kernels
+    from edgec.progress import StageLog
+    from edgec.targets import get_target
+
+    profile = get_target(target)
+    options = _tune_options(trials, trials_per_task, tuning_db, tracker, key)
+    shapes = [_shape(s) for s in input_shapes] or None
+    click.echo(f"edgec tune {model} for {profile.name}: {profile.description}", err=True)
+    summary = tune_kernels(model, profile.name, shapes, options, StageLog())
+    click.echo(json.dumps(summary.to_json(), indent=2))
 
 
 @main.command()

@@ -14,6 +14,7 @@ from edgec import onnx_graph, reference
 from edgec.artifacts import TensorSpec
 from edgec.errors import CheckFailed, EdgecError
 from edgec.progress import StageLog
+from edgec.relax.tune import TuneOptions, TuningSummary
 from edgec.stages import report as reporting
 from edgec.stages.bundle import bundle, open_bundle
 from edgec.stages.export import export
@@ -29,13 +30,14 @@ class BuildOptions:
     repeat: int | None = None  # runner repetitions; None: the target's default
     emulate: bool = True  # measure under the target's emulator when it has one
     measure: bool = True
+    tuning: TuneOptions | None = None  # None: build without the tuning database
 
 
 def build(
     model: str, target_name: str, out: Path, options: BuildOptions, log: StageLog
 ) -> dict[str, Any]:
     """Build MODEL for the target into the bundle directory `out`; returns the report."""
-    from edgec.relax.compile import compile_model
+    from edgec.relax.compile import compile_model, tune_model, tuning_database
     from edgec.relax.import_onnx import import_onnx
 
     profile = get_target(target_name)
@@ -51,8 +53,15 @@ def build(
                 )
         with log.stage("import"):
             relax_module = import_onnx(onnx_model)
+        db, summary = None, None
+        if options.tuning is not None:
+            db = tuning_database(profile, options.tuning.database)
+            if options.tuning.trials > 0:
+                with log.stage("tune") as s:
+                    summary = tune_model(relax_module, profile, options.tuning, log.say)
+                    s.note(tuning_note(summary))
         with log.stage("compile") as s:
-            built = compile_model(relax_module, profile, work)
+            built = compile_model(relax_module, profile, work, tuning_db=db)
             s.note(
                 " ".join(str(built.tvm_target.get(k, "")) for k in ("kind", "mcpu", "arch")).strip()
             )
@@ -73,11 +82,48 @@ def build(
                     f"max abs diff {measurement.max_abs_diff:.2e}"
                 )
         stats = onnx_graph.stats(onnx_graph.read(onnx_model.path))
-        data = reporting.report(result, built, stats, log.times, measurement, skipped)
+        data = reporting.report(result, built, stats, log.times, measurement, skipped, summary)
         reporting.write(work, data)
     write_tarball(out)
     _raise_on_parity(data)
     return data
+
+
+def tune(
+    model: str,
+    target_name: str,
+    input_shapes: list[tuple[int, ...]] | None,
+    options: TuneOptions,
+    log: StageLog,
+) -> TuningSummary:
+    """Tune MODEL's kernels for the target into its tuning database; writes nothing else."""
+    import tempfile
+
+    from edgec.relax.compile import tune_model
+    from edgec.relax.import_onnx import import_onnx
+
+    profile = get_target(target_name)
+    with tempfile.TemporaryDirectory(prefix="edgec-tune-") as tmp:
+        work = Path(tmp)
+        with log.stage("load") as s:
+            source = load(model, input_shapes, work)
+            s.note(source.source)
+        with log.stage("export"):
+            onnx_model = export(source, work)
+        with log.stage("import"):
+            relax_module = import_onnx(onnx_model)
+        with log.stage("tune") as s:
+            summary = tune_model(relax_module, profile, options, log.say)
+            s.note(tuning_note(summary))
+    return summary
+
+
+def tuning_note(summary: TuningSummary) -> str:
+    """The tune stage's line: what was measured, what came from the database."""
+    return (
+        f"{summary.tasks} kernels: {summary.tuned} tuned, {summary.from_database} from the "
+        f"database, {summary.default_rules} untuned; {summary.measurements} measurements"
+    )
 
 
 def run(

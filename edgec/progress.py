@@ -39,6 +39,12 @@ class StageLog:
         self.stream.write(f"  {name:<10}{seconds:8.2f} s  {self.detail}\n")
         self.stream.flush()
 
+    def say(self, line: str) -> None:
+        """A line from inside a long stage (e.g. each tuning round), printed as it happens."""
+        prefix = "\r\033[K" if self.stream.isatty() else ""  # over the ticker's line
+        self.stream.write(f"{prefix}    {line}\n")
+        self.stream.flush()
+
     def note(self, detail: str) -> None:
         """What the stage produced, printed on its line."""
         self.detail = detail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,17 @@ from edgec.artifacts import BuiltArtifact, RelaxModule
 from edgec.errors import EdgecError, first_line
 from edgec.relax import cpu_schedules
 from edgec.relax.target import resolved_target, tvm_target
+from edgec.relax.tune import TuneOptions, TuningSummary, apply_database, database_dir, tune
 from edgec.targets import TargetProfile
 
 
-def compile_model(model: RelaxModule, profile: TargetProfile, workdir: Path) -> BuiltArtifact:
-    """Lower, schedule and build `model` for `profile`; write workdir/model.so."""
+def compile_model(
+    model: RelaxModule, profile: TargetProfile, workdir: Path, tuning_db: Path | None = None
+) -> BuiltArtifact:
+    """Lower, schedule and build `model` for `profile`; write workdir/model.so.
+
+    Kernels with a record in `tuning_db` get their tuned schedule; edgec's rules do the rest.
+    """
     import tvm
     from tvm import relax
 
@@ -24,8 +31,14 @@ def compile_model(model: RelaxModule, profile: TargetProfile, workdir: Path) -> 
                 # The GPU pipeline applies dlight schedules; without thread bindings it fails.
                 scheduled = relax.get_default_pipeline(target)(model.module)
                 lowered = scheduled
+                tuned = 0
             else:
-                scheduled = _schedule(profile)(_prepare()(model.module))
+                prepared = _prepare()(model.module)
+                if tuning_db is not None:
+                    # Tuned kernels come marked as scheduled, so the default rules skip them.
+                    prepared = apply_database(prepared, target, tuning_db)
+                tuned = sum(_scheduled_kernels(prepared).values())
+                scheduled = _schedule(profile)(prepared)
                 lowered = relax.get_pipeline("default")(scheduled)  # memory plan, VM lowering
         executable = tvm.compile(lowered, target=target, relax_pipeline=None)
     except Exception as e:
@@ -44,8 +57,37 @@ def compile_model(model: RelaxModule, profile: TargetProfile, workdir: Path) -> 
         resolved_target(profile),
         _planned_bytes(lowered),
         model.onnx,
-        _kernel_counts(scheduled),
+        _kernel_counts(scheduled, tuned),
     )
+
+
+def tune_model(
+    model: RelaxModule,
+    profile: TargetProfile,
+    options: TuneOptions,
+    progress: Callable[[str], None] | None = None,
+) -> TuningSummary:
+    """Tune `model`'s kernels for `profile` into its tuning database (see edgec.relax.tune)."""
+    if profile.capabilities.device != "cpu":
+        raise EdgecError(f"tuning for {profile.capabilities.device} targets is not supported yet")
+    with tvm_target(profile):
+        prepared = _prepare()(model.module)  # the kernels compile_model builds, unscheduled
+    return tune(
+        prepared,
+        profile,
+        trials=options.trials,
+        trials_per_task=options.trials_per_task,
+        db_dir=tuning_database(profile, options.database),
+        remote=options.remote,
+        progress=progress,
+        # Measured first, so tuning only replaces edgec's rules where it beats them.
+        baseline_rules=cpu_schedules.rules(profile.capabilities.vector_bits),
+    )
+
+
+def tuning_database(profile: TargetProfile, override: Path | None) -> Path:
+    """The profile's tuning database directory (`--tuning-db` replaces it)."""
+    return database_dir(profile.name, resolved_target(profile), override)
 
 
 def _prepare() -> Any:
@@ -79,18 +121,24 @@ def _schedule(profile: TargetProfile) -> Any:
     return dl.ApplyDefaultSchedule(*cpu_schedules.rules(profile.capabilities.vector_bits))
 
 
-def _kernel_counts(mod: Any) -> dict[str, Any]:
-    """How many kernels got a schedule, and which (if any) were left as naive loop nests."""
+def _scheduled_kernels(mod: Any) -> dict[str, bool]:
+    """Every kernel of `mod`, and whether it carries a schedule."""
     from tvm import tirx
 
-    kernels = {
+    return {
         gv.name_hint: bool(f.attrs and f.attrs.get("tirx.is_scheduled"))
         for gv, f in mod.functions.items()
         if isinstance(f, tirx.PrimFunc)
     }
+
+
+def _kernel_counts(mod: Any, tuned: int) -> dict[str, Any]:
+    """How many kernels were tuned, scheduled by edgec's rules, or left as naive loop nests."""
+    kernels = _scheduled_kernels(mod)
     return {
         "kernels": len(kernels),
-        "default_rules": sum(kernels.values()),
+        "tuned": tuned,
+        "default_rules": sum(kernels.values()) - tuned,
         "unscheduled": sorted(name for name, done in kernels.items() if not done),
     }
 

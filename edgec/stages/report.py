@@ -8,6 +8,7 @@ from typing import Any
 
 from edgec.artifacts import BuiltArtifact, Bundle, Measurement
 from edgec.onnx_graph import ModelStats
+from edgec.relax.tune import TuningSummary
 from edgec.staging import replace_file
 
 SCHEMA = 1
@@ -20,6 +21,7 @@ def report(
     stage_times: list[tuple[str, float]],
     measurement: Measurement | None,
     skipped: str | None,
+    tuning: TuningSummary | None = None,
 ) -> dict[str, Any]:
     """The report of one build (and its first measurement, unless `skipped` says why not)."""
     manifest, profile = bundle.manifest, built.target
@@ -43,6 +45,7 @@ def report(
         },
         "stages": [{"name": n, "seconds": round(s, 3)} for n, s in stage_times],
         "schedules": built.schedules,
+        "tuning": tuning.to_json() if tuning else None,
         "memory": {"planned_bytes": built.planned_bytes, "peak_rss_bytes": None},
         "parity": {
             "reference": "onnxruntime",

@@ -1,0 +1,525 @@
+"""tune: MetaSchedule kernels for a fused Relax module, cached per target, measured on the target.
+
+The module to tune is the one the build compiles: after legalization and fusion (LegalizeOps,
+AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR), because MetaSchedule's tasks are the
+fused TIR functions; a module before legalization has no TIR and yields no tasks. Records live
+in a JSON database per target profile and resolved TVM target, so only kernels without a record
+are measured, and a second build of the same model measures nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from edgec.errors import EdgecError, first_line
+from edgec.package_files import cache_dir
+from edgec.targets import TargetProfile
+
+# Kernels are keyed by their anchor block (the conv2d or matmul), not the whole fused function,
+# so a conv tuned with a bias+relu epilogue also serves the same conv with another epilogue, in
+# this model or the next; TVM replays the anchor's trace and inlines the different epilogue.
+MODULE_EQUALITY = "anchor-block"
+
+# Seconds to reach the tracker before giving up (TVM itself retries for 60 s).
+_TRACKER_TIMEOUT_S = 5.0
+# One candidate's build in a builder worker (MetaSchedule's LocalBuilder allows 30 s).
+_BUILD_TIMEOUT_S = 60
+# One remote measurement: connect, upload the .so, load it, run it; a Pi needs more than 10 s.
+_RPC_SESSION_TIMEOUT_S = 60
+
+# The logger MetaSchedule's modules log under (its task scheduler, cost model, builders).
+_LOGGER = "tvm.s_tir.meta_schedule"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TuningSummary:
+    """What one tuning call did: tasks = tuned + from_database + default_rules."""
+
+    tasks: int  # kernels (fused TIR functions, deduplicated by anchor block) in the module
+    tuned: int  # got their first record in this call
+    from_database: int  # already had a record: not measured again
+    default_rules: int  # still without a record (budget spent or zero): built untuned
+    measurements: int  # candidates that ran on the hardware in this call
+    seconds: float
+    database: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RemoteMeasure:
+    """An RPC tracker and the key its device servers registered under."""
+
+    tracker_host: str
+    tracker_port: int
+    key: str
+
+    @staticmethod
+    def parse(tracker: str, key: str) -> RemoteMeasure:
+        """From `--tracker HOST:PORT --key KEY`; a malformed value's error says the form."""
+        host, _, port = tracker.rpartition(":")
+        host = host.strip("[]")  # [::1]:9190
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise EdgecError(f"--tracker {tracker!r}: expected HOST:PORT, e.g. 192.168.1.5:9190")
+        if not key:
+            raise EdgecError("--tracker needs --key: the key the device's rpc_server registered")
+        return RemoteMeasure(host, int(port), key)
+
+    def __str__(self) -> str:
+        return f"{self.tracker_host}:{self.tracker_port} key {self.key!r}"
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """How much to tune and where to measure: `edgec tune` and `edgec build --tune`."""
+
+    trials: int = 0  # 0: use the database's records, measure nothing
+    trials_per_task: int | None = None  # None: trials split evenly over the untuned kernels
+    database: Path | None = None  # --tuning-db; None: the profile's directory in edgec's cache
+    remote: RemoteMeasure | None = None  # --tracker/--key; None: measure on this host
+
+
+def database_dir(profile_name: str, tvm_target: dict[str, Any], override: Path | None) -> Path:
+    """The tuning database directory: `override` as given, else one per profile and target."""
+    if override is not None:
+        return override
+    # Records are only valid for the CPU they were measured on and the TVM that wrote them.
+    try:
+        tvm_version = metadata.version("apache-tvm")
+    except metadata.PackageNotFoundError:
+        tvm_version = "unknown"
+    key = json.dumps({"target": tvm_target, "tvm": tvm_version}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return cache_dir("tuning", f"{profile_name}-{digest}")
+
+
+def tune(
+    mod: Any,
+    profile: TargetProfile,
+    *,
+    trials: int,
+    trials_per_task: int | None = None,
+    db_dir: Path,
+    remote: RemoteMeasure | None = None,
+    progress: Progress | None = None,
+    baseline_rules: Sequence[Any] = (),
+) -> TuningSummary:
+    """Tune the kernels of fused module `mod` that have no record in db_dir, within `trials`.
+
+    With `baseline_rules` (the dlight rules the build schedules untuned kernels with), each
+    kernel's schedule from them is measured first: tuning only replaces it where faster.
+    """
+    from tvm.s_tir.meta_schedule import relax_integration
+
+    from edgec.relax.target import tvm_target
+
+    if trials < 0 or (trials_per_task is not None and trials_per_task < 1):
+        raise EdgecError(f"trials {trials}, per task {trials_per_task}: expected >= 0 and >= 1")
+    start = time.perf_counter()
+    say = progress or (lambda _: None)
+    target = tvm_target(profile)
+    db_dir.mkdir(parents=True, exist_ok=True)
+    with _target_intrinsics_only(target):
+        database = _open_database(db_dir)
+        tasks = relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY)
+        pending = [t for t in tasks if not _has_record(database, t, target)]
+        say(f"{len(tasks)} kernels, {len(tasks) - len(pending)} of them in {db_dir}")
+        measured = 0
+        if pending and trials > 0:
+            if remote is None and not profile.capabilities.runs_on_host:
+                raise EdgecError(
+                    f"tuning {profile.name} needs measurements on the board: "
+                    "give --tracker HOST:PORT --key KEY"
+                )
+            per_task = trials_per_task or math.ceil(trials / len(pending))
+            measured = _search(
+                pending, profile, database, db_dir, trials, per_task, remote, baseline_rules, say
+            )
+        untuned = [t for t in pending if not _has_record(database, t, target)]
+    return TuningSummary(
+        tasks=len(tasks),
+        tuned=len(pending) - len(untuned),
+        from_database=len(tasks) - len(pending),
+        default_rules=len(untuned),
+        measurements=measured,
+        seconds=round(time.perf_counter() - start, 2),
+        database=str(db_dir),
+    )
+
+
+def apply_database(mod: Any, target: Any, db_dir: Path) -> Any:
+    """Replace each fused TIR function that has a record in db_dir by its best schedule."""
+    from tvm import IRModule, relax, tirx
+
+    if not (db_dir / "database_tuning_record.json").is_file():
+        return mod
+    result = mod.clone()
+    with _target_intrinsics_only(target), target, _open_database(db_dir):
+        # The pass reads the target when it is made and the database when it runs.
+        apply = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)
+        for gv, func in mod.functions_items():
+            if not isinstance(func, tirx.PrimFunc) or (func.attrs or {}).get("tirx.is_scheduled"):
+                continue
+            # One kernel at a time: a record that does not replay on this kernel (an anchor
+            # trace from another epilogue can fail TVM's checks) leaves it to the default rules
+            # instead of failing the build.
+            try:
+                result[gv] = apply(IRModule({gv: func}))[gv]
+            except Exception:
+                continue
+    return result
+
+
+def _search(
+    tasks: list[Any],
+    profile: TargetProfile,
+    database: Any,
+    db_dir: Path,
+    trials: int,
+    per_task: int,
+    remote: RemoteMeasure | None,
+    baseline_rules: Sequence[Any],
+    say: Progress,
+) -> int:
+    """Run MetaSchedule on `tasks`, committing records to `database`; returns measurements."""
+    from tvm.s_tir import meta_schedule as ms
+
+    runner, where = _runner(remote)
+    say(f"tuning {len(tasks)} with {trials} trials (at most {per_task} each), measured {where}")
+    log = db_dir / "tuning.log"  # this call's MetaSchedule log: why candidates failed, if any
+    counter = _MeasureCounter([t.task_name for t in tasks], say, log)
+    try:
+        with _meta_schedule_log(log), _builder(profile.cxx) as builder:
+            baseline = _measure_baseline(tasks, baseline_rules, builder, runner, database, say)
+            contexts = [_tune_context(i, task, per_task) for i, task in enumerate(tasks)]
+            ms.tune.tune_tasks(
+                tasks=contexts,
+                task_weights=[float(t.weight) for t in tasks],
+                work_dir=str(db_dir),
+                max_trials_global=trials,
+                max_trials_per_task=per_task,
+                num_trials_per_iter=min(64, per_task),
+                builder=builder,
+                runner=runner,
+                database=database,
+                measure_callbacks=[*ms.MeasureCallback.create("default"), counter.callback()],
+                module_equality=MODULE_EQUALITY,
+            )
+    except Exception as e:
+        # Records measured so far are already in the database; a rerun continues from them.
+        raise EdgecError(
+            f"MetaSchedule failed tuning for {profile.name}: {first_line(e)} (log: {log})"
+        ) from None
+    return baseline + counter.measured
+
+
+def _measure_baseline(
+    tasks: list[Any], rules: Sequence[Any], builder: Any, runner: Any, database: Any, say: Progress
+) -> int:
+    """Record each task's schedule from `rules`, measured like a candidate; returns how many."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.utils import remove_build_dir
+
+    if not rules:
+        return 0
+    target = tasks[0].target
+    device = "cpu" if target.kind.name == "llvm" else target.kind.name  # where the runner runs
+    with target:
+        scheduled = [(t, _first_schedule(rules, t.dispatched[0]["main"], target)) for t in tasks]
+    candidates = [(task, sch) for task, sch in scheduled if sch is not None]
+    builds = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, sch in candidates])
+    runs = []
+    for (task, sch), built in zip(candidates, builds, strict=True):
+        if built.error_msg is None:
+            args = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
+            inputs = ms.runner.RunnerInput(built.artifact_path, device, args)
+            runs.append((task, sch, args, built.artifact_path, runner.run([inputs])[0]))
+    measured = 0
+    for task, sch, args, artifact, future in runs:
+        run = future.result()
+        remove_build_dir(artifact)
+        if run.error_msg is not None or not run.run_secs:
+            continue
+        seconds = [float(s) for s in run.run_secs]
+        # The database serves a kernel's fastest record: this one until tuning beats it.
+        workload = database.commit_workload(task.dispatched[0])
+        database.commit_tuning_record(
+            ms.database.TuningRecord(sch.trace, workload, seconds, target, args)
+        )
+        measured += 1
+        say(f"  {task.task_name}: default rules {sum(seconds) / len(seconds) * 1e3:.3f} ms")
+    return measured
+
+
+def _first_schedule(rules: Sequence[Any], func: Any, target: Any) -> Any:
+    """The schedule of the first rule that applies to `func`, as dlight would pick it."""
+    for rule in rules:
+        sch = rule.apply(func, target, False)
+        if isinstance(sch, list):
+            sch = sch[0] if sch else None
+        if sch is not None:
+            return sch
+    return None
+
+
+def _tune_context(index: int, task: Any, per_task: int) -> Any:
+    """MetaSchedule's search state for one task, logging to a child of MetaSchedule's logger."""
+    from tvm.s_tir import meta_schedule as ms
+
+    # relax_integration.extracted_tasks_to_tune_contexts would do this, but it reconfigures the
+    # process's logging with dictConfig, which fails on unnamed handlers (pytest adds some).
+    logger = logging.getLogger(f"{_LOGGER}.task_{index}_{task.task_name[:100]}")
+    return ms.TuneContext(
+        mod=task.dispatched[0],
+        target=task.target,
+        space_generator="post-order-apply",
+        # Evolving MetaSchedule's default 512 schedules to pick a few to measure costs more
+        # than measuring them; the population grows with the budget up to that default.
+        search_strategy=ms.search_strategy.EvolutionarySearch(
+            population_size=min(512, max(64, 8 * per_task))
+        ),
+        task_name=task.task_name,
+        logger=logger,
+    ).clone()
+
+
+def _open_database(db_dir: Path) -> Any:
+    from tvm.s_tir import meta_schedule as ms
+
+    try:
+        return ms.database.JSONDatabase(work_dir=str(db_dir), module_equality=MODULE_EQUALITY)
+    except Exception as e:
+        raise EdgecError(
+            f"tuning database {db_dir} is unreadable ({first_line(e)}); delete it to start afresh"
+        ) from None
+
+
+def _has_record(database: Any, task: Any, target: Any) -> bool:
+    """Whether the task has a measured (valid) record; failed candidates do not count."""
+    return database.query_tuning_record(task.dispatched[0], target, task.task_name) is not None
+
+
+def _runner(remote: RemoteMeasure | None) -> tuple[Any, str]:
+    """MetaSchedule's runner and where it measures, in words."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if remote is None:
+        return ms.runner.LocalRunner(), "on this host"
+    servers = _free_servers(remote)
+    config = ms.runner.RPCConfig(
+        tracker_host=remote.tracker_host,
+        tracker_port=remote.tracker_port,
+        tracker_key=remote.key,
+        session_timeout_sec=_RPC_SESSION_TIMEOUT_S,
+    )
+    # One measurement per free board at a time: the boards, not this host, bound the rate.
+    runner = ms.runner.RPCRunner(config, max_workers=servers)
+    return runner, f"on {servers} server(s) at {remote}"
+
+
+def _free_servers(remote: RemoteMeasure) -> int:
+    """How many servers under the key are free now; errors name the tracker and key."""
+    from tvm import rpc
+
+    where = f"{remote.tracker_host}:{remote.tracker_port}"
+    # TVM's own connect retries a refused connection for a minute; a CLI should say so at once.
+    try:
+        socket.create_connection(
+            (remote.tracker_host, remote.tracker_port), _TRACKER_TIMEOUT_S
+        ).close()
+        summary = rpc.connect_tracker(remote.tracker_host, remote.tracker_port).summary()
+    except (OSError, RuntimeError) as e:
+        raise EdgecError(
+            f"cannot reach the RPC tracker at {where} ({first_line(e)}); "
+            "start one with python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port PORT"
+        ) from None
+    queue = summary.get("queue_info", {}).get(remote.key, {})
+    free = int(queue.get("free", 0))
+    if free == 0:
+        known = sorted(summary.get("queue_info", {}))
+        raise EdgecError(
+            f"the RPC tracker at {where} has no free server under key {remote.key!r} "
+            f"(keys: {', '.join(known) or 'none'}); on the board run python -m "
+            f"tvm.exec.rpc_server --tracker {where} --key {remote.key}"
+        )
+    return free
+
+
+@contextmanager
+def _builder(cxx: str) -> Iterator[Any]:
+    """MetaSchedule's LocalBuilder, but with worker processes that outlive a round."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+    from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
+
+    # LocalBuilder starts fresh workers every round, and each imports tvm (and torch, which
+    # tvm_ffi imports): ~5 s a round on 2 cores, more than building the round's candidates.
+    # Recycling a worker after some builds bounds the leak LocalBuilder restarts them for.
+    pool = PopenPoolExecutor(
+        max_workers=os.cpu_count(), timeout=_BUILD_TIMEOUT_S, maximum_process_uses=32
+    )
+
+    def result(done: Any) -> Any:
+        if done.status == StatusKind.COMPLETE:
+            return BuilderResult(done.value, None)
+        if done.status == StatusKind.TIMEOUT:
+            return BuilderResult(None, f"build timed out after {_BUILD_TIMEOUT_S} s")
+        return BuilderResult(None, f"build failed: {done.value}")
+
+    @derived_object
+    class _Builder(PyBuilder):
+        def build(self, build_inputs: list[Any]) -> list[Any]:
+            jobs = [(cxx, i.mod, i.target) for i in build_inputs]
+            return [result(done) for done in pool.map_with_error_catching(_build_job, jobs)]
+
+    try:
+        yield _Builder()
+    finally:
+        pool.shutdown()
+
+
+def _build_job(job: tuple[str, Any, Any]) -> str:
+    """Build one scheduled candidate into a shared library (runs in a builder worker)."""
+    # MetaSchedule's default build also imports tvm.s_tir.tensor_intrin, which is slow (see
+    # _target_intrinsics_only) and not needed: tensorized blocks already hold the intrinsics.
+    from tvm.driver import build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    cxx, mod, target = job
+    kernel = build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
+    return _export_shared_library(cxx, kernel)
+
+
+def _export_shared_library(cxx: str, module: Any) -> str:
+    """Link a candidate into a .so here with `cxx`, so a board needs no compiler of its own."""
+    from tvm.support import cc
+
+    path = os.path.join(tempfile.mkdtemp(prefix="edgec-tune-"), "candidate.so")
+    module.export_library(path, fcompile=cc.cross_compiler(cxx))
+    return path
+
+
+class _MeasureCounter:
+    """Counts candidates that ran on the hardware and reports each batch."""
+
+    def __init__(self, task_names: list[str], say: Progress, log: Path) -> None:
+        self.task_names = task_names
+        self.say = say
+        self.log = log
+        self.measured = 0
+        self.best: dict[int, float] = {}
+
+    def callback(self) -> Any:
+        from tvm.ir.utils import derived_object
+        from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+        counter = self
+
+        @derived_object
+        class _Count(PyMeasureCallback):
+            def apply(self, scheduler: Any, task_id: int, candidates: Any, builds: Any, runs: Any):
+                counter.record(task_id, builds, runs)
+
+        return _Count()
+
+    def record(self, task_id: int, builds: Any, runs: Any) -> None:
+        if not runs:  # a task whose design space is exhausted is still offered rounds
+            return
+        seconds = [
+            sum(float(s) for s in run.run_secs) / len(run.run_secs)
+            for build, run in zip(builds, runs, strict=True)
+            if build.error_msg is None and run.error_msg is None and run.run_secs
+        ]
+        self.measured += len(seconds)
+        if seconds:
+            self.best[task_id] = min(min(seconds), self.best.get(task_id, math.inf))
+        best = self.best.get(task_id)
+        self.say(
+            f"  {self.task_names[task_id]}: {len(seconds)}/{len(runs)} candidates ran"
+            + (f", best {best * 1e3:.3f} ms" if best is not None else "")
+            + ("" if seconds else f" (why: {self.log})")
+        )
+
+
+# Tensor intrinsics MetaSchedule may tensorize with: modules of tvm.s_tir.tensor_intrin by the
+# target's kind, or for LLVM by the start of its triple.
+_INTRINSICS = {
+    "x86_64": "x86",
+    "i686": "x86",
+    "aarch64": "arm_cpu",
+    "arm": "arm_cpu",
+    "riscv": "riscv_cpu",
+    "cuda": "cuda",
+}
+
+
+def _intrinsics_module(target: Any) -> str | None:
+    kind = target.kind.name
+    if kind != "llvm":
+        return _INTRINSICS.get(kind)
+    from tvm.target import codegen
+
+    triple = str(target.attrs.get("mtriple") or codegen.llvm_get_system_triple())
+    return next((m for arch, m in _INTRINSICS.items() if triple.startswith(arch)), None)
+
+
+@contextmanager
+def _target_intrinsics_only(target: Any) -> Iterator[None]:
+    """Register only the target's tensor intrinsics while MetaSchedule runs."""
+    # MetaSchedule does `import tvm.s_tir.tensor_intrin`, which parses ~500 TVMScript functions
+    # for every backend. tvm_ffi imports torch, and TVMScript calls inspect.stack(), whose cost
+    # grows with sys.modules: ~35 s on 2 cores, per process (and past LocalBuilder's 30 s
+    # timeout in each build worker). The package is made importable without its __init__, so
+    # only the submodules this target uses are parsed; other submodules still import on demand.
+    name = "tvm.s_tir.tensor_intrin"
+    submodule = _intrinsics_module(target)
+    if name in sys.modules or submodule is None:
+        yield
+        return
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.submodule_search_locations is not None
+    sys.modules[name] = importlib.util.module_from_spec(spec)
+    try:
+        importlib.import_module(f"{name}.{submodule}")
+        yield
+    finally:
+        # A later plain import runs the real __init__, which finds these submodules loaded.
+        del sys.modules[name]
+
+
+@contextmanager
+def _meta_schedule_log(path: Path) -> Iterator[None]:
+    """Send all of MetaSchedule's logging to `path` (replaced), none to the console."""
+    logger = logging.getLogger(_LOGGER)
+    saved = logger.level, logger.propagate
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # its per-round tables would flood the terminal
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
