@@ -1,7 +1,7 @@
 """Latency of edgec builds against ONNX Runtime and PyTorch eager on the same input and threads.
 
     .venv/bin/python bench/perf.py                  # untuned edgec, ORT, PyTorch: all models
-    .venv/bin/python bench/perf.py --tune 2000      # adds a tuned build (MetaSchedule trials)
+    .venv/bin/python bench/perf.py --tune 200       # adds tuned builds (trials per model)
     .venv/bin/python bench/perf.py --models cnn     # a subset
 
 Prints a Markdown table of p50 latencies (ms) and ratios to ONNX Runtime's p50.
@@ -50,21 +50,14 @@ def torch_eager_p50(spec: str, threads: int, repeat: int) -> float:
     return float(np.median(samples))
 
 
-def build_p50(spec: str, repeat: int, extra: dict) -> tuple[float, float, float]:
-    """(edgec p50, ORT p50 on the same input and threads, max abs diff) from a real build."""
+def build(spec: str, repeat: int, tuning: object | None = None) -> dict:
+    """The report of a real x86 build (measured in the same run as ONNX Runtime)."""
     from edgec.pipeline import BuildOptions, build
     from edgec.progress import StageLog
 
-    with tempfile.TemporaryDirectory() as tmp:
-        log = StageLog(stream=open(os.devnull, "w"))  # noqa: SIM115
-        report = build(
-            str(ROOT / spec), "x86", Path(tmp) / "b", BuildOptions(repeat=repeat, **extra), log
-        )
-    return (
-        report["latency_ms"]["p50"],
-        report["baseline"]["onnxruntime"]["p50"],
-        report["parity"]["max_abs_diff"],
-    )
+    with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as quiet:
+        options = BuildOptions(repeat=repeat, tuning=tuning)
+        return build(str(ROOT / spec), "x86", Path(tmp) / "b", options, StageLog(stream=quiet))
 
 
 def main() -> None:
@@ -80,27 +73,42 @@ def main() -> None:
     from edgec.targets import get_target
 
     cores = get_target("x86").capabilities.cores
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    cpu = names[0] if names else platform.machine()
     print(
-        f"machine: {platform.processor() or platform.machine()}, {cores} cores, "
-        f"python {sys.version.split()[0]}; threads: {cores} for every runtime\n"
+        f"machine: {cpu}, {cores} cores, python {sys.version.split()[0]}; "
+        f"threads: {cores} for edgec, ONNX Runtime and PyTorch\n"
     )
-    header = "| model | edgec untuned | " + ("edgec tuned | " if args.tune else "")
-    header += "ONNX Runtime | PyTorch eager | untuned/ORT | " + (
-        "tuned/ORT | " if args.tune else ""
-    )
+    header = "| model | edgec untuned | "
+    if args.tune:
+        header += "edgec tuned | tuning s | 2nd build: measurements, p50 | "
+    header += "ONNX Runtime | PyTorch eager | untuned/ORT | "
+    header += "tuned/ORT | " if args.tune else ""
     header += "max abs diff |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name in args.models.split(","):
         spec = MODELS[name]
-        untuned, ort, diff = build_p50(spec, args.repeat, {})
-        cells = [name, f"{untuned:.3f}"]
-        ratios = [f"{untuned / ort:.2f}×"]
+        report = build(spec, args.repeat)
+        untuned, ort = report["latency_ms"]["p50"], report["baseline"]["onnxruntime"]["p50"]
+        diff = report["parity"]["max_abs_diff"]
+        cells, ratios = [name, f"{untuned:.3f}"], [f"{untuned / ort:.2f}×"]
         if args.tune:
-            tuned, _, diff_tuned = build_p50(spec, args.repeat, {"tune_trials": args.tune})
-            cells.append(f"{tuned:.3f}")
-            ratios.append(f"{tuned / ort:.2f}×")
-            diff = max(diff, diff_tuned)
+            from edgec.relax.tune import TuneOptions
+
+            with tempfile.TemporaryDirectory() as db:
+                options = TuneOptions(trials=args.tune, database=Path(db))
+                tuned = build(spec, args.repeat, options)
+                again = build(spec, args.repeat, options)
+            p50 = tuned["latency_ms"]["p50"]
+            cells += [
+                f"{p50:.3f}",
+                f"{tuned['tuning']['seconds']:.0f}",
+                f"{again['tuning']['measurements']}, {again['latency_ms']['p50']:.3f}",
+            ]
+            ratios.append(f"{p50 / ort:.2f}×")
+            diff = max(diff, tuned["parity"]["max_abs_diff"], again["parity"]["max_abs_diff"])
         eager = torch_eager_p50(spec, cores, args.repeat)
         cells += [f"{ort:.3f}", f"{eager:.3f}", *ratios, f"{diff:.1e}"]
         print("| " + " | ".join(cells) + " |", flush=True)
