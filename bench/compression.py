@@ -4,10 +4,12 @@ plain fine-tuning or by distillation from the unpruned model, at the same epoch 
     .venv/bin/python examples/digits.py          # once: trains examples/digits.pth
     .venv/bin/python bench/compression.py        # --ratio 0.5 0.75 --epochs 15
 
-Channels are rounded to the x86 profile's channel_multiple. Prints a Markdown table of
-validation top-1, parameters, MACs and the seconds spent pruning (the no-recovery rows) or
-recovering (the fine-tune and KD rows). The best epoch is chosen on the same validation split
-for both recoveries, so their figures share that optimism.
+Channels are rounded to the x86 profile's channel_multiple. Each variant is then built by
+edgec for x86 with the same (default) schedule settings and timed by its runner on this host.
+Prints a Markdown table of validation top-1, parameters, MACs, the x86 p50 latency and the
+seconds spent pruning (the no-recovery rows) or recovering (the fine-tune and KD rows). The
+best epoch is chosen on the same validation split for both recoveries, so their figures share
+that optimism.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, nargs="+", default=[0.5, 0.75])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=2000, help="timed runs per x86 build")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     import torch
@@ -77,16 +80,41 @@ def main() -> None:
         f"(Adam lr {budget.lr}, KD T={budget.temperature} alpha={budget.alpha}), "
         f"{len(data.train_x)} train / {len(data.val_x)} val images\n"
     )
-    print("| variant | val top-1 (%) | params | MACs | prune or recovery time (s) |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| variant | val top-1 (%) | params | MACs | x86 p50 (ms) | ONNX Runtime p50 (ms) "
+        "| prune or recovery time (s) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     base_params, base_macs = stats(teacher, example)
+    base_ms = None
     for name, model, seconds in rows:
         params, macs = stats(model, example)
         accuracy = top1(model, data.val_x, data.val_y)
+        p50, ort = _x86_latency(model, digits.INPUT_SHAPE, args.repeat)
+        base_ms = base_ms or p50
         print(
             f"| {name} | {accuracy:.1f} | {params:,} ({base_params / params:.2f}×) "
-            f"| {macs:,} ({base_macs / macs:.2f}×) | {seconds:.2f} |"
+            f"| {macs:,} ({base_macs / macs:.2f}×) | {p50:.4f} ({base_ms / p50:.2f}×) "
+            f"| {ort:.4f} | {seconds:.2f} |"
         )
+
+
+def _x86_latency(model: nn.Module, shape: tuple[int, ...], repeat: int) -> tuple[float, float]:
+    """edgec's x86 build of `model` and ONNX Runtime's, p50 in ms on the same input."""
+    import io
+    import tempfile
+
+    from edgec.artifacts import TorchModel
+    from edgec.pipeline import BuildOptions, build
+    from edgec.progress import StageLog
+    from edgec.stages.load import save_torchscript, specs
+
+    with tempfile.TemporaryDirectory(prefix="edgec-bench-") as tmp:
+        path = Path(tmp) / "model.pt"
+        save_torchscript(TorchModel(model, specs([shape]), "bench"), path)
+        options = BuildOptions(repeat=repeat)
+        report = build(str(path), "x86", Path(tmp) / "out", options, StageLog(io.StringIO()))
+    return report["latency_ms"]["p50"], report["baseline"]["onnxruntime"]["p50"]
 
 
 if __name__ == "__main__":

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from edgec.datasets import Dataset
 
 
 def top1(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
@@ -67,3 +71,41 @@ def size_bytes(model: nn.Module) -> int:
     """Bytes of the parameters and buffers (BatchNorm statistics) as stored, zeros included."""
     tensors = [*model.parameters(), *model.buffers()]
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a compression stage left: size, cost and (with data) validation top-1."""
+
+    params: int
+    macs: int
+    size_bytes: int
+    accuracy: float | None  # percent, on the validation split; None without data
+
+    def to_json(self) -> dict[str, Any]:
+        accuracy = None if self.accuracy is None else round(self.accuracy, 2)
+        return {
+            "params": self.params,
+            "macs": self.macs,
+            "size_bytes": self.size_bytes,
+            "accuracy": accuracy,
+        }
+
+
+def facts(model: nn.Module, example: torch.Tensor, data: Dataset | None) -> ModelFacts:
+    """Parameters, MACs, weight bytes and (with data) validation top-1 of a torch model."""
+    params, macs = stats(model, example)
+    accuracy = None if data is None else top1(model, data.val_x, data.val_y)
+    return ModelFacts(params, macs, size_bytes(model), accuracy)
+
+
+def onnx_top1(path: Path, x: np.ndarray, y: np.ndarray) -> float:
+    """Percent of `x` an exported ONNX model (batch 1) classifies as `y`, in ONNX Runtime."""
+    from edgec.reference import session
+
+    sess = session(path, 1)
+    name = sess.get_inputs()[0].name
+    correct = sum(
+        int(np.argmax(sess.run(None, {name: x[i : i + 1]})[0]) == y[i]) for i in range(len(x))
+    )
+    return 100.0 * correct / len(x) if len(x) else 0.0

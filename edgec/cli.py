@@ -14,6 +14,7 @@ from edgec import __version__
 from edgec.errors import EdgecError, first_line
 
 if TYPE_CHECKING:
+    from edgec.pipeline import CompressOptions
     from edgec.relax.tune import TuneOptions
 
 HELP = {
@@ -29,7 +30,26 @@ HELP = {
     "tracker": "Measure on boards through this TVM RPC tracker, HOST:PORT (needs --key).",
     "key": "The key the boards' rpc_server registered under at the tracker.",
     "tune": "Tune with this many trials, then build with the tuned kernels (0: measure nothing).",
+    "weights": "A state dict (torch.save) to load into a file.py:factory model.",
+    "data": "Data for accuracy and training: digits, an .npz with x and y, or a class folder.",
+    "prune": "Prune this share of channels, in [0, 1) (structured, dependency-aware).",
+    "importance": "How channels are ranked: l1, l2 (filter norms), bn (BatchNorm scale), taylor.",
+    "scope": "layer: the ratio in every layer; global: ranked across layers.",
+    "keep_layer": "A layer (or block) to leave whole, by its module name; repeatable.",
+    "prune_steps": "Prune in N steps, fine-tuning between them (with --data).",
+    "prune_mode": "structured (remove channels) or unstructured (zero weights: no speed-up).",
+    "round_to": "Kept channel counts are multiples of this (default: the target's).",
+    "distill": "Recover accuracy by knowledge distillation from the teacher (needs --data).",
+    "teacher": "Teacher model, file.py:factory (default: the model before pruning).",
+    "teacher_weights": "A state dict for the teacher.",
+    "epochs": "Distillation epochs (stops early on a validation plateau).",
+    "lr": "Distillation learning rate (Adam, cosine schedule).",
+    "temperature": "Distillation temperature T: the KL term is on logits / T, scaled by T².",
+    "alpha": "Weight of the teacher's term; 1 - alpha weights cross-entropy on the labels.",
+    "hint": "Feature distillation STUDENT_LAYER:TEACHER_LAYER via a 1×1 adapter; repeatable.",
+    "config": "Project file with defaults per command ([build], [prune], ...); flags override it.",
 }
+CONFIG_FILE = "edgec.toml"
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -69,6 +89,117 @@ def _tuning_flags(f: Any) -> Any:
     )(f)
 
 
+def _compress_flags(f: Any) -> Any:
+    """The options edgec build, prune and distill share: data, pruning and distillation."""
+    flags = [
+        click.option("--hint", "hints", multiple=True, help=HELP["hint"]),
+        click.option("--alpha", type=float, default=None, help=HELP["alpha"]),
+        click.option("--temperature", type=float, default=None, help=HELP["temperature"]),
+        click.option("--lr", type=float, default=None, help=HELP["lr"]),
+        click.option("--epochs", type=int, default=None, help=HELP["epochs"]),
+        click.option(
+            "--teacher-weights",
+            type=click.Path(path_type=Path),
+            default=None,
+            help=HELP["teacher_weights"],
+        ),
+        click.option("--teacher", default=None, help=HELP["teacher"]),
+        click.option("--round-to", type=int, default=None, help=HELP["round_to"]),
+        click.option("--prune-mode", default="structured", help=HELP["prune_mode"]),
+        click.option("--prune-steps", type=int, default=1, help=HELP["prune_steps"]),
+        click.option("--keep-layer", "keep_layers", multiple=True, help=HELP["keep_layer"]),
+        click.option("--scope", default="layer", help=HELP["scope"]),
+        click.option("--importance", default="l2", help=HELP["importance"]),
+        click.option("--data", default=None, help=HELP["data"]),
+        click.option(
+            "--weights", type=click.Path(path_type=Path), default=None, help=HELP["weights"]
+        ),
+    ]
+    for flag in flags:
+        f = flag(f)
+    return f
+
+
+def _compress_options(
+    ratio: float | None, distill: bool, round_to: int | None, flags: dict[str, Any]
+) -> CompressOptions:
+    """Typed compression settings from the shared flags (validated by their dataclasses)."""
+    from edgec.pipeline import CompressOptions
+    from edgec.stages.distill import DistillConfig
+    from edgec.stages.prune import PruneConfig
+
+    prune = None
+    if ratio is not None:
+        prune = PruneConfig(
+            ratio,
+            importance=flags["importance"],
+            scope=flags["scope"],
+            keep_layers=tuple(flags["keep_layers"]),
+            round_to=round_to or 1,
+            steps=flags["prune_steps"],
+            mode=flags["prune_mode"],
+        )
+    training = {
+        k: flags[k] for k in ("epochs", "lr", "temperature", "alpha") if flags[k] is not None
+    }
+    hints = tuple(_hint(h) for h in flags["hints"])
+    if (training or hints) and not distill:
+        raise EdgecError("--epochs, --lr, --temperature, --alpha and --hint go with --distill")
+    return CompressOptions(
+        data=flags["data"],
+        prune=prune,
+        distill=DistillConfig(**training, hints=hints) if distill else None,
+        teacher=flags["teacher"],
+        teacher_weights=flags["teacher_weights"],
+    )
+
+
+def _hint(text: str) -> tuple[str, str]:
+    student, sep, teacher = text.partition(":")
+    if not sep or not student or not teacher:
+        raise EdgecError(f"--hint {text!r}: expected STUDENT_LAYER:TEACHER_LAYER, e.g. 4.0:4.0")
+    return student, teacher
+
+
+def _load_config(path: Path | None) -> dict[str, Any] | None:
+    """The project file as click's default_map: {command: {option: value}}."""
+    import tomllib
+
+    if path is None:
+        path = Path(CONFIG_FILE)
+        if not path.is_file():
+            return None
+    elif not path.is_file():
+        raise EdgecError(f"--config {path} not found")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise EdgecError(f"{path} is not valid TOML ({first_line(e)})") from None
+    defaults: dict[str, Any] = {}
+    for command, table in data.items():
+        if command not in main.commands or not isinstance(table, dict):
+            raise EdgecError(
+                f"{path}: [{command}] is not a command's table; "
+                f"known: {', '.join(sorted(main.commands))}"
+            )
+        params = {p.name: p for p in main.commands[command].params if p.name}
+        values = {}
+        for key, value in table.items():
+            name = key.replace("-", "_")
+            name = {
+                "keep_layer": "keep_layers",
+                "hint": "hints",
+                "input_shape": "input_shapes",
+            }.get(name, name)
+            if name not in params:
+                raise EdgecError(
+                    f"{path}: [{command}] has no option {key!r}; see edgec {command} --help"
+                )
+            values[name] = value
+        defaults[command] = values
+    return defaults
+
+
 def _fail(e: EdgecError) -> NoReturn:
     click.echo(f"edgec: error: {e}", err=True)
     sys.exit(e.exit_code)
@@ -100,8 +231,15 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="edgec")
-def main() -> None:
-    """edgec: a PyTorch or ONNX model to a small, fast, verified bundle for an edge device."""
+@click.option("--config", type=click.Path(path_type=Path), default=None, help=HELP["config"])
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """edgec: a PyTorch or ONNX model to a small, fast, verified bundle for an edge device.
+
+    Defaults for any command can come from ./edgec.toml (or --config FILE), one table per
+    command, e.g. [build] target = "rpi4", prune = 0.5; flags override the file.
+    """
+    ctx.default_map = _load_config(config)
 
 
 @main.command()
@@ -113,6 +251,9 @@ def main() -> None:
 @click.option("--no-measure", is_flag=True, help="Build the bundle without running it.")
 @click.option("--tune", "trials", type=click.IntRange(min=0), default=None, help=HELP["tune"])
 @_tuning_flags
+@click.option("--prune", "ratio", type=float, default=None, help=HELP["prune"])
+@click.option("--distill", is_flag=True, help=HELP["distill"])
+@_compress_flags
 def build(
     model: str,
     target: str,
@@ -125,6 +266,11 @@ def build(
     tuning_db: Path | None,
     tracker: str | None,
     key: str | None,
+    ratio: float | None,
+    distill: bool,
+    weights: Path | None,
+    round_to: int | None,
+    **flags: Any,
 ) -> None:
     """Compile MODEL for a target into a bundle, run it, and print the report.
 
@@ -149,7 +295,12 @@ def build(
             "(--tune 0: build with the recorded kernels, measure nothing)"
         )
     options = BuildOptions(
-        input_shapes=shapes, repeat=repeat, measure=not no_measure, tuning=tuning
+        input_shapes=shapes,
+        weights=weights,
+        compress=_compress_options(ratio, distill, round_to, flags),
+        repeat=repeat,
+        measure=not no_measure,
+        tuning=tuning,
     )
     data = build_bundle(model, profile.name, out, options, StageLog())
     click.echo(markdown(data))
@@ -215,6 +366,90 @@ def tune(
     click.echo(f"edgec tune {model} for {profile.name}: {profile.description}", err=True)
     summary = tune_kernels(model, profile.name, shapes, options, StageLog())
     click.echo(json.dumps(summary.to_json(), indent=2))
+
+
+def _compress_command(
+    model: str,
+    out: Path,
+    target: str | None,
+    input_shapes: tuple[str, ...],
+    weights: Path | None,
+    ratio: float | None,
+    distill: bool,
+    round_to: int | None,
+    flags: dict[str, Any],
+) -> None:
+    from edgec.pipeline import compress_to_file
+    from edgec.progress import StageLog
+    from edgec.targets import get_target
+
+    if round_to is None and target is not None:
+        round_to = get_target(target).capabilities.channel_multiple
+    options = _compress_options(ratio, distill, round_to, flags)
+    shapes = [_shape(s) for s in input_shapes] or None
+    facts = compress_to_file(model, shapes, weights, options, round_to or 1, out, StageLog())
+    click.echo("| stage | params | MACs | weight bytes | val top-1 |")
+    click.echo("|---|---:|---:|---:|---:|")
+    for name, f in facts.items():
+        accuracy = "" if f.accuracy is None else f"{f.accuracy:.1f}%"
+        click.echo(f"| {name} | {f.params:,} | {f.macs:,} | {f.size_bytes:,} | {accuracy} |")
+    click.echo(f"wrote {out}: edgec build {out} --target NAME", err=True)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--ratio", type=float, required=True, help=HELP["prune"])
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The pruned model, a TorchScript .pt that edgec build reads.",
+)
+@click.option(
+    "--target", "-t", default=None, help="Round channels to this target's vector multiple."
+)
+@click.option("--input-shape", "input_shapes", multiple=True, help=HELP["input_shape"])
+@click.option("--distill", is_flag=True, help=HELP["distill"])
+@_compress_flags
+def prune(
+    model: str,
+    ratio: float,
+    out: Path,
+    target: str | None,
+    input_shapes: tuple[str, ...],
+    distill: bool,
+    weights: Path | None,
+    round_to: int | None,
+    **flags: Any,
+) -> None:
+    """Prune MODEL (file.py:factory) and save it; --distill recovers accuracy from the original."""
+    _compress_command(model, out, target, input_shapes, weights, ratio, distill, round_to, flags)
+
+
+@main.command()
+@click.argument("model")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The trained student, a TorchScript .pt that edgec build reads.",
+)
+@click.option("--input-shape", "input_shapes", multiple=True, help=HELP["input_shape"])
+@_compress_flags
+def distill(
+    model: str,
+    out: Path,
+    input_shapes: tuple[str, ...],
+    weights: Path | None,
+    round_to: int | None,
+    **flags: Any,
+) -> None:
+    """Train the student MODEL (file.py:factory) against --teacher's logits and the labels."""
+    if flags["teacher"] is None:
+        raise EdgecError("edgec distill needs --teacher file.py:factory (the model to learn from)")
+    _compress_command(model, out, None, input_shapes, weights, None, True, round_to, flags)
 
 
 @main.command()

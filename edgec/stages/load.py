@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -16,18 +17,26 @@ from edgec.errors import EdgecError, first_line
 Shapes = list[tuple[int, ...]]
 
 
-def load(spec: str, input_shapes: Shapes | None, workdir: Path) -> TorchModel | OnnxModel:
+SHAPES_FILE = "edgec_input_shapes.json"  # what edgec prune/distill store inside a TorchScript .pt
+
+
+def load(
+    spec: str, input_shapes: Shapes | None, workdir: Path, weights: Path | None = None
+) -> TorchModel | OnnxModel:
     """Load MODEL as given on the command line: .onnx, .pt (TorchScript), .pt2
-    (torch.export), or path/to/file.py:factory."""
+    (torch.export), or path/to/file.py:factory (with `weights`, a state dict, loaded into it)."""
     path_text, _, factory = spec.partition(":") if ".py:" in spec else (spec, "", "")
     path = Path(path_text)
     if not path.is_file():
         raise EdgecError(f"model file {path} not found; give a .onnx, .pt, .pt2 or file.py:factory")
     suffix = path.suffix.lower()
+    if weights is not None and suffix != ".py":
+        raise EdgecError(f"--weights loads a state dict into a file.py:factory model, not {path}")
     if suffix == ".py":
         if not factory:
             raise EdgecError(f"{path} is Python: name its factory as {path}:make_model")
-        return _load_factory(path, factory, input_shapes, spec)
+        model = _load_factory(path, factory, input_shapes, spec)
+        return model if weights is None else _with_weights(model, weights)
     if suffix == ".onnx":
         return _load_onnx(path, input_shapes, workdir)
     if suffix in (".pt", ".pth", ".pt2"):
@@ -77,7 +86,7 @@ def _load_factory(path: Path, factory: str, input_shapes: Shapes | None, spec: s
     shapes = input_shapes or _declared_shapes(module)
     if shapes is None:
         raise EdgecError(f"{spec}: give the input shape, e.g. --input-shape 1,3,32,32")
-    return TorchModel(model.eval(), _specs(shapes), spec)
+    return TorchModel(model.eval(), specs(shapes), spec)
 
 
 def _load_torch_file(path: Path, input_shapes: Shapes | None, spec: str) -> TorchModel:
@@ -89,17 +98,54 @@ def _load_torch_file(path: Path, input_shapes: Shapes | None, spec: str) -> Torc
         except Exception as e:
             raise EdgecError(f"{path} is not a torch.export program ({first_line(e)})") from None
         shapes = input_shapes or _program_shapes(program)
-        return TorchModel(program, _specs(shapes), spec)
+        return TorchModel(program, specs(shapes), spec)
+    extra = {SHAPES_FILE: ""}
     try:
-        scripted = torch.jit.load(str(path), map_location="cpu")
+        scripted = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as e:
         raise EdgecError(
             f"{path} is not a TorchScript model ({first_line(e)}); save it with torch.jit.save, "
             "or use torch.export.save (.pt2) or ONNX"
         ) from None
-    if input_shapes is None:
+    stored = [tuple(s) for s in json.loads(extra[SHAPES_FILE])] if extra[SHAPES_FILE] else None
+    shapes = input_shapes or stored
+    if shapes is None:
         raise EdgecError(f"{path}: give the input shape, e.g. --input-shape 1,3,32,32")
-    return TorchModel(scripted.eval(), _specs(input_shapes), spec)
+    return TorchModel(scripted.eval(), specs(shapes), spec)
+
+
+def _with_weights(model: TorchModel, weights: Path) -> TorchModel:
+    import torch
+
+    if not weights.is_file():
+        raise EdgecError(f"weights file {weights} not found; give a state dict saved by torch.save")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise EdgecError(f"{weights} is not a torch state dict ({first_line(e)})") from None
+    if not isinstance(state, dict):
+        raise EdgecError(f"{weights} holds a {type(state).__name__}, not a state dict")
+    try:
+        model.module.load_state_dict(state)
+    except RuntimeError as e:
+        # torch lists every missing and unexpected key over many lines: the first says enough
+        detail = " ".join(str(e).split())[:300]
+        raise EdgecError(f"{weights} does not fit {model.source}: {detail}") from None
+    return TorchModel(model.module.eval(), model.inputs, f"{model.source} + {weights}")
+
+
+def save_torchscript(model: TorchModel, path: Path) -> None:
+    """Trace MODEL to a TorchScript .pt at `path` (atomically) that load() reads back, input
+    shapes included."""
+    import torch
+
+    example = tuple(torch.zeros(s.shape) for s in model.inputs)
+    with torch.no_grad():
+        traced = torch.jit.trace(model.module.eval(), example)
+    shapes = json.dumps([list(s.shape) for s in model.inputs])
+    partial = path.with_name(f".{path.name}.partial")
+    torch.jit.save(traced, str(partial), _extra_files={SHAPES_FILE: shapes})
+    partial.replace(path)
 
 
 def _import_file(path: Path) -> Any:
@@ -138,6 +184,6 @@ def _program_shapes(program: Any) -> Shapes:
     return shapes
 
 
-def _specs(shapes: Shapes) -> tuple[TensorSpec, ...]:
+def specs(shapes: Shapes) -> tuple[TensorSpec, ...]:
     names = ["input"] if len(shapes) == 1 else [f"input_{i}" for i in range(len(shapes))]
     return tuple(TensorSpec(n, tuple(s), "float32") for n, s in zip(names, shapes, strict=True))

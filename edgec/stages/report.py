@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgec.accuracy import ModelFacts
 from edgec.artifacts import BuiltArtifact, Bundle, Measurement
 from edgec.onnx_graph import ModelStats
 from edgec.relax.tune import TuningSummary
@@ -22,8 +23,14 @@ def report(
     measurement: Measurement | None,
     skipped: str | None,
     tuning: TuningSummary | None = None,
+    model_facts: dict[str, ModelFacts] | None = None,
 ) -> dict[str, Any]:
-    """The report of one build (and its first measurement, unless `skipped` says why not)."""
+    """The report of one build (and its first measurement, unless `skipped` says why not).
+
+    `model_facts` holds params, MACs, size and accuracy after each stage that changed the model
+    (load, prune, distill, export): they go on those stages' entries.
+    """
+    model_facts = model_facts or {}
     manifest, profile = bundle.manifest, built.target
     data: dict[str, Any] = {
         "schema": SCHEMA,
@@ -43,7 +50,14 @@ def report(
             "inputs": manifest["inputs"],
             "outputs": manifest["outputs"],
         },
-        "stages": [{"name": n, "seconds": round(s, 3)} for n, s in stage_times],
+        "stages": [
+            {
+                "name": n,
+                "seconds": round(s, 3),
+                **(model_facts[n].to_json() if n in model_facts else {}),
+            }
+            for n, s in stage_times
+        ],
         "schedules": built.schedules,
         "tuning": tuning.to_json() if tuning else None,
         "memory": {"planned_bytes": built.planned_bytes, "peak_rss_bytes": None},
@@ -75,6 +89,10 @@ def with_measurement(
         "repeat": m.repeat,
     }
     data["memory"]["peak_rss_bytes"] = m.peak_rss_bytes
+    for stage in data["stages"]:
+        if stage["name"] == "measure":  # the latency the compression stages bought
+            stage["latency_ms_p50"] = data["latency_ms"]["p50"]
+            stage["where"] = m.where
     data["parity"].update(
         {"max_abs_diff": m.max_abs_diff, "tolerance": m.tolerance, "ok": m.parity_ok}
     )
@@ -156,6 +174,20 @@ def markdown(data: dict[str, Any]) -> str:
     lines.append(
         f"| bundle | {_mib(data['bundle']['size_bytes'])}, {len(data['bundle']['files'])} files |"
     )
-    lines += ["", "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {s['name']} | {s['seconds']:.2f} |" for s in data["stages"]]
+    lines += ["", "| stage | seconds | params | MACs | weights | val top-1 | p50 |"]
+    lines += ["|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [_stage_row(s) for s in data["stages"]]
     return "\n".join(lines) + "\n"
+
+
+def _stage_row(stage: dict[str, Any]) -> str:
+    def number(key: str) -> str:
+        return f"{stage[key]:,}" if stage.get(key) is not None else ""
+
+    accuracy = f"{stage['accuracy']:.1f}%" if stage.get("accuracy") is not None else ""
+    latency = (
+        f"{stage['latency_ms_p50']:.3f} ms ({stage['where']})" if "latency_ms_p50" in stage else ""
+    )
+    weights = _mib(stage["size_bytes"]) if stage.get("size_bytes") is not None else ""
+    cells = [stage["name"], f"{stage['seconds']:.2f}", number("params"), number("macs"), weights]
+    return "| " + " | ".join([*cells, accuracy, latency]) + " |"
