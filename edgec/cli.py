@@ -47,6 +47,13 @@ HELP = {
     "temperature": "Distillation temperature T: the KL term is on logits / T, scaled by T².",
     "alpha": "Weight of the teacher's term; 1 - alpha weights cross-entropy on the labels.",
     "hint": "Feature distillation STUDENT_LAYER:TEACHER_LAYER via a 1×1 adapter; repeatable.",
+    "quantize": "int8: calibrated integer kernels (weights and activations int8); none: float32.",
+    "calib_data": "Calibration data (same forms as --data; default: --data).",
+    "calib_samples": "Calibration samples (default 256).",
+    "calib_method": "Activation ranges: minmax, percentile (99.99, default) or entropy (KL).",
+    "float_layer": "Keep this layer (ONNX node name) in float; repeatable.",
+    "sensitivity": "Keep layers in float whose int8 alone moves the output by more than this "
+    "relative RMS error (default 0.05; 0 turns the check off).",
     "config": "Project file with defaults per command ([build], [prune], ...); flags override it.",
 }
 CONFIG_FILE = "edgec.toml"
@@ -254,6 +261,20 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @click.option("--prune", "ratio", type=float, default=None, help=HELP["prune"])
 @click.option("--distill", is_flag=True, help=HELP["distill"])
 @_compress_flags
+@click.option(
+    "--quantize",
+    "quantize_mode",
+    type=click.Choice(["none", "int8"]),
+    default="none",
+    help=HELP["quantize"],
+)
+@click.option("--calib-data", default=None, help=HELP["calib_data"])
+@click.option(
+    "--calib-samples", type=click.IntRange(min=1), default=256, help=HELP["calib_samples"]
+)
+@click.option("--calib-method", default="percentile", help=HELP["calib_method"])
+@click.option("--float-layer", "float_layers", multiple=True, help=HELP["float_layer"])
+@click.option("--sensitivity", type=click.FloatRange(min=0), default=0.05, help=HELP["sensitivity"])
 def build(
     model: str,
     target: str,
@@ -270,6 +291,12 @@ def build(
     distill: bool,
     weights: Path | None,
     round_to: int | None,
+    quantize_mode: str,
+    calib_data: str | None,
+    calib_samples: int,
+    calib_method: str,
+    float_layers: tuple[str, ...],
+    sensitivity: float,
     **flags: Any,
 ) -> None:
     """Compile MODEL for a target into a bundle, run it, and print the report.
@@ -294,10 +321,23 @@ def build(
             "--trials-per-task, --tuning-db, --tracker and --key go with --tune N "
             "(--tune 0: build with the recorded kernels, measure nothing)"
         )
+    quantize = None
+    if quantize_mode == "int8":
+        from edgec.stages.quantize import QuantizeConfig
+
+        quantize = QuantizeConfig(
+            "int8",
+            calib_method,
+            calib_samples,
+            sensitivity=sensitivity or None,
+            float_layers=tuple(float_layers),
+        )
     options = BuildOptions(
         input_shapes=shapes,
         weights=weights,
         compress=_compress_options(ratio, distill, round_to, flags),
+        quantize=quantize,
+        calib_data=calib_data,
         repeat=repeat,
         measure=not no_measure,
         tuning=tuning,

@@ -58,6 +58,7 @@ def compile_model(
         _planned_bytes(lowered),
         model.onnx,
         _kernel_counts(scheduled, tuned),
+        model.quantization,
     )
 
 

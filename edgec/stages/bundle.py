@@ -15,6 +15,7 @@ from edgec.targets import TargetProfile, get_target
 from edgec.versions import versions
 
 MANIFEST = "manifest.json"
+FLOAT_TOLERANCE = 1e-4  # max abs difference from ONNX Runtime's outputs, float builds
 REPORTS = ("report.json", "report.md")  # rewritten by `edgec run`, so not checksummed
 
 
@@ -38,10 +39,20 @@ def bundle(built: BuiltArtifact, directory: Path) -> Bundle:
         "runner": runtime.RUNNER if runs_cpu_runner else None,
         "inputs": [s.to_json() for s in built.onnx.inputs],
         "outputs": [s.to_json() for s in built.onnx.outputs],
+        "parity": _parity(built),
         "files": checksums(directory),
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return Bundle(directory, manifest)
+
+
+def _parity(built: BuiltArtifact) -> dict[str, float]:
+    """How close the bundle's outputs must be to ONNX Runtime on its reference model."""
+    if built.quantization is None:
+        return {"tolerance": FLOAT_TOLERANCE, "share": 1.0}
+    # int8 against the same QDQ model in ONNX Runtime: within one output step (its scale) on
+    # at least 99% of the outputs; ONNX Runtime requantizes in float, edgec in fixed point.
+    return {"tolerance": built.quantization["output_scale"] * 1.0001, "share": 0.99}
 
 
 def checksums(directory: Path) -> dict[str, str]:

@@ -87,10 +87,12 @@ def measure(
     expected = reference.run(bundle.path / bundle.manifest["reference"], inputs)
     if len(outputs) != len(expected):
         raise CheckFailed(f"the runner gave {len(outputs)} outputs, ONNX Runtime {len(expected)}")
-    diff = max(
-        float(np.max(np.abs(o.astype(np.float64) - e), initial=0.0))
-        for o, e in zip(outputs, expected, strict=True)
+    parity = bundle.manifest.get("parity", {"tolerance": TOLERANCE, "share": 1.0})
+    errors = np.concatenate(
+        [np.abs(o.astype(np.float64) - e).ravel() for o, e in zip(outputs, expected, strict=True)]
     )
+    diff = float(errors.max(initial=0.0))
+    within = float(np.mean(errors <= parity["tolerance"])) if errors.size else 1.0
     baseline = None
     if where == "host":
         baseline = reference.latency(
@@ -104,8 +106,10 @@ def measure(
         repeat=repeat,
         peak_rss_bytes=int(result["peak_rss_bytes"]),
         max_abs_diff=diff,
-        tolerance=TOLERANCE,
+        tolerance=float(parity["tolerance"]),
         baseline_ms=baseline,
+        within_share=within,
+        required_share=float(parity["share"]),
     )
 
 

@@ -59,6 +59,7 @@ def report(
             for n, s in stage_times
         ],
         "schedules": built.schedules,
+        "quantization": built.quantization,
         "tuning": tuning.to_json() if tuning else None,
         "memory": {"planned_bytes": built.planned_bytes, "peak_rss_bytes": None},
         "parity": {
@@ -81,7 +82,9 @@ def with_measurement(
     if m is None:
         data["latency_ms"] = {"where": None, "skipped": skipped}
         data["baseline"] = None
-        data["parity"].update({"max_abs_diff": None, "tolerance": None, "ok": None})
+        data["parity"].update(
+            {"max_abs_diff": None, "tolerance": None, "within_share": None, "ok": None}
+        )
         return data
     data["latency_ms"] = {
         **{k: round(v, 4) for k, v in m.latency_ms.items()},
@@ -94,7 +97,13 @@ def with_measurement(
             stage["latency_ms_p50"] = data["latency_ms"]["p50"]
             stage["where"] = m.where
     data["parity"].update(
-        {"max_abs_diff": m.max_abs_diff, "tolerance": m.tolerance, "ok": m.parity_ok}
+        {
+            "max_abs_diff": m.max_abs_diff,
+            "tolerance": m.tolerance,
+            "within_share": m.within_share,
+            "required_share": m.required_share,
+            "ok": m.parity_ok,
+        }
     )
     data["baseline"] = (
         {"onnxruntime": {k: round(v, 4) for k, v in m.baseline_ms.items()}}
@@ -162,6 +171,17 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(
             f"| output parity vs ONNX Runtime | max abs diff {parity['max_abs_diff']:.2e} "
             f"(tolerance {parity['tolerance']:.0e}, {verdict}) |"
+        )
+    quant = data.get("quantization")
+    if quant:
+        kept = f"; float: {', '.join(quant['float_layers'])}" if quant["float_layers"] else ""
+        accuracy = quant.get("accuracy") or {}
+        if accuracy:
+            kept += f"; val top-1 {accuracy['fp32']:.1f}% fp32 → {accuracy['int8']:.1f}% int8"
+        lines.append(
+            f"| quantization | int8 ({quant['calibration']} ranges): {quant['int8_ops']} int8 ops, "
+            f"{quant['float_ops']} float{kept}; weights {quant['weight_bytes']:,} B "
+            f"(fp32 {quant['float_weight_bytes']:,} B) |"
         )
     sched = data.get("schedules") or {}
     if sched.get("kernels"):

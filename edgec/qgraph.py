@@ -1,0 +1,212 @@
+"""The int8 graph: edgec's one source of truth for a quantized model, and its numpy reference.
+
+A QGraph is a list of nodes over named tensors. An int8 tensor carries one scale (symmetric,
+zero point 0: padding stays exact and no zero-point correction terms are needed); weights are
+int8 with one scale per output channel; biases are int32 at scale (input scale × weight scale).
+
+Requantization is fixed-point and exact in every back-end (numpy here, TVM, C):
+
+    out = clamp((acc × M + 2^(n−1)) >> n, lo, hi)        (64-bit product, arithmetic shift)
+
+with M in [2^30, 2^31) and n the shift, so M × 2^−n is the real multiplier to 31 bits. A fused
+ReLU or clip is just lo/hi. The reference computes int8 × int8 sums in float64, which is exact
+for any layer with fewer than 2^38 products per output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+INT8_MIN, INT8_MAX = -128, 127
+# Ops and what they do; "int8" nodes compute on int8 tensors, "float" ones on float32.
+COMPUTE_OPS = ("conv", "dense", "add", "global_avgpool")  # requantize their int32 results
+LAYOUT_OPS = ("maxpool", "reshape")  # same scale in and out
+CAST_OPS = ("quantize", "dequantize")
+
+
+@dataclass(frozen=True)
+class QNode:
+    """One operator. `params` holds its constants (weights, biases, multipliers), `attrs` its
+    settings (strides, pads, groups, kernel, shape, lo/hi)."""
+
+    op: str
+    name: str
+    inputs: tuple[str, ...]
+    output: str
+    precision: str  # "int8" or "float"
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QGraph:
+    """Nodes in execution order; `scales` for every int8 tensor; float32 input and outputs."""
+
+    nodes: tuple[QNode, ...]
+    scales: dict[str, float]
+    shapes: dict[str, tuple[int, ...]]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @property
+    def int8_ops(self) -> int:
+        return sum(n.op in COMPUTE_OPS and n.precision == "int8" for n in self.nodes)
+
+    @property
+    def float_ops(self) -> int:
+        return sum(n.op in COMPUTE_OPS and n.precision == "float" for n in self.nodes)
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(a.nbytes for n in self.nodes for k, a in n.params.items() if k in ("w", "b"))
+
+
+def quantize_multiplier(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-point (M, n) per element with M × 2^−n ≈ real, M in [2^30, 2^31) (0 for 0)."""
+    real = np.asarray(real, dtype=np.float64)
+    exponent = np.floor(np.log2(np.where(real > 0, real, 1.0)))
+    shift = (30 - exponent).astype(np.int64)
+    multiplier = np.round(real * np.exp2(shift.astype(np.float64))).astype(np.int64)
+    overflow = multiplier >= 2**31  # rounding reached 2^31: one bit less precision
+    multiplier = np.where(overflow, multiplier // 2, multiplier)
+    shift = np.where(overflow, shift - 1, shift)
+    zero = real <= 0
+    multiplier = np.where(zero, 0, multiplier)
+    shift = np.where(zero, 31, shift)
+    if np.any(shift < 1) or np.any(shift > 62):
+        raise ValueError(f"requantization multiplier out of range: {real.max():.3g}")
+    return multiplier, shift
+
+
+def requantize(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, lo: int, hi: int):
+    """clamp((acc × M + 2^(n−1)) >> n, lo, hi) as int8, in int64 like every back-end."""
+    acc = acc.astype(np.int64)
+    rounding = np.left_shift(np.int64(1), shift - 1)
+    return np.clip((acc * multiplier + rounding) >> shift, lo, hi).astype(np.int8)
+
+
+def quantize(x: np.ndarray, scale: float) -> np.ndarray:
+    """float32 → int8: round half to even of x × (1/scale), saturated."""
+    inverse = np.float32(1.0 / scale)
+    return np.clip(np.round(x.astype(np.float32) * inverse), INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
+    return q.astype(np.float32) * np.float32(scale)
+
+
+def run(graph: QGraph, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The graph's outputs on `inputs` (any batch size)."""
+    values = trace(graph, inputs)
+    return [values[name] for name in graph.outputs]
+
+
+def trace(graph: QGraph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Every tensor of the graph on `inputs`."""
+    values: dict[str, np.ndarray] = dict(zip(graph.inputs, inputs, strict=True))
+    for node in graph.nodes:
+        args = [values[name] for name in node.inputs]
+        values[node.output] = _KERNELS[node.op](node, graph, *args)
+    return values
+
+
+def _conv(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    a = node.attrs
+    w = node.params["w"]
+    pad_value = 0.0
+    acc = _conv_sum(x.astype(np.float64), w.astype(np.float64), a, pad_value)
+    acc += node.params["b"].astype(np.float64).reshape(1, -1, 1, 1)
+    return _finish(node, acc, channel_axis=1)
+
+
+def _conv_sum(x: np.ndarray, w: np.ndarray, a: dict[str, Any], pad: float) -> np.ndarray:
+    top, left, bottom, right = a["pads"]
+    x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad)
+    kh, kw = w.shape[2:]
+    dh, dw = a["dilations"]
+    sh, sw = a["strides"]
+    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    windows = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(2, 3))
+    windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # N, C, OH, OW, kh, kw
+    n, c, oh, ow = windows.shape[:4]
+    g = a["groups"]
+    windows = windows.reshape(n, g, c // g, oh, ow, kh, kw)
+    weights = w.reshape(g, w.shape[0] // g, c // g, kh, kw)
+    out = np.einsum("ngchwij,gocij->ngohw", windows, weights, optimize=True)
+    return out.reshape(n, w.shape[0], oh, ow)
+
+
+def _dense(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    acc = x.astype(np.float64) @ node.params["w"].astype(np.float64).T
+    acc += node.params["b"].astype(np.float64)
+    return _finish(node, acc, channel_axis=1)
+
+
+def _add(node: QNode, graph: QGraph, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if node.precision == "float":
+        return _activate(node, a + b)
+    p = node.params
+    total = a.astype(np.int64) * p["ma"] + b.astype(np.int64) * p["mb"]
+    rounding = np.int64(1) << (p["n"] - 1)
+    lo, hi = node.attrs["lo"], node.attrs["hi"]
+    return np.clip((total + rounding) >> p["n"], lo, hi).astype(np.int8)
+
+
+def _global_avgpool(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    if node.precision == "float":
+        return x.mean(axis=(2, 3), keepdims=True, dtype=np.float32)
+    total = x.astype(np.int64).sum(axis=(2, 3), keepdims=True)
+    p, a = node.params, node.attrs
+    return requantize(total, p["m"], p["n"], a["lo"], a["hi"])
+
+
+def _maxpool(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    a = node.attrs
+    top, left, bottom, right = a["pads"]
+    pad = INT8_MIN if x.dtype == np.int8 else -np.inf
+    x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad)
+    windows = np.lib.stride_tricks.sliding_window_view(x, tuple(a["kernel"]), axis=(2, 3))
+    sh, sw = a["strides"]
+    return windows[:, :, ::sh, ::sw].max(axis=(4, 5))
+
+
+def _reshape(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    return x.reshape(x.shape[0], *node.attrs["shape"][1:])  # the batch stays free
+
+
+def _quantize(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    return quantize(x, graph.scales[node.output])
+
+
+def _dequantize(node: QNode, graph: QGraph, q: np.ndarray) -> np.ndarray:
+    return dequantize(q, graph.scales[node.inputs[0]])
+
+
+def _finish(node: QNode, acc: np.ndarray, channel_axis: int) -> np.ndarray:
+    """Requantize an int8 node's int32 sums per channel; apply a float node's activation."""
+    if node.precision == "float":
+        return _activate(node, acc.astype(np.float32))
+    shape = [1] * acc.ndim
+    shape[channel_axis] = -1
+    p, a = node.params, node.attrs
+    return requantize(acc, p["m"].reshape(shape), p["n"].reshape(shape), a["lo"], a["hi"])
+
+
+def _activate(node: QNode, x: np.ndarray) -> np.ndarray:
+    low, high = node.attrs.get("clip", (None, None))
+    return x if low is None and high is None else np.clip(x, low, high).astype(np.float32)
+
+
+_KERNELS = {
+    "conv": _conv,
+    "dense": _dense,
+    "add": _add,
+    "global_avgpool": _global_avgpool,
+    "maxpool": _maxpool,
+    "reshape": _reshape,
+    "quantize": _quantize,
+    "dequantize": _dequantize,
+}
