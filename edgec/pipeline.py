@@ -31,6 +31,12 @@ if TYPE_CHECKING:
     from edgec.stages.quantize import QuantizeConfig, QuantizedModel
 
 
+NO_CALIBRATION = (
+    "--quantize int8 needs calibration data: --calib-data digits, an .npz or a folder "
+    "(or --data); ranges from random inputs would be meaningless"
+)
+
+
 @dataclass(frozen=True)
 class CompressOptions:
     """What happens to a PyTorch model before export; all off by default."""
@@ -78,6 +84,8 @@ def build(
     from edgec.relax.lower_int8 import import_qgraph
 
     profile = get_target(target_name)
+    if options.quantize is not None and not (options.calib_data or options.compress.data):
+        raise EdgecError(NO_CALIBRATION)
     with staged_directory(out) as work:
         with log.stage("load") as s:
             source = load(model, options.input_shapes, work, options.weights)
@@ -213,10 +221,7 @@ def _quantize(
     assert options.quantize is not None
     spec = options.calib_data or options.compress.data
     if spec is None:
-        raise EdgecError(
-            "--quantize int8 needs calibration data: --calib-data digits, an .npz or a folder "
-            "(or --data); ranges from random inputs would be meaningless"
-        )
+        raise EdgecError(NO_CALIBRATION)
     shape = onnx_model.inputs[0].shape
     out = onnx_model.outputs[0].shape
     classes = out[1] if len(out) == 2 else None

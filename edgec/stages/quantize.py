@@ -100,11 +100,11 @@ def quantize(
 
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise EdgecError("int8 quantization supports models with one input and one output")
-    samples = [calibration[i : i + 1] for i in range(min(cfg.samples, len(calibration)))]
-    ranges = calibrate.ranges(model.path, samples, cfg.method, cfg.percentile)
     float_model = onnx.load(str(model.path))
     graph = float_model.graph
     _check_ops(graph, model.source)
+    samples = [calibration[i : i + 1] for i in range(min(cfg.samples, len(calibration)))]
+    ranges = calibrate.ranges(model.path, samples, cfg.method, cfg.percentile)
     shapes = _shapes(float_model)
     layers = _compute_layers(graph)
     missing = [name for name in cfg.float_layers if name not in layers]
@@ -148,7 +148,7 @@ def _shapes(model: Any) -> dict[str, tuple[int, ...]]:
 
 
 def _check_ops(graph: Any, source: str) -> None:
-    unsupported = sorted({n.op_type for n in graph.node} - set(SUPPORTED))
+    unsupported = sorted({n.op_type for n in graph.node} - {*SUPPORTED, "Constant"})
     if unsupported:
         raise EdgecError(
             f"int8 does not support {', '.join(unsupported)} (used by {source}); supported: "

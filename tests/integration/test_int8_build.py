@@ -1,0 +1,119 @@
+"""int8 builds: integer kernels in the built module, bit-exact with the numpy reference and
+across targets (x86 natively, rpi4 under qemu-aarch64), parity with ONNX Runtime's QDQ run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgec import qgraph
+from edgec.cli import main
+from edgec.targets import get_target
+from tests.conftest import ROOT, needs
+
+pytestmark = pytest.mark.integration
+DIGITS = f"{ROOT / 'examples' / 'digits.py'}:make_model"
+
+
+def _build(out: Path, target: str, *extra: str) -> dict:
+    args = ["build", DIGITS, "-t", target, "--quantize", "int8", "--data", "digits"]
+    result = CliRunner().invoke(main, [*args, *extra, "-o", str(out), "--calib-samples", "64"])
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def x86_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("int8") / "digits-x86"
+    _build(out, "x86", "--repeat", "5")
+    return out
+
+
+def test_int8_build_runs_integer_kernels_and_keeps_accuracy(x86_int8: Path) -> None:
+    report = json.loads((x86_int8 / "report.json").read_text())
+    quant = report["quantization"]
+    assert quant["int8_ops"] == 9 and quant["float_ops"] == 0 and not quant["float_layers"]
+    assert quant["relax_contractions"] == {"int8": 7, "float": 0}  # 6 convs and the dense
+    assert quant["accuracy"]["int8"] >= quant["accuracy"]["fp32"] - 1.0
+    assert quant["weight_bytes"] <= 0.3 * quant["float_weight_bytes"]
+    assert report["parity"]["ok"] and report["parity"]["within_share"] >= 0.99
+    stages = {s["name"]: s for s in report["stages"]}
+    assert stages["quantize"]["size_bytes"] == quant["weight_bytes"]
+    manifest = json.loads((x86_int8 / "manifest.json").read_text())
+    assert manifest["reference"] == "model.qdq.onnx" and manifest["parity"]["share"] == 0.99
+
+
+def _runner_output(bundle: Path, x: np.ndarray, tmp: Path) -> np.ndarray:
+    profile = get_target(json.loads((bundle / "manifest.json").read_text())["target"])
+    prefix, env = [], dict(os.environ)
+    if profile.emulator is not None:
+        prefix = list(profile.emulator.command)
+        env.update(profile.emulator.env)
+    np.save(tmp / "x.npy", x)
+    cmd = [*prefix, str(bundle / "edgec-run"), str(bundle / "model.so"), "--input",
+           str(tmp / "x.npy"), "--output-dir", str(tmp), "--repeat", "1"]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    return np.load(tmp / "output_0.npy")
+
+
+@needs("qemu-aarch64", "aarch64-linux-gnu-g++")
+def test_rpi4_int8_bundle_matches_x86_bit_for_bit(
+    x86_int8: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    rpi4 = tmp_path_factory.mktemp("int8-rpi4") / "digits-rpi4"
+    report = _build(rpi4, "rpi4", "--no-measure")
+    assert report["quantization"]["int8_ops"] == 9
+    x = np.random.default_rng(3).standard_normal((1, 1, 32, 32)).astype(np.float32)
+    on_x86 = _runner_output(x86_int8, x, tmp_path_factory.mktemp("a"))
+    on_rpi4 = _runner_output(rpi4, x, tmp_path_factory.mktemp("b"))
+    assert np.array_equal(on_x86, on_rpi4)
+
+
+def test_tvm_int8_kernels_match_the_numpy_reference_bit_for_bit(tmp_path: Path) -> None:
+    import tvm
+    from tvm import relax
+
+    from edgec.relax.compile import compile_model
+    from edgec.relax.lower_int8 import import_qgraph
+    from edgec.stages.quantize import QuantizeConfig, quantize
+    from tests.unit.test_quantize import _cnn
+
+    model = _cnn(tmp_path / "model.onnx")  # conv, relu6, add, depthwise, maxpool, pools, dense
+    calibration = np.random.default_rng(0).standard_normal((32, 1, 16, 16)).astype(np.float32)
+    quantized = quantize(model, calibration, QuantizeConfig(sensitivity=None))
+    built = compile_model(import_qgraph(quantized), get_target("x86"), tmp_path)
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(built.library)), tvm.cpu())
+    x = np.random.default_rng(5).standard_normal((8, 1, 1, 16, 16)).astype(np.float32)
+    got = np.stack([vm["main"](tvm.runtime.tensor(s)).numpy() for s in x])
+    want = np.stack([qgraph.run(quantized.graph, [s])[0] for s in x])
+    assert np.array_equal(got, want)
+    assert not built.schedules["unscheduled"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param([DIGITS], "--quantize int8 needs calibration data", id="no-calib-data"),
+        pytest.param(
+            [DIGITS, "--calib-data", "digits", "--calib-method", "mse"],
+            "unknown calibration method 'mse'",
+            id="method",
+        ),
+    ],
+)
+def test_bad_int8_input_is_one_line_and_writes_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["build", *args, "-t", "x86", "--quantize", "int8", "-o", str(out)]
+    )
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert len([line for line in result.stderr.splitlines() if line.startswith("edgec: ")]) == 1
+    assert not out.exists()
