@@ -1,6 +1,7 @@
 """Per-kernel time of an x86 build with edgec's default schedules: where the time goes.
 
     .venv/bin/python bench/kernels.py examples/resnet18.py:make_model [--top 15]
+    .venv/bin/python bench/kernels.py examples/digits.py:make_model --int8 digits
 
 Each fused kernel is built alone and timed on random inputs (TVM's time_evaluator); the
 sum is close to, but not exactly, the end-to-end latency (no VM overhead, warm caches).
@@ -20,6 +21,7 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--target", default="x86")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--int8", metavar="DATA", help="quantize, calibrating on DATA")
     args = parser.parse_args()
 
     import tvm
@@ -35,7 +37,17 @@ def main() -> None:
     profile = get_target(args.target)
     target = tvm_target(profile)
     with tempfile.TemporaryDirectory() as tmp:
-        relax_module = import_onnx(export(load(args.model, None, Path(tmp)), Path(tmp)))
+        onnx_model = export(load(args.model, None, Path(tmp)), Path(tmp))
+        if args.int8:
+            from edgec.datasets import load_dataset
+            from edgec.relax.lower_int8 import import_qgraph
+            from edgec.stages.quantize import QuantizeConfig, quantize
+
+            data = load_dataset(args.int8, onnx_model.inputs[0].shape)
+            config = QuantizeConfig(samples=64, sensitivity=None)
+            relax_module = import_qgraph(quantize(onnx_model, data.train_x, config))
+        else:
+            relax_module = import_onnx(onnx_model)
     with target:
         mod = _schedule(profile)(_prepare()(relax_module.module))
     rng = np.random.default_rng(0)

@@ -81,7 +81,15 @@ def _requantize(acc: Any, m: np.ndarray, n: np.ndarray, lo: int, hi: int, shape:
     scaled = op.add(op.multiply(wide, _const(m.reshape(shape), "int64")),
                     _const(rounding.reshape(shape), "int64"))  # fmt: skip
     shifted = op.right_shift(scaled, _const(n.reshape(shape), "int64"))
-    return op.astype(op.clip(shifted, lo, hi), "int8")
+    return op.astype(_clamp(shifted, lo, hi), "int8")
+
+
+def _clamp(value: Any, lo: int, hi: int) -> Any:
+    """min/max against scalars: elementwise ops that layout conversion passes through (clip is
+    not, and would cost a transpose on each side)."""
+    from tvm.relax import op
+
+    return op.minimum(op.maximum(value, _const(lo, "int64")), _const(hi, "int64"))
 
 
 def _float_activation(node: QNode, value: Any) -> Any:
@@ -137,7 +145,7 @@ def _emit(node: QNode, graph: QGraph, args: list[Any]) -> Any:
         right = op.multiply(op.astype(args[1], "int64"), _const(p["mb"], "int64"))
         total = op.add(op.add(left, right), _const(np.int64(1) << (p["n"] - 1), "int64"))
         shifted = op.right_shift(total, _const(p["n"], "int64"))
-        return op.astype(op.clip(shifted, a["lo"], a["hi"]), "int8")
+        return op.astype(_clamp(shifted, a["lo"], a["hi"]), "int8")
     if node.op == "global_avgpool":
         if not int8:
             return op.mean(args[0], axis=[2, 3], keepdims=True)

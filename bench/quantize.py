@@ -1,0 +1,74 @@
+"""int8 against float32 on the digits example: accuracy, weight bytes and x86 latency, edgec and
+ONNX Runtime (its int8 runs the same QDQ model edgec checks against), in one run.
+
+    .venv/bin/python bench/quantize.py [--repeat 500]
+
+Rows: the float32 build, the int8 build (percentile calibration on 256 training images), and
+prune 50% + distill + int8. ONNX Runtime's column times the float model for float rows and the
+int8 QDQ model for int8 rows, with the same threads and input. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = f"{ROOT / 'examples' / 'digits.py'}:make_model"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=15)
+    args = parser.parse_args()
+
+    from edgec.pipeline import BuildOptions, CompressOptions
+    from edgec.pipeline import build as build_bundle
+    from edgec.progress import StageLog
+    from edgec.stages.distill import DistillConfig
+    from edgec.stages.prune import PruneConfig
+    from edgec.stages.quantize import QuantizeConfig
+
+    int8 = QuantizeConfig("int8")
+    small = CompressOptions(
+        data="digits",
+        prune=PruneConfig(0.5),
+        distill=DistillConfig(epochs=args.epochs, patience=args.epochs),
+    )
+    variants = [
+        ("float32", BuildOptions(compress=CompressOptions(data="digits"))),
+        ("int8", BuildOptions(compress=CompressOptions(data="digits"), quantize=int8)),
+        ("prune 50% + KD, float32", BuildOptions(compress=small)),
+        ("prune 50% + KD + int8", BuildOptions(compress=small, quantize=int8)),
+    ]
+    print(
+        "| variant | val top-1 (%) | weight bytes | ops int8 / float | edgec x86 p50 (ms) "
+        "| ONNX Runtime p50 (ms) | edgec / ORT | parity (max abs diff) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    base = None
+    with tempfile.TemporaryDirectory(prefix="edgec-bench-") as tmp:
+        for name, options in variants:
+            options = BuildOptions(
+                compress=options.compress, quantize=options.quantize, repeat=args.repeat
+            )
+            report = build_bundle(MODEL, "x86", Path(tmp) / "out", options, StageLog(io.StringIO()))
+            stages = {s["name"]: s for s in report["stages"]}
+            last = stages.get("quantize") or stages["export"]
+            quant = report["quantization"] or {"int8_ops": 0, "float_ops": "all"}
+            p50 = report["latency_ms"]["p50"]
+            ort = report["baseline"]["onnxruntime"]["p50"]
+            base = base or p50
+            print(
+                f"| {name} | {last['accuracy']:.1f} | {last['size_bytes']:,} "
+                f"| {quant['int8_ops']} / {quant['float_ops']} "
+                f"| {p50:.4f} ({p50 / base:.2f}× fp32) "
+                f"| {ort:.4f} | {p50 / ort:.2f}× | {report['parity']['max_abs_diff']:.2e} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
