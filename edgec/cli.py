@@ -275,6 +275,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @click.option("--calib-method", default="percentile", help=HELP["calib_method"])
 @click.option("--float-layer", "float_layers", multiple=True, help=HELP["float_layer"])
 @click.option("--sensitivity", type=click.FloatRange(min=0), default=0.05, help=HELP["sensitivity"])
+@click.option("--board", default=None, help="MCU targets: link the firmware for this board.")
 def build(
     model: str,
     target: str,
@@ -297,6 +298,7 @@ def build(
     calib_method: str,
     float_layers: tuple[str, ...],
     sensitivity: float,
+    board: str | None,
     **flags: Any,
 ) -> None:
     """Compile MODEL for a target into a bundle, run it, and print the report.
@@ -338,6 +340,7 @@ def build(
         compress=_compress_options(ratio, distill, round_to, flags),
         quantize=quantize,
         calib_data=calib_data,
+        board=board,
         repeat=repeat,
         measure=not no_measure,
         tuning=tuning,
@@ -500,11 +503,12 @@ def targets() -> None:
     rows = [("name", "isa", "device", "cores", "vector", "runs", "description")]
     for p in all_targets().values():
         c = p.capabilities
-        runs = (
-            "host"
-            if c.runs_on_host
-            else (f"emulated ({p.emulator.command[0]})" if p.emulator else "device only")
-        )
+        if c.runs_on_host:
+            runs = "host"
+        elif c.backend == "c":
+            runs = f"emulated (qemu-system-arm, board {p.board})"
+        else:
+            runs = f"emulated ({p.emulator.command[0]})" if p.emulator else "device only"
         rows.append(
             (p.name, c.isa, c.device, str(c.cores), f"{c.vector_bits}-bit", runs, p.description)
         )

@@ -22,9 +22,10 @@ from edgec.stages.export import export
 from edgec.stages.load import load
 from edgec.stages.measure import measure, runnable_here
 from edgec.staging import staged_directory, write_tarball
-from edgec.targets import get_target
+from edgec.targets import TargetProfile, get_target
 
 if TYPE_CHECKING:
+    from edgec.boards import Board
     from edgec.datasets import Dataset
     from edgec.stages.distill import DistillConfig
     from edgec.stages.prune import PruneConfig
@@ -73,19 +74,27 @@ class BuildOptions:
     emulate: bool = True  # measure under the target's emulator when it has one
     measure: bool = True
     tuning: TuneOptions | None = None  # None: build without the tuning database
+    board: str | None = None  # MCU targets: the board to link for (default: the target's)
 
 
 def build(
     model: str, target_name: str, out: Path, options: BuildOptions, log: StageLog
 ) -> dict[str, Any]:
     """Build MODEL for the target into the bundle directory `out`; returns the report."""
-    from edgec.relax.compile import compile_model, tune_model, tuning_database
-    from edgec.relax.import_onnx import import_onnx
-    from edgec.relax.lower_int8 import import_qgraph
-
     profile = get_target(target_name)
     if options.quantize is not None and not (options.calib_data or options.compress.data):
         raise EdgecError(NO_CALIBRATION)
+    if profile.capabilities.backend == "c":
+        _mcu_board(profile, options.board)  # a wrong board fails before any work
+    elif options.board is not None:
+        raise EdgecError(
+            f"--board links MCU firmware; {profile.name} bundles go to boards with edgec flash"
+        )
+    if profile.capabilities.int8_only and options.quantize is None:
+        raise EdgecError(
+            f"{profile.name} runs int8 only: add --quantize int8 --calib-data DATA "
+            "(digits, an .npz or a folder)"
+        )
     with staged_directory(out) as work:
         with log.stage("load") as s:
             source = load(model, options.input_shapes, work, options.weights)
@@ -95,52 +104,127 @@ def build(
             onnx_model = export(compressed.model, work)
             model_facts = with_export_accuracy(onnx_model, compressed)
             s.note(export_note(onnx_model, model_facts.get("export")))
-        quantized = None
+        quantized, calib = None, None
         if options.quantize is not None:
             with log.stage("quantize") as s:
-                quantized = _quantize(onnx_model, options, compressed)
+                quantized, calib = _quantize(onnx_model, options, compressed)
                 model_facts = {**model_facts, **_quantized_facts(quantized, model_facts)}
                 s.note(quantize_note(quantized))
-        with log.stage("import"):
-            if quantized is None:
-                relax_module = import_onnx(onnx_model)
-            else:
-                relax_module = import_qgraph(quantized)
-        db, summary = None, None
-        if options.tuning is not None:
-            db = tuning_database(profile, options.tuning.database)
-            if options.tuning.trials > 0:
-                with log.stage("tune") as s:
-                    summary = tune_model(relax_module, profile, options.tuning, log.say)
-                    s.note(tuning_note(summary))
-        with log.stage("compile") as s:
-            built = compile_model(relax_module, profile, work, tuning_db=db)
-            s.note(
-                " ".join(str(built.tvm_target.get(k, "")) for k in ("kind", "mcpu", "arch")).strip()
-            )
-        with log.stage("bundle") as s:
-            result = bundle(built, work)
-            s.note(f"{len(result.manifest['files'])} files")
-        skipped = runnable_here(profile, options.emulate) if options.measure else "--no-measure"
-        measurement = None
-        if skipped is None:
-            with log.stage("measure") as s:
-                inputs = reference.random_inputs(onnx_model.inputs)
-                repeat = options.repeat or (50 if profile.capabilities.runs_on_host else 5)
-                measurement = measure(
-                    result, profile, inputs, repeat=repeat, emulate=options.emulate
-                )
-                s.note(
-                    f"p50 {measurement.latency_ms['p50']:.3f} ms ({measurement.where}), "
-                    f"max abs diff {measurement.max_abs_diff:.2e}"
-                )
-        stats = onnx_graph.stats(onnx_graph.read(onnx_model.path))
-        data = reporting.report(
-            result, built, stats, log.times, measurement, skipped, summary, model_facts
-        )
-        reporting.write(work, data)
+        if profile.capabilities.backend == "c":
+            assert quantized is not None and calib is not None
+            data = _build_c(quantized, calib, profile, work, options, model_facts, log)
+        else:
+            data = _build_tvm(onnx_model, quantized, profile, work, options, model_facts, log)
     write_tarball(out)
     _raise_on_parity(data)
+    return data
+
+
+def _build_tvm(
+    onnx_model: OnnxModel,
+    quantized: QuantizedModel | None,
+    profile: TargetProfile,
+    work: Path,
+    options: BuildOptions,
+    model_facts: dict[str, ModelFacts],
+    log: StageLog,
+) -> dict[str, Any]:
+    """import → (tune) → compile → bundle → measure → report, for TVM targets."""
+    from edgec.relax.compile import compile_model, tune_model, tuning_database
+    from edgec.relax.import_onnx import import_onnx
+    from edgec.relax.lower_int8 import import_qgraph
+
+    with log.stage("import"):
+        relax_module = import_onnx(onnx_model) if quantized is None else import_qgraph(quantized)
+    db, summary = None, None
+    if options.tuning is not None:
+        db = tuning_database(profile, options.tuning.database)
+        if options.tuning.trials > 0:
+            with log.stage("tune") as s:
+                summary = tune_model(relax_module, profile, options.tuning, log.say)
+                s.note(tuning_note(summary))
+    with log.stage("compile") as s:
+        built = compile_model(relax_module, profile, work, tuning_db=db)
+        s.note(" ".join(str(built.tvm_target.get(k, "")) for k in ("kind", "mcpu", "arch")).strip())
+    with log.stage("bundle") as s:
+        result = bundle(built, work)
+        s.note(f"{len(result.manifest['files'])} files")
+    skipped = runnable_here(profile, options.emulate) if options.measure else "--no-measure"
+    measurement = None
+    if skipped is None:
+        with log.stage("measure") as s:
+            inputs = reference.random_inputs(onnx_model.inputs)
+            repeat = options.repeat or (50 if profile.capabilities.runs_on_host else 5)
+            measurement = measure(result, profile, inputs, repeat=repeat, emulate=options.emulate)
+            s.note(
+                f"p50 {measurement.latency_ms['p50']:.3f} ms ({measurement.where}), "
+                f"max abs diff {measurement.max_abs_diff:.2e}"
+            )
+    stats = onnx_graph.stats(onnx_graph.read(onnx_model.path))
+    data = reporting.report(
+        result, built, stats, log.times, measurement, skipped, summary, model_facts
+    )
+    reporting.write(work, data)
+    return data
+
+
+def _mcu_board(profile: TargetProfile, name: str | None) -> Board:
+    from edgec.boards import get_board
+
+    assert profile.board is not None
+    board = get_board(name or profile.board)
+    if board.target != profile.name:
+        raise EdgecError(
+            f"board {board.name} takes {board.target} bundles, not {profile.name}; "
+            f"build with --target {board.target}"
+        )
+    return board
+
+
+def _build_c(
+    quantized: QuantizedModel,
+    calib: Dataset,
+    profile: TargetProfile,
+    work: Path,
+    options: BuildOptions,
+    model_facts: dict[str, ModelFacts],
+    log: StageLog,
+) -> dict[str, Any]:
+    """generate → firmware → bundle → measure (qemu-system-arm) → report, for MCU targets."""
+    from edgec.stages import firmware
+    from edgec.stages.bundle import bundle_firmware
+    from edgec.stages.generate import generate
+
+    board = _mcu_board(profile, options.board)
+    with log.stage("generate") as s:
+        sample = (calib.val_x if len(calib.val_x) else calib.train_x)[:1]
+        library = generate(quantized, profile, work, sample)
+        s.note(
+            f"{len(library.layers)} layers, arena {library.arena_bytes:,} B "
+            f"(lower bound {library.arena_lower_bound:,} B)"
+        )
+    with log.stage("firmware") as s:
+        fw = firmware.link(library, profile, board)
+        fp = fw.footprint
+        s.note(f"{board.name}: flash {fp.flash_bytes:,} B, RAM {fp.ram_bytes:,} B")
+    with log.stage("bundle") as s:
+        result = bundle_firmware(fw, quantized, work)
+        s.note(f"{len(result.manifest['files'])} files")
+    run = None
+    skipped = None if options.measure and board.qemu_machine else "--no-measure"
+    if board.qemu_machine is None:
+        skipped = f"{board.name} is a real board: run it with edgec flash"
+    if skipped is None:
+        with log.stage("measure") as s:
+            assert board.qemu_machine is not None
+            run = firmware.emulate(fw.elf, board.qemu_machine)
+            s.note(
+                f"{run.instructions:,} instructions (emulated {board.qemu_machine}), "
+                f"bit-exact: {np.array_equal(run.output, library.expected_output)}"
+            )
+    stats = onnx_graph.stats(onnx_graph.read(quantized.float_model.path))
+    data = reporting.mcu_report(result, fw, quantized, stats, log.times, run, skipped, model_facts)
+    reporting.write(work, data)
     return data
 
 
@@ -213,7 +297,7 @@ def export_note(onnx_model: OnnxModel, exported: ModelFacts | None) -> str:
 
 def _quantize(
     onnx_model: OnnxModel, options: BuildOptions, compressed: Compressed
-) -> QuantizedModel:
+) -> tuple[QuantizedModel, Dataset]:
     """int8 from calibration data (--calib-data, else --data); accuracy on --data's split."""
     from edgec.datasets import load_dataset
     from edgec.stages.quantize import quantize
@@ -232,7 +316,7 @@ def _quantize(
         data = calib
     if data is not None and classes is not None:
         validation = (data.val_x, data.val_y)
-    return quantize(onnx_model, calib.train_x, options.quantize, validation)
+    return quantize(onnx_model, calib.train_x, options.quantize, validation), calib
 
 
 def _quantized_facts(
@@ -389,8 +473,13 @@ def tuning_note(summary: TuningSummary) -> str:
 def run(
     path: Path, inputs: list[np.ndarray] | None, repeat: int | None, emulate: bool, log: StageLog
 ) -> dict[str, Any]:
-    """Run an existing bundle, check it against ONNX Runtime, and update its report."""
+    """Run an existing bundle, check it against its reference, and update its report."""
     result, profile = open_bundle(path)
+    report_path = path / "report.json"
+    if not report_path.is_file():
+        raise EdgecError(f"{path} has no report.json; rebuild the bundle")
+    if profile.capabilities.backend == "c":
+        return _run_firmware(path, result.manifest, inputs, emulate, log)
     specs = tuple(TensorSpec.from_json(s) for s in result.manifest["inputs"])
     with log.stage("measure") as s:
         measurement = measure(
@@ -404,12 +493,38 @@ def run(
             f"p50 {measurement.latency_ms['p50']:.3f} ms ({measurement.where}), "
             f"max abs diff {measurement.max_abs_diff:.2e}"
         )
-    report_path = path / "report.json"
-    if not report_path.is_file():
-        raise EdgecError(f"{path} has no report.json; rebuild the bundle")
     data = reporting.with_measurement(
         json.loads(report_path.read_text(encoding="utf-8")), measurement, None
     )
+    reporting.write(path, data)
+    write_tarball(path)
+    _raise_on_parity(data)
+    return data
+
+
+def _run_firmware(
+    path: Path,
+    manifest: dict[str, Any],
+    inputs: list[np.ndarray] | None,
+    emulate: bool,
+    log: StageLog,
+) -> dict[str, Any]:
+    """Run an MCU bundle's firmware in qemu-system-arm; bit-exact against its expected output."""
+    from edgec.boards import get_board
+    from edgec.stages import firmware
+
+    if inputs:
+        raise EdgecError("an MCU bundle runs its embedded test input; --input does not apply")
+    board = get_board(manifest["board"])
+    if board.qemu_machine is None:
+        raise EdgecError(f"{board.name} is a real board: run the bundle with edgec flash")
+    if not emulate:
+        raise EdgecError(f"{manifest['target']} bundles run on the board; add --emulate for qemu")
+    with log.stage("measure") as s:
+        run = firmware.emulate(path / manifest["firmware"], board.qemu_machine)
+        s.note(f"{run.instructions:,} instructions (emulated {board.qemu_machine})")
+    old = json.loads((path / "report.json").read_text(encoding="utf-8"))
+    data = reporting.with_mcu_run(old, manifest["layers"], run, manifest["expected_output"])
     reporting.write(path, data)
     write_tarball(path)
     _raise_on_parity(data)
@@ -420,7 +535,7 @@ def _raise_on_parity(data: dict[str, Any]) -> None:
     parity = data["parity"]
     if parity.get("ok") is False:
         raise CheckFailed(
-            f"outputs differ from ONNX Runtime by up to {parity['max_abs_diff']:.3g}; "
+            f"outputs differ from {parity['reference']} by up to {parity['max_abs_diff']:.3g}; "
             f"{parity['within_share']:.1%} are within {parity['tolerance']:.3g} "
             f"(needed: {parity['required_share']:.0%}); the report is written, the build is suspect"
         )

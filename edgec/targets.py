@@ -17,7 +17,8 @@ from edgec.errors import EdgecError, known
 from edgec.package_files import data_dir
 
 Device = Literal["cpu", "cuda"]
-RuntimeSource = Literal["installed", "wheel"]
+RuntimeSource = Literal["installed", "wheel", "none"]
+Backend = Literal["tvm", "c"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class Capabilities:
     cores: int
     runs_on_host: bool  # the bundle's runner executes natively on this machine
     channel_multiple: int  # channel counts that fill whole vectors (pruning rounds to this)
+    backend: Backend = "tvm"  # tvm: a TVM library + runner; c: edgec's C generator (MCUs)
+    has_dsp: bool = False  # Armv7E-M DSP extension: SMLAD and friends for int8 dot products
+    has_fpu: bool = False
+    int8_only: bool = False  # no float kernels: the model must be quantized
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,14 @@ class TargetProfile:
     emulator: Emulator | None
     capabilities: Capabilities
     path: Path
+    cflags: tuple[str, ...] = ()  # c backend: the compiler flags for this core
+    board: str | None = None  # c backend: the board the firmware is built and emulated for
 
     def __post_init__(self) -> None:
+        if self.capabilities.backend == "c":
+            if not self.cflags or self.board is None:
+                raise EdgecError(f"target profile {self.path}: a c target needs cflags and board")
+            return
         if "kind" not in self.tvm_target:
             raise EdgecError(f"target profile {self.path}: [tvm] target needs a 'kind'")
         if self.runtime_source == "wheel" and not self.runtime_platform:
@@ -98,12 +109,10 @@ def parse_profile(path: Path) -> TargetProfile:
     """Load and validate one target profile file."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-        tvm, tool, runtime, caps = (
-            data["tvm"],
-            data["toolchain"],
-            data["runtime"],
-            data["capabilities"],
-        )
+        tool, caps = data["toolchain"], data["capabilities"]
+        backend = _choice(caps, "backend", ("tvm", "c"), path) if "backend" in caps else "tvm"
+        tvm = data["tvm"] if backend == "tvm" else data.get("tvm", {"target": {}})
+        runtime = data["runtime"] if backend == "tvm" else {"source": "none"}
         emulator = data.get("emulator")
         capabilities = Capabilities(
             isa=str(caps["isa"]),
@@ -112,6 +121,10 @@ def parse_profile(path: Path) -> TargetProfile:
             cores=_resolve(caps["cores"], os.cpu_count() or 1, "cores", path),
             runs_on_host=bool(caps["runs_on_host"]),
             channel_multiple=_resolve(caps["channel_multiple"], 1, "channel_multiple", path),
+            backend=backend,
+            has_dsp=bool(caps.get("has_dsp", False)),
+            has_fpu=bool(caps.get("has_fpu", False)),
+            int8_only=bool(caps.get("int8_only", False)),
         )
         return TargetProfile(
             name=str(data["name"]),
@@ -119,13 +132,15 @@ def parse_profile(path: Path) -> TargetProfile:
             tvm_target=dict(tvm["target"]),
             tvm_host=dict(tvm["host"]) if "host" in tvm else None,
             cxx=str(tool["cxx"]),
-            runtime_source=_choice(runtime, "source", ("installed", "wheel"), path),
+            runtime_source=_choice(runtime, "source", ("installed", "wheel", "none"), path),
             runtime_platform=runtime.get("platform"),
             emulator=Emulator(tuple(emulator["command"]), dict(emulator.get("env", {})))
             if emulator
             else None,
             capabilities=capabilities,
             path=path,
+            cflags=tuple(str(f) for f in tool.get("cflags", ())),
+            board=data.get("board"),
         )
     except tomllib.TOMLDecodeError as e:
         raise EdgecError(f"target profile {path} is not valid TOML: {e}") from None

@@ -6,13 +6,17 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgec import runtime
 from edgec.artifacts import BuiltArtifact, Bundle
 from edgec.errors import CheckFailed, EdgecError
 from edgec.targets import TargetProfile, get_target
 from edgec.versions import versions
+
+if TYPE_CHECKING:
+    from edgec.stages.firmware import Firmware
+    from edgec.stages.quantize import QuantizedModel
 
 MANIFEST = "manifest.json"
 FLOAT_TOLERANCE = 1e-4  # max abs difference from ONNX Runtime's outputs, float builds
@@ -40,6 +44,46 @@ def bundle(built: BuiltArtifact, directory: Path) -> Bundle:
         "inputs": [s.to_json() for s in built.onnx.inputs],
         "outputs": [s.to_json() for s in built.onnx.outputs],
         "parity": _parity(built),
+        "files": checksums(directory),
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return Bundle(directory, manifest)
+
+
+def bundle_firmware(fw: Firmware, quantized: QuantizedModel, directory: Path) -> Bundle:
+    """Complete `directory` (the generated C, the harness, firmware.elf) into an MCU bundle.
+
+    The parity reference is the numpy int8 reference's output on the embedded test input:
+    the firmware must reproduce it exactly."""
+    library = fw.library
+    manifest = {
+        "schema": 1,
+        "versions": versions(),
+        "target": fw.board.target,
+        "board": fw.board.name,
+        "model": library.source,
+        "library": ["model.c", "model.h", "edgec_nn.c", "edgec_nn.h"],
+        "firmware": fw.elf.name,
+        "reference": quantized.onnx.path.name,
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(library.input_shape),
+                "dtype": "int8",
+                "scale": library.input_scale,
+            }
+        ],
+        "outputs": [
+            {
+                "name": "output",
+                "shape": list(library.output_shape),
+                "dtype": "int8",
+                "scale": library.output_scale,
+            }
+        ],
+        "expected_output": [int(v) for v in library.expected_output],
+        "layers": [{"name": x.name, "op": x.op, "macs": x.macs} for x in library.layers],
+        "parity": {"tolerance": 0, "share": 1.0},
         "files": checksums(directory),
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from edgec.accuracy import ModelFacts
 from edgec.artifacts import BuiltArtifact, Bundle, Measurement
 from edgec.onnx_graph import ModelStats
 from edgec.relax.tune import TuningSummary
 from edgec.staging import replace_file
+
+if TYPE_CHECKING:
+    from edgec.stages.firmware import Firmware, McuRun
+    from edgec.stages.quantize import QuantizedModel
 
 SCHEMA = 1
 
@@ -50,14 +56,7 @@ def report(
             "inputs": manifest["inputs"],
             "outputs": manifest["outputs"],
         },
-        "stages": [
-            {
-                "name": n,
-                "seconds": round(s, 3),
-                **(model_facts[n].to_json() if n in model_facts else {}),
-            }
-            for n, s in stage_times
-        ],
+        "stages": _stages(stage_times, model_facts),
         "schedules": built.schedules,
         "quantization": built.quantization,
         "tuning": tuning.to_json() if tuning else None,
@@ -72,6 +71,134 @@ def report(
         },
     }
     return with_measurement(data, measurement, skipped)
+
+
+def mcu_report(
+    bundle: Bundle,
+    fw: Firmware,
+    quantized: QuantizedModel,
+    stats: ModelStats,
+    stage_times: list[tuple[str, float]],
+    run: McuRun | None,
+    skipped: str | None,
+    model_facts: dict[str, ModelFacts],
+) -> dict[str, Any]:
+    """The report of a microcontroller build: flash and RAM against the board, instructions
+    per inference and per MAC on the emulated core, bit-exact parity with the reference."""
+    from edgec.targets import get_target
+
+    manifest, library, fp, board = bundle.manifest, fw.library, fw.footprint, fw.board
+    profile = get_target(manifest["target"])
+    macs = sum(layer.macs for layer in library.layers)
+    assert board.memory is not None
+    data: dict[str, Any] = {
+        "schema": SCHEMA,
+        "versions": manifest["versions"],
+        "target": {
+            "name": profile.name,
+            "description": profile.description,
+            "board": board.name,
+            "isa": profile.capabilities.isa,
+            "device": "mcu",
+            "dsp": profile.capabilities.has_dsp,
+        },
+        "model": {
+            "source": manifest["model"],
+            "params": stats.params,
+            "size_bytes": stats.size_bytes,
+            "macs": macs,
+            "inputs": manifest["inputs"],
+            "outputs": manifest["outputs"],
+        },
+        "stages": _stages(stage_times, model_facts),
+        "quantization": quantized.to_json(),
+        "memory": {
+            "flash_bytes": fp.flash_bytes,
+            "ram_bytes": fp.ram_bytes,
+            "flash": {
+                "code": fp.code_bytes,
+                "weights_and_tables": fp.const_bytes,
+                "data": fp.data_bytes,
+            },
+            "ram": {
+                "arena": library.arena_bytes,
+                "arena_lower_bound": library.arena_lower_bound,
+                "scratch": library.scratch_bytes,
+                "bss_and_data": fp.bss_bytes + fp.data_bytes,
+                "stack": fp.stack_bytes,
+            },
+            "board_flash_bytes": board.memory.flash_bytes,
+            "board_ram_bytes": board.memory.ram_bytes,
+            "firmware_sections": fw.elf_sections,
+            "planned_bytes": library.arena_bytes,
+            "peak_rss_bytes": None,
+        },
+        "mcu": None,
+        "latency_ms": {"where": None, "skipped": skipped},
+        "baseline": None,
+        "schedules": None,
+        "tuning": None,
+        "parity": {
+            "reference": "edgec int8 reference (numpy)",
+            "export_max_abs_diff": quantized.onnx.export_max_abs_diff,
+        },
+        "bundle": {
+            "files": sorted(manifest["files"]),
+            "size_bytes": sum(p.stat().st_size for p in bundle.path.iterdir() if p.is_file()),
+        },
+    }
+    return with_mcu_run(data, library.layers, run, manifest["expected_output"])
+
+
+def with_mcu_run(
+    data: dict[str, Any], layers: Any, run: McuRun | None, expected: list[int]
+) -> dict[str, Any]:
+    """A copy of an MCU report with one emulated run's instructions and parity."""
+    data = json.loads(json.dumps(data))
+    if run is None:
+        data["parity"].update({"max_abs_diff": None, "tolerance": 0, "ok": None})
+        return data
+    diff = int(np.max(np.abs(run.output.astype(np.int32) - np.array(expected)), initial=0))
+    macs = data["model"]["macs"]
+    data["parity"].update(
+        {
+            "max_abs_diff": diff,
+            "tolerance": 0,
+            "within_share": float(diff == 0),
+            "required_share": 1.0,
+            "ok": diff == 0,
+        }
+    )
+    data["latency_ms"] = {"where": "emulated", "skipped": "instructions, not time: see mcu"}
+    data["mcu"] = {
+        "emulator": "qemu-system-arm -icount shift=0",
+        "instructions": run.instructions,
+        "instructions_per_mac": round(run.instructions / macs, 3) if macs else None,
+        "layers": [
+            {
+                "name": layer["name"] if isinstance(layer, dict) else layer.name,
+                "op": layer["op"] if isinstance(layer, dict) else layer.op,
+                "macs": (m := layer["macs"] if isinstance(layer, dict) else layer.macs),
+                "instructions": n,
+                "instructions_per_mac": round(n / m, 3) if m else None,
+            }
+            for layer, n in zip(layers, run.layer_instructions, strict=True)
+        ],
+    }
+    return data
+
+
+def _stages(
+    stage_times: list[tuple[str, float]], model_facts: dict[str, ModelFacts]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": n,
+            "seconds": round(s, 3),
+            **(model_facts[n].to_json() if n in model_facts else {}),
+        }
+        for n, s in stage_times
+    ]
 
 
 def with_measurement(
@@ -137,7 +264,13 @@ def markdown(data: dict[str, Any]) -> str:
         f"| parameters | {model['params']:,} ({_mib(model['size_bytes'])}) |",
         f"| MACs per inference | {model['macs']:,} |",
     ]
-    if lat.get("where") is None:
+    mcu = data.get("mcu")
+    if mcu:
+        lines.append(
+            f"| instructions per inference | {mcu['instructions']:,} "
+            f"({mcu['instructions_per_mac']} per MAC; {mcu['emulator']}: EMULATED, not time) |"
+        )
+    elif lat.get("where") is None:
         lines.append(f"| latency | not measured: {lat.get('skipped')} |")
     else:
         label = {
@@ -157,10 +290,20 @@ def markdown(data: dict[str, Any]) -> str:
             f"| ONNX Runtime p50 (same input, threads) | {ort['p50']:.3f} ms "
             f"(edgec/ORT = {ratio:.2f}×) |"
         )
-    lines += [
-        f"| planned activation memory | {_mib(mem['planned_bytes'])} |",
-        f"| peak RSS of the runner | {_mib(mem['peak_rss_bytes'])} |",
-    ]
+    if "flash_bytes" in mem:
+        flash, ram = mem["flash"], mem["ram"]
+        lines += [
+            f"| flash | {mem['flash_bytes']:,} B of {mem['board_flash_bytes']:,} "
+            f"(code {flash['code']:,}, weights and tables {flash['weights_and_tables']:,}) |",
+            f"| RAM | {mem['ram_bytes']:,} B of {mem['board_ram_bytes']:,} (arena "
+            f"{ram['arena']:,}, lower bound {ram['arena_lower_bound']:,}; scratch "
+            f"{ram['scratch']:,}; stack {ram['stack']:,}) |",
+        ]
+    else:
+        lines += [
+            f"| planned activation memory | {_mib(mem['planned_bytes'])} |",
+            f"| peak RSS of the runner | {_mib(mem['peak_rss_bytes'])} |",
+        ]
     if parity.get("export_max_abs_diff") is not None:
         lines.append(
             "| export parity (PyTorch vs ONNX) | "
@@ -169,8 +312,8 @@ def markdown(data: dict[str, Any]) -> str:
     if parity.get("max_abs_diff") is not None:
         verdict = "ok" if parity["ok"] else "FAILED"
         lines.append(
-            f"| output parity vs ONNX Runtime | max abs diff {parity['max_abs_diff']:.2e} "
-            f"(tolerance {parity['tolerance']:.0e}, {verdict}) |"
+            f"| output parity vs {parity['reference']} | max abs diff "
+            f"{parity['max_abs_diff']:.3g} (tolerance {parity['tolerance']:.3g}, {verdict}) |"
         )
     quant = data.get("quantization")
     if quant:
@@ -197,6 +340,13 @@ def markdown(data: dict[str, Any]) -> str:
     lines += ["", "| stage | seconds | params | MACs | weights | val top-1 | p50 |"]
     lines += ["|---|---:|---:|---:|---:|---:|---:|"]
     lines += [_stage_row(s) for s in data["stages"]]
+    if mcu:
+        lines += ["", "| layer | op | MACs | instructions | per MAC |", "|---|---|---:|---:|---:|"]
+        lines += [
+            f"| {layer['name']} | {layer['op']} | {layer['macs']:,} | {layer['instructions']:,} "
+            f"| {layer['instructions_per_mac'] or ''} |"
+            for layer in mcu["layers"]
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -74,7 +74,7 @@ BAD_INPUTS = [
     ),
     pytest.param(
         [f"{EXAMPLE_FILE}:make_model", "-t", "rpi5"],
-        "unknown target 'rpi5'; known: cuda, rpi4, x86",
+        "unknown target 'rpi5'; known: cortex-m0plus, cortex-m4, cortex-m7, cuda, rpi4, x86",
         id="unknown-target",
     ),
     pytest.param(

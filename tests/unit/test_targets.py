@@ -8,12 +8,27 @@ from edgec.errors import EdgecError
 from edgec.targets import all_targets, get_target, parse_profile
 
 
-def test_every_shipped_profile_loads_with_a_tvm_kind_and_capabilities() -> None:
+def test_every_shipped_profile_loads_with_a_backend_and_capabilities() -> None:
+    from edgec.boards import get_board
+
     profiles = all_targets()
-    assert {"x86", "rpi4", "cuda"} <= set(profiles)
+    assert {"x86", "rpi4", "cuda", "cortex-m4", "cortex-m7", "cortex-m0plus"} <= set(profiles)
     for p in profiles.values():
-        assert p.tvm_target["kind"] in ("llvm", "cuda")
-        assert p.capabilities.cores > 0 and p.capabilities.vector_bits in (128, 256, 512)
+        if p.capabilities.backend == "tvm":
+            assert p.tvm_target["kind"] in ("llvm", "cuda")
+            assert p.capabilities.cores > 0 and p.capabilities.vector_bits in (128, 256, 512)
+        else:
+            assert p.board is not None and get_board(p.board).target == p.name
+            assert p.capabilities.int8_only and any("-mcpu=" in f for f in p.cflags)
+
+
+@pytest.mark.parametrize(
+    ("name", "dsp", "fpu"),
+    [("cortex-m4", True, True), ("cortex-m7", True, True), ("cortex-m0plus", False, False)],
+)
+def test_microcontroller_capabilities_follow_the_core(name: str, dsp: bool, fpu: bool) -> None:
+    caps = get_target(name).capabilities
+    assert (caps.has_dsp, caps.has_fpu, caps.backend) == (dsp, fpu, "c")
 
 
 def test_rpi4_is_cross_compiled_cortex_a72_with_neon_and_emulated() -> None:
@@ -38,7 +53,10 @@ def test_x86_resolves_host_cores_and_vector_width() -> None:
 
 
 def test_unknown_target_error_lists_the_known_ones() -> None:
-    with pytest.raises(EdgecError, match=r"unknown target 'rpi5'; known: cuda, rpi4, x86"):
+    with pytest.raises(
+        EdgecError,
+        match=r"unknown target 'rpi5'; known: cortex-m0plus, cortex-m4, cortex-m7, cuda, rpi4, x86",
+    ):
         get_target("rpi5")
 
 

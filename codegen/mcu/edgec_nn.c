@@ -1,0 +1,306 @@
+/* edgec_nn: int8 kernels for edgec's generated models. See edgec_nn.h for the contract. */
+#include "edgec_nn.h"
+
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#define EDGEC_DSP 1
+#else
+#define EDGEC_DSP 0
+#endif
+
+static inline int8_t requant(int32_t acc, int32_t mult, int32_t shift, int8_t lo, int8_t hi)
+{
+    int64_t v = ((int64_t)acc * mult + ((int64_t)1 << (shift - 1))) >> shift;
+    if (v < lo) {
+        v = lo;
+    }
+    if (v > hi) {
+        v = hi;
+    }
+    return (int8_t)v;
+}
+
+#if EDGEC_DSP
+static inline int32_t read_s8x4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4); /* one LDR: Armv7E-M loads unaligned words */
+    return v;
+}
+
+static inline int32_t read_s16x2(const int16_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* SXTB16 of the word rotated by 8: the odd bytes. One instruction (GCC would emit two). */
+static inline int32_t sxtb16_ror8(uint32_t v)
+{
+    int32_t r;
+    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+/* x0..x3 as int16 in the order SXTB16 unpacks weights: x0, x2, x1, x3. */
+static inline void expand4(const int8_t *x, int16_t *dst)
+{
+    dst[0] = x[0];
+    dst[1] = x[2];
+    dst[2] = x[1];
+    dst[3] = x[3];
+}
+
+/* acc[c][p] += w_c . col_p over k (k a multiple of 4): 2 channels x 2 pixels share loads,
+ * 16 MACs in 8 SMLAD. `col` interleaves the pixels: per 4 k, 4 int16 of pixel 0 then 4 of
+ * pixel 1 (see im2col), so one pointer walks both. Out of line and at -O2 so its 13 live
+ * values stay in registers. */
+__attribute__((noinline, optimize("O2"))) static void dot_2x2(const int8_t *w0,
+                                                               const int8_t *w1,
+                                                               const int16_t *col, uint32_t k,
+                                                               int32_t acc[4])
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    for (uint32_t n = k / 4; n > 0; n--) {
+        uint32_t wa = (uint32_t)read_s8x4(w0), wb = (uint32_t)read_s8x4(w1);
+        int32_t x02 = read_s16x2(col), x13 = read_s16x2(col + 2);
+        int32_t y02 = read_s16x2(col + 4), y13 = read_s16x2(col + 6);
+        int32_t wa02 = __sxtb16(wa), wb02 = __sxtb16(wb);
+        int32_t wa13 = sxtb16_ror8(wa), wb13 = sxtb16_ror8(wb);
+        a00 = __smlad(wa02, x02, a00);
+        a01 = __smlad(wa02, y02, a01);
+        a10 = __smlad(wb02, x02, a10);
+        a11 = __smlad(wb02, y02, a11);
+        a00 = __smlad(wa13, x13, a00);
+        a01 = __smlad(wa13, y13, a01);
+        a10 = __smlad(wb13, x13, a10);
+        a11 = __smlad(wb13, y13, a11);
+        w0 += 4;
+        w1 += 4;
+        col += 8;
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+/* One channel against one column whose groups of 4 int16 are `step` apart (4: contiguous,
+ * 8: pixel 0 of an interleaved pair, from col + 4: pixel 1). */
+__attribute__((noinline)) static int32_t dot_1x1(const int8_t *w, const int16_t *c, uint32_t k,
+                                                 uint32_t step, int32_t acc)
+{
+    for (uint32_t n = k / 4; n > 0; n--) {
+        uint32_t wa = (uint32_t)read_s8x4(w);
+        acc = __smlad(__sxtb16(wa), read_s16x2(c), acc);
+        acc = __smlad(sxtb16_ror8(wa), read_s16x2(c + 2), acc);
+        w += 4;
+        c += step;
+    }
+    return acc;
+}
+
+/* im2col for channel counts that are not a multiple of 4 (a first layer's 1 or 3): value j of
+ * the field goes to group j / 4, lane {0, 2, 1, 3}[j % 4]; the field is zero-padded to 4. */
+static void im2col_any(const edgec_conv_t *p, const int8_t *in, int oy, int ox, int16_t *col)
+{
+    static const uint8_t lane[4] = {0, 2, 1, 3};
+    uint32_t j = 0;
+    for (int ky = 0; ky < p->k_h; ky++) {
+        int iy = oy * p->s_h - p->p_t + ky * p->d_h;
+        for (int kx = 0; kx < p->k_w; kx++) {
+            int ix = ox * p->s_w - p->p_l + kx * p->d_w;
+            const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+            const int8_t *src = in + ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c;
+            for (int c = 0; c < p->in_c; c++, j++) {
+                col[8 * (j / 4) + lane[j % 4]] = inside ? src[c] : 0;
+            }
+        }
+    }
+    for (; j % 4; j++) {
+        col[8 * (j / 4) + lane[j % 4]] = 0;
+    }
+}
+
+/* One output pixel's receptive field as int16 in expand4 order, zeros where padded, written
+ * in groups of 4 every 8 elements (its pair pixel fills the gaps). */
+static void im2col(const edgec_conv_t *p, const int8_t *in, int oy, int ox, int16_t *col)
+{
+    if (p->in_c % 4 != 0) {
+        im2col_any(p, in, oy, ox, col);
+        return;
+    }
+    int16_t *dst = col;
+    for (int ky = 0; ky < p->k_h; ky++) {
+        int iy = oy * p->s_h - p->p_t + ky * p->d_h;
+        for (int kx = 0; kx < p->k_w; kx++) {
+            int ix = ox * p->s_w - p->p_l + kx * p->d_w;
+            const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+            const int8_t *src = in + ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c;
+            for (int c = 0; c < p->in_c; c += 4, dst += 8) {
+                if (inside) {
+                    expand4(src + c, dst);
+                } else {
+                    dst[0] = dst[1] = dst[2] = dst[3] = 0;
+                }
+            }
+        }
+    }
+}
+
+/* Dense convolution (groups == 1): im2col of two pixels, then SMLAD. Weight rows are padded
+ * to a multiple of 4 (the generator does it for DSP targets). */
+static void conv_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch)
+{
+    const uint32_t k = ((uint32_t)p->k_h * p->k_w * p->in_c + 3u) & ~3u;
+    const uint32_t pixels = (uint32_t)p->out_h * p->out_w;
+    for (uint32_t px = 0; px < pixels; px += 2) {
+        const int two = px + 1 < pixels;
+        const uint32_t second = two ? px + 1 : px; /* an odd last pixel pairs with itself */
+        im2col(p, in, (int)(px / p->out_w), (int)(px % p->out_w), scratch);
+        im2col(p, in, (int)(second / p->out_w), (int)(second % p->out_w), scratch + 4);
+        int8_t *o0 = out + px * p->out_c, *o1 = o0 + p->out_c;
+        uint32_t oc = 0;
+        for (; oc + 1 < p->out_c; oc += 2) {
+            int32_t acc[4] = {p->bias[oc], p->bias[oc], p->bias[oc + 1], p->bias[oc + 1]};
+            dot_2x2(p->w + oc * k, p->w + (oc + 1) * k, scratch, k, acc);
+            o0[oc] = requant(acc[0], p->mult[oc], p->shift[oc], p->lo, p->hi);
+            o0[oc + 1] = requant(acc[2], p->mult[oc + 1], p->shift[oc + 1], p->lo, p->hi);
+            if (two) {
+                o1[oc] = requant(acc[1], p->mult[oc], p->shift[oc], p->lo, p->hi);
+                o1[oc + 1] = requant(acc[3], p->mult[oc + 1], p->shift[oc + 1], p->lo, p->hi);
+            }
+        }
+        for (; oc < p->out_c; oc++) {
+            const int8_t *w = p->w + oc * k;
+            o0[oc] = requant(dot_1x1(w, scratch, k, 8, p->bias[oc]), p->mult[oc], p->shift[oc],
+                             p->lo, p->hi);
+            if (two) {
+                o1[oc] = requant(dot_1x1(w, scratch + 4, k, 8, p->bias[oc]), p->mult[oc],
+                                 p->shift[oc], p->lo, p->hi);
+            }
+        }
+    }
+}
+#endif
+
+/* Any convolution, grouped and depthwise included: direct loops, portable C. */
+static void conv_direct(const edgec_conv_t *p, const int8_t *in, int8_t *out)
+{
+    const int cin = p->in_c / p->groups, cout = p->out_c / p->groups;
+    for (int oy = 0; oy < p->out_h; oy++) {
+        for (int ox = 0; ox < p->out_w; ox++) {
+            int8_t *o = out + ((uint32_t)oy * p->out_w + (uint32_t)ox) * p->out_c;
+            for (int oc = 0; oc < p->out_c; oc++) {
+                const int g = oc / cout;
+                const int8_t *w = p->w + (uint32_t)oc * p->k_h * p->k_w * cin;
+                int32_t acc = p->bias[oc];
+                for (int ky = 0; ky < p->k_h; ky++) {
+                    int iy = oy * p->s_h - p->p_t + ky * p->d_h;
+                    for (int kx = 0; kx < p->k_w; kx++, w += cin) {
+                        int ix = ox * p->s_w - p->p_l + kx * p->d_w;
+                        if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                            continue;
+                        }
+                        const int8_t *x =
+                            in + ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c + g * cin;
+                        for (int c = 0; c < cin; c++) {
+                            acc += (int32_t)x[c] * w[c];
+                        }
+                    }
+                }
+                o[oc] = requant(acc, p->mult[oc], p->shift[oc], p->lo, p->hi);
+            }
+        }
+    }
+}
+
+void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch)
+{
+#if EDGEC_DSP
+    if (p->groups == 1) {
+        conv_dsp(p, in, out, scratch);
+        return;
+    }
+#endif
+    (void)scratch;
+    conv_direct(p, in, out);
+}
+
+void edgec_dense_s8(const edgec_dense_t *p, const int8_t *in, int8_t *out, int16_t *scratch)
+{
+#if EDGEC_DSP
+    if (p->in_n % 4 == 0) {
+        for (uint32_t i = 0; i < p->in_n; i += 4) {
+            expand4(in + i, scratch + i);
+        }
+        for (uint32_t o = 0; o < p->out_n; o++) {
+            int32_t acc = dot_1x1(p->w + o * p->in_n, scratch, p->in_n, 4, p->bias[o]);
+            out[o] = requant(acc, p->mult[o], p->shift[o], p->lo, p->hi);
+        }
+        return;
+    }
+#endif
+    (void)scratch;
+    for (uint32_t o = 0; o < p->out_n; o++) {
+        const int8_t *w = p->w + o * p->in_n;
+        int32_t acc = p->bias[o];
+        for (uint32_t i = 0; i < p->in_n; i++) {
+            acc += (int32_t)in[i] * w[i];
+        }
+        out[o] = requant(acc, p->mult[o], p->shift[o], p->lo, p->hi);
+    }
+}
+
+void edgec_add_s8(const edgec_add_t *p, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    const int64_t rounding = (int64_t)1 << (p->shift - 1);
+    for (uint32_t i = 0; i < p->size; i++) {
+        int64_t v = ((int64_t)a[i] * p->mult_a + (int64_t)b[i] * p->mult_b + rounding) >> p->shift;
+        out[i] = (int8_t)(v < p->lo ? p->lo : v > p->hi ? p->hi : v);
+    }
+}
+
+void edgec_global_avgpool_s8(const edgec_avgpool_t *p, const int8_t *in, int8_t *out)
+{
+    const uint32_t pixels = (uint32_t)p->in_h * p->in_w;
+    for (uint32_t c = 0; c < p->c; c++) {
+        int32_t sum = 0;
+        for (uint32_t i = 0; i < pixels; i++) {
+            sum += in[i * p->c + c];
+        }
+        out[c] = requant(sum, p->mult, p->shift, p->lo, p->hi);
+    }
+}
+
+void edgec_maxpool_s8(const edgec_maxpool_t *p, const int8_t *in, int8_t *out)
+{
+    for (int oy = 0; oy < p->out_h; oy++) {
+        for (int ox = 0; ox < p->out_w; ox++) {
+            for (int c = 0; c < p->c; c++) {
+                int8_t best = -128; /* padding never wins: it is the smallest int8 */
+                for (int ky = 0; ky < p->k_h; ky++) {
+                    int iy = oy * p->s_h - p->p_t + ky;
+                    for (int kx = 0; kx < p->k_w; kx++) {
+                        int ix = ox * p->s_w - p->p_l + kx;
+                        if (iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w) {
+                            int8_t v = in[((uint32_t)iy * p->in_w + (uint32_t)ix) * p->c + c];
+                            best = v > best ? v : best;
+                        }
+                    }
+                }
+                out[((uint32_t)oy * p->out_w + (uint32_t)ox) * p->c + c] = best;
+            }
+        }
+    }
+}
+
+void edgec_copy_s8(const int8_t *in, int8_t *out, uint32_t size)
+{
+    if (in != out) {
+        memmove(out, in, size);
+    }
+}

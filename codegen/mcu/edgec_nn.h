@@ -1,0 +1,62 @@
+/* edgec_nn: the int8 kernels edgec's generated models call (C99, no malloc, no stdio).
+ *
+ * Tensors are NHWC int8 with one scale each (zero point 0); weights are int8, one scale per
+ * output channel, laid out OHWI (depthwise: O = channels, I = 1); biases are int32.
+ * Requantization is edgec's fixed-point rule, the same as its numpy reference and its TVM
+ * builds, so outputs agree bit for bit:
+ *     out = clamp((acc * mult + 2^(shift - 1)) >> shift, lo, hi)   (64-bit, arithmetic shift)
+ * with mult in [2^30, 2^31): the Q31 multiplier of CMSIS-NN, with a single rounding.
+ * Built with __ARM_FEATURE_DSP (Cortex-M4/M7/M33), convolutions (groups == 1) and dense layers
+ * use SMLAD on sign-extended pairs (SXTB16); their conv weight rows (k_h * k_w * in_c) are
+ * then zero-padded to a multiple of 4. Otherwise portable C, rows unpadded.
+ */
+#ifndef EDGEC_NN_H
+#define EDGEC_NN_H
+
+#include <stdint.h>
+
+typedef struct {
+    uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
+    uint8_t k_h, k_w, s_h, s_w, p_t, p_l, d_h, d_w;
+    uint16_t groups;
+    int8_t lo, hi;
+    const int8_t *w;       /* OHWI: out_c x k_h x k_w x (in_c / groups) */
+    const int32_t *bias;   /* out_c */
+    const int32_t *mult;   /* out_c */
+    const int32_t *shift;  /* out_c */
+} edgec_conv_t;
+
+typedef struct {
+    uint16_t in_n, out_n;
+    int8_t lo, hi;
+    const int8_t *w;       /* out_n x in_n */
+    const int32_t *bias, *mult, *shift;
+} edgec_dense_t;
+
+typedef struct {
+    uint32_t size;
+    int32_t mult_a, mult_b, shift;
+    int8_t lo, hi;
+} edgec_add_t;
+
+typedef struct {
+    uint16_t in_h, in_w, c;
+    int32_t mult, shift;
+    int8_t lo, hi;
+} edgec_avgpool_t;
+
+typedef struct {
+    uint16_t in_h, in_w, c, out_h, out_w;
+    uint8_t k_h, k_w, s_h, s_w, p_t, p_l;
+} edgec_maxpool_t;
+
+/* scratch: int16 room for two im2col columns (2 * k_h * k_w * in_c / groups, rounded up to 4)
+ * on DSP builds; unused otherwise. */
+void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
+void edgec_dense_s8(const edgec_dense_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
+void edgec_add_s8(const edgec_add_t *p, const int8_t *a, const int8_t *b, int8_t *out);
+void edgec_global_avgpool_s8(const edgec_avgpool_t *p, const int8_t *in, int8_t *out);
+void edgec_maxpool_s8(const edgec_maxpool_t *p, const int8_t *in, int8_t *out);
+void edgec_copy_s8(const int8_t *in, int8_t *out, uint32_t size);
+
+#endif

@@ -1,0 +1,93 @@
+"""Static arena planning: offsets for tensors with known sizes and lifetimes, no allocator.
+
+A tensor lives from the step that writes it to the last step that reads it; two tensors may
+share bytes only if their lifetimes do not overlap. Placement is greedy by size, each tensor
+at the lowest offset that clears every placed tensor it is alive with (the order TFLite Micro
+and others use); the lower bound is the largest total size alive at any one step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ALIGN = 4  # word alignment: the DSP kernels load 32-bit words
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    size: int
+    first: int  # step that writes it
+    last: int  # last step that reads it
+
+    def overlaps(self, other: Buffer) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+@dataclass(frozen=True)
+class Plan:
+    offsets: dict[str, int]
+    arena_bytes: int
+    lower_bound: int
+
+
+def _aligned(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def lower_bound(buffers: list[Buffer]) -> int:
+    """The most bytes alive at once: no plan can use less."""
+    steps = {b.first for b in buffers} | {b.last for b in buffers}
+    return max(
+        (sum(_aligned(b.size) for b in buffers if b.first <= s <= b.last) for s in steps),
+        default=0,
+    )
+
+
+def plan(buffers: list[Buffer]) -> Plan:
+    """Offsets (word-aligned) for every buffer, greedy by size."""
+    placed: list[tuple[Buffer, int]] = []
+    offsets: dict[str, int] = {}
+    for buf in sorted(buffers, key=lambda b: (-b.size, b.first, b.name)):
+        offset = 0
+        for other, at in sorted(
+            ((o, a) for o, a in placed if o.overlaps(buf)), key=lambda item: item[1]
+        ):
+            if offset + _aligned(buf.size) <= at:
+                break  # fits in the gap below this one
+            offset = max(offset, at + _aligned(other.size))
+        placed.append((buf, offset))
+        offsets[buf.name] = offset
+    arena = max((offsets[b.name] + _aligned(b.size) for b in buffers), default=0)
+    return Plan(offsets, arena, lower_bound(buffers))
+
+
+def optimum(buffers: list[Buffer]) -> int:
+    """The smallest arena by exhaustive search (small inputs only: tests).
+
+    Some optimal packing has every buffer at 0 or directly on top of a buffer it overlaps in
+    time (push each one down until it touches), so only those offsets need trying.
+    """
+    best = sum(_aligned(b.size) for b in buffers)
+
+    def search(remaining: list[Buffer], chosen: list[tuple[Buffer, int]], top: int) -> None:
+        nonlocal best
+        if top >= best:
+            return
+        if not remaining:
+            best = top
+            return
+        for i, buf in enumerate(remaining):  # any buffer may be the next one up
+            rest = remaining[:i] + remaining[i + 1 :]
+            candidates = {0} | {at + _aligned(o.size) for o, at in chosen if o.overlaps(buf)}
+            for offset in sorted(candidates):
+                end = offset + _aligned(buf.size)
+                clash = any(
+                    o.overlaps(buf) and offset < at + _aligned(o.size) and at < end
+                    for o, at in chosen
+                )
+                if not clash:
+                    search(rest, [*chosen, (buf, offset)], max(top, end))
+
+    search(list(buffers), [], 0)
+    return best
