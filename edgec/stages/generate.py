@@ -93,10 +93,9 @@ def generate(
 def _int8_body(graph: QGraph, profile: TargetProfile) -> list[QNode]:
     """The nodes between the input's quantize and the output's dequantize, all int8."""
     nodes = list(graph.nodes)
-    if nodes[0].op != "quantize" or nodes[-1].op != "dequantize":
-        raise EdgecError(f"{profile.name} runs int8 only: the model's first or last layer is float")
-    floats = [n.name for n in nodes[1:-1] if n.precision != "int8" or n.op in qgraph.CAST_OPS]
-    if floats:
+    floats = [n.name for n in nodes if n.op in qgraph.COMPUTE_OPS and n.precision != "int8"]
+    casts = [n for n in nodes[1:-1] if n.op in qgraph.CAST_OPS]
+    if floats or casts or nodes[0].op != "quantize" or nodes[-1].op != "dequantize":
         shown = ", ".join(dict.fromkeys(floats))
         raise EdgecError(
             f"{profile.name} runs int8 only, but these layers were kept in float: {shown}; "
