@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#if defined(__ARM_FEATURE_DSP)
+#if defined(__ARM_FEATURE_DSP) && !defined(EDGEC_PORTABLE) /* -DEDGEC_PORTABLE: plain C */
 #include <arm_acle.h>
 #define EDGEC_DSP 1
 #else
