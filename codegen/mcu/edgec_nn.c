@@ -12,14 +12,17 @@
 
 static inline int8_t requant(int32_t acc, int32_t mult, int32_t shift, int8_t lo, int8_t hi)
 {
-    int64_t v = ((int64_t)acc * mult + ((int64_t)1 << (shift - 1))) >> shift;
-    if (v < lo) {
-        v = lo;
+    /* one SMLAL for acc * mult + rounding; for shift >= 32 (multipliers below 1/4, the usual
+     * case) the result is the high word shifted, which saves a 64-bit shift */
+    const int64_t v = (int64_t)acc * mult + ((int64_t)1 << (shift - 1));
+    int32_t r;
+    if (shift >= 32) {
+        r = (int32_t)(v >> 32) >> (shift - 32);
+    } else {
+        const int64_t w = v >> shift;
+        r = w > INT32_MAX ? INT32_MAX : w < INT32_MIN ? INT32_MIN : (int32_t)w;
     }
-    if (v > hi) {
-        v = hi;
-    }
-    return (int8_t)v;
+    return (int8_t)(r < lo ? lo : r > hi ? hi : r);
 }
 
 #if EDGEC_DSP
@@ -187,6 +190,43 @@ static void conv_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16
 }
 #endif
 
+/* Depthwise convolution (groups == in_c == out_c), weights laid out k_h x k_w x C by the
+ * generator: per output pixel, every tap adds a contiguous run of channels into int32
+ * accumulators (the scratch buffer), so bounds are checked per tap, not per MAC. */
+__attribute__((optimize("O2"))) static void depthwise(const edgec_conv_t *p, const int8_t *in,
+                                                     int8_t *out, int32_t *acc)
+{
+    const uint32_t c_n = p->out_c;
+    for (int oy = 0; oy < p->out_h; oy++) {
+        for (int ox = 0; ox < p->out_w; ox++) {
+            for (uint32_t c = 0; c < c_n; c++) {
+                acc[c] = p->bias[c];
+            }
+            for (int ky = 0; ky < p->k_h; ky++) {
+                int iy = oy * p->s_h - p->p_t + ky * p->d_h;
+                if (iy < 0 || iy >= p->in_h) {
+                    continue;
+                }
+                for (int kx = 0; kx < p->k_w; kx++) {
+                    int ix = ox * p->s_w - p->p_l + kx * p->d_w;
+                    if (ix < 0 || ix >= p->in_w) {
+                        continue;
+                    }
+                    const int8_t *x = in + ((uint32_t)iy * p->in_w + (uint32_t)ix) * c_n;
+                    const int8_t *w = p->w + ((uint32_t)ky * p->k_w + (uint32_t)kx) * c_n;
+                    for (uint32_t c = 0; c < c_n; c++) {
+                        acc[c] += (int32_t)x[c] * w[c];
+                    }
+                }
+            }
+            int8_t *o = out + ((uint32_t)oy * p->out_w + (uint32_t)ox) * c_n;
+            for (uint32_t c = 0; c < c_n; c++) {
+                o[c] = requant(acc[c], p->mult[c], p->shift[c], p->lo, p->hi);
+            }
+        }
+    }
+}
+
 /* Any convolution, grouped and depthwise included: direct loops, portable C. */
 static void conv_direct(const edgec_conv_t *p, const int8_t *in, int8_t *out)
 {
@@ -220,6 +260,10 @@ static void conv_direct(const edgec_conv_t *p, const int8_t *in, int8_t *out)
 
 void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch)
 {
+    if (p->groups == p->in_c && p->groups == p->out_c && p->groups > 1) {
+        depthwise(p, in, out, (int32_t *)(void *)scratch);
+        return;
+    }
 #if EDGEC_DSP
     if (p->groups == 1) {
         conv_dsp(p, in, out, scratch);

@@ -20,7 +20,8 @@ typedef struct {
     uint8_t k_h, k_w, s_h, s_w, p_t, p_l, d_h, d_w;
     uint16_t groups;
     int8_t lo, hi;
-    const int8_t *w;       /* OHWI: out_c x k_h x k_w x (in_c / groups) */
+    const int8_t *w;       /* OHWI: out_c x k_h x k_w x (in_c / groups); depthwise
+                              (groups == in_c == out_c): k_h x k_w x out_c */
     const int32_t *bias;   /* out_c */
     const int32_t *mult;   /* out_c */
     const int32_t *shift;  /* out_c */
@@ -50,8 +51,8 @@ typedef struct {
     uint8_t k_h, k_w, s_h, s_w, p_t, p_l;
 } edgec_maxpool_t;
 
-/* scratch: int16 room for two im2col columns (2 * k_h * k_w * in_c / groups, rounded up to 4)
- * on DSP builds; unused otherwise. */
+/* scratch (4-byte aligned): int16 room for two im2col columns (2 * k_h * k_w * in_c, rounded
+ * up to 4) on DSP builds, and int32 accumulators for depthwise layers (out_c). */
 void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
 void edgec_dense_s8(const edgec_dense_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
 void edgec_add_s8(const edgec_add_t *p, const int8_t *a, const int8_t *b, int8_t *out);

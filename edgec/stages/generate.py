@@ -246,7 +246,10 @@ class _Emitter:
         weights = p["w"].transpose(0, 2, 3, 1).reshape(cout, -1)  # OIHW → OHWI rows
         kh, kw = a["kernel"]
         groups = a["groups"]
-        if self.profile.capabilities.has_dsp and groups == 1:
+        if groups == cin == cout and groups > 1:  # depthwise: taps outermost, channels inner
+            weights = p["w"].reshape(cout, kh * kw).T
+            self.scratch = max(self.scratch, 2 * cout)  # int32 accumulators
+        elif self.profile.capabilities.has_dsp and groups == 1:
             padded = -(-weights.shape[1] // 4) * 4  # the SMLAD kernels read rows 4 at a time
             weights = np.pad(weights, ((0, 0), (0, padded - weights.shape[1])))
             self.scratch = max(self.scratch, 2 * padded)
