@@ -54,6 +54,7 @@ HELP = {
     "float_layer": "Keep this layer (ONNX node name) in float; repeatable.",
     "sensitivity": "Keep layers in float whose int8 alone moves the output by more than this "
     "relative RMS error (default 0.05; 0 turns the check off).",
+    "boards_dir": "Also read board files from this directory (after $EDGEC_BOARDS_DIR).",
     "config": "Project file with defaults per command ([build], [prune], ...); flags override it.",
 }
 CONFIG_FILE = "edgec.toml"
@@ -493,6 +494,120 @@ def distill(
     if flags["teacher"] is None:
         raise EdgecError("edgec distill needs --teacher file.py:factory (the model to learn from)")
     _compress_command(model, out, None, input_shapes, weights, None, True, round_to, flags)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--board", "-b", required=True, help="Board name (see `edgec boards`).")
+@click.option("--run", "run_it", is_flag=True, help="Run the bundle there and record it.")
+@click.option("--repeat", type=click.IntRange(min=1), default=20, help=HELP["repeat"])
+@click.option("--clean", is_flag=True, help="Remove the bundle from the board afterwards.")
+@click.option("--dry-run", is_flag=True, help="MCU boards: print the flash command only.")
+@click.option(
+    "--boards-dir", type=click.Path(path_type=Path), default=None, help=HELP["boards_dir"]
+)
+def flash(
+    bundle: Path,
+    board: str,
+    run_it: bool,
+    repeat: int,
+    clean: bool,
+    dry_run: bool,
+    boards_dir: Path | None,
+) -> None:
+    """Put BUNDLE on a board (ssh, pyOCD/OpenOCD, or an emulator); --run measures it there."""
+    from edgec.pipeline import FlashOptions
+    from edgec.pipeline import flash as flash_bundle
+    from edgec.progress import StageLog
+    from edgec.stages.report import markdown
+
+    if not bundle.is_dir():
+        raise EdgecError(f"bundle directory {bundle} not found; build one with edgec build")
+    options = FlashOptions(run_it, repeat, clean, dry_run, boards_dir)
+    data = flash_bundle(bundle, board, options, StageLog())
+    if run_it and "latency_ms" in data:
+        click.echo(markdown(data))
+
+
+@main.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Compare against this report (default: the first one).",
+)
+@click.option("--markdown", "as_markdown", is_flag=True, help="Print a Markdown table.")
+@click.option(
+    "--plot",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write latency and memory charts to this PNG.",
+)
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a self-contained HTML page with the table and charts.",
+)
+@click.option(
+    "--fail-if-slower",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="PCT",
+    help="Exit 1 if a report's p50 is more than PCT % above the baseline's.",
+)
+def compare(
+    reports: tuple[Path, ...],
+    baseline: Path | None,
+    as_markdown: bool,
+    plot: Path | None,
+    html_out: Path | None,
+    fail_if_slower: float | None,
+) -> None:
+    """Compare REPORTs (report.json files or bundle directories) across boards and variants."""
+    from edgec import compare as comparing
+    from edgec.errors import CheckFailed
+    from edgec.staging import replace_bytes
+
+    rows = comparing.load(list(reports))
+    base = comparing.load([baseline])[0] if baseline else rows[0]
+    table = [base, *rows] if baseline else rows
+    click.echo(comparing.markdown(table, base) if as_markdown else comparing.text(table, base))
+    if plot is not None:
+        replace_bytes(plot, comparing.plot(table))
+    if html_out is not None:
+        replace_bytes(html_out, comparing.page(table, base).encode())
+    if fail_if_slower is not None:
+        slow = comparing.regressions(rows, base, fail_if_slower)
+        if slow:
+            raise CheckFailed(
+                f"{len(slow)} report(s) slower than {base.name} by more than {fail_if_slower}%: "
+                + "; ".join(slow)
+            )
+
+
+@main.command()
+@click.option(
+    "--boards-dir", type=click.Path(path_type=Path), default=None, help=HELP["boards_dir"]
+)
+def boards(boards_dir: Path | None) -> None:
+    """List the boards: their target, transport and limits."""
+    from edgec.boards import all_boards
+
+    def size(n: int | None) -> str:
+        if n is None:
+            return "-"
+        return f"{n / 2**30:.0f} GiB" if n >= 2**30 else f"{n / 2**10:.0f} KiB"
+
+    rows = [("name", "target", "transport", "flash", "RAM", "description")]
+    for b in all_boards(boards_dir).values():
+        rows.append((b.name, b.target, b.transport, size(b.flash_bytes), size(b.ram_bytes),
+                     b.description))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) + "  " + r[-1])
 
 
 @main.command()

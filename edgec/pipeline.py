@@ -539,3 +539,47 @@ def _raise_on_parity(data: dict[str, Any]) -> None:
             f"{parity['within_share']:.1%} are within {parity['tolerance']:.3g} "
             f"(needed: {parity['required_share']:.0%}); the report is written, the build is suspect"
         )
+
+
+@dataclass(frozen=True)
+class FlashOptions:
+    run: bool = False  # run the bundle on the board and record the measurement
+    repeat: int = 20
+    clean: bool = False  # remove the bundle from the board afterwards
+    dry_run: bool = False  # MCU probes: print the command, do not flash
+    boards_dir: Path | None = None
+
+
+def flash(path: Path, board_name: str, options: FlashOptions, log: StageLog) -> dict[str, Any]:
+    """Put a verified bundle on a board; with options.run, measure it there and update the
+    bundle's report (latency_ms.where = "device", or "emulated" behind an emulator)."""
+    from edgec.boards import get_board
+    from edgec.package_files import cache_dir
+    from edgec.stages import flash as flashing
+
+    board = get_board(board_name, options.boards_dir)
+    result, _ = open_bundle(path)  # checksums first: a corrupted bundle never leaves
+    flashing.check_target(result, board)
+    report_path = path / "report.json"
+    data = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+    if board.transport == "ssh":
+        with log.stage("flash") as s:
+            known_hosts = cache_dir() / "known_hosts"
+            flashed = flashing.flash_ssh(
+                result, board, known_hosts, options.run, options.repeat, options.clean
+            )
+            s.note(f"{board.name}:{flashed.location}")
+    elif board.transport in ("pyocd", "openocd"):
+        with log.stage("flash") as s:
+            flashed = flashing.flash_probe(result, board, options.dry_run or not options.run)
+            s.note(("would run: " if options.dry_run else "") + " ".join(flashed.command))
+        return {**data, "flash": {"board": board.name, "command": list(flashed.command)}}
+    else:  # this machine, natively or under an emulator: running is measuring
+        return run(path, None, options.repeat, emulate=True, log=log)
+    if flashed.measurement is not None:
+        data = reporting.with_measurement(data, flashed.measurement, None)
+        data["board"] = board.name
+        reporting.write(path, data)
+        write_tarball(path)
+        _raise_on_parity(data)
+    return data

@@ -52,6 +52,13 @@ def write_tarball(bundle: Path) -> Path:
 
 def replace_file(path: Path, text: str) -> None:
     """Write `text` to `path` via a temporary file and a rename."""
+    replace_bytes(path, text.encode("utf-8"))
+
+
+def replace_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file and a rename."""
+    if not path.parent.is_dir():
+        raise EdgecError(f"cannot write {path}: {path.parent} is not a directory")
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
+    partial.write_bytes(data)
     partial.replace(path)

@@ -8,6 +8,7 @@ APT_PACKAGES=(
   gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user   # rpi4: cross compiler + user-mode emulator
   gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm  # cortex-m: bare-metal toolchain + board emulator
   openssh-server openssh-client                          # ssh boards, tested against a loopback sshd
+  chromium                                               # the compare page's screenshot test
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

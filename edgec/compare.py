@@ -1,0 +1,199 @@
+"""compare: reports side by side, relative to a baseline, as text, Markdown, a PNG and HTML.
+
+A report's latency is only compared with a baseline measured the same way (host, device or
+emulated); emulated timings and reports from another edgec version are marked, never mixed
+silently. Microcontroller reports compare by instructions per inference instead of time.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgec.errors import EdgecError
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    target: str
+    board: str
+    where: str  # host, device, emulated, or "-" (not measured)
+    p50: float | None  # ms, or instructions for MCU reports
+    p90: float | None
+    unit: str  # "ms" or "insn"
+    memory: int | None  # peak RSS, or RAM for MCU reports
+    flash: int | None
+    size: int | None
+    accuracy: float | None
+    version: str
+
+    def comparable(self, base: Row) -> bool:
+        return self.unit == base.unit and self.where == base.where and self.p50 is not None
+
+
+def load(paths: list[Path]) -> list[Row]:
+    """One row per report.json (or bundle directory holding one)."""
+    rows = []
+    for path in paths:
+        file = path / "report.json" if path.is_dir() else path
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise EdgecError(f"{file} is not a readable edgec report ({e})") from None
+        if not isinstance(data, dict) or "target" not in data or "latency_ms" not in data:
+            raise EdgecError(f"{file} is not an edgec report (no target or latency_ms)")
+        rows.append(_row(file, data))
+    return rows
+
+
+def _row(file: Path, data: dict[str, Any]) -> Row:
+    lat, mem, mcu = data.get("latency_ms") or {}, data.get("memory") or {}, data.get("mcu")
+    name = file.parent.name if file.name == "report.json" else file.stem
+    quant = data.get("quantization") or {}
+    accuracy = (quant.get("accuracy") or {}).get("int8")
+    if accuracy is None:
+        with_accuracy = [s for s in data.get("stages", []) if s.get("accuracy") is not None]
+        accuracy = with_accuracy[-1]["accuracy"] if with_accuracy else None
+    if mcu:
+        p50, p90 = float(mcu["instructions"]), None  # deterministic: one count
+        unit, memory, where = "insn", mem.get("ram_bytes"), "emulated"
+    else:
+        p50, p90, unit = lat.get("p50"), lat.get("p90"), "ms"
+        memory, where = mem.get("peak_rss_bytes"), lat.get("where") or "-"
+    return Row(
+        name=name,
+        target=data["target"]["name"],
+        board=data.get("board") or data["target"].get("board") or "-",
+        where=where,
+        p50=p50,
+        p90=p90,
+        unit=unit,
+        memory=memory,
+        flash=mem.get("flash_bytes"),
+        size=(data.get("bundle") or {}).get("size_bytes"),
+        accuracy=accuracy,
+        version=(data.get("versions") or {}).get("edgec", "?"),
+    )
+
+
+HEADER = ("report", "target", "board", "measured", "p50", "p90", "vs baseline", "memory",
+          "flash", "bundle", "accuracy")  # fmt: skip
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+def _speed(row: Row, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f} insn" if row.unit == "insn" else f"{value:.3f} ms"
+
+
+def cells(rows: list[Row], base: Row) -> list[tuple[str, ...]]:
+    """The table's cells; the baseline row's ratio is 1.00×."""
+    out = []
+    for row in rows:
+        if row.comparable(base) and base.p50:
+            ratio = f"{row.p50 / base.p50:.2f}×"  # type: ignore[operator]
+        else:
+            ratio = "n/a" if row.p50 is None else f"n/a ({row.where} vs {base.where})"
+        marks = "" if row.version == base.version else f" (edgec {row.version})"
+        where = row.where.upper() if row.where == "emulated" else row.where
+        out.append((
+            row.name + marks, row.target, row.board, where, _speed(row, row.p50),
+            _speed(row, row.p90), ratio, _bytes(row.memory), _bytes(row.flash), _bytes(row.size),
+            "-" if row.accuracy is None else f"{row.accuracy:.1f}%",
+        ))  # fmt: skip
+    return out
+
+
+def text(rows: list[Row], base: Row) -> str:
+    table = [HEADER, *cells(rows, base)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in table]
+    return "\n".join(lines) + f"\n(baseline: {base.name}; EMULATED times are not device times)\n"
+
+
+def markdown(rows: list[Row], base: Row) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r) + " |" for r in cells(rows, base)]
+    return "\n".join(lines) + f"\n\nBaseline: {base.name}. EMULATED times are not device times.\n"
+
+
+def regressions(rows: list[Row], base: Row, percent: float) -> list[str]:
+    """Rows slower than the baseline by more than `percent` (same way of measuring only)."""
+    slow = []
+    for row in rows:
+        if row is base or not row.comparable(base) or not base.p50:
+            continue
+        if row.p50 > base.p50 * (1 + percent / 100):  # type: ignore[operator]
+            slow.append(f"{row.name}: p50 {_speed(row, row.p50)} vs {_speed(base, base.p50)}")
+    return slow
+
+
+def plot(rows: list[Row]) -> bytes:
+    """A PNG, side by side: p50 latency of the timed reports (orange: emulated), instructions
+    of the microcontroller reports, and memory of all (peak RSS, or MCU RAM)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timed = [r for r in rows if r.unit == "ms" and r.p50 is not None]
+    counted = [r for r in rows if r.unit == "insn" and r.p50 is not None]
+    panels = [p for p in (timed, counted) if p] + [rows]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1, 4.2))
+    axes = list(axes) if len(panels) > 1 else [axes]
+    for axis, panel in zip(axes, panels, strict=True):
+        names = [r.name for r in panel]
+        if panel is rows:
+            values = [(r.memory or 0) / 2**20 for r in panel]
+            axis.bar(names, values, color="#38a169")
+            axis.set_title("memory: peak RSS, or MCU RAM")
+            axis.set_ylabel("MiB")
+            if max(values, default=0) > 100 * max(min(v for v in values if v) or 1, 1e-9):
+                axis.set_yscale("log")
+        elif panel is timed:
+            colors = ["#d98c2b" if r.where == "emulated" else "#2b6cb0" for r in panel]
+            axis.bar(names, [r.p50 or 0 for r in panel], color=colors)
+            axis.set_title("p50 latency (orange: EMULATED)")
+            axis.set_ylabel("ms")
+        else:
+            axis.bar(names, [(r.p50 or 0) / 1e6 for r in panel], color="#805ad5")
+            axis.set_title("instructions per inference (MCU)")
+            axis.set_ylabel("millions")
+        axis.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def page(rows: list[Row], base: Row) -> str:
+    """A self-contained HTML page: the table and the chart (inline PNG)."""
+    chart = base64.b64encode(plot(rows)).decode()
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+        for r in cells(rows, base)
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>edgec compare</title><style>"
+        "body{font-family:sans-serif;margin:2em;background:#fff;color:#111}"
+        "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:4px 8px}"
+        "th{background:#eef}</style></head><body><h1>edgec: reports compared</h1>"
+        f"<p>Baseline: {html.escape(base.name)}. EMULATED times are not device times.</p>"
+        f"<table><tr>{head}</tr>{body}</table>"
+        f"<p><img alt='latency and memory' src='data:image/png;base64,{chart}'></p>"
+        "</body></html>\n"
+    )
