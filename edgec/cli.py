@@ -14,11 +14,11 @@ from edgec import __version__
 from edgec.errors import EdgecError, first_line
 
 if TYPE_CHECKING:
-    from edgec.pipeline import CompressOptions
+    from edgec.pipeline import BuildOptions, CompressOptions
     from edgec.relax.tune import TuneOptions
 
 HELP = {
-    "target": "Target profile name (see `edgec targets`).",
+    "target": "Target profile (see `edgec targets`); several, comma-separated, build in parallel.",
     "out": "Bundle directory to write (replaced atomically; a .tar.gz is written beside it).",
     "input_shape": "Input shape, e.g. 1,3,32,32; repeat the option for several inputs.",
     "repeat": "Timed runs of the runner (default: 50 on the host, 5 emulated).",
@@ -312,10 +312,17 @@ def build(
     from edgec.stages.report import markdown
     from edgec.targets import get_target
 
-    profile = get_target(target)
+    names = [t.strip() for t in target.split(",") if t.strip()]
+    profile = get_target(names[0])
+    for name in names[1:]:
+        get_target(name)
     shapes = [_shape(s) for s in input_shapes] or None
-    out = out or Path("edgec-out") / f"{Path(model.split(':')[0]).stem}-{profile.name}"
-    click.echo(f"edgec build {model} → {out} for {profile.name}: {profile.description}", err=True)
+    stem = Path(model.split(":")[0]).stem
+    if len(names) == 1:
+        out = out or Path("edgec-out") / f"{stem}-{profile.name}"
+        click.echo(
+            f"edgec build {model} → {out} for {profile.name}: {profile.description}", err=True
+        )
     tuning = None
     if trials is not None:
         tuning = _tune_options(trials, trials_per_task, tuning_db, tracker, key)
@@ -346,9 +353,36 @@ def build(
         measure=not no_measure,
         tuning=tuning,
     )
+    if len(names) > 1:
+        _build_targets(model, names, out or Path("edgec-out"), stem, options)
+        return
+    assert out is not None
     data = build_bundle(model, profile.name, out, options, StageLog())
     click.echo(markdown(data))
     click.echo(f"bundle: {out}  ({out}.tar.gz)", err=True)
+
+
+def _build_targets(
+    model: str, names: list[str], parent: Path, stem: str, options: BuildOptions
+) -> None:
+    """Several targets in parallel processes, one bundle each, then the comparison table."""
+    from edgec import compare as comparing
+    from edgec.pipeline import build_many
+
+    outs = [parent / f"{stem}-{name}" for name in names]
+    click.echo(f"edgec build {model} for {', '.join(names)} → {parent}/", err=True)
+    results = build_many(model, names, outs, options)
+    for result in results:
+        click.echo(f"{result.target}:\n{result.log}", err=True, nl=False)
+        if result.error:
+            click.echo(f"edgec: error: {result.target}: {result.error}", err=True)
+    built = [r.out for r in results if r.error is None and (r.out / "report.json").is_file()]
+    if built:
+        rows = comparing.load(built)
+        click.echo(comparing.text(rows, rows[0]))
+    failed = [r for r in results if r.error]
+    if failed:
+        sys.exit(max(r.exit_code for r in failed))
 
 
 @main.command()

@@ -583,3 +583,67 @@ def flash(path: Path, board_name: str, options: FlashOptions, log: StageLog) -> 
         write_tarball(path)
         _raise_on_parity(data)
     return data
+
+
+@dataclass(frozen=True)
+class BuiltTarget:
+    """One target's outcome in a multi-target build."""
+
+    target: str
+    out: Path
+    log: str  # the stage lines, printed once the build is done
+    error: str | None  # one line, or None
+    exit_code: int
+
+
+def build_many(
+    model: str, targets: list[str], outs: list[Path], options: BuildOptions
+) -> list[BuiltTarget]:
+    """Build MODEL for several targets at once, one process each, then measure the bundles one
+    after another (parallel runs would skew each other's timings); every target is attempted
+    even when another fails."""
+    import concurrent.futures
+    import multiprocessing
+    import os
+
+    for name in targets:
+        get_target(name)  # an unknown name fails before anything starts
+    context = multiprocessing.get_context("spawn")
+    workers = max(1, min(len(targets), os.cpu_count() or 1))
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        jobs = [
+            pool.submit(_build_one, model, name, out, replace(options, measure=False))
+            for name, out in zip(targets, outs, strict=True)
+        ]
+        built = [job.result() for job in jobs]
+    if not options.measure:
+        return built
+    return [_measure_one(b, options) if b.error is None else b for b in built]
+
+
+def _measure_one(built: BuiltTarget, options: BuildOptions) -> BuiltTarget:
+    import io
+
+    if runnable_here(get_target(built.target), options.emulate) is not None:
+        return built  # e.g. a GPU bundle here: the report says why it was not measured
+    stream = io.StringIO()
+    try:
+        run(built.out, None, options.repeat, options.emulate, StageLog(stream))
+    except EdgecError as e:
+        return replace(
+            built, log=built.log + stream.getvalue(), error=str(e), exit_code=e.exit_code
+        )
+    return replace(built, log=built.log + stream.getvalue())
+
+
+def _build_one(model: str, target: str, out: Path, options: BuildOptions) -> BuiltTarget:
+    import io
+
+    stream = io.StringIO()
+    try:
+        build(model, target, out, options, StageLog(stream))
+    except EdgecError as e:
+        return BuiltTarget(target, out, stream.getvalue(), str(e), e.exit_code)
+    except Exception as e:  # an internal error in one target must not hide the others
+        return BuiltTarget(target, out, stream.getvalue(), f"internal error: {e!r}", 2)
+    return BuiltTarget(target, out, stream.getvalue(), None, 0)

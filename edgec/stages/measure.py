@@ -25,6 +25,8 @@ def runnable_here(profile: TargetProfile, emulate: bool) -> str | None:
         return f"{profile.name} bundles need a {device} device; none is on this machine"
     if profile.capabilities.runs_on_host:
         return None
+    if profile.capabilities.backend == "c":  # firmware: qemu-system-arm on an emulated board
+        return None if emulate else f"{profile.name} firmware runs on the board: add --emulate"
     if profile.emulator is None:
         return f"{profile.name} bundles need the device itself (no emulator); use edgec flash"
     if not emulate:

@@ -36,6 +36,11 @@ def test_wheel_ships_profiles_boards_and_runner_source(tmp_path: Path) -> None:
         "targets/cuda.toml",
         "boards/rpi4.toml",
         "codegen/runner/edgec_run.cc",
+        "targets/cortex-m4.toml",
+        "boards/mps2-an386.toml",
+        "codegen/mcu/edgec_nn.c",
+        "codegen/mcu/firmware/link.ld.in",
+        "codegen/mcu/firmware/Makefile",
     ):
         assert f"edgec/_data/{shipped}" in names
     assert "edgec/pipeline.py" in names
