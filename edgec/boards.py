@@ -35,6 +35,7 @@ class Ssh:
     key: str | None = None
     directory: str = "edgec"  # bundles go to ~/<directory>/<bundle>-<sha>
     exec_prefix: tuple[str, ...] = ()  # e.g. qemu-aarch64 for an emulated board behind ssh
+    known_hosts: str | None = None  # default: edgec's own file in its cache directory
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def parse_board(path: Path) -> Board:
                 key=s.get("key"),
                 directory=str(s.get("directory", "edgec")),
                 exec_prefix=tuple(s.get("exec_prefix", ())),
+                known_hosts=s.get("known_hosts"),
             )
         if transport == "qemu-system" and "qemu" not in data:
             raise EdgecError(f"board {path}: transport qemu-system needs [qemu] machine")

@@ -564,7 +564,8 @@ def flash(path: Path, board_name: str, options: FlashOptions, log: StageLog) -> 
     data = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
     if board.transport == "ssh":
         with log.stage("flash") as s:
-            known_hosts = cache_dir() / "known_hosts"
+            assert board.ssh is not None
+            known_hosts = Path(board.ssh.known_hosts or cache_dir() / "known_hosts")
             flashed = flashing.flash_ssh(
                 result, board, known_hosts, options.run, options.repeat, options.clean
             )
