@@ -84,10 +84,14 @@ def _contraction(lanes: int) -> Any:
             # rows divide the row extent so a tile never straddles two rows of the output
             # (the write-back region would otherwise cover elements other tiles own).
             best: tuple[int, int] | None = None
-            for cols in (2 * lanes, lanes):
+            # Narrower vectors (half or quarter registers) when the channel count is not a
+            # multiple of the full width: MobileNetV2's 24-channel layers on AVX-512, a
+            # 1000-class head.
+            widths = [w for w in (2 * lanes, lanes, lanes // 2, lanes // 4) if w >= 4]
+            for cols in widths:
                 if n_ext % cols:
                     continue
-                budget = ACCUMULATOR_REGISTERS // (cols // lanes)
+                budget = ACCUMULATOR_REGISTERS // max(1, cols // lanes)
                 rows = max(f for f in range(1, budget + 1) if row_ext % f == 0)
                 if best is None or rows * cols > best[0] * best[1]:
                     best = (rows, cols)

@@ -25,6 +25,7 @@ from edgec import reference
 from edgec.artifacts import Bundle, Measurement, TensorSpec, Where
 from edgec.boards import Board, Ssh
 from edgec.errors import CheckFailed, EdgecError, first_line
+from edgec.stages.measure import checked
 
 SSH_TIMEOUT_S = 20
 RUN_TIMEOUT_S = 600
@@ -168,35 +169,7 @@ def _run_ssh(bundle: Bundle, board: Board, remote: _Remote, where_on_board: str,
             remote.copy_from(f"{where_on_board}/out/{out['file']}", local)
             outputs.append(np.load(local))
     where: Where = "emulated" if board.ssh.exec_prefix else "device"
-    return _measurement(bundle, inputs, outputs, result, repeat, where)
-
-
-def _measurement(
-    bundle: Bundle,
-    inputs: list[np.ndarray],
-    outputs: list[np.ndarray],
-    result: dict,
-    repeat: int,
-    where: Where,
-) -> Measurement:
-    expected = reference.run(bundle.path / bundle.manifest["reference"], inputs)
-    parity = bundle.manifest.get("parity", {"tolerance": 1e-4, "share": 1.0})
-    errors = np.concatenate(
-        [np.abs(o.astype(np.float64) - e).ravel() for o, e in zip(outputs, expected, strict=True)]
-    )
-    return Measurement(
-        where=where,
-        latency_ms={
-            k: float(result["latency_ms"][k]) for k in ("p50", "p90", "p99", "mean", "min")
-        },
-        repeat=repeat,
-        peak_rss_bytes=int(result["peak_rss_bytes"]),
-        max_abs_diff=float(errors.max(initial=0.0)),
-        tolerance=float(parity["tolerance"]),
-        baseline_ms=None,
-        within_share=float(np.mean(errors <= parity["tolerance"])) if errors.size else 1.0,
-        required_share=float(parity["share"]),
-    )
+    return checked(bundle, inputs, outputs, result, repeat, where, None)
 
 
 def flash_command(bundle: Bundle, board: Board) -> tuple[str, ...]:

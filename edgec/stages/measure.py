@@ -7,6 +7,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +87,25 @@ def measure(
             )
         result = json.loads(done.stdout.strip().splitlines()[-1])
         outputs = [np.load(Path(tmp) / o["file"]) for o in result["outputs"]]
+    baseline = None
+    if where == "host":
+        baseline = reference.latency(
+            bundle.path / bundle.manifest["reference"], inputs, threads, repeat, warmup
+        )
+    return checked(bundle, inputs, outputs, result, repeat, where, baseline)
+
+
+def checked(
+    bundle: Bundle,
+    inputs: list[np.ndarray],
+    outputs: list[np.ndarray],
+    result: dict[str, Any],
+    repeat: int,
+    where: Where,
+    baseline: dict[str, float] | None,
+) -> Measurement:
+    """A runner's result (its JSON line and outputs) checked against the bundle's reference
+    on the same inputs, with the tolerance its manifest sets."""
     expected = reference.run(bundle.path / bundle.manifest["reference"], inputs)
     if len(outputs) != len(expected):
         raise CheckFailed(f"the runner gave {len(outputs)} outputs, ONNX Runtime {len(expected)}")
@@ -93,13 +113,6 @@ def measure(
     errors = np.concatenate(
         [np.abs(o.astype(np.float64) - e).ravel() for o, e in zip(outputs, expected, strict=True)]
     )
-    diff = float(errors.max(initial=0.0))
-    within = float(np.mean(errors <= parity["tolerance"])) if errors.size else 1.0
-    baseline = None
-    if where == "host":
-        baseline = reference.latency(
-            bundle.path / bundle.manifest["reference"], inputs, threads, repeat, warmup
-        )
     return Measurement(
         where=where,
         latency_ms={
@@ -107,10 +120,10 @@ def measure(
         },
         repeat=repeat,
         peak_rss_bytes=int(result["peak_rss_bytes"]),
-        max_abs_diff=diff,
+        max_abs_diff=float(errors.max(initial=0.0)),
         tolerance=float(parity["tolerance"]),
         baseline_ms=baseline,
-        within_share=within,
+        within_share=float(np.mean(errors <= parity["tolerance"])) if errors.size else 1.0,
         required_share=float(parity["share"]),
     )
 

@@ -65,10 +65,7 @@ def report(
             "reference": "onnxruntime",
             "export_max_abs_diff": built.onnx.export_max_abs_diff,
         },
-        "bundle": {
-            "files": sorted(manifest["files"]),
-            "size_bytes": sum(p.stat().st_size for p in bundle.path.iterdir() if p.is_file()),
-        },
+        "bundle": _bundle_facts(bundle),
     }
     return with_measurement(data, measurement, skipped)
 
@@ -142,10 +139,7 @@ def mcu_report(
             "reference": "edgec int8 reference (numpy)",
             "export_max_abs_diff": quantized.onnx.export_max_abs_diff,
         },
-        "bundle": {
-            "files": sorted(manifest["files"]),
-            "size_bytes": sum(p.stat().st_size for p in bundle.path.iterdir() if p.is_file()),
-        },
+        "bundle": _bundle_facts(bundle),
     }
     return with_mcu_run(data, library.layers, run, manifest["expected_output"])
 
@@ -186,6 +180,14 @@ def with_mcu_run(
         ],
     }
     return data
+
+
+def _bundle_facts(bundle: Bundle) -> dict[str, Any]:
+    files = [p for p in bundle.path.iterdir() if p.is_file()]
+    return {
+        "files": sorted(bundle.manifest["files"]),
+        "size_bytes": sum(p.stat().st_size for p in files),
+    }
 
 
 def _stages(
