@@ -22,7 +22,9 @@ import numpy as np
 
 INT8_MIN, INT8_MAX = -128, 127
 # Ops and what they do; "int8" nodes compute on int8 tensors, "float" ones on float32.
-COMPUTE_OPS = ("conv", "dense", "add", "global_avgpool")  # requantize their int32 results
+# requantize their results; each can run in int8 or stay float
+COMPUTE_OPS = ("conv", "dense", "add", "global_avgpool", "avgpool", "concat", "softmax")
+SOFTMAX_BITS = 16  # exp(-d * scale) in the softmax table, as a fixed-point fraction
 LAYOUT_OPS = ("maxpool", "reshape")  # same scale in and out
 CAST_OPS = ("quantize", "dequantize")
 
@@ -163,6 +165,50 @@ def _global_avgpool(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
     return requantize(total, p["m"], p["n"], a["lo"], a["hi"])
 
 
+def _windows(x: np.ndarray, a: dict[str, Any], pad: float) -> np.ndarray:
+    """N, C, OH, OW, kh, kw views of the padded input."""
+    top, left, bottom, right = a["pads"]
+    x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad)
+    windows = np.lib.stride_tricks.sliding_window_view(x, tuple(a["kernel"]), axis=(2, 3))
+    sh, sw = a["strides"]
+    return windows[:, :, ::sh, ::sw]
+
+
+def _avgpool(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    """Average pooling whose count is the whole window (no padding, or padding counted)."""
+    windows = _windows(x, node.attrs, 0)
+    if node.precision == "float":
+        return windows.mean(axis=(4, 5), dtype=np.float32)
+    total = windows.astype(np.int64).sum(axis=(4, 5))
+    p, a = node.params, node.attrs
+    return requantize(total, p["m"], p["n"], a["lo"], a["hi"])
+
+
+def _concat(node: QNode, graph: QGraph, *xs: np.ndarray) -> np.ndarray:
+    """Channel concatenation; int8 inputs are first brought to the output's scale."""
+    if node.precision == "float":
+        return np.concatenate(xs, axis=1)
+    p = node.params
+    rounding = np.int64(1) << (p["n"] - 1)
+    parts = [
+        np.clip((x.astype(np.int64) * m + rounding) >> p["n"], INT8_MIN, INT8_MAX)
+        for x, m in zip(xs, p["m"], strict=True)
+    ]
+    return np.concatenate(parts, axis=1).astype(np.int8)
+
+
+def _softmax(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis. int8: e = table[max - x] (exp to 16 fractional bits), then
+    out = round(127 * e / sum(e)) in integers: the output scale is 1/127."""
+    if node.precision == "float":
+        shifted = np.exp(x - x.max(axis=-1, keepdims=True))
+        return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+    d = x.max(axis=-1, keepdims=True).astype(np.int64) - x.astype(np.int64)
+    e = node.params["table"][d]
+    total = e.sum(axis=-1, keepdims=True)
+    return np.clip((2 * INT8_MAX * e + total) // (2 * total), 0, INT8_MAX).astype(np.int8)
+
+
 def _maxpool(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
     a = node.attrs
     top, left, bottom, right = a["pads"]
@@ -206,6 +252,9 @@ _KERNELS = {
     "add": _add,
     "global_avgpool": _global_avgpool,
     "maxpool": _maxpool,
+    "avgpool": _avgpool,
+    "concat": _concat,
+    "softmax": _softmax,
     "reshape": _reshape,
     "quantize": _quantize,
     "dequantize": _dequantize,

@@ -342,6 +342,63 @@ void edgec_maxpool_s8(const edgec_maxpool_t *p, const int8_t *in, int8_t *out)
     }
 }
 
+void edgec_avgpool_s8(const edgec_avgpool_window_t *p, const int8_t *in, int8_t *out)
+{
+    const edgec_maxpool_t *g = &p->window;
+    for (int oy = 0; oy < g->out_h; oy++) {
+        for (int ox = 0; ox < g->out_w; ox++) {
+            for (int c = 0; c < g->c; c++) {
+                int32_t sum = 0;
+                for (int ky = 0; ky < g->k_h; ky++) {
+                    int iy = oy * g->s_h - g->p_t + ky;
+                    for (int kx = 0; kx < g->k_w; kx++) {
+                        int ix = ox * g->s_w - g->p_l + kx;
+                        if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w) {
+                            sum += in[((uint32_t)iy * g->in_w + (uint32_t)ix) * g->c + c];
+                        }
+                    }
+                }
+                out[((uint32_t)oy * g->out_w + (uint32_t)ox) * g->c + c] =
+                    requant(sum, p->mult, p->shift, -128, 127);
+            }
+        }
+    }
+}
+
+void edgec_concat_s8(const edgec_concat_t *p, const int8_t *const *ins, int8_t *out)
+{
+    const int64_t rounding = (int64_t)1 << (p->shift - 1);
+    for (uint32_t px = 0; px < p->pixels; px++) {
+        for (uint32_t i = 0; i < p->inputs; i++) {
+            const uint32_t n = p->channels[i];
+            const int8_t *x = ins[i] + px * n;
+            for (uint32_t c = 0; c < n; c++) {
+                int64_t v = ((int64_t)x[c] * p->mult[i] + rounding) >> p->shift;
+                *out++ = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+            }
+        }
+    }
+}
+
+void edgec_softmax_s8(const edgec_softmax_t *p, const int8_t *in, int8_t *out)
+{
+    for (uint32_t r = 0; r < p->rows; r++, in += p->n, out += p->n) {
+        int8_t top = -128;
+        for (uint32_t i = 0; i < p->n; i++) {
+            top = in[i] > top ? in[i] : top;
+        }
+        int64_t total = 0;
+        for (uint32_t i = 0; i < p->n; i++) {
+            total += p->table[top - in[i]];
+        }
+        for (uint32_t i = 0; i < p->n; i++) {
+            int64_t e = p->table[top - in[i]];
+            int64_t v = (254 * e + total) / (2 * total); /* round half up, all non-negative */
+            out[i] = (int8_t)(v > 127 ? 127 : v);
+        }
+    }
+}
+
 void edgec_copy_s8(const int8_t *in, int8_t *out, uint32_t size)
 {
     if (in != out) {

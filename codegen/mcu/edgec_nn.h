@@ -51,6 +51,24 @@ typedef struct {
     uint8_t k_h, k_w, s_h, s_w, p_t, p_l;
 } edgec_maxpool_t;
 
+typedef struct {
+    edgec_maxpool_t window; /* the same geometry; padding counts as zeros */
+    int32_t mult, shift;    /* 1 / (k_h * k_w) and the scales, fixed point */
+} edgec_avgpool_window_t;
+
+typedef struct {
+    uint16_t pixels;         /* out_h * out_w (1 for flat tensors) */
+    uint16_t inputs;
+    const uint16_t *channels; /* per input */
+    const int32_t *mult;      /* per input: its scale over the output's, fixed point */
+    int32_t shift;
+} edgec_concat_t;
+
+typedef struct {
+    uint16_t rows, n;
+    const int32_t *table; /* exp(-d * scale) * 2^16 for d = max - x in 0..255 */
+} edgec_softmax_t;
+
 /* scratch (4-byte aligned): int16 room for two im2col columns (2 * k_h * k_w * in_c, rounded
  * up to 4) on DSP builds, and int32 accumulators for depthwise layers (out_c). */
 void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
@@ -58,6 +76,11 @@ void edgec_dense_s8(const edgec_dense_t *p, const int8_t *in, int8_t *out, int16
 void edgec_add_s8(const edgec_add_t *p, const int8_t *a, const int8_t *b, int8_t *out);
 void edgec_global_avgpool_s8(const edgec_avgpool_t *p, const int8_t *in, int8_t *out);
 void edgec_maxpool_s8(const edgec_maxpool_t *p, const int8_t *in, int8_t *out);
+void edgec_avgpool_s8(const edgec_avgpool_window_t *p, const int8_t *in, int8_t *out);
+/* ins: one pointer per input; out may not alias them */
+void edgec_concat_s8(const edgec_concat_t *p, const int8_t *const *ins, int8_t *out);
+/* output scale 1/127: out = round(127 * e / sum(e)) */
+void edgec_softmax_s8(const edgec_softmax_t *p, const int8_t *in, int8_t *out);
 void edgec_copy_s8(const int8_t *in, int8_t *out, uint32_t size);
 
 #endif

@@ -38,7 +38,10 @@ def import_qgraph(model: QuantizedModel) -> RelaxModule:
     module = bb.get()
     module["main"] = module["main"].with_attr("num_input", 1)
     contractions = int8_contractions(module)
-    expected = sum(n.op in ("conv", "dense") and n.precision == "int8" for n in graph.nodes)
+    # int8 average pooling sums its windows as a depthwise conv with ones: a contraction too
+    expected = sum(
+        n.op in ("conv", "dense", "avgpool") and n.precision == "int8" for n in graph.nodes
+    )
     if contractions["int8"] != expected:  # a guard on this lowering, not on the user's model
         raise EdgecError(f"internal: {contractions['int8']} int8 contractions, {expected} planned")
     quantization = {**model.to_json(), "relax_contractions": contractions}
@@ -151,6 +154,44 @@ def _emit(node: QNode, graph: QGraph, args: list[Any]) -> Any:
             return op.mean(args[0], axis=[2, 3], keepdims=True)
         total = op.sum(op.astype(args[0], "int32"), axis=[2, 3], keepdims=True)
         return _requantize(total, p["m"], p["n"], a["lo"], a["hi"], [1])
+    if node.op == "avgpool":
+        top, left, bottom, right = a["pads"]
+        window = {"pool_size": list(a["kernel"]), "strides": list(a["strides"]),
+                  "padding": [top, left, bottom, right]}  # fmt: skip
+        if not int8:
+            return op.nn.avg_pool2d(args[0], count_include_pad=True, **window)
+        # the window's int32 sum, as a depthwise convolution with ones
+        channels = int(args[0].ty.shape[1])
+        ones = np.ones((channels, 1, *a["kernel"]), np.int8)
+        total = op.nn.conv2d(
+            args[0],
+            _const(ones, "int8"),
+            strides=window["strides"],
+            padding=window["padding"],
+            groups=channels,
+            out_dtype="int32",
+        )
+        return _requantize(total, p["m"], p["n"], a["lo"], a["hi"], [1])
+    if node.op == "concat":
+        if not int8:
+            return op.concat(args, axis=1)
+        parts = []
+        for x, m in zip(args, p["m"], strict=True):
+            scaled = op.multiply(op.astype(x, "int64"), _const(np.int64(m), "int64"))
+            rounded = op.add(scaled, _const(np.int64(1) << (p["n"] - 1), "int64"))
+            shifted = op.right_shift(rounded, _const(p["n"], "int64"))
+            parts.append(op.astype(_clamp(shifted, -128, 127), "int8"))
+        return op.concat(parts, axis=1)
+    if node.op == "softmax":
+        if not int8:
+            return op.nn.softmax(args[0], axis=-1)
+        x = op.astype(args[0], "int32")
+        d = op.subtract(op.max(x, axis=[-1], keepdims=True), x)
+        e = op.take(_const(p["table"], "int64"), d, axis=0)
+        total = op.sum(e, axis=[-1], keepdims=True)
+        numerator = op.add(op.multiply(e, _const(np.int64(254), "int64")), total)
+        ratio = op.floor_divide(numerator, op.multiply(total, _const(np.int64(2), "int64")))
+        return op.astype(_clamp(ratio, 0, 127), "int8")
     if node.op == "maxpool":
         top, left, bottom, right = a["pads"]
         return op.nn.max_pool2d(

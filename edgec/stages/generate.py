@@ -24,7 +24,8 @@ from edgec.targets import TargetProfile
 from edgec.versions import versions
 
 LIBRARY = ("edgec_nn.c", "edgec_nn.h")
-MCU_OPS = ("conv", "dense", "add", "global_avgpool", "maxpool", "reshape")
+MCU_OPS = ("conv", "dense", "add", "global_avgpool", "avgpool", "maxpool", "concat", "softmax",
+           "reshape")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -214,18 +215,59 @@ class _Emitter:
             )
             self.calls.append(f"    edgec_global_avgpool_s8(&{ident}, {x}, {y});")
             self.layers.append(Layer(node.name, "global_avgpool", 0))
-        elif node.op == "maxpool":
-            _, c, h, w = self.layout.shapes[node.inputs[0]]
-            _, _, oh, ow = self.layout.shapes[out]
-            kh, kw = a["kernel"]
-            sh, sw = a["strides"]
+        elif node.op in ("maxpool", "avgpool"):
+            window = self._window(node)
+            if node.op == "maxpool":
+                self.consts.append(f"static const edgec_maxpool_t {ident} = {window};\n")
+            else:
+                self.consts.append(
+                    f"static const edgec_avgpool_window_t {ident} = {{{window}, "
+                    f"{int(p['m'][0])}, {int(p['n'][0])}}};\n"
+                )
+            self.calls.append(f"    edgec_{node.op}_s8(&{ident}, {x}, {y});")
+            self.layers.append(Layer(node.name, node.op, 0))
+        elif node.op == "concat":
+            self._concat(ident, node, y)
+        elif node.op == "softmax":
+            rows, n = self.layout.shapes[node.inputs[0]]
+            if node.inputs[0] in self.layout.order:
+                self.layout.order[out] = self.layout.order[node.inputs[0]]
+            self.consts.append(_c_array("int32_t", f"{ident}_t", p["table"]))
             self.consts.append(
-                f"static const edgec_maxpool_t {ident} = {{{h}, {w}, {c}, {oh}, {ow}, {kh}, "
-                f"{kw}, {sh}, {sw}, {a['pads'][0]}, {a['pads'][1]}}};\n"
+                f"static const edgec_softmax_t {ident} = {{{rows}, {n}, {ident}_t}};\n"
             )
-            self.calls.append(f"    edgec_maxpool_s8(&{ident}, {x}, {y});")
-            self.layers.append(Layer(node.name, "maxpool", 0))
+            self.calls.append(f"    edgec_softmax_s8(&{ident}, {x}, {y});")
+            self.layers.append(Layer(node.name, "softmax", 0))
         self.calls.append(f"    EDGEC_LAYER_DONE({len(self.layers) - 1});")
+
+    def _window(self, node: QNode) -> str:
+        """A pooling window's fields, in edgec_maxpool_t order."""
+        a = node.attrs
+        _, c, h, w = self.layout.shapes[node.inputs[0]]
+        _, _, oh, ow = self.layout.shapes[node.output]
+        (kh, kw), (sh, sw) = a["kernel"], a["strides"]
+        pads = f"{a['pads'][0]}, {a['pads'][1]}"
+        return f"{{{h}, {w}, {c}, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {pads}}}"
+
+    def _concat(self, ident: str, node: QNode, y: str) -> None:
+        p = node.params
+        shapes = [self.layout.shapes[i] for i in node.inputs]
+        if any(i in self.layout.order for i in node.inputs):
+            raise EdgecError(
+                f"edgec's C generator cannot concatenate flattened feature maps ({node.name})"
+            )
+        pixels = int(np.prod(shapes[0][2:])) if len(shapes[0]) == 4 else 1
+        channels = np.array([s[1] for s in shapes], np.uint16)
+        self.consts.append(_c_array("uint16_t", f"{ident}_c", channels))
+        self.consts.append(_c_array("int32_t", f"{ident}_m", p["m"]))
+        self.consts.append(
+            f"static const edgec_concat_t {ident} = {{{pixels}, {len(shapes)}, {ident}_c, "
+            f"{ident}_m, {int(p['n'])}}};\n"
+        )
+        pointers = ", ".join(f"@{i}" for i in node.inputs)
+        self.calls.append(f"    {{\n        const int8_t *const ins[] = {{{pointers}}};")
+        self.calls.append(f"        edgec_concat_s8(&{ident}, ins, {y});\n    }}")
+        self.layers.append(Layer(node.name, "concat", 0))
 
     def _in_place(self, node: QNode, step: int) -> bool:
         """An add may write over an input that nothing reads afterwards, element by element;
@@ -335,8 +377,9 @@ class _Emitter:
 
 
 def _split_tensor(text: str) -> tuple[str, str, str]:
-    """'name, rest' → (name, '', ', rest'): a tensor name ends at ',' or ')'."""
-    end = min((i for i in (text.find(","), text.find(")")) if i >= 0), default=len(text))
+    """'name, rest' → (name, '', ', rest'): a tensor name ends at ',', ')' or '}'."""
+    ends = (text.find(","), text.find(")"), text.find("}"))
+    end = min((i for i in ends if i >= 0), default=len(text))
     return text[:end], "", text[end:]
 
 

@@ -23,7 +23,7 @@ from edgec.qgraph import INT8_MAX, INT8_MIN, QGraph, QNode
 
 MODES = ("none", "int8")
 SUPPORTED = ("Conv", "Gemm", "MatMul", "Add", "Relu", "Clip", "GlobalAveragePool", "MaxPool",
-             "Flatten", "Reshape")  # fmt: skip
+             "AveragePool", "Concat", "Softmax", "Flatten", "Reshape")  # fmt: skip
 ACTIVATIONS = ("Relu", "Clip")
 OPSET = 17
 SENSITIVITY_SAMPLES = 32  # enough to rank layers; each layer costs one reference run on them
@@ -158,7 +158,8 @@ def _check_ops(graph: Any, source: str) -> None:
 
 def _compute_layers(graph: Any) -> list[str]:
     """The names of the layers that can run in int8 (conv, dense, add, pooling)."""
-    kinds = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool")
+    kinds = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "AveragePool", "Concat",
+             "Softmax")  # fmt: skip
     return [_name(n) for n in graph.node if n.op_type in kinds]
 
 
@@ -342,6 +343,56 @@ def _translate(b: _Builder, node: Any, out: str, activation: Any | None) -> None
         b.scales[out] = sy
         params = {"m": m.reshape(1), "n": n.reshape(1)}
         b.add(QNode("global_avgpool", name, (x,), out, "int8", params, {"lo": -128, "hi": 127}))
+    elif op == "AveragePool":
+        pads = list(_attr(node, "pads", [0, 0, 0, 0]))
+        if _attr(node, "ceil_mode", 0) or (any(pads) and not _attr(node, "count_include_pad", 0)):
+            raise EdgecError(
+                f"int8 AveragePool {name}: ceil_mode, or padding left out of the count, is not "
+                "supported"
+            )
+        attrs = {
+            "kernel": tuple(_attr(node, "kernel_shape", [1, 1])),
+            "strides": tuple(_attr(node, "strides", [1, 1])),
+            "pads": (pads[0], pads[1], pads[2], pads[3]),
+        }
+        x = b.as_precision(node.input[0], precision)
+        if precision == "float":
+            b.add(QNode("avgpool", name, (x,), out, "float", {}, attrs))
+            return
+        sx, sy = b.scales[x], b.scale_of(out)
+        count = attrs["kernel"][0] * attrs["kernel"][1]
+        m, n = qgraph.quantize_multiplier(np.array(sx / (count * sy)))
+        b.scales[out] = sy
+        params = {"m": m.reshape(1), "n": n.reshape(1)}
+        b.add(QNode("avgpool", name, (x,), out, "int8", params, {**attrs, "lo": -128, "hi": 127}))
+    elif op == "Concat":
+        rank = len(_shape_of(b, node.input[0]))
+        if int(_attr(node, "axis", 1)) not in (1, 1 - rank):
+            raise EdgecError(
+                f"int8 Concat {name}: only channel concatenation (axis 1) is supported"
+            )
+        xs = tuple(b.as_precision(i, precision) for i in node.input)
+        if precision == "float":
+            b.add(QNode("concat", name, xs, out, "float"))
+            return
+        sy = b.scale_of(out)
+        ratios = np.array([b.scales[x] / sy for x in xs])
+        _, n = qgraph.quantize_multiplier(np.array(ratios.max()))
+        b.scales[out] = sy
+        params = {"m": np.round(ratios * 2.0 ** int(n)).astype(np.int64), "n": np.int64(n)}
+        b.add(QNode("concat", name, xs, out, "int8", params))
+    elif op == "Softmax":
+        shape = _shape_of(b, node.input[0])
+        if len(shape) != 2 or int(_attr(node, "axis", -1)) not in (-1, 1):
+            raise EdgecError(f"int8 Softmax {name}: only over the last axis of (N, C) logits")
+        x = b.as_precision(node.input[0], precision)
+        if precision == "float":
+            b.add(QNode("softmax", name, (x,), out, "float"))
+            return
+        d = np.arange(256, dtype=np.float64)
+        table = np.round(np.exp(-d * b.scales[x]) * 2**qgraph.SOFTMAX_BITS).astype(np.int64)
+        b.scales[out] = 1.0 / INT8_MAX  # probabilities in [0, 1]
+        b.add(QNode("softmax", name, (x,), out, "int8", {"table": table}))
     elif op == "MaxPool":
         if _attr(node, "ceil_mode", 0) or any(d != 1 for d in _attr(node, "dilations", [1, 1])):
             raise EdgecError(f"int8 MaxPool {name}: ceil_mode and dilations are not supported")
@@ -504,7 +555,7 @@ def to_qdq(graph: QGraph, float_graph: Any) -> Any:
             low, high = node.attrs.get("clip", (None, None))
         else:
             sy = graph.scales[node.output]
-            lo, hi = node.attrs["lo"], node.attrs["hi"]
+            lo, hi = node.attrs.get("lo", INT8_MIN), node.attrs.get("hi", INT8_MAX)
             low = None if lo == INT8_MIN else lo * sy
             high = None if hi == INT8_MAX else hi * sy
         if low is None and high is None:
@@ -575,6 +626,20 @@ def to_qdq(graph: QGraph, float_graph: Any) -> Any:
         elif node.op == "global_avgpool":
             value = raw
             nodes.append(helper.make_node("GlobalAveragePool", fins, [value]))
+        elif node.op == "avgpool":
+            value, a = raw, node.attrs
+            nodes.append(
+                helper.make_node(
+                    "AveragePool", fins, [value], kernel_shape=list(a["kernel"]),
+                    strides=list(a["strides"]), pads=list(a["pads"]), count_include_pad=1,
+                )
+            )  # fmt: skip
+        elif node.op == "concat":
+            value = raw
+            nodes.append(helper.make_node("Concat", fins, [value], axis=1))
+        elif node.op == "softmax":
+            value = raw
+            nodes.append(helper.make_node("Softmax", fins, [value], axis=-1))
         else:
             raise EdgecError(f"internal: no QDQ form for {node.op}")
         final = activate(node, value)
@@ -595,7 +660,7 @@ def to_qdq(graph: QGraph, float_graph: Any) -> Any:
 def _has_activation(node: QNode) -> bool:
     if node.precision == "float":
         return node.attrs.get("clip", (None, None)) != (None, None)
-    return (node.attrs["lo"], node.attrs["hi"]) != (INT8_MIN, INT8_MAX)
+    return (node.attrs.get("lo", INT8_MIN), node.attrs.get("hi", INT8_MAX)) != (INT8_MIN, INT8_MAX)
 
 
 def _unique(inits: list[Any]) -> list[Any]:

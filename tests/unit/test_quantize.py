@@ -96,7 +96,8 @@ def test_requantize_matches_exact_rationals_per_channel() -> None:
         assert value == max(-128, min(127, exact.__floor__()))
 
 
-# a conv-relu, a residual add, a depthwise conv, max pooling, global pooling and a dense layer
+# conv-relu, a residual add with relu6, a depthwise conv, max pooling, a concat with a 3x3
+# average pooling of itself, global pooling, a dense layer and softmax: every int8 op
 def _cnn(path: Path) -> OnnxModel:
     import torch
     from torch import nn
@@ -108,11 +109,15 @@ def _cnn(path: Path) -> OnnxModel:
             self.b = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU6())
             self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, 2, 1, groups=8), nn.ReLU())
             self.pool = nn.MaxPool2d(2)
-            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+            self.smooth = nn.AvgPool2d(3, 1, 1)
+            self.head = nn.Sequential(
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10), nn.Softmax(-1)
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             a = self.a(x)
-            return self.head(self.pool(self.dw(a + self.b(a))))
+            pooled = self.pool(self.dw(a + self.b(a)))
+            return self.head(torch.cat([pooled, self.smooth(pooled)], 1))
 
     torch.manual_seed(0)
     net = Net().eval()
@@ -140,7 +145,8 @@ def test_every_op_runs_int8_and_matches_onnxruntime_qdq(
     q = quantize(cnn, calibration, QuantizeConfig(sensitivity=None))
     ops = {n.op for n in q.graph.nodes if n.precision == "int8"}
     assert {"conv", "add", "maxpool", "global_avgpool", "dense", "reshape"} <= ops
-    assert q.graph.float_ops == 0 and q.graph.int8_ops == 6
+    assert {"avgpool", "concat", "softmax"} <= ops
+    assert q.graph.float_ops == 0 and q.graph.int8_ops == 9
     x = np.random.default_rng(1).standard_normal((32, 1, 16, 16)).astype(np.float32)
     ours = qgraph.run(q.graph, [x])[0]
     ort = np.concatenate([reference.run(q.onnx.path, [x[i : i + 1]])[0] for i in range(len(x))])
@@ -159,7 +165,7 @@ def test_int8_weights_are_a_quarter_of_the_float_ones(
 
 def test_sensitive_and_named_layers_stay_in_float(cnn: OnnxModel, calibration: np.ndarray) -> None:
     strict = quantize(cnn, calibration, QuantizeConfig(sensitivity=1e-9))
-    assert strict.graph.int8_ops == 0 and strict.graph.float_ops == 6
+    assert strict.graph.int8_ops == 0 and strict.graph.float_ops == 9
     assert set(strict.float_layers) == set(strict.sensitivity)
     first = next(iter(strict.sensitivity))
     named = quantize(cnn, calibration, QuantizeConfig(sensitivity=None, float_layers=(first,)))
