@@ -226,6 +226,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("edgec: interrupted; nothing was written", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # e.g. `edgec boards | head`: the reader has all it wants
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except Exception as e:
             if os.environ.get("EDGEC_DEBUG"):
                 raise

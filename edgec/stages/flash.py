@@ -112,6 +112,11 @@ def flash_ssh(
 ) -> Flashed:
     """Copy, verify, switch; then (with `run`) run the runner on the board."""
     assert board.ssh is not None
+    if run and not bundle.manifest.get("runner"):
+        raise EdgecError(
+            f"{bundle.path} has no runner for {bundle.manifest['target']} yet: flash it without "
+            "--run and load model.so from your application"
+        )
     remote = _Remote(board.ssh, board.name, known_hosts)
     home = board.ssh.directory
     name = version(bundle)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -185,7 +186,8 @@ def test_mcu_boards_flash_with_the_probe_command_from_the_board_file(tmp_path: P
 def test_boards_lists_shipped_and_user_boards(boards: Path) -> None:
     result = _edgec("boards", "--boards-dir", str(boards))
     text = result.output  # type: ignore[attr-defined]
-    assert "nucleo-f746zg  cortex-m7" in text and "loopback-pi" in text and "1024 KiB" in text
+    assert re.search(r"nucleo-f746zg +cortex-m7 +pyocd +1024 KiB +320 KiB", text)
+    assert re.search(r"loopback-pi +rpi4 +ssh", text)
 
 
 def _report(path: Path, name: str, p50: float, where: str = "host") -> Path:
