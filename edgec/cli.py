@@ -47,7 +47,8 @@ HELP = {
     "temperature": "Distillation temperature T: the KL term is on logits / T, scaled by T².",
     "alpha": "Weight of the teacher's term; 1 - alpha weights cross-entropy on the labels.",
     "hint": "Feature distillation STUDENT_LAYER:TEACHER_LAYER via a 1×1 adapter; repeatable.",
-    "quantize": "int8: calibrated integer kernels (weights and activations int8); none: float32.",
+    "quantize": "int8: calibrated integer kernels (weights and activations int8); fp16: half "
+    "precision with float32 accumulation (CUDA, Armv8.2+); none: float32.",
     "calib_data": "Calibration data (same forms as --data; default: --data).",
     "calib_samples": "Calibration samples (default 256).",
     "calib_method": "Activation ranges: minmax, percentile (99.99, default) or entropy (KL).",
@@ -268,7 +269,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @click.option(
     "--quantize",
     "quantize_mode",
-    type=click.Choice(["none", "int8"]),
+    type=click.Choice(["none", "int8", "fp16"]),
     default="none",
     help=HELP["quantize"],
 )
@@ -350,6 +351,7 @@ def build(
         weights=weights,
         compress=_compress_options(ratio, distill, round_to, flags),
         quantize=quantize,
+        fp16=quantize_mode == "fp16",
         calib_data=calib_data,
         board=board,
         repeat=repeat,

@@ -69,6 +69,7 @@ class BuildOptions:
     weights: Path | None = None  # a state dict for a file.py:factory model
     compress: CompressOptions = field(default_factory=CompressOptions)
     quantize: QuantizeConfig | None = None  # None: float32
+    fp16: bool = False  # half-precision weights and activations, float32 accumulation
     calib_data: str | None = None  # default: compress.data
     repeat: int | None = None  # runner repetitions; None: the target's default
     emulate: bool = True  # measure under the target's emulator when it has one
@@ -89,6 +90,11 @@ def build(
     elif options.board is not None:
         raise EdgecError(
             f"--board links MCU firmware; {profile.name} bundles go to boards with edgec flash"
+        )
+    if options.fp16 and not profile.capabilities.has_fp16:
+        raise EdgecError(
+            f"{profile.name} has no native fp16 arithmetic (it needs CUDA or Armv8.2-A); "
+            "use --quantize int8 or none"
         )
     if profile.capabilities.int8_only and options.quantize is None:
         raise EdgecError(
@@ -133,9 +139,13 @@ def _build_tvm(
     from edgec.relax.compile import compile_model, tune_model, tuning_database
     from edgec.relax.import_onnx import import_onnx
     from edgec.relax.lower_int8 import import_qgraph
+    from edgec.relax.mixed_precision import to_fp16
 
-    with log.stage("import"):
+    with log.stage("import") as s:
         relax_module = import_onnx(onnx_model) if quantized is None else import_qgraph(quantized)
+        if options.fp16:
+            relax_module = to_fp16(relax_module)
+            s.note("fp16 weights and activations, fp32 accumulation")
     db, summary = None, None
     if options.tuning is not None:
         db = tuning_database(profile, options.tuning.database)

@@ -35,6 +35,7 @@ class Capabilities:
     has_dsp: bool = False  # Armv7E-M DSP extension: SMLAD and friends for int8 dot products
     has_fpu: bool = False
     int8_only: bool = False  # no float kernels: the model must be quantized
+    has_fp16: bool = False  # native half-precision arithmetic (CUDA, Armv8.2-A and later)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ def parse_profile(path: Path) -> TargetProfile:
             has_dsp=bool(caps.get("has_dsp", False)),
             has_fpu=bool(caps.get("has_fpu", False)),
             int8_only=bool(caps.get("int8_only", False)),
+            has_fp16=bool(caps.get("has_fp16", False)),
         )
         return TargetProfile(
             name=str(data["name"]),

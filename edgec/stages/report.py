@@ -318,7 +318,9 @@ def markdown(data: dict[str, Any]) -> str:
             f"{parity['max_abs_diff']:.3g} (tolerance {parity['tolerance']:.3g}, {verdict}) |"
         )
     quant = data.get("quantization")
-    if quant:
+    if quant and quant["mode"] == "fp16":
+        lines.append("| quantization | fp16 weights and activations, float32 accumulation |")
+    elif quant:
         kept = f"; float: {', '.join(quant['float_layers'])}" if quant["float_layers"] else ""
         accuracy = quant.get("accuracy") or {}
         if accuracy:

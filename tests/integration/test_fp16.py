@@ -1,0 +1,55 @@
+"""fp16: half-precision contractions for targets that have them, refused where they do not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgec.cli import main
+from tests.conftest import EXAMPLE
+
+pytestmark = pytest.mark.integration
+
+
+def test_fp16_module_runs_its_convolutions_in_half_precision(tmp_path: Path) -> None:
+    from tvm import ir, relax
+
+    from edgec.relax.import_onnx import import_onnx
+    from edgec.relax.mixed_precision import to_fp16
+    from edgec.stages.export import export
+    from edgec.stages.load import load
+
+    model = to_fp16(import_onnx(export(load(EXAMPLE, None, tmp_path), tmp_path)))
+    dtypes: list[str] = []
+
+    def visit(expr: object) -> None:
+        call = isinstance(expr, relax.Call) and isinstance(expr.op, ir.Op)
+        if call and expr.op.name == "relax.nn.conv2d":  # type: ignore[attr-defined]
+            dtypes.append(str(expr.args[1].ty.dtype))  # type: ignore[attr-defined]
+
+    relax.analysis.post_order_visit(model.module["main"].body, visit)
+    assert dtypes and set(dtypes) == {"float16"}
+    assert model.quantization == {"mode": "fp16"}
+
+
+def test_cuda_fp16_bundle_builds_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "cnn-cuda"
+    result = CliRunner().invoke(
+        main, ["build", EXAMPLE, "-t", "cuda", "--quantize", "fp16", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["quantization"] == {"mode": "fp16"}
+    assert json.loads((out / "manifest.json").read_text())["parity"]["share"] == 0.99
+
+
+@pytest.mark.parametrize("target", ["rpi4", "x86"])
+def test_targets_without_half_arithmetic_refuse_fp16(target: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["build", EXAMPLE, "-t", target, "--quantize", "fp16", "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2 and "no native fp16 arithmetic" in result.stderr
+    assert not (tmp_path / "o").exists()
