@@ -58,19 +58,21 @@ static inline void expand4(const int8_t *x, int16_t *dst)
 }
 
 /* acc[c][p] += w_c . col_p over k (k a multiple of 4): 2 channels x 2 pixels share loads,
- * 16 MACs in 8 SMLAD. `col` interleaves the pixels: per 4 k, 4 int16 of pixel 0 then 4 of
- * pixel 1 (see im2col), so one pointer walks both. Out of line and at -O2 so its 13 live
- * values stay in registers. */
-__attribute__((noinline, optimize("O2"))) static void dot_2x2(const int8_t *w0,
-                                                               const int8_t *w1,
+ * 16 MACs in 8 SMLAD. `w` interleaves the two channels' rows in groups of 4 bytes (the
+ * generator lays them out so) and `col` the two pixels' columns in groups of 4 int16 (see
+ * im2col), so one doubleword and two doublewords feed 16 MACs. Out of line and at -O2 so its
+ * live values stay in registers. */
+__attribute__((noinline, optimize("O2"))) static void dot_2x2(const int8_t *w,
                                                                const int16_t *col, uint32_t k,
                                                                int32_t acc[4])
 {
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
     for (uint32_t n = k / 4; n > 0; n--) {
-        uint32_t wa = (uint32_t)read_s8x4(w0), wb = (uint32_t)read_s8x4(w1);
-        int32_t x02 = read_s16x2(col), x13 = read_s16x2(col + 2);
-        int32_t y02 = read_s16x2(col + 4), y13 = read_s16x2(col + 6);
+        uint32_t wa, wb;
+        int32_t x02, x13, y02, y13;
+        __asm volatile("ldrd %0, %1, [%2], #8" : "=r"(wa), "=r"(wb), "+r"(w) : : "memory");
+        __asm volatile("ldrd %0, %1, [%2], #8" : "=r"(x02), "=r"(x13), "+r"(col) : : "memory");
+        __asm volatile("ldrd %0, %1, [%2], #8" : "=r"(y02), "=r"(y13), "+r"(col) : : "memory");
         int32_t wa02 = __sxtb16(wa), wb02 = __sxtb16(wb);
         int32_t wa13 = sxtb16_ror8(wa), wb13 = sxtb16_ror8(wb);
         a00 = __smlad(wa02, x02, a00);
@@ -81,9 +83,6 @@ __attribute__((noinline, optimize("O2"))) static void dot_2x2(const int8_t *w0,
         a01 = __smlad(wa13, y13, a01);
         a10 = __smlad(wb13, x13, a10);
         a11 = __smlad(wb13, y13, a11);
-        w0 += 4;
-        w1 += 4;
-        col += 8;
     }
     acc[0] = a00;
     acc[1] = a01;
@@ -169,7 +168,7 @@ static void conv_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16
         uint32_t oc = 0;
         for (; oc + 1 < p->out_c; oc += 2) {
             int32_t acc[4] = {p->bias[oc], p->bias[oc], p->bias[oc + 1], p->bias[oc + 1]};
-            dot_2x2(p->w + oc * k, p->w + (oc + 1) * k, scratch, k, acc);
+            dot_2x2(p->w + oc * k, scratch, k, acc); /* the pair's rows, interleaved */
             o0[oc] = requant(acc[0], p->mult[oc], p->shift[oc], p->lo, p->hi);
             o0[oc + 1] = requant(acc[2], p->mult[oc + 1], p->shift[oc + 1], p->lo, p->hi);
             if (two) {

@@ -145,7 +145,9 @@ def _c_array(kind: str, name: str, values: np.ndarray) -> str:
     flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
     rows = [", ".join(flat[i : i + 24]) for i in range(0, len(flat), 24)]
     body = ",\n    ".join(rows)
-    return f"static const {kind} {name}[{len(flat)}] = {{\n    {body}\n}};\n"
+    # word-aligned: the DSP kernels read weights with LDRD, which faults on unaligned addresses
+    align = " __attribute__((aligned(4)))"
+    return f"static const {kind} {name}[{len(flat)}]{align} = {{\n    {body}\n}};\n"
 
 
 class _Emitter:
@@ -293,7 +295,7 @@ class _Emitter:
             self.scratch = max(self.scratch, 2 * cout)  # int32 accumulators
         elif self.profile.capabilities.has_dsp and groups == 1:
             padded = -(-weights.shape[1] // 4) * 4  # the SMLAD kernels read rows 4 at a time
-            weights = np.pad(weights, ((0, 0), (0, padded - weights.shape[1])))
+            weights = _interleave_pairs(np.pad(weights, ((0, 0), (0, padded - weights.shape[1]))))
             self.scratch = max(self.scratch, 2 * padded)
         self._tables(ident, weights, p)
         self.consts.append(
@@ -374,6 +376,17 @@ class _Emitter:
             + run
             + "\n    (void)scratch;\n    return 0;\n}\n"
         )
+
+
+def _interleave_pairs(rows: np.ndarray) -> np.ndarray:
+    """Rows 2i and 2i+1 interleaved in groups of 4 bytes (the DSP kernel reads both channels
+    of a pair with one doubleword load); an odd last row stays as it is."""
+    out = rows.copy()
+    pairs = len(rows) // 2 * 2
+    k = rows.shape[1]
+    grouped = rows[:pairs].reshape(pairs // 2, 2, k // 4, 4).transpose(0, 2, 1, 3)
+    out[:pairs] = grouped.reshape(pairs, k)
+    return out
 
 
 def _split_tensor(text: str) -> tuple[str, str, str]:
