@@ -481,6 +481,57 @@ def _compress_command(
 
 @main.command()
 @click.argument("model")
+@click.option("--calib-data", required=True, help=HELP["calib_data"])
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The int8 model as ONNX QDQ (its calibration goes beside it as .calibration.json).",
+)
+@click.option(
+    "--calib-samples", type=click.IntRange(min=1), default=256, help=HELP["calib_samples"]
+)
+@click.option("--calib-method", default="percentile", help=HELP["calib_method"])
+@click.option("--float-layer", "float_layers", multiple=True, help=HELP["float_layer"])
+@click.option("--sensitivity", type=click.FloatRange(min=0), default=0.05, help=HELP["sensitivity"])
+@click.option("--input-shape", "input_shapes", multiple=True, help=HELP["input_shape"])
+@click.option("--weights", type=click.Path(path_type=Path), default=None, help=HELP["weights"])
+def quantize(
+    model: str,
+    calib_data: str,
+    out: Path,
+    calib_samples: int,
+    calib_method: str,
+    float_layers: tuple[str, ...],
+    sensitivity: float,
+    input_shapes: tuple[str, ...],
+    weights: Path | None,
+) -> None:
+    """Calibrate and quantize MODEL to int8; print each layer's sensitivity and the accuracy."""
+    from edgec.pipeline import BuildOptions, quantize_to_file
+    from edgec.progress import StageLog
+    from edgec.stages.quantize import QuantizeConfig
+
+    config = QuantizeConfig(
+        "int8", calib_method, calib_samples, sensitivity=sensitivity or None,
+        float_layers=tuple(float_layers),
+    )  # fmt: skip
+    options = BuildOptions(weights=weights, quantize=config, calib_data=calib_data)
+    shapes = [_shape(s) for s in input_shapes] or None
+    quantized = quantize_to_file(model, shapes, options, out, StageLog())
+    click.echo("| layer | output error with only it in int8 | runs in |\n|---|---:|---|")
+    for layer, error in quantized.sensitivity.items():
+        where = "float" if layer in quantized.float_layers else "int8"
+        click.echo(f"| {layer} | {error:.4f} | {where} |")
+    if quantized.accuracy:
+        accuracy = quantized.accuracy
+        click.echo(f"\nval top-1: {accuracy['fp32']:.1f}% fp32, {accuracy['int8']:.1f}% int8")
+    click.echo(f"wrote {out} and {out.with_suffix('.calibration.json')}", err=True)
+
+
+@main.command()
+@click.argument("model")
 @click.option("--ratio", type=float, required=True, help=HELP["prune"])
 @click.option(
     "-o",

@@ -21,7 +21,7 @@ from edgec.stages.bundle import bundle, open_bundle
 from edgec.stages.export import export
 from edgec.stages.load import load
 from edgec.stages.measure import measure, runnable_here
-from edgec.staging import staged_directory, write_tarball
+from edgec.staging import replace_file, staged_directory, write_tarball
 from edgec.targets import TargetProfile, get_target
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ def build(
             with log.stage("quantize") as s:
                 quantized, calib = _quantize(onnx_model, options, compressed)
                 model_facts = {**model_facts, **_quantized_facts(quantized, model_facts)}
+                replace_file(work / "calibration.json", json.dumps(quantized.calibration_json()))
                 s.note(quantize_note(quantized))
         if profile.capabilities.backend == "c":
             assert quantized is not None and calib is not None
@@ -658,3 +659,38 @@ def _build_one(model: str, target: str, out: Path, options: BuildOptions) -> Bui
     except Exception as e:  # an internal error in one target must not hide the others
         return BuiltTarget(target, out, stream.getvalue(), f"internal error: {e!r}", 2)
     return BuiltTarget(target, out, stream.getvalue(), None, 0)
+
+
+def quantize_to_file(
+    model: str,
+    input_shapes: list[tuple[int, ...]] | None,
+    options: BuildOptions,
+    out: Path,
+    log: StageLog,
+) -> QuantizedModel:
+    """load → export → quantize, written as an ONNX QDQ model (what ONNX Runtime or any QDQ
+    consumer runs) with its calibration beside it (OUT.calibration.json)."""
+    import shutil
+    import tempfile
+
+    if out.suffix != ".onnx":
+        raise EdgecError(f"-o {out}: the quantized model is written as ONNX QDQ, name it .onnx")
+    if not (options.calib_data or options.compress.data):
+        raise EdgecError(NO_CALIBRATION)
+    with tempfile.TemporaryDirectory(prefix="edgec-quantize-") as tmp:
+        work = Path(tmp)
+        with log.stage("load") as s:
+            source = load(model, input_shapes, work, options.weights)
+            s.note(source.source)
+        with log.stage("export"):
+            onnx_model = export(source, work)
+        with log.stage("quantize") as s:
+            compressed = Compressed(onnx_model, {}, None)
+            quantized, _ = _quantize(onnx_model, options, compressed)
+            s.note(quantize_note(quantized))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(f".{out.name}.partial")
+        shutil.copyfile(quantized.onnx.path, partial)
+        replace_file(out.with_suffix(".calibration.json"), json.dumps(quantized.calibration_json()))
+        partial.replace(out)
+    return quantized

@@ -72,6 +72,16 @@ class QuantizedModel:
             return self.graph.scales[last.inputs[0]]
         return max(self.ranges.get(self.graph.outputs[0], 0.0), 1e-12) / 127
 
+    def calibration_json(self) -> dict[str, Any]:
+        """What calibration decided, kept in the bundle: every activation's range and scale."""
+        return {
+            "method": self.method,
+            "ranges": {k: float(v) for k, v in sorted(self.ranges.items())},
+            "scales": {k: float(v) for k, v in sorted(self.graph.scales.items())},
+            "sensitivity": self.sensitivity,
+            "float_layers": list(self.float_layers),
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "mode": "int8",

@@ -117,3 +117,23 @@ def test_bad_int8_input_is_one_line_and_writes_nothing(
     assert result.exit_code == 2 and message in result.stderr, result.output
     assert len([line for line in result.stderr.splitlines() if line.startswith("edgec: ")]) == 1
     assert not out.exists()
+
+
+def test_quantize_command_writes_a_qdq_model_onnxruntime_runs(tmp_path: Path) -> None:
+    from edgec import reference
+
+    out = tmp_path / "digits.int8.onnx"
+    args = ["quantize", DIGITS, "--calib-data", "digits", "--calib-samples", "32", "-o", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "| /classifier/Gemm |" in result.stdout and "int8" in result.stdout
+    calibration = json.loads((tmp_path / "digits.int8.calibration.json").read_text())
+    assert calibration["method"] == "percentile" and calibration["scales"]
+    x = np.zeros((1, 1, 32, 32), np.float32)
+    assert reference.run(out, [x])[0].shape == (1, 10)
+
+
+def test_int8_bundle_keeps_its_calibration(x86_int8: Path) -> None:
+    calibration = json.loads((x86_int8 / "calibration.json").read_text())
+    assert set(calibration) >= {"method", "ranges", "scales", "sensitivity", "float_layers"}
+    assert "calibration.json" in json.loads((x86_int8 / "manifest.json").read_text())["files"]
