@@ -16,6 +16,7 @@ from edgec.errors import EdgecError, first_line
 if TYPE_CHECKING:
     from edgec.pipeline import BuildOptions, CompressOptions
     from edgec.relax.tune import TuneOptions
+    from edgec.stages.quantize import QuantizeConfig
 
 HELP = {
     "target": "Target profile (see `edgec targets`); several, comma-separated, build in parallel.",
@@ -209,6 +210,33 @@ def _load_config(path: Path | None) -> dict[str, Any] | None:
     return defaults
 
 
+def _quantize_flags(f: Any) -> Any:
+    """The calibration options edgec build --quantize int8 and edgec quantize share."""
+    flags = [
+        click.option(
+            "--sensitivity", type=click.FloatRange(min=0), default=0.05, help=HELP["sensitivity"]
+        ),
+        click.option("--float-layer", "float_layers", multiple=True, help=HELP["float_layer"]),
+        click.option("--calib-method", default="percentile", help=HELP["calib_method"]),
+        click.option(
+            "--calib-samples", type=click.IntRange(min=1), default=256, help=HELP["calib_samples"]
+        ),
+    ]
+    for flag in flags:
+        f = flag(f)
+    return f
+
+
+def _quantize_config(
+    method: str, samples: int, sensitivity: float, float_layers: tuple[str, ...]
+) -> QuantizeConfig:
+    from edgec.stages.quantize import QuantizeConfig
+
+    return QuantizeConfig(
+        "int8", method, samples, sensitivity=sensitivity or None, float_layers=float_layers
+    )
+
+
 def _fail(e: EdgecError) -> NoReturn:
     click.echo(f"edgec: error: {e}", err=True)
     sys.exit(e.exit_code)
@@ -274,12 +302,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
     help=HELP["quantize"],
 )
 @click.option("--calib-data", default=None, help=HELP["calib_data"])
-@click.option(
-    "--calib-samples", type=click.IntRange(min=1), default=256, help=HELP["calib_samples"]
-)
-@click.option("--calib-method", default="percentile", help=HELP["calib_method"])
-@click.option("--float-layer", "float_layers", multiple=True, help=HELP["float_layer"])
-@click.option("--sensitivity", type=click.FloatRange(min=0), default=0.05, help=HELP["sensitivity"])
+@_quantize_flags
 @click.option("--board", default=None, help="MCU targets: link the firmware for this board.")
 def build(
     model: str,
@@ -337,15 +360,7 @@ def build(
         )
     quantize = None
     if quantize_mode == "int8":
-        from edgec.stages.quantize import QuantizeConfig
-
-        quantize = QuantizeConfig(
-            "int8",
-            calib_method,
-            calib_samples,
-            sensitivity=sensitivity or None,
-            float_layers=tuple(float_layers),
-        )
+        quantize = _quantize_config(calib_method, calib_samples, sensitivity, float_layers)
     options = BuildOptions(
         input_shapes=shapes,
         weights=weights,
@@ -489,12 +504,7 @@ def _compress_command(
     required=True,
     help="The int8 model as ONNX QDQ (its calibration goes beside it as .calibration.json).",
 )
-@click.option(
-    "--calib-samples", type=click.IntRange(min=1), default=256, help=HELP["calib_samples"]
-)
-@click.option("--calib-method", default="percentile", help=HELP["calib_method"])
-@click.option("--float-layer", "float_layers", multiple=True, help=HELP["float_layer"])
-@click.option("--sensitivity", type=click.FloatRange(min=0), default=0.05, help=HELP["sensitivity"])
+@_quantize_flags
 @click.option("--input-shape", "input_shapes", multiple=True, help=HELP["input_shape"])
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help=HELP["weights"])
 def quantize(
@@ -511,12 +521,8 @@ def quantize(
     """Calibrate and quantize MODEL to int8; print each layer's sensitivity and the accuracy."""
     from edgec.pipeline import BuildOptions, quantize_to_file
     from edgec.progress import StageLog
-    from edgec.stages.quantize import QuantizeConfig
 
-    config = QuantizeConfig(
-        "int8", calib_method, calib_samples, sensitivity=sensitivity or None,
-        float_layers=tuple(float_layers),
-    )  # fmt: skip
+    config = _quantize_config(calib_method, calib_samples, sensitivity, float_layers)
     options = BuildOptions(weights=weights, quantize=config, calib_data=calib_data)
     shapes = [_shape(s) for s in input_shapes] or None
     quantized = quantize_to_file(model, shapes, options, out, StageLog())
