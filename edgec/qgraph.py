@@ -25,7 +25,6 @@ INT8_MIN, INT8_MAX = -128, 127
 # requantize their results; each can run in int8 or stay float
 COMPUTE_OPS = ("conv", "dense", "add", "global_avgpool", "avgpool", "concat", "softmax")
 SOFTMAX_BITS = 16  # exp(-d * scale) in the softmax table, as a fixed-point fraction
-LAYOUT_OPS = ("maxpool", "reshape")  # same scale in and out
 CAST_OPS = ("quantize", "dequantize")
 
 

@@ -189,7 +189,8 @@ class _Emitter:
             self.layout.flatten(node.inputs[0], out)
             self.alias[out] = node.inputs[0]
             self.layers.append(Layer(node.name, "reshape", 0))
-            self.calls.append(f"    /* {node.name}: reshape, no data movement */")
+            name = node.name.replace("*/", "* /").replace("@", "_")  # a C comment, no tensor
+            self.calls.append(f"    /* {name}: reshape, no data movement */")
             return
         if node.op == "add" and self._in_place(node, step):
             self.alias[out] = self.storage(node.inputs[0])
