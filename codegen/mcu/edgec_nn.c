@@ -10,7 +10,8 @@
 #define EDGEC_DSP 0
 #endif
 
-static inline int8_t requant(int32_t acc, int32_t mult, int32_t shift, int8_t lo, int8_t hi)
+__attribute__((always_inline)) static inline int8_t requant(int32_t acc, int32_t mult,
+                                                           int32_t shift, int8_t lo, int8_t hi)
 {
     /* one SMLAL for acc * mult + rounding; for shift >= 32 (multipliers below 1/4, the usual
      * case) the result is the high word shifted, which saves a 64-bit shift */
