@@ -83,24 +83,7 @@ def build(
 ) -> dict[str, Any]:
     """Build MODEL for the target into the bundle directory `out`; returns the report."""
     profile = get_target(target_name)
-    if options.quantize is not None and not (options.calib_data or options.compress.data):
-        raise EdgecError(NO_CALIBRATION)
-    if profile.capabilities.backend == "c":
-        _mcu_board(profile, options.board)  # a wrong board fails before any work
-    elif options.board is not None:
-        raise EdgecError(
-            f"--board links MCU firmware; {profile.name} bundles go to boards with edgec flash"
-        )
-    if options.fp16 and not profile.capabilities.has_fp16:
-        raise EdgecError(
-            f"{profile.name} has no native fp16 arithmetic (it needs CUDA or Armv8.2-A); "
-            "use --quantize int8 or none"
-        )
-    if profile.capabilities.int8_only and options.quantize is None:
-        raise EdgecError(
-            f"{profile.name} runs int8 only: add --quantize int8 --calib-data DATA "
-            "(digits, an .npz or a folder)"
-        )
+    _check_options(profile, options)
     with staged_directory(out) as work:
         with log.stage("load") as s:
             source = load(model, options.input_shapes, work, options.weights)
@@ -125,6 +108,28 @@ def build(
     write_tarball(out)
     _raise_on_parity(data)
     return data
+
+
+def _check_options(profile: TargetProfile, options: BuildOptions) -> None:
+    """Options that cannot work for this target fail before any work is done."""
+    if options.quantize is not None and not (options.calib_data or options.compress.data):
+        raise EdgecError(NO_CALIBRATION)
+    if profile.capabilities.backend == "c":
+        _mcu_board(profile, options.board)
+    elif options.board is not None:
+        raise EdgecError(
+            f"--board links MCU firmware; {profile.name} bundles go to boards with edgec flash"
+        )
+    if options.fp16 and not profile.capabilities.has_fp16:
+        raise EdgecError(
+            f"{profile.name} has no native fp16 arithmetic (it needs CUDA or Armv8.2-A); "
+            "use --quantize int8 or none"
+        )
+    if profile.capabilities.int8_only and options.quantize is None:
+        raise EdgecError(
+            f"{profile.name} runs int8 only: add --quantize int8 --calib-data DATA "
+            "(digits, an .npz or a folder)"
+        )
 
 
 def _build_tvm(
