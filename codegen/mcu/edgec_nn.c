@@ -117,7 +117,9 @@ static void im2col_any(const edgec_conv_t *p, const int8_t *in, int oy, int ox, 
         for (int kx = 0; kx < p->k_w; kx++) {
             int ix = ox * p->s_w - p->p_l + kx * p->d_w;
             const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
-            const int8_t *src = in + ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c;
+            /* only form the address inside the input: C allows no pointer outside it */
+            const int8_t *src =
+                inside ? in + ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c : in;
             for (int c = 0; c < p->in_c; c++, j++) {
                 col[8 * (j / 4) + lane[j % 4]] = inside ? src[c] : 0;
             }
@@ -142,7 +144,9 @@ static void im2col(const edgec_conv_t *p, const int8_t *in, int oy, int ox, int1
         for (int kx = 0; kx < p->k_w; kx++) {
             int ix = ox * p->s_w - p->p_l + kx * p->d_w;
             const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
-            const int8_t *src = in + ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c;
+            /* only form the address inside the input: C allows no pointer outside it */
+            const int8_t *src =
+                inside ? in + ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c : in;
             for (int c = 0; c < p->in_c; c += 4, dst += 8) {
                 if (inside) {
                     expand4(src + c, dst);
