@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,6 @@ def top1(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 256) -> fl
 
 def stats(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
     """Parameters, and multiply-accumulates of the convolutions and Linear layers on `example`."""
-    import torch
     from torch import nn
 
     macs = 0
@@ -49,22 +49,33 @@ def stats(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
         nonlocal macs
         macs += out.numel() * layer.in_features
 
-    hooks = []
+    hooks: list[tuple[nn.Module, Callable[..., None]]] = []
     for module in model.modules():
         if isinstance(module, nn.modules.conv._ConvNd):
-            hooks.append(module.register_forward_hook(conv))
+            hooks.append((module, conv))
         elif isinstance(module, nn.Linear):
-            hooks.append(module.register_forward_hook(linear))
+            hooks.append((module, linear))
+    forward_with_hooks(model, example, hooks)
+    return sum(p.numel() for p in model.parameters()), macs
+
+
+def forward_with_hooks(
+    model: nn.Module, example: torch.Tensor, hooks: list[tuple[nn.Module, Callable[..., None]]]
+) -> None:
+    """One forward pass in eval mode without gradients, with forward hooks on some layers;
+    the hooks are removed and the model's training mode restored afterwards."""
+    import torch
+
+    handles = [layer.register_forward_hook(hook) for layer, hook in hooks]
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             model(example)
     finally:
-        for hook in hooks:
-            hook.remove()
+        for handle in handles:
+            handle.remove()
         model.train(was_training)
-    return sum(p.numel() for p in model.parameters()), macs
 
 
 def size_bytes(model: nn.Module) -> int:

@@ -325,7 +325,10 @@ def _quantize(
     shape = onnx_model.inputs[0].shape
     out = onnx_model.outputs[0].shape
     classes = out[1] if len(out) == 2 else None
-    calib = load_dataset(spec, shape, classes=classes)
+    if options.calib_data is None and compressed.data is not None:
+        calib = compressed.data  # --data: the data stage has loaded it already
+    else:
+        calib = load_dataset(spec, shape, classes=classes)
     validation = None
     data = compressed.data
     if data is None and classes is not None and spec == options.calib_data:

@@ -247,19 +247,11 @@ def _kept_modules(module: nn.Module, keep: tuple[str, ...]) -> list[nn.Module]:
 
 def _classifier(module: nn.Module, example: torch.Tensor) -> nn.Module:
     """The last Conv/Linear to run: it produces the classes, so its outputs must stay."""
-    import torch
+    from edgec.accuracy import forward_with_hooks
 
     order: list[nn.Module] = []
-    hooks = [
-        layer.register_forward_hook(lambda m, _i, _o: order.append(m))
-        for layer in _weighted_layers(module)
-    ]
-    try:
-        with torch.no_grad():
-            module(example)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    record = lambda m, _i, _o: order.append(m)  # noqa: E731
+    forward_with_hooks(module, example, [(layer, record) for layer in _weighted_layers(module)])
     if not order:
         raise EdgecError(f"nothing to prune in {type(module).__name__}: no Conv or Linear layer")
     return order[-1]
