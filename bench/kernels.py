@@ -49,7 +49,7 @@ def main() -> None:
         else:
             relax_module = import_onnx(onnx_model)
     with target:
-        mod = _schedule(profile)(_prepare()(relax_module.module))
+        mod = _schedule(profile)(_prepare(profile)(relax_module.module))
     rng = np.random.default_rng(0)
     rows = []
     for gv, func in mod.functions.items():

@@ -161,7 +161,10 @@ def _build_tvm(
                 s.note(tuning_note(summary))
     with log.stage("compile") as s:
         built = compile_model(relax_module, profile, work, tuning_db=db)
-        s.note(" ".join(str(built.tvm_target.get(k, "")) for k in ("kind", "mcpu", "arch")).strip())
+        target = " ".join(str(built.tvm_target.get(k, "")) for k in ("kind", "mcpu", "arch"))
+        if dot := built.schedules.get("int8_dot"):
+            target += f"; {dot} int8 kernels on {profile.capabilities.int8_dot}"
+        s.note(target.strip())
     with log.stage("bundle") as s:
         result = bundle(built, work)
         s.note(f"{len(result.manifest['files'])} files")

@@ -19,6 +19,9 @@ from edgec.package_files import data_dir
 Device = Literal["cpu", "cuda"]
 RuntimeSource = Literal["installed", "wheel", "none"]
 Backend = Literal["tvm", "c"]
+# A CPU instruction that multiplies int8 vectors and sums each group of 4 products into int32
+# lanes: "vnni" is x86 AVX-512 VNNI's vpdpbusd (uint8 x int8, 16 lanes).
+Int8Dot = Literal["none", "vnni"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Capabilities:
     has_fpu: bool = False
     int8_only: bool = False  # no float kernels: the model must be quantized
     has_fp16: bool = False  # native half-precision arithmetic (CUDA, Armv8.2-A and later)
+    int8_dot: Int8Dot = "none"  # int8 dot-product instruction the int8 kernels tensorize to
 
 
 @dataclass(frozen=True)
@@ -76,19 +80,35 @@ class TargetProfile:
             )
 
 
-def _host_vector_bits() -> int:
+@cache
+def _host_cpu_flags() -> frozenset[str]:
     flags = ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             flags = next((line for line in f if line.startswith("flags")), "")
     except OSError:
         pass
-    words = set(flags.split())
+    return frozenset(flags.split())
+
+
+def _host_vector_bits() -> int:
+    words = _host_cpu_flags()
     if "avx512f" in words:
         return 512
     if "avx2" in words:
         return 256
     return 128
+
+
+def _int8_dot(caps: dict[str, Any], path: Path) -> Int8Dot:
+    value = caps.get("int8_dot", "none")
+    if value == "host":
+        return "vnni" if "avx512_vnni" in _host_cpu_flags() else "none"
+    if value not in ("none", "vnni"):
+        raise EdgecError(
+            f"target profile {path}: int8_dot = {value!r}; expected 'none', 'vnni' or 'host'"
+        )
+    return value  # type: ignore[no-any-return]
 
 
 def _resolve(value: Any, host_value: int, what: str, path: Path) -> int:
@@ -127,6 +147,7 @@ def parse_profile(path: Path) -> TargetProfile:
             has_fpu=bool(caps.get("has_fpu", False)),
             int8_only=bool(caps.get("int8_only", False)),
             has_fp16=bool(caps.get("has_fp16", False)),
+            int8_dot=_int8_dot(caps, path),
         )
         return TargetProfile(
             name=str(data["name"]),

@@ -8,7 +8,7 @@ from typing import Any
 
 from edgec.artifacts import BuiltArtifact, RelaxModule
 from edgec.errors import EdgecError, first_line
-from edgec.relax import cpu_schedules
+from edgec.relax import cpu_schedules, int8_dot
 from edgec.relax.target import resolved_target, tvm_target
 from edgec.relax.tune import TuneOptions, TuningSummary, apply_database, database_dir, tune
 from edgec.targets import TargetProfile
@@ -33,7 +33,7 @@ def compile_model(
                 lowered = scheduled
                 tuned = 0
             else:
-                prepared = _prepare()(model.module)
+                prepared = _prepare(profile)(model.module)
                 if tuning_db is not None:
                     # Tuned kernels come marked as scheduled, so the default rules skip them.
                     prepared = apply_database(prepared, target, tuning_db)
@@ -72,7 +72,7 @@ def tune_model(
     if profile.capabilities.device != "cpu":
         raise EdgecError(f"tuning for {profile.capabilities.device} targets is not supported yet")
     with tvm_target(profile):
-        prepared = _prepare()(model.module)  # the kernels compile_model builds, unscheduled
+        prepared = _prepare(profile)(model.module)  # the kernels compile_model builds, unscheduled
     return tune(
         prepared,
         profile,
@@ -91,7 +91,7 @@ def tuning_database(profile: TargetProfile, override: Path | None) -> Path:
     return database_dir(profile.name, resolved_target(profile), override)
 
 
-def _prepare() -> Any:
+def _prepare(profile: TargetProfile) -> Any:
     """Graph-level passes up to fused TIR kernels: the unit that schedules and tuning act on."""
     import tvm
     from tvm import relax
@@ -106,7 +106,9 @@ def _prepare() -> Any:
             # erf/exp/tanh as vectorizable polynomials instead of scalar libm calls (GELU's erf
             # was 70% of a transformer FFN); error stays far below the 1e-4 parity gate.
             relax.transform.FastMathTransform(),
-            relax.transform.LegalizeOps(),
+            relax.transform.FoldConstant(),  # the weight transposes: constants to pack
+            # int8 convolutions become dot-product kernels where the CPU has the instruction
+            relax.transform.LegalizeOps(int8_dot.legalize_map(profile)),
             relax.transform.AnnotateTIROpPattern(),
             relax.transform.FoldConstant(),
             relax.transform.FuseOps(),
@@ -134,11 +136,17 @@ def _scheduled_kernels(mod: Any) -> dict[str, bool]:
 
 
 def _kernel_counts(mod: Any, tuned: int) -> dict[str, Any]:
-    """How many kernels were tuned, scheduled by edgec's rules, or left as naive loop nests."""
+    """How many kernels were tuned, scheduled by edgec's rules, or left as naive loop nests, and
+    how many run on the int8 dot-product instruction."""
+    from tvm import tirx
+
     kernels = _scheduled_kernels(mod)
     return {
         "kernels": len(kernels),
         "tuned": tuned,
+        "int8_dot": sum(
+            int8_dot.tensorized(f) for f in mod.functions.values() if isinstance(f, tirx.PrimFunc)
+        ),
         "default_rules": sum(kernels.values()) - tuned,
         "unscheduled": sorted(name for name, done in kernels.items() if not done),
     }

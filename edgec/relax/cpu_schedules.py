@@ -21,8 +21,12 @@ def rules(vector_bits: int) -> list[Any]:
     """The rule list for a CPU with `vector_bits`-wide SIMD registers (fp32 lanes = bits/32)."""
     from tvm.s_tir import dlight as dl
 
+    from edgec.relax import int8_dot
+
     lanes = max(1, vector_bits // 32)
-    return [_contraction(lanes), _injective(lanes), dl.cpu.Reduction()]
+    # int8_dot's rule only matches the kernels its legalization made (on targets that have the
+    # instruction); the contraction rule would schedule them too, without the instruction.
+    return [int8_dot.schedule_rule(), _contraction(lanes), _injective(lanes), dl.cpu.Reduction()]
 
 
 def _extent(sch: Any, loop: Any) -> int:

@@ -335,6 +335,7 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(
             f"| kernels | {sched['kernels']}: {sched['default_rules']} by edgec's default rules"
             + (f", {sched['tuned']} tuned" if sched.get("tuned") else "")
+            + (f"; {sched['int8_dot']} on int8 dot products" if sched.get("int8_dot") else "")
             + (f", unscheduled: {', '.join(sched['unscheduled'])}" if sched["unscheduled"] else "")
             + " |"
         )

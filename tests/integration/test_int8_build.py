@@ -40,6 +40,9 @@ def test_int8_build_runs_integer_kernels_and_keeps_accuracy(x86_int8: Path) -> N
     quant = report["quantization"]
     assert quant["int8_ops"] == 9 and quant["float_ops"] == 0 and not quant["float_layers"]
     assert quant["relax_contractions"] == {"int8": 7, "float": 0}  # 6 convs and the dense
+    # on AVX-512 VNNI: all but the depthwise conv (and the 10-class dense) on vpdpbusd
+    vnni = get_target("x86").capabilities.int8_dot == "vnni"
+    assert report["schedules"]["int8_dot"] == (5 if vnni else 0)
     assert quant["accuracy"]["int8"] >= quant["accuracy"]["fp32"] - 1.0
     assert quant["weight_bytes"] <= 0.3 * quant["float_weight_bytes"]
     assert report["parity"]["ok"] and report["parity"]["within_share"] >= 0.99

@@ -1,0 +1,70 @@
+"""int8 convolutions on the host's dot-product instruction (AVX-512 VNNI): exact int32 sums for
+every shape the packed kernel takes, and the generic kernel for the shapes it does not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgec.targets import get_target
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        get_target("x86").capabilities.int8_dot == "none",
+        reason="this host has no int8 dot-product instruction (AVX-512 VNNI)",
+    ),
+]
+
+# (in channels, out channels, size, stride, kernel, groups): on the instruction or not
+CASES = [
+    pytest.param(64, 64, 16, 1, 3, 1, True, id="3x3"),
+    pytest.param(32, 64, 17, 2, 3, 1, True, id="3x3-stride2-odd-size"),
+    pytest.param(64, 128, 8, 1, 1, 1, True, id="pointwise"),
+    pytest.param(1, 32, 12, 1, 3, 1, True, id="one-channel-gathered"),
+    pytest.param(3, 16, 9, 2, 5, 1, True, id="rgb-5x5-stride2-gathered"),
+    pytest.param(6, 16, 7, 1, 3, 1, True, id="channels-not-multiple-of-4"),
+    pytest.param(16, 8, 8, 1, 3, 1, False, id="8-out-channels-generic"),
+    pytest.param(16, 16, 8, 1, 3, 16, False, id="depthwise-generic"),
+]
+
+
+@pytest.mark.parametrize(("cin", "cout", "size", "stride", "kernel", "groups", "dot"), CASES)
+def test_int8_conv_sums_are_exact_on_the_dot_product_instruction(
+    cin: int, cout: int, size: int, stride: int, kernel: int, groups: int, dot: bool
+) -> None:
+    import torch
+    import tvm
+    from tvm import relax
+
+    from edgec.relax import int8_dot
+    from edgec.relax.compile import _prepare, _schedule
+    from edgec.relax.target import tvm_target
+
+    rng = np.random.default_rng(cin * cout + size)
+    w = rng.integers(-128, 128, (cout, cin // groups, kernel, kernel)).astype(np.int8)
+    x = rng.integers(-128, 128, (1, cin, size, size)).astype(np.int8)
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType(list(x.shape), "int8"))
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            conv = relax.op.nn.conv2d(
+                arg, relax.const(w), strides=[stride] * 2, padding=[kernel // 2] * 4,
+                groups=groups, out_dtype="int32",
+            )  # fmt: skip
+            out = bb.emit_output(bb.emit(conv))
+        bb.emit_func_output(out)
+    profile = get_target("x86")
+    with tvm_target(profile) as target:
+        scheduled = _schedule(profile)(_prepare(profile)(bb.get()))
+        lowered = relax.get_pipeline("default")(scheduled)
+    vm = relax.VirtualMachine(tvm.compile(lowered, target, relax_pipeline=None), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x)).numpy()
+    # float64 holds these int32 sums exactly
+    as_float = [torch.from_numpy(a.astype(np.float64)) for a in (x, w)]
+    want = torch.nn.functional.conv2d(
+        *as_float, stride=stride, padding=kernel // 2, groups=groups
+    ).numpy()
+    assert np.array_equal(got, want)
+    kernels = [f for f in scheduled.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert sum(int8_dot.tensorized(f) for f in kernels) == int(dot)
