@@ -20,8 +20,9 @@ Device = Literal["cpu", "cuda"]
 RuntimeSource = Literal["installed", "wheel", "none"]
 Backend = Literal["tvm", "c"]
 # A CPU instruction that multiplies int8 vectors and sums each group of 4 products into int32
-# lanes: "vnni" is x86 AVX-512 VNNI's vpdpbusd (uint8 x int8, 16 lanes).
-Int8Dot = Literal["none", "vnni"]
+# lanes: "vnni" is x86 AVX-512 VNNI's vpdpbusd (uint8 x int8, 16 lanes), "sdot" Armv8.2-A's
+# dot product (int8 x int8, 4 lanes).
+Int8Dot = Literal["none", "vnni", "sdot"]
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,9 @@ def _int8_dot(caps: dict[str, Any], path: Path) -> Int8Dot:
     value = caps.get("int8_dot", "none")
     if value == "host":
         return "vnni" if "avx512_vnni" in _host_cpu_flags() else "none"
-    if value not in ("none", "vnni"):
+    if value not in ("none", "vnni", "sdot"):
         raise EdgecError(
-            f"target profile {path}: int8_dot = {value!r}; expected 'none', 'vnni' or 'host'"
+            f"target profile {path}: int8_dot = {value!r}; expected none, vnni, sdot or host"
         )
     return value  # type: ignore[no-any-return]
 

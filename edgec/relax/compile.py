@@ -82,7 +82,7 @@ def tune_model(
         remote=options.remote,
         progress=progress,
         # Measured first, so tuning only replaces edgec's rules where it beats them.
-        baseline_rules=cpu_schedules.rules(profile.capabilities.vector_bits),
+        baseline_rules=_rules(profile),
     )
 
 
@@ -121,7 +121,12 @@ def _schedule(profile: TargetProfile) -> Any:
     """edgec's default CPU rules for every kernel not scheduled yet."""
     from tvm.s_tir import dlight as dl
 
-    return dl.ApplyDefaultSchedule(*cpu_schedules.rules(profile.capabilities.vector_bits))
+    return dl.ApplyDefaultSchedule(*_rules(profile))
+
+
+def _rules(profile: TargetProfile) -> list[Any]:
+    caps = profile.capabilities
+    return cpu_schedules.rules(caps.vector_bits, caps.int8_dot)
 
 
 def _scheduled_kernels(mod: Any) -> dict[str, bool]:

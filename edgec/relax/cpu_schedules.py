@@ -12,21 +12,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgec.targets import Int8Dot
+
 # Register file budget for accumulators (rows x vectors): leaves room for the weight vectors
 # and a broadcast on 16-register ISAs (AVX2, NEON has 32 but 12 already saturates its FMAs).
 ACCUMULATOR_REGISTERS = 12
 
 
-def rules(vector_bits: int) -> list[Any]:
-    """The rule list for a CPU with `vector_bits`-wide SIMD registers (fp32 lanes = bits/32)."""
+def rules(vector_bits: int, int8_dot: Int8Dot = "none") -> list[Any]:
+    """The rule list for a CPU with `vector_bits`-wide SIMD registers (fp32 lanes = bits/32)
+    and the int8 dot-product instruction `int8_dot`."""
     from tvm.s_tir import dlight as dl
 
-    from edgec.relax import int8_dot
+    from edgec.relax import int8_dot as int8_dot_rules
 
     lanes = max(1, vector_bits // 32)
     # int8_dot's rule only matches the kernels its legalization made (on targets that have the
     # instruction); the contraction rule would schedule them too, without the instruction.
-    return [int8_dot.schedule_rule(), _contraction(lanes), _injective(lanes), dl.cpu.Reduction()]
+    rule = int8_dot_rules.schedule_rule(int8_dot)
+    return [rule, _contraction(lanes), _injective(lanes), dl.cpu.Reduction()]
 
 
 def _extent(sch: Any, loop: Any) -> int:

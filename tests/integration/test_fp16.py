@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgec.cli import main
-from tests.conftest import EXAMPLE
+from tests.conftest import EXAMPLE, needs
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +44,19 @@ def test_cuda_fp16_bundle_builds_and_says_so(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert report["quantization"] == {"mode": "fp16"}
     assert json.loads((out / "manifest.json").read_text())["parity"]["share"] == 0.99
+
+
+@needs("qemu-aarch64", "aarch64-linux-gnu-g++")
+def test_rpi5_fp16_bundle_runs_emulated_within_the_fp16_tolerance(tmp_path: Path) -> None:
+    out = tmp_path / "cnn-rpi5"
+    result = CliRunner().invoke(
+        main, ["build", EXAMPLE, "-t", "rpi5", "--quantize", "fp16", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["quantization"] == {"mode": "fp16"}
+    assert report["latency_ms"]["where"] == "emulated"
+    assert report["parity"]["ok"] and report["parity"]["tolerance"] == 0.02
 
 
 @pytest.mark.parametrize("target", ["rpi4", "x86"])

@@ -66,16 +66,24 @@ def _runner_output(bundle: Path, x: np.ndarray, tmp: Path) -> np.ndarray:
 
 
 @needs("qemu-aarch64", "aarch64-linux-gnu-g++")
-def test_rpi4_int8_bundle_matches_x86_bit_for_bit(
-    x86_int8: Path, tmp_path_factory: pytest.TempPathFactory
+@pytest.mark.parametrize(
+    ("target", "dot_kernels"),
+    [
+        pytest.param("rpi4", 0, id="rpi4-a72-no-dot-product"),
+        pytest.param("rpi5", 5, id="rpi5-a76-sdot"),  # qemu -cpu cortex-a76 runs sdot
+    ],
+)
+def test_arm_int8_bundle_matches_x86_bit_for_bit(
+    x86_int8: Path, tmp_path_factory: pytest.TempPathFactory, target: str, dot_kernels: int
 ) -> None:
-    rpi4 = tmp_path_factory.mktemp("int8-rpi4") / "digits-rpi4"
-    report = _build(rpi4, "rpi4", "--no-measure")
+    arm = tmp_path_factory.mktemp(f"int8-{target}") / f"digits-{target}"
+    report = _build(arm, target, "--no-measure")
     assert report["quantization"]["int8_ops"] == 9
+    assert report["schedules"]["int8_dot"] == dot_kernels
     x = np.random.default_rng(3).standard_normal((1, 1, 32, 32)).astype(np.float32)
     on_x86 = _runner_output(x86_int8, x, tmp_path_factory.mktemp("a"))
-    on_rpi4 = _runner_output(rpi4, x, tmp_path_factory.mktemp("b"))
-    assert np.array_equal(on_x86, on_rpi4)
+    on_arm = _runner_output(arm, x, tmp_path_factory.mktemp("b"))
+    assert np.array_equal(on_x86, on_arm)
 
 
 def test_tvm_int8_kernels_match_the_numpy_reference_bit_for_bit(tmp_path: Path) -> None:

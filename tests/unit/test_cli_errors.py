@@ -73,8 +73,8 @@ BAD_INPUTS = [
         id="factory-not-module",
     ),
     pytest.param(
-        [f"{EXAMPLE_FILE}:make_model", "-t", "rpi5"],
-        "unknown target 'rpi5'; known: cortex-m0plus, cortex-m4, cortex-m7, cuda, rpi4, x86",
+        [f"{EXAMPLE_FILE}:make_model", "-t", "rpi3"],
+        "unknown target 'rpi3'; known: cortex-m0plus, cortex-m4, cortex-m7, cuda, rpi4, rpi5, x86",
         id="unknown-target",
     ),
     pytest.param(

@@ -33,6 +33,7 @@ def test_wheel_ships_profiles_boards_and_runner_source(tmp_path: Path) -> None:
     for shipped in (
         "targets/x86.toml",
         "targets/rpi4.toml",
+        "targets/rpi5.toml",
         "targets/cuda.toml",
         "boards/rpi4.toml",
         "codegen/runner/edgec_run.cc",

@@ -42,8 +42,17 @@ def test_rpi4_is_cross_compiled_cortex_a72_with_neon_and_emulated() -> None:
     }
     assert p.cxx == "aarch64-linux-gnu-g++"
     assert not p.capabilities.runs_on_host
-    assert p.emulator is not None and p.emulator.command == ("qemu-aarch64",)
+    assert p.emulator is not None and p.emulator.command == ("qemu-aarch64", "-cpu", "cortex-a72")
     assert p.runtime_source == "wheel" and p.runtime_platform == "manylinux_2_28_aarch64"
+    assert (p.capabilities.has_fp16, p.capabilities.int8_dot) == (False, "none")  # Armv8.0-A
+
+
+def test_rpi5_is_cortex_a76_with_dot_product_and_fp16_emulated_as_an_a76() -> None:
+    p = get_target("rpi5")
+    assert p.tvm_target["mcpu"] == "cortex-a76"
+    assert {"+dotprod", "+fullfp16"} <= set(p.tvm_target["mattr"])
+    assert (p.capabilities.has_fp16, p.capabilities.int8_dot) == (True, "sdot")
+    assert p.emulator is not None and p.emulator.command == ("qemu-aarch64", "-cpu", "cortex-a76")
 
 
 def test_x86_resolves_host_cores_and_vector_width() -> None:
@@ -55,9 +64,10 @@ def test_x86_resolves_host_cores_and_vector_width() -> None:
 def test_unknown_target_error_lists_the_known_ones() -> None:
     with pytest.raises(
         EdgecError,
-        match=r"unknown target 'rpi5'; known: cortex-m0plus, cortex-m4, cortex-m7, cuda, rpi4, x86",
+        match=r"unknown target 'rpi3'; known: cortex-m0plus, cortex-m4, cortex-m7, cuda, rpi4, "
+        r"rpi5, x86",
     ):
-        get_target("rpi5")
+        get_target("rpi3")
 
 
 VALID = """
