@@ -45,11 +45,16 @@ class DotInstruction:
     max_vectors: int
 
 
-INSTRUCTIONS: dict[Int8Dot, DotInstruction] = {
-    # 3x3 64->64 at 16x16 on 2 cores: 8 rows x 2 vectors 243 GMAC/s, 8 x 4 186, 16 x 2 208
-    "vnni": DotInstruction(16, True, "llvm.x86.avx512.vpdpbusd.512", 16, 2),
+# Widest first: a layer takes the widest whose lanes divide its output channels.
+INSTRUCTIONS: dict[Int8Dot, tuple[DotInstruction, ...]] = {
+    "vnni": (
+        # 3x3 64->64 at 16x16 on 2 cores: 8 rows x 2 vectors 243 GMAC/s, 8 x 4 186, 16 x 2 208
+        DotInstruction(16, True, "llvm.x86.avx512.vpdpbusd.512", 16, 2),
+        # the 256-bit form (AVX512-VL) for 8, 24, 40... channels, as pruning leaves them
+        DotInstruction(8, True, "llvm.x86.avx512.vpdpbusd.256", 16, 2),
+    ),
     # 4 vectors (16 channels) x 4 rows; not timed: no Armv8.2 board here (qemu checks results)
-    "sdot": DotInstruction(4, False, "llvm.aarch64.neon.sdot.v4i32.v16i8", 16, 4),
+    "sdot": (DotInstruction(4, False, "llvm.aarch64.neon.sdot.v4i32.v16i8", 16, 4),),
 }
 PAD = "int8dot_pad"
 CONV = "int8dot_conv"
@@ -65,15 +70,16 @@ def legalize_map(profile: TargetProfile) -> dict[str, Callable[[Any, Any], Any]]
     """LegalizeOps overrides for `profile`: empty unless it has an int8 dot-product."""
     if profile.capabilities.int8_dot == "none":
         return {}
-    instruction = INSTRUCTIONS[profile.capabilities.int8_dot]
-    return {"relax.nn.conv2d": lambda bb, call: _legalize_conv2d(bb, call, instruction)}
+    family = INSTRUCTIONS[profile.capabilities.int8_dot]
+    return {"relax.nn.conv2d": lambda bb, call: _legalize_conv2d(bb, call, family)}
 
 
-def _legalize_conv2d(bb: Any, call: Any, dot: DotInstruction) -> Any:
+def _legalize_conv2d(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> Any:
     import numpy as np
     from tvm import ir, relax
 
-    if not _packable(call, dot.lanes):
+    dot = next((d for d in family if _packable(call, d.lanes)), None)
+    if dot is None:
         return ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")(bb, call)
     w = call.args[1].value.numpy()  # HWIO
     kh, kw, c, k = w.shape
@@ -249,9 +255,11 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             convs = [i for i, name in enumerate(names) if name.startswith(CONV)]
             if len(convs) != 1 or int8_dot == "none":
                 return None
-            dot = INSTRUCTIONS[int8_dot]
             at = convs[0]
             conv = blocks[at]
+            # the instruction the weights were packed for: their [K/L, KH, KW, C/4, L, 4] shape
+            (lanes,) = {int(r.source.shape[4]) for r in sch.get(conv).reads if len(r.region) == 6}
+            dot = next(d for d in INSTRUCTIONS[int8_dot] if d.lanes == lanes)
             pads, consumers = blocks[:at], blocks[at + 1 :]
             b, y, ow, k, ry, rx, rc = sch.get_loops(conv)
             blocks_of_k = int(sch.get(k).extent) // dot.lanes

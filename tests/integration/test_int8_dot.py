@@ -24,7 +24,9 @@ CASES = [
     pytest.param(1, 32, 12, 1, 3, 1, True, id="one-channel-gathered"),
     pytest.param(3, 16, 9, 2, 5, 1, True, id="rgb-5x5-stride2-gathered"),
     pytest.param(6, 16, 7, 1, 3, 1, True, id="channels-not-multiple-of-4"),
-    pytest.param(16, 8, 8, 1, 3, 1, False, id="8-out-channels-generic"),
+    pytest.param(16, 8, 8, 1, 3, 1, True, id="8-out-channels-256-bit"),
+    pytest.param(16, 40, 8, 1, 3, 1, True, id="40-out-channels-256-bit"),
+    pytest.param(16, 12, 8, 1, 3, 1, False, id="12-out-channels-generic"),
     pytest.param(16, 16, 8, 1, 3, 16, False, id="depthwise-generic"),
 ]
 
