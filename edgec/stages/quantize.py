@@ -23,7 +23,7 @@ from edgec.qgraph import INT8_MAX, INT8_MIN, QGraph, QNode
 
 MODES = ("none", "int8")
 SUPPORTED = ("Conv", "Gemm", "MatMul", "Add", "Relu", "Clip", "GlobalAveragePool", "MaxPool",
-             "AveragePool", "Concat", "Softmax", "Flatten", "Reshape")  # fmt: skip
+             "AveragePool", "Concat", "Softmax", "Flatten", "Reshape", "Identity")  # fmt: skip
 ACTIVATIONS = ("Relu", "Clip")
 OPSET = 17
 SENSITIVITY_SAMPLES = 32  # enough to rank layers; each layer costs one reference run on them
@@ -125,14 +125,24 @@ def quantize(
     probe = samples[:SENSITIVITY_SAMPLES]
     batch = np.concatenate(probe)
     expected = _run_float(model.path, probe)
+    forced: set[str] = set()  # layers whose bias does not fit int32 at their scale: float
+
+    def build(float_layers: set[str]) -> QGraph:
+        while True:
+            try:
+                return _build(graph, model, ranges, shapes, float_layers | forced)
+            except _BiasOverflow as e:
+                forced.add(e.layer)
+
     sensitivity: dict[str, float] = {}
     if cfg.sensitivity is not None:
         for layer in layers:
-            alone = _build(graph, model, ranges, shapes, float_layers=set(layers) - {layer})
-            sensitivity[layer] = _error(qgraph.run(alone, [batch])[0], expected)
+            alone = build(set(layers) - {layer})
+            if layer not in forced:
+                sensitivity[layer] = _error(qgraph.run(alone, [batch])[0], expected)
     sensitive = {n for n, e in sensitivity.items() if cfg.sensitivity and e > cfg.sensitivity}
-    float_layers = tuple(n for n in layers if n in sensitive or n in cfg.float_layers)
-    qg = _build(graph, model, ranges, shapes, float_layers=set(float_layers))
+    qg = build(sensitive | set(cfg.float_layers))
+    float_layers = tuple(n for n in layers if n in sensitive | forced or n in cfg.float_layers)
     qdq_path = model.path.with_name("model.qdq.onnx")
     onnx.save(to_qdq(qg, graph), str(qdq_path))
     accuracy = {}
@@ -260,6 +270,9 @@ def _build(
     fused: set[str] = set()
     for node in graph.node:
         if _name(node) in fused or node.op_type == "Constant":
+            continue
+        if node.op_type == "Identity" and node.input[0] in b.consts:  # a shared weight
+            b.consts[node.output[0]] = b.consts[node.input[0]]
             continue
         out = node.output[0]
         activation = None
@@ -413,7 +426,7 @@ def _translate(b: _Builder, node: Any, out: str, activation: Any | None) -> None
             "pads": (pads[0], pads[1], pads[2], pads[3]),
         }
         _passthrough(b, "maxpool", name, node.input[0], out, attrs)
-    elif op in ("Flatten", "Reshape"):
+    elif op in ("Flatten", "Reshape", "Identity"):
         target = _reshaped(b, node)
         _passthrough(b, "reshape", name, node.input[0], out, {"shape": target})
     else:  # Relu/Clip not after a conv, dense or add
@@ -428,6 +441,8 @@ def _shape_of(b: _Builder, tensor: str) -> tuple[int, ...]:
 
 def _reshaped(b: _Builder, node: Any) -> tuple[int, ...]:
     shape = _shape_of(b, node.input[0])
+    if node.op_type == "Identity":
+        return shape
     if node.op_type == "Flatten":
         axis = int(_attr(node, "axis", 1))
         return (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
@@ -474,12 +489,20 @@ def _weighted(
     wq = np.clip(np.round(w / sw.reshape(wshape)), -INT8_MAX, INT8_MAX).astype(np.int8)
     bq = np.round(bias / (sx * sw)).astype(np.int64)
     if np.abs(bq).max(initial=0) >= 2**31:
-        raise EdgecError(f"int8 {name}: a bias does not fit int32 at its scale")
+        raise _BiasOverflow(name)
     m, n = qgraph.quantize_multiplier(sx * sw / sy)
     b.scales[out] = sy
     params = {"w": wq, "b": bq.astype(np.int32), "m": m, "n": n, "sw": sw.astype(np.float32)}
     attrs = {**attrs, **_int_bounds(*bounds, sy)}
     b.add(QNode(op, name, (x,), out, "int8", params, attrs))
+
+
+class _BiasOverflow(Exception):
+    """A layer's bias does not fit int32 at (input scale x weight scale): it stays float."""
+
+    def __init__(self, layer: str) -> None:
+        super().__init__(layer)
+        self.layer = layer
 
 
 def _add(

@@ -212,3 +212,56 @@ def test_unknown_float_layer_lists_the_layers(cnn: OnnxModel, calibration: np.nd
 def test_bad_config_is_a_one_line_error(fields: dict[str, object], message: str) -> None:
     with pytest.raises(EdgecError, match=message):
         QuantizeConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_identity_nodes_on_weights_and_activations_pass_through(tmp_path: Path) -> None:
+    # torch's exporter writes Identity for a weight two layers share, and nn.Identity stays one
+    rng = np.random.default_rng(0)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4, 3, 3], rng.standard_normal(144) * 0.3)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["w"], ["w_shared"]),
+            helper.make_node("Conv", ["x", "w_shared"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["r"]),
+            helper.make_node("Identity", ["r"], ["y"]),
+        ],
+        "shared",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])],
+        initializer=[w],
+    )
+    path = tmp_path / "shared.onnx"
+    opset = [helper.make_opsetid("", 17)]
+    onnx.save(helper.make_model(graph, opset_imports=opset, ir_version=8), str(path))
+    spec = TensorSpec("x", (1, 4, 6, 6), "float32")
+    model = OnnxModel(path, (spec,), (TensorSpec("y", (1, 4, 6, 6), "float32"),), "id", None)
+    x = rng.standard_normal((16, 4, 6, 6)).astype(np.float32)
+    q = quantize(model, x, QuantizeConfig(sensitivity=None))
+    assert q.graph.int8_ops == 1 and q.graph.float_ops == 0
+    ours = qgraph.run(q.graph, [x[:1]])[0]
+    assert np.abs(ours - reference.run(q.onnx.path, [x[:1]])[0]).max() <= 1.0001 * q.output_scale
+
+
+def test_a_bias_too_large_for_int32_keeps_its_layer_in_float(tmp_path: Path) -> None:
+    # weights near zero and a large bias: bias / (input scale x weight scale) > 2^31
+    rng = np.random.default_rng(0)
+    inits = [
+        helper.make_tensor("w", TensorProto.FLOAT, [8, 4], rng.standard_normal(32) * 1e-7),
+        helper.make_tensor("b", TensorProto.FLOAT, [4], [1e3, -1e3, 5.0, 0.0]),
+    ]
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["y"])],
+        "gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        initializer=inits,
+    )
+    path = tmp_path / "gemm.onnx"
+    opset = [helper.make_opsetid("", 17)]
+    onnx.save(helper.make_model(graph, opset_imports=opset, ir_version=8), str(path))
+    spec = TensorSpec("x", (1, 8), "float32")
+    model = OnnxModel(path, (spec,), (TensorSpec("y", (1, 4), "float32"),), "gemm", None)
+    x = rng.standard_normal((16, 8)).astype(np.float32)
+    q = quantize(model, x, QuantizeConfig())
+    assert q.float_layers == ("y",)  # an unnamed node goes by its output
+    assert q.graph.int8_ops == 0 and q.graph.float_ops == 1
