@@ -119,12 +119,7 @@ def _contraction(lanes: int) -> Any:
                 tiles, inner = [n_out], [n_in]
             sch.reorder(*tiles, *reduce, *inner)
             tile = sch.fuse(*tiles) if len(tiles) > 1 else tiles[0]
-            write_back = sch.cache_write(main, 0, "global")
-            sch.reverse_compute_at(write_back, tile)
-            for block in consumers[:-1]:
-                sch.compute_inline(block)
-            if consumers:
-                sch.reverse_compute_inline(consumers[-1])
+            write_back = write_back_at(sch, main, tile, consumers)
             for block in producers:
                 _parallel_root(sch, block)
             sch.parallel(tile)
@@ -139,6 +134,21 @@ def _contraction(lanes: int) -> Any:
             return sch
 
     return Contraction()
+
+
+def write_back_at(sch: Any, block: Any, tile: Any, consumers: list[Any]) -> Any:
+    """Accumulate `block`'s register tile locally and write it back once per `tile` iteration,
+    with the elementwise `consumers` (bias, requantization, activation) computed in the
+    write-back. Several consumers (GELU: add, divide, erf, add, multiply, multiply): inline
+    all but the last, then reverse-inline the last (reverse-inlining each in turn gave
+    "buffer used before its definition")."""
+    write_back = sch.cache_write(block, 0, "global")
+    sch.reverse_compute_at(write_back, tile)
+    for consumer in consumers[:-1]:
+        sch.compute_inline(consumer)
+    if consumers:
+        sch.reverse_compute_inline(consumers[-1])
+    return write_back
 
 
 def _parallel_root(sch: Any, block: Any) -> None:

@@ -247,6 +247,8 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
     from tvm import s_tir
     from tvm.s_tir.dlight.base import ScheduleRule
 
+    from edgec.relax import cpu_schedules
+
     class Int8DotConv(ScheduleRule):
         def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
             sch = s_tir.Schedule(func)
@@ -271,12 +273,7 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             ow_tile, ow_row = sch.split(ow, [None, rows])
             sch.reorder(k_tile, b, y, ow_tile, ry, rx, rc_out, ow_row, k_vec, k_lane, rc_in)
             tile = sch.fuse(k_tile, b, y, ow_tile)
-            write_back = sch.cache_write(conv, 0, "global")
-            sch.reverse_compute_at(write_back, tile)
-            for block in consumers[:-1]:
-                sch.compute_inline(block)
-            if consumers:
-                sch.reverse_compute_inline(consumers[-1])
+            write_back = cpu_schedules.write_back_at(sch, conv, tile, consumers)
             for pad in pads:
                 loops = sch.get_loops(pad)
                 if int(sch.get(loops[-1]).extent) % 16 == 0:
