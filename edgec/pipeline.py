@@ -161,10 +161,11 @@ def _build_tvm(
                 s.note(tuning_note(summary))
     with log.stage("compile") as s:
         built = compile_model(relax_module, profile, work, tuning_db=db)
-        target = " ".join(str(built.tvm_target.get(k, "")) for k in ("kind", "mcpu", "arch"))
+        parts = (str(built.tvm_target.get(k, "")) for k in ("kind", "mcpu", "arch"))
+        target = " ".join(p for p in parts if p)
         if dot := built.schedules.get("int8_dot"):
             target += f"; {dot} int8 kernels on {profile.capabilities.int8_dot}"
-        s.note(target.strip())
+        s.note(target)
     with log.stage("bundle") as s:
         result = bundle(built, work)
         s.note(f"{len(result.manifest['files'])} files")

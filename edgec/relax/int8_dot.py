@@ -71,6 +71,8 @@ def legalize_map(profile: TargetProfile) -> dict[str, Callable[[Any, Any], Any]]
     if profile.capabilities.int8_dot == "none":
         return {}
     family = INSTRUCTIONS[profile.capabilities.int8_dot]
+    for dot in family:  # before any tuning record that names them is read or replayed
+        _register(dot)
     return {"relax.nn.conv2d": lambda bb, call: _legalize_conv2d(bb, call, family)}
 
 

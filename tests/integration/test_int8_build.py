@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,20 @@ def test_int8_build_runs_integer_kernels_and_keeps_accuracy(x86_int8: Path) -> N
     assert stages["quantize"]["size_bytes"] == quant["weight_bytes"]
     manifest = json.loads((x86_int8 / "manifest.json").read_text())
     assert manifest["reference"] == "model.qdq.onnx" and manifest["parity"]["share"] == 0.99
+
+
+def test_a_tuned_int8_build_reuses_its_database_in_the_next_build(tmp_path: Path) -> None:
+    # the records name edgec's dot-product intrinsic: a new process must know it to read them
+    db = tmp_path / "db"
+    first = _build(tmp_path / "a", "x86", "--tune", "9", "--tuning-db", str(db), "--repeat", "2")
+    args = ["build", DIGITS, "-t", "x86", "--quantize", "int8", "--data", "digits", "--tune", "9",
+            "--tuning-db", str(db), "--calib-samples", "64", "-o", str(tmp_path / "b")]  # fmt: skip
+    second = subprocess.run([sys.executable, "-m", "edgec", *args], capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "0 tuned, 9 from the database" in second.stdout + second.stderr
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["schedules"]["int8_dot"] == first["schedules"]["int8_dot"]
+    assert report["parity"]["max_abs_diff"] == 0.0
 
 
 def _runner_output(bundle: Path, x: np.ndarray, tmp: Path) -> np.ndarray:
