@@ -27,7 +27,7 @@ def main() -> None:
     import tvm
     from tvm import tirx
 
-    from edgec.relax.compile import _prepare, _schedule
+    from edgec.relax.compile import _schedule, prepare
     from edgec.relax.import_onnx import import_onnx
     from edgec.relax.target import tvm_target
     from edgec.stages.export import export
@@ -49,7 +49,7 @@ def main() -> None:
         else:
             relax_module = import_onnx(onnx_model)
     with target:
-        mod = _schedule(profile)(_prepare(profile)(relax_module.module))
+        mod = _schedule(profile)(prepare(relax_module.module, profile, {}))
     rng = np.random.default_rng(0)
     rows = []
     for gv, func in mod.functions.items():

@@ -3,15 +3,68 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgec.artifacts import BuiltArtifact, RelaxModule
 from edgec.errors import EdgecError, first_line
-from edgec.relax import cpu_schedules, int8_dot
+from edgec.relax import cpu_schedules, int8_dot, layout
 from edgec.relax.target import resolved_target, tvm_target
 from edgec.relax.tune import TuneOptions, TuningSummary, apply_database, database_dir, tune
 from edgec.targets import TargetProfile
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """A Relax module built for one target: the executable and how its kernels were made."""
+
+    executable: Any
+    scheduled: Any  # the module with every kernel's schedule, before VM lowering
+    lowered: Any  # after memory planning and VM lowering
+    tuned: int  # kernels whose schedule came from the tuning database
+    fallbacks: dict[str, str]  # op, kernel or scope → why edgec's fast path stepped aside
+
+
+def lower(module: Any, profile: TargetProfile, tuning_db: Path | None = None) -> Lowered:
+    """Prepare, schedule and build a Relax module for `profile`.
+
+    edgec's rewrites are speed tricks: each steps aside where it does not hold (an op stays in
+    NCHW, a kernel keeps TVM's plain loop nest) and says so in `fallbacks`, so a model that TVM's
+    own pipeline compiles never fails here. Only if that pipeline fails too is it an error.
+    """
+    import tvm
+    from tvm import relax
+
+    target = tvm_target(profile)
+    fallbacks: dict[str, str] = {}
+    if profile.capabilities.device == "cuda":
+        with target:
+            # The GPU pipeline applies dlight schedules; without thread bindings it fails.
+            scheduled = relax.get_default_pipeline(target)(module)
+            return Lowered(_compile(scheduled, target), scheduled, scheduled, 0, fallbacks)
+    try:
+        with target:
+            prepared = prepare(module, profile, fallbacks)
+            if tuning_db is not None:
+                # Tuned kernels come marked as scheduled, so the default rules skip them.
+                prepared = apply_database(prepared, target, tuning_db)
+            tuned = sum(_scheduled_kernels(prepared).values())
+            scheduled = _schedule(profile)(prepared)
+        executable, lowered = _build_stepping_aside(scheduled, prepared, target, fallbacks)
+        return Lowered(executable, scheduled, lowered, tuned, fallbacks)
+    except Exception as e:
+        reason = _failure(e)
+    # Last safety net: TVM's plain pipeline, none of edgec's rewrites.
+    try:
+        executable = tvm.compile(module, target=target)
+    except Exception as e:
+        raise EdgecError(
+            f"TVM cannot compile this model for {profile.name}, with or without edgec's "
+            f"rewrites: {_failure(e)}"
+        ) from e
+    fallbacks["whole model"] = f"TVM's plain pipeline (edgec's failed: {reason})"
+    return Lowered(executable, module, module, 0, fallbacks)
 
 
 def compile_model(
@@ -21,43 +74,20 @@ def compile_model(
 
     Kernels with a record in `tuning_db` get their tuned schedule; edgec's rules do the rest.
     """
-    import tvm
-    from tvm import relax
-
-    target = tvm_target(profile)
-    try:
-        with target:
-            if profile.capabilities.device == "cuda":
-                # The GPU pipeline applies dlight schedules; without thread bindings it fails.
-                scheduled = relax.get_default_pipeline(target)(model.module)
-                lowered = scheduled
-                tuned = 0
-            else:
-                prepared = _prepare(profile)(model.module)
-                if tuning_db is not None:
-                    # Tuned kernels come marked as scheduled, so the default rules skip them.
-                    prepared = apply_database(prepared, target, tuning_db)
-                tuned = sum(_scheduled_kernels(prepared).values())
-                scheduled = _schedule(profile)(prepared)
-                lowered = relax.get_pipeline("default")(scheduled)  # memory plan, VM lowering
-        executable = tvm.compile(lowered, target=target, relax_pipeline=None)
-    except Exception as e:
-        raise EdgecError(
-            f"TVM could not compile {model.onnx.source} for {profile.name}: {first_line(e)}"
-        ) from None
+    built = lower(model.module, profile, tuning_db)
     library = workdir / "model.so"
     fcompile = None if profile.capabilities.runs_on_host else _cross_compiler(profile)
     try:
-        executable.export_library(str(library), fcompile=fcompile)
+        built.executable.export_library(str(library), fcompile=fcompile)
     except Exception as e:
-        raise EdgecError(f"linking model.so with {profile.cxx} failed: {first_line(e)}") from None
+        raise EdgecError(f"linking model.so with {profile.cxx} failed: {first_line(e)}") from e
     return BuiltArtifact(
         library,
         profile,
         resolved_target(profile),
-        _planned_bytes(lowered),
+        _planned_bytes(built.lowered),
         model.onnx,
-        _kernel_counts(scheduled, tuned),
+        {**_kernel_counts(built.scheduled, built.tuned), "fallbacks": built.fallbacks},
         model.quantization,
     )
 
@@ -72,7 +102,7 @@ def tune_model(
     if profile.capabilities.device != "cpu":
         raise EdgecError(f"tuning for {profile.capabilities.device} targets is not supported yet")
     with tvm_target(profile):
-        prepared = _prepare(profile)(model.module)  # the kernels compile_model builds, unscheduled
+        prepared = prepare(model.module, profile, {})  # the kernels compile_model builds
     return tune(
         prepared,
         profile,
@@ -91,30 +121,103 @@ def tuning_database(profile: TargetProfile, override: Path | None) -> Path:
     return database_dir(profile.name, resolved_target(profile), override)
 
 
-def _prepare(profile: TargetProfile) -> Any:
-    """Graph-level passes up to fused TIR kernels: the unit that schedules and tuning act on."""
+def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
+    """Graph-level passes up to fused TIR kernels: the unit that schedules and tuning act on.
+
+    What had to step aside is added to `fallbacks`."""
     import tvm
     from tvm import relax
 
+    mod = relax.transform.DecomposeOpsForInference()(mod)  # batch norm → scale and shift
+    mod = relax.transform.CanonicalizeBindings()(mod)
+    # NHWC activations and HWIO weights put output channels innermost and contiguous: the axis
+    # the contraction rule vectorizes. Ops it does not hold for stay NCHW (edgec.relax.layout).
+    mod = layout.to_channels_last(mod, fallbacks)
     return tvm.transform.Sequential(
         [
-            relax.transform.DecomposeOpsForInference(),  # batch norm → scale and shift
-            relax.transform.CanonicalizeBindings(),
-            # NHWC activations and HWIO weights put output channels innermost and contiguous:
-            # the axis the contraction rule vectorizes. Weight transposes fold into constants.
-            relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]}),
             # erf/exp/tanh as vectorizable polynomials instead of scalar libm calls (GELU's erf
             # was 70% of a transformer FFN); error stays far below the 1e-4 parity gate.
             relax.transform.FastMathTransform(),
             relax.transform.FoldConstant(),  # the weight transposes: constants to pack
             # int8 convolutions become dot-product kernels where the CPU has the instruction
-            relax.transform.LegalizeOps(int8_dot.legalize_map(profile)),
+            relax.transform.LegalizeOps(int8_dot.legalize_map(profile, fallbacks)),
             relax.transform.AnnotateTIROpPattern(),
             relax.transform.FoldConstant(),
             relax.transform.FuseOps(),
             relax.transform.FuseTIR(),
         ]
-    )
+    )(mod)
+
+
+def _build_stepping_aside(
+    scheduled: Any, prepared: Any, target: Any, fallbacks: dict[str, str]
+) -> tuple[Any, Any]:
+    """VM-lower and build `scheduled`; a kernel whose schedule does not build gets its plain
+    loop nest from `prepared` back (and a line in `fallbacks`) and the build is tried again."""
+    from tvm import relax, tirx
+
+    try:
+        lowered = relax.get_pipeline("default")(scheduled)  # memory plan, VM lowering
+        return _compile(lowered, target), lowered
+    except Exception as e:
+        error = e
+    broken = {
+        gv: reason
+        for gv, func in scheduled.functions.items()
+        if isinstance(func, tirx.PrimFunc)
+        and (func.attrs or {}).get("tirx.is_scheduled")
+        and (reason := _kernel_failure(func, target)) is not None
+    }
+    if not broken:
+        raise error
+    plain = scheduled
+    for gv, reason in broken.items():
+        plain = _with_function(plain, gv, prepared[gv.name_hint])
+        fallbacks[f"kernel {gv.name_hint}{_signature(prepared[gv.name_hint])}"] = (
+            f"plain loop nest, edgec's schedule failed: {reason}"
+        )
+    with target:
+        lowered = relax.get_pipeline("default")(plain)
+    return _compile(lowered, target), lowered
+
+
+def _compile(mod: Any, target: Any) -> Any:
+    import tvm
+
+    return tvm.compile(mod, target=target, relax_pipeline=None)
+
+
+def _kernel_failure(func: Any, target: Any) -> str | None:
+    """Why one scheduled kernel does not build on its own, or None if it does."""
+    import tvm
+
+    try:
+        tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target)
+    except Exception as e:
+        return first_line(e)
+    return None
+
+
+def _with_function(mod: Any, gv: Any, func: Any) -> Any:
+    mod = mod.clone() if hasattr(mod, "clone") else mod
+    mod.update_func(gv, func)
+    return mod
+
+
+def _signature(func: Any) -> str:
+    """A kernel's buffer shapes and dtypes, e.g. (1x56x56x64 float32, ...)."""
+    shapes = [
+        "x".join(str(d) for d in buf.shape) + f" {buf.dtype}" for buf in func.buffer_map.values()
+    ]
+    return f" ({', '.join(shapes)})" if shapes else ""
+
+
+def _failure(e: BaseException) -> str:
+    """A TVM error's cause in one line, with the Relax function or kernel it names."""
+    text = str(e).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    checks = [line for line in lines if "Check failed" in line or "Error" in line]
+    return (checks[-1] if checks else first_line(e))[:400]
 
 
 def _schedule(profile: TargetProfile) -> Any:

@@ -66,14 +66,30 @@ def tensorized(func: Any) -> bool:
     return MARK in func.script()
 
 
-def legalize_map(profile: TargetProfile) -> dict[str, Callable[[Any, Any], Any]]:
-    """LegalizeOps overrides for `profile`: empty unless it has an int8 dot-product."""
+def legalize_map(
+    profile: TargetProfile, fallbacks: dict[str, str] | None = None
+) -> dict[str, Callable[[Any, Any], Any]]:
+    """LegalizeOps overrides for `profile`: empty unless it has an int8 dot-product. A conv2d
+    the packed kernel cannot take gets TVM's own legalization (said in `fallbacks`)."""
     if profile.capabilities.int8_dot == "none":
         return {}
     family = INSTRUCTIONS[profile.capabilities.int8_dot]
     for dot in family:  # before any tuning record that names them is read or replayed
         _register(dot)
-    return {"relax.nn.conv2d": lambda bb, call: _legalize_conv2d(bb, call, family)}
+
+    def legalize(bb: Any, call: Any) -> Any:
+        from tvm import ir
+
+        try:
+            return _legalize_conv2d(bb, call, family)
+        except Exception as e:
+            if fallbacks is not None:
+                fallbacks[f"int8_dot: conv2d {call.args[0].ty}"] = (
+                    f"generic int32 kernel: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                )
+            return ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")(bb, call)
+
+    return {"relax.nn.conv2d": legalize}
 
 
 def _legalize_conv2d(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> Any:

@@ -40,7 +40,7 @@ def test_int8_conv_sums_are_exact_on_the_dot_product_instruction(
     from tvm import relax
 
     from edgec.relax import int8_dot
-    from edgec.relax.compile import _prepare, _schedule
+    from edgec.relax.compile import _schedule, prepare
     from edgec.relax.target import tvm_target
 
     rng = np.random.default_rng(cin * cout + size)
@@ -58,7 +58,7 @@ def test_int8_conv_sums_are_exact_on_the_dot_product_instruction(
         bb.emit_func_output(out)
     profile = get_target("x86")
     with tvm_target(profile) as target:
-        scheduled = _schedule(profile)(_prepare(profile)(bb.get()))
+        scheduled = _schedule(profile)(prepare(bb.get(), profile, {}))
         lowered = relax.get_pipeline("default")(scheduled)
     vm = relax.VirtualMachine(tvm.compile(lowered, target, relax_pipeline=None), tvm.cpu())
     got = vm["main"](tvm.runtime.tensor(x)).numpy()
