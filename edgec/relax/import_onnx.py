@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 from edgec import onnx_graph
 from edgec.artifacts import OnnxModel, RelaxModule
 from edgec.errors import EdgecError, first_line
@@ -20,11 +23,37 @@ def import_onnx(model: OnnxModel) -> RelaxModule:
             f"(used by {model.source}); replace these ops or export them as supported ones"
         )
     try:
-        module = from_onnx(
-            graph,
-            shape_dict={s.name: list(s.shape) for s in model.inputs},
-            dtype_dict={s.name: s.dtype for s in model.inputs},
-        )
+        # the importer prints its own "Error converting operator" line; the error says it better
+        with contextlib.redirect_stdout(io.StringIO()):
+            module = from_onnx(
+                graph,
+                shape_dict={s.name: list(s.shape) for s in model.inputs},
+                dtype_dict={s.name: s.dtype for s in model.inputs},
+            )
     except Exception as e:
-        raise EdgecError(f"TVM could not import {model.source}: {first_line(e)}") from None
+        raise EdgecError(
+            f"TVM could not import {model.source}{_failing_node(e)}: {first_line(e)}"
+        ) from e
     return RelaxModule(module, model)
+
+
+def _failing_node(e: BaseException) -> str:
+    """`at node NAME (OpType, input shapes)`, read from the importer's frame in the traceback."""
+    tb = e.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "_construct_nodes" and "node" in frame.f_locals:
+            node = frame.f_locals["node"]
+            shapes = [_shape(x) for x in frame.f_locals.get("inputs") or []]
+            return f" at node {node.name or '(unnamed)'} ({node.op_type}, inputs {shapes})"
+        tb = tb.tb_next
+    return ""
+
+
+def _shape(value: object) -> str:
+    ty = getattr(value, "ty", None)
+    shape = getattr(ty, "shape", None)
+    if shape is None:
+        return "?" if value is not None else "none"
+    dims = "x".join(str(getattr(d, "value", d)) for d in shape)  # IntImm → its value
+    return f"{dims} {getattr(ty, 'dtype', '')}".rstrip()
