@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/kernels.py examples/resnet18.py:make_model [--top 15]
     .venv/bin/python bench/kernels.py examples/digits.py:make_model --int8 digits
+    .venv/bin/python bench/kernels.py model.onnx   # any ONNX file; fallbacks listed at the end
 
 Each fused kernel is built alone and timed on random inputs (TVM's time_evaluator); the
 sum is close to, but not exactly, the end-to-end latency (no VM overhead, warm caches).
@@ -48,16 +49,21 @@ def main() -> None:
             relax_module = import_qgraph(quantize(onnx_model, data.train_x, config))
         else:
             relax_module = import_onnx(onnx_model)
+    fallbacks: dict[str, str] = {}
     with target:
-        mod = _schedule(profile)(prepare(relax_module.module, profile, {}))
+        mod = _schedule(profile)(prepare(relax_module.module, profile, fallbacks))
     rng = np.random.default_rng(0)
     rows = []
     for gv, func in mod.functions.items():
         if not isinstance(func, tirx.PrimFunc):
             continue
-        lib = tvm.tirx.build(
-            tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target
-        )
+        try:
+            lib = tvm.tirx.build(
+                tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target
+            )
+        except Exception as e:  # the build keeps this kernel's plain loop nest instead
+            fallbacks[f"kernel {gv.name_hint}"] = f"schedule does not build: {e}".splitlines()[0]
+            continue
         tensors = [
             tvm.runtime.tensor(rng.standard_normal([int(d) for d in p.shape]).astype(p.dtype))
             for p in func.params
@@ -75,6 +81,9 @@ def main() -> None:
         print(
             f"| {ms:.3f} | {ms / total:.0%} | {name} | {'yes' if scheduled else 'NO'} | {shapes} |"
         )
+    print(f"\nfallbacks (where edgec's fast path stepped aside): {len(fallbacks) or 'none'}")
+    for where, why in fallbacks.items():
+        print(f"- {where}: {why}")
 
 
 if __name__ == "__main__":

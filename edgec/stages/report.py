@@ -339,6 +339,8 @@ def markdown(data: dict[str, Any]) -> str:
             + (f", unscheduled: {', '.join(sched['unscheduled'])}" if sched["unscheduled"] else "")
             + " |"
         )
+    for where, why in (sched.get("fallbacks") or {}).items():
+        lines.append(f"| fallback | {where}: {why} |")
     lines.append(
         f"| bundle | {_mib(data['bundle']['size_bytes'])}, {len(data['bundle']['files'])} files |"
     )
