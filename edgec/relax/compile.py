@@ -246,11 +246,21 @@ def _scheduled_kernels(mod: Any) -> dict[str, bool]:
 def _kernel_counts(mod: Any, tuned: int) -> dict[str, Any]:
     """How many kernels were tuned, scheduled by edgec's rules, or left as naive loop nests, and
     how many run on the int8 dot-product instruction."""
-    from tvm import tirx
+    from tvm import relax, tirx
 
     kernels = _scheduled_kernels(mod)
+    calls = 0
+
+    def visit(expr: Any) -> None:
+        nonlocal calls
+        calls += isinstance(expr, relax.Call) and getattr(expr.op, "name", "") == "relax.call_tir"
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func.body, visit)
     return {
         "kernels": len(kernels),
+        "kernel_calls": calls,  # per inference: a kernel can serve several layers
         "tuned": tuned,
         "int8_dot": sum(
             int8_dot.tensorized(f) for f in mod.functions.values() if isinstance(f, tirx.PrimFunc)

@@ -143,12 +143,30 @@ def write_back_at(sch: Any, block: Any, tile: Any, consumers: list[Any]) -> Any:
     all but the last, then reverse-inline the last (reverse-inlining each in turn gave
     "buffer used before its definition")."""
     write_back = sch.cache_write(block, 0, "global")
+    _flatten_rows(sch, block)
     sch.reverse_compute_at(write_back, tile)
     for consumer in consumers[:-1]:
         sch.compute_inline(consumer)
     if consumers:
         sch.reverse_compute_inline(consumers[-1])
     return write_back
+
+
+def _flatten_rows(sch: Any, block: Any) -> None:
+    """View the accumulator buffer as [rows, channels]. Its region per tile is then exact, so
+    it is compacted to the tile (rows x vectors, a stack array) instead of a bounding box over
+    image rows (MobileNetV2: 57 KB from the heap, allocated in every tile iteration)."""
+    shape = [int(d) for d in sch.get(block).writes[0].source.shape]
+    if len(shape) <= 2:
+        return
+
+    def index_map(*idx: Any) -> Any:
+        row = idx[0]
+        for i, extent in zip(idx[1:-1], shape[1:-1], strict=True):
+            row = row * extent + i
+        return [row, idx[-1]]
+
+    sch.transform_layout(block, ("write", 0), index_map)
 
 
 def _parallel_root(sch: Any, block: Any) -> None:
