@@ -21,6 +21,7 @@ from edgec.stages.bundle import bundle, open_bundle
 from edgec.stages.export import export
 from edgec.stages.load import load
 from edgec.stages.measure import measure, runnable_here
+from edgec.stages.preflight import preflight
 from edgec.staging import replace_file, staged_directory, write_tarball
 from edgec.targets import TargetProfile, get_target
 
@@ -93,6 +94,8 @@ def build(
             onnx_model = export(compressed.model, work)
             model_facts = with_export_accuracy(onnx_model, compressed)
             s.note(export_note(onnx_model, model_facts.get("export")))
+        if profile.capabilities.backend == "c":  # hopeless sizes fail before quantizing
+            preflight(onnx_model, _mcu_board(profile, options.board))
         quantized, calib = None, None
         if options.quantize is not None:
             with log.stage("quantize") as s:

@@ -49,6 +49,7 @@ def load(
 
 def _load_onnx(path: Path, input_shapes: Shapes | None, workdir: Path) -> OnnxModel:
     model = onnx_graph.read(path)
+    onnx_graph.check_standard_ops(model, path)
     inputs = onnx_graph.fix_input_shapes(model, input_shapes)
     import onnx
 
