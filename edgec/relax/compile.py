@@ -8,7 +8,7 @@ from typing import Any
 
 from edgec.artifacts import BuiltArtifact, RelaxModule
 from edgec.errors import EdgecError, first_line
-from edgec.relax import cpu_schedules, int8_dot
+from edgec.relax import cpu_schedules, int8_dot, runtime_check
 from edgec.relax.target import resolved_target, tvm_target
 from edgec.relax.tune import TuneOptions, TuningSummary, apply_database, database_dir, tune
 from edgec.targets import TargetProfile
@@ -45,6 +45,7 @@ def compile_model(
         raise EdgecError(
             f"TVM could not compile {model.onnx.source} for {profile.name}: {first_line(e)}"
         ) from None
+    runtime_check.check_runtime(executable, profile, model.onnx)  # it must load where it runs
     library = workdir / "model.so"
     fcompile = None if profile.capabilities.runs_on_host else _cross_compiler(profile)
     try:
