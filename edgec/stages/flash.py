@@ -256,6 +256,7 @@ def flash_probe(bundle: Bundle, board: Board, dry_run: bool) -> Flashed:
     """Flash an MCU board through its debug probe (or only say how, with `dry_run`)."""
     if bundle.typed.firmware is None:
         raise EdgecError(f"{bundle.path} holds no firmware; build it for {board.target}")
+    check_linked_for(bundle, board)
     command = flash_command(bundle, board)
     if not dry_run:
         if shutil.which(command[0]) is None:
