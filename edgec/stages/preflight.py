@@ -64,15 +64,15 @@ def preflight(onnx_model: OnnxModel, board: Board) -> None:
     memory = board.memory
     if bounds.weight_bytes > memory.flash_bytes:
         raise EdgecError(
-            f"the model cannot fit {board.name}'s flash: its int8 weights alone need at least "
-            f"{bounds.weight_bytes:,} B > {memory.flash_bytes:,} B; prune (--prune), use a "
-            "smaller model or a board with more flash"
+            f"the model does not fit {board.name}'s flash: its int8 weights alone need at least "
+            f"{bounds.weight_bytes:,} B > {memory.flash_bytes:,} B (checked before quantizing); "
+            "prune (--prune), use a smaller model or a board with more flash"
         )
     if bounds.activation_bytes > memory.ram_bytes:
         raise EdgecError(
-            f"the model cannot fit {board.name}'s RAM: node {bounds.node!r} alone holds at least "
-            f"{bounds.activation_bytes:,} B of int8 activations > {memory.ram_bytes:,} B; use "
-            "a smaller input shape, a smaller model or a board with more RAM"
+            f"the model does not fit {board.name}'s RAM: node {bounds.node!r} alone holds at "
+            f"least {bounds.activation_bytes:,} B of int8 activations > {memory.ram_bytes:,} B "
+            "(checked before quantizing); use a smaller input, a smaller model or a bigger board"
         )
 
 
