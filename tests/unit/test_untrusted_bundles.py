@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 
 from edgec.cli import main
 from edgec.manifest import Manifest
+from edgec.stages.bundle import checksums
 from tests.fake_bundles import mcu_bundle, trap, tvm_bundle
 
 MPS2 = {"flash_origin": 0, "flash_bytes": 4_194_304, "ram_origin": 0x20000000}
@@ -223,3 +225,35 @@ def test_an_elf_path_tcl_cannot_quote_is_refused(tmp_path: Path, name: str) -> N
     )
     assert "OpenOCD's Tcl cannot take" in line, line
     assert not log.exists()
+
+
+RESULT = {"latency_ms": dict.fromkeys(("p50", "p90", "p99", "mean", "min"), 1.0),
+          "peak_rss_bytes": 1}  # fmt: skip
+HOSTILE_REPLIES = [
+    pytest.param([{"file": "../../evil.npy"}], "the runner named outputs '../../evil.npy'",
+                 id="output-outside"),
+    pytest.param([{"file": "/etc/passwd"}], "the runner named outputs '/etc/passwd'",
+                 id="output-absolute"),
+    pytest.param("x", "the runner's result line is not what edgec-run prints",
+                 id="outputs-not-a-list"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("outputs", "message"), HOSTILE_REPLIES)
+def test_edgec_run_reads_only_the_output_files_it_expects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outputs: Any, message: str
+) -> None:
+    host_tmp = tmp_path / "host" / "tmp"
+    host_tmp.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(host_tmp))
+    bundle = tvm_bundle(tmp_path / "bundle", tmp_path / "RAN")
+    reply = json.dumps({**RESULT, "outputs": outputs})
+    (bundle / "edgec-run").write_text(
+        f"#!/bin/sh\necho x > {tmp_path}/host/evil.npy\necho '{reply}'\n"
+    )
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"] = checksums(bundle)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    line = _one_line(_edgec("run", str(bundle)))
+    assert message in line, line
+    assert list(host_tmp.iterdir()) == []  # its private temporary directory is gone
