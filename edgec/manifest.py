@@ -18,7 +18,6 @@ from edgec.targets import TargetProfile, get_target
 
 SCHEMA = 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
 
 
 def plain_name(value: object, what: str) -> str:
@@ -138,7 +137,17 @@ def _specs(values: object, key: str, where: str) -> tuple[TensorSpec, ...]:
     specs = []
     for value in values:
         spec = TensorSpec.from_json(value)
-        if spec.dtype not in _DTYPES or any(d < 0 for d in spec.shape) or len(spec.shape) > 8:
+        if not _numeric(spec.dtype) or any(d < 0 for d in spec.shape) or len(spec.shape) > 8:
             raise EdgecError(f"{where}: {key} tensor {value!r} is malformed; rebuild the bundle")
         specs.append(spec)
     return tuple(specs)
+
+
+def _numeric(dtype: str) -> bool:
+    """A numpy dtype of numbers or booleans (not objects, strings or records)."""
+    import numpy as np
+
+    try:
+        return np.dtype(dtype).kind in "biuf"
+    except (TypeError, ValueError):
+        return False
