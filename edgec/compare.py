@@ -152,6 +152,12 @@ def regressions(rows: list[Row], base: Row, percent: float) -> list[str]:
     """Rows slower than the baseline by more than `percent` (same way of measuring only)."""
     slow = []
     for row in rows:
+        if row is not base and row.p50 is not None and not row.same_model(base):
+            which = "has no model digest" if row.graph is None or base.graph is None else "differ"
+            raise EdgecError(
+                f"{row.name} and the baseline {base.name} are not known to be the same model "
+                f"(exported graph sha256 {which}); --fail-if-slower gates builds of one model"
+            )
         if row is base or not row.comparable(base) or not base.p50:
             continue
         if row.p50 > base.p50 * (1 + percent / 100):  # type: ignore[operator]

@@ -50,13 +50,22 @@ def test_compare_marks_what_cannot_be_compared(
     assert shown in line, line
 
 
-def test_a_slower_report_of_another_model_never_fails_the_gate(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("graph", "why"),
+    [pytest.param(OTHER, "differ", id="another-model"),
+     pytest.param(None, "has no model digest", id="no-digest")],
+)  # fmt: skip
+def test_the_gate_refuses_a_report_of_another_model(
+    tmp_path: Path, graph: str | None, why: str
+) -> None:
     base = _report(tmp_path, "base", 1.0)
-    new = _report(tmp_path, "new", 175.0, graph=OTHER)
+    new = _report(tmp_path, "new", 175.0, graph=graph)
     result = CliRunner().invoke(
         main, ["compare", str(new), "--baseline", str(base), "--fail-if-slower", "10"]
     )
-    assert result.exit_code == 0 and "n/a (another model)" in result.output, result.output
+    errors = [x for x in result.stderr.splitlines() if x.startswith("edgec: ")]
+    assert result.exit_code == 2 and len(errors) == 1, result.output
+    assert f"not known to be the same model (exported graph sha256 {why})" in errors[0]
 
 
 def test_host_and_emulated_latencies_get_separate_panels(tmp_path: Path) -> None:
