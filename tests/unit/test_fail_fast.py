@@ -71,6 +71,11 @@ def _custom_op_in_a_branch(path: Path) -> Path:
     return _save(path, [node], [1, 4], [1, 4], [c], domains=("org.acme",))
 
 
+def _ort_refuses(path: Path) -> Path:
+    """Det of a 1x4 matrix: ONNX Runtime's shape inference refuses it when loading."""
+    return _save(path, [helper.make_node("Det", ["x"], ["y"])], [1, 4], [1, 4])
+
+
 CASES = [
     pytest.param(_wide_matmul, ["-t", "cortex-m0plus", "--quantize", "int8", "--calib-data",
                                 "digits"],
@@ -85,6 +90,7 @@ CASES = [
                  id="custom-domain-op"),
     pytest.param(_custom_op_in_a_branch, ["-t", "x86"],
                  "uses Gelu2 from the custom domain 'org.acme'", id="custom-domain-op-in-a-branch"),
+    pytest.param(_ort_refuses, ["-t", "x86"], "model.onnx failed:", id="ort-names-the-users-file"),
 ]  # fmt: skip
 
 
