@@ -113,6 +113,18 @@ def _parse(data: dict[str, Any], directory: Path | None, where: str) -> Manifest
     memory = data.get("memory")
     if memory is not None:
         memory = {k: int(memory[k]) for k in ("flash_origin", "flash_bytes", "ram_origin")}
+    if firmware is not None:  # what `edgec run --emulate` compares the firmware against
+        expected = data["expected_output"]
+        if not isinstance(expected, list) or not all(
+            isinstance(v, int) and -128 <= v <= 127 for v in expected
+        ):
+            raise EdgecError(f"{where}: expected_output must be int8 values; rebuild the bundle")
+        layers = data["layers"]
+        if not isinstance(layers, list) or not all(
+            isinstance(x, dict) and isinstance(x.get("macs"), int) and {"name", "op"} <= x.keys()
+            for x in layers
+        ):
+            raise EdgecError(f"{where}: layers must name each layer's op and MACs; rebuild")
     parity = data.get("parity") or {}
     return Manifest(
         target=target,

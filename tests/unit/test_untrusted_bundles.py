@@ -106,6 +106,30 @@ def test_a_manifest_that_is_not_an_object_is_one_line(tmp_path: Path) -> None:
     assert "is not a JSON object" in _one_line(_edgec("run", str(bundle)))
 
 
+HOSTILE_MCU_MANIFESTS = [
+    pytest.param({"firmware": "../other.elf"}, "firmware '../other.elf' is not a plain file name",
+                 id="firmware-parent-dir"),
+    pytest.param({"library": ["model.c", "../../etc/passwd"]}, "library '../../etc/passwd'",
+                 id="c-source-parent-dir"),
+    pytest.param({"board": "../boards/x"}, "board '../boards/x' is not a board name",
+                 id="board-path"),
+    pytest.param({"expected_output": [0, 1000]}, "expected_output must be int8 values",
+                 id="expected-output-out-of-range"),
+    pytest.param({"layers": [{"name": "a"}]}, "layers must name each layer's op and MACs",
+                 id="layers-malformed"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("changes", "message"), HOSTILE_MCU_MANIFESTS)
+def test_a_hostile_firmware_manifest_is_refused_before_qemu_runs(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    changes = dict(changes)  # the table's dict stays as written
+    bundle = mcu_bundle(tmp_path / "b", changes.pop("board", "mps2-an386"), MPS2, **changes)
+    line = _one_line(_edgec("run", str(bundle), "--emulate"))
+    assert message in line, line
+
+
 def test_both_bundle_shapes_load_as_a_typed_manifest(tmp_path: Path) -> None:
     tvm = tvm_bundle(tmp_path / "tvm", tmp_path / "RAN")
     mcu = mcu_bundle(tmp_path / "mcu", "mps2-an386", MPS2)
