@@ -72,9 +72,21 @@ HOSTILE_MANIFESTS = [
 ]  # fmt: skip
 
 
+def _dead_ssh_board(tmp_path: Path) -> list[str]:
+    """`flash --run` to an ssh board nobody answers for: a bundle refused first never tries."""
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "pi.toml").write_text(
+        'name = "pi"\ntarget = "x86"\ntransport = "ssh"\n[ssh]\nhost = "127.0.0.1"\n'
+        f'user = "pi"\nport = 1\nknown_hosts = "{tmp_path / "known_hosts"}"\n'
+    )
+    return ["--board", "pi", "--run", "--boards-dir", str(boards)]
+
+
+@pytest.mark.parametrize("verb", ["run", "flash"])
 @pytest.mark.parametrize(("changes", "message"), HOSTILE_MANIFESTS)
 def test_a_hostile_manifest_is_refused_before_anything_runs(
-    tmp_path: Path, changes: dict[str, Any], message: str
+    tmp_path: Path, changes: dict[str, Any], message: str, verb: str
 ) -> None:
     base = _outside(tmp_path)
     changes = {k: v.replace("{base}", str(base)) if isinstance(v, str) else v
@@ -83,8 +95,9 @@ def test_a_hostile_manifest_is_refused_before_anything_runs(
     (bundle / "other.sh").write_text("#!/bin/sh\n")
     manifest = json.loads((bundle / "manifest.json").read_text())
     (bundle / "manifest.json").write_text(json.dumps({**manifest, **changes}))
+    extra = _dead_ssh_board(tmp_path) if verb == "flash" else []
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    line = _one_line(_edgec("run", str(bundle)))
+    line = _one_line(_edgec(verb, str(bundle), *extra))
     assert message in line, line
     assert not (tmp_path / "RAN").exists()
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
