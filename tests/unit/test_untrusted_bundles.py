@@ -197,17 +197,34 @@ def _path_with(bin_dir: Path) -> dict[str, str]:
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
-def test_flash_without_run_runs_the_probe_with_the_elf_quoted_for_tcl(tmp_path: Path) -> None:
-    bundle = mcu_bundle(tmp_path / "my bundles" / "digits l4", "nucleo-l4r5zi", L4R5)
-    log = _fake_probe(tmp_path / "bin", "openocd")
-    result = _edgec(
-        "flash", str(bundle), "--board", "nucleo-l4r5zi", env=_path_with(tmp_path / "bin")
-    )
+F746 = {"flash_origin": 0x08000000, "flash_bytes": 1_048_576, "ram_origin": 0x20000000}
+PROBES = [
+    pytest.param("nucleo-l4r5zi", "cortex-m4", L4R5, "openocd", "my bundles/digits l4",
+                 ["-f", "board/st_nucleo_l4.cfg", "-c", "program {{elf}} verify reset exit"],
+                 id="openocd-path-with-spaces-is-one-tcl-word"),
+    pytest.param("nucleo-f746zg", "cortex-m7", F746, "pyocd", "my {bundles}/it's; digits",
+                 ["flash", "--target", "stm32f746zgtx", "{elf}"],
+                 id="pyocd-path-with-braces-is-one-argv-word"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("board", "target", "memory", "tool", "where", "expected"), PROBES)
+def test_flash_without_run_runs_the_probe_with_the_elf_quoted(
+    tmp_path: Path,
+    board: str,
+    target: str,
+    memory: dict[str, int],
+    tool: str,
+    where: str,
+    expected: list[str],
+) -> None:
+    bundle = mcu_bundle(tmp_path / where, board, memory, target=target)
+    log = _fake_probe(tmp_path / "bin", tool)
+    result = _edgec("flash", str(bundle), "--board", board, env=_path_with(tmp_path / "bin"))
     assert result.exit_code == 0, result.output
-    elf = (bundle / "firmware.elf").resolve()
-    argv = log.read_text().splitlines()
-    assert argv == ["-f", "board/st_nucleo_l4.cfg", "-c", f"program {{{elf}}} verify reset exit"]
-    assert "flashed with openocd" in result.stderr
+    elf = str((bundle / "firmware.elf").resolve())
+    assert log.read_text().splitlines() == [w.replace("{elf}", elf) for w in expected]
+    assert f"flashed with {tool}" in result.stderr
 
 
 def test_flash_dry_run_says_so_and_runs_nothing(tmp_path: Path) -> None:
