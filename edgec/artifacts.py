@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgec.targets import TargetProfile
+
+if TYPE_CHECKING:
+    from edgec.manifest import Manifest
 
 Where = Literal["host", "device", "emulated"]
 
@@ -77,10 +80,14 @@ class BuiltArtifact:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A deployable directory: library, runtime, runner, manifest, reference ONNX."""
+    """A deployable directory: library, runtime, runner, manifest, reference ONNX.
+
+    `manifest` is manifest.json as read; `typed` the same, validated (edgec.manifest): code
+    that runs, copies or flashes a file of the bundle takes its name from `typed`."""
 
     path: Path
     manifest: dict[str, Any]
+    typed: Manifest
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ dataclasses. A board names its target profile, how edgec reaches it, and its lim
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,27 @@ def _int(table: dict[str, Any], key: str, path: Path) -> int:
     return value
 
 
+def _word(value: object, key: str, pattern: str, path: Path) -> str:
+    """An ssh host or user: ssh reads a word starting with '-' as an option."""
+    text = str(value)
+    if text.startswith("-") or not re.fullmatch(pattern, text):
+        raise EdgecError(f"board {path}: [ssh] {key} {text!r} is not a valid {key} name")
+    return text
+
+
+def _env(table: object, path: Path) -> dict[str, str]:
+    """[env]: variables set for the runner on the board; a key must be an identifier (it is
+    passed to `env` as KEY=value, and a shell would read anything else as syntax)."""
+    if not isinstance(table, dict):
+        raise EdgecError(f'board {path}: [env] must be a table of NAME = "value"')
+    for key, value in table.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise EdgecError(f"board {path}: [env] key {key!r} is not a variable name")
+        if not isinstance(value, str) or "\0" in value:
+            raise EdgecError(f"board {path}: [env] {key} must be a string")
+    return dict(table)
+
+
 def parse_board(path: Path) -> Board:
     """Load and validate one board file."""
     try:
@@ -85,8 +107,8 @@ def parse_board(path: Path) -> Board:
         if transport == "ssh":
             s = data["ssh"]
             ssh = Ssh(
-                host=str(s["host"]),
-                user=str(s["user"]),
+                host=_word(s["host"], "host", r"[A-Za-z0-9_.:%\[\]-]+", path),
+                user=_word(s["user"], "user", r"[A-Za-z0-9_.][A-Za-z0-9_.-]*", path),
                 port=int(s.get("port", 22)),
                 key=s.get("key"),
                 directory=str(s.get("directory", "edgec")),
@@ -108,7 +130,7 @@ def parse_board(path: Path) -> Board:
             qemu_machine=data.get("qemu", {}).get("machine"),
             ssh=ssh,
             flash_command=tuple(data.get("flash", {}).get("command", ())),
-            env=dict(data.get("env", {})),
+            env=_env(data.get("env", {}), path),
             path=path,
         )
     except KeyError as e:

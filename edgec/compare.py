@@ -1,8 +1,9 @@
 """compare: reports side by side, relative to a baseline, as text, Markdown, a PNG and HTML.
 
-A report's latency is only compared with a baseline measured the same way (host, device or
-emulated); emulated timings and reports from another edgec version are marked, never mixed
-silently. Microcontroller reports compare by instructions per inference instead of time.
+A report's latency is only compared with a baseline of the same model (the same exported
+graph) measured the same way (host, device or emulated); emulated timings, reports whose parity
+failed and reports from another edgec version are marked, never mixed silently.
+Microcontroller reports compare by instructions per inference instead of time.
 """
 
 from __future__ import annotations
@@ -32,9 +33,19 @@ class Row:
     size: int | None
     accuracy: float | None
     version: str
+    graph: str | None = None  # sha256 of the exported model.onnx: which model this is
+    parity_ok: bool | None = None  # False: the outputs were wrong, the timing means little
+
+    def same_model(self, base: Row) -> bool:
+        return self.graph is not None and self.graph == base.graph
 
     def comparable(self, base: Row) -> bool:
-        return self.unit == base.unit and self.where == base.where and self.p50 is not None
+        return (
+            self.unit == base.unit
+            and self.where == base.where
+            and self.p50 is not None
+            and self.same_model(base)
+        )
 
 
 def load(paths: list[Path]) -> list[Row]:
@@ -79,6 +90,8 @@ def _row(file: Path, data: dict[str, Any]) -> Row:
         size=(data.get("bundle") or {}).get("size_bytes"),
         accuracy=accuracy,
         version=(data.get("versions") or {}).get("edgec", "?"),
+        graph=(data.get("model") or {}).get("graph_sha256"),
+        parity_ok=(data.get("parity") or {}).get("ok"),
     )
 
 
@@ -104,9 +117,15 @@ def cells(rows: list[Row], base: Row) -> list[tuple[str, ...]]:
     for row in rows:
         if row.comparable(base) and base.p50:
             ratio = f"{row.p50 / base.p50:.2f}×"  # type: ignore[operator]
+        elif row.p50 is None:
+            ratio = "n/a"
+        elif not row.same_model(base):  # a ratio of two different models means nothing
+            ratio = "n/a (model unknown)" if row.graph is None else "n/a (another model)"
         else:
-            ratio = "n/a" if row.p50 is None else f"n/a ({row.where} vs {base.where})"
+            ratio = f"n/a ({row.where} vs {base.where})"
         marks = "" if row.version == base.version else f" (edgec {row.version})"
+        if row.parity_ok is False:
+            marks += " (PARITY FAILED)"
         where = row.where.upper() if row.where == "emulated" else row.where
         out.append((
             row.name + marks, row.target, row.board, where, _speed(row, row.p50),
@@ -133,6 +152,12 @@ def regressions(rows: list[Row], base: Row, percent: float) -> list[str]:
     """Rows slower than the baseline by more than `percent` (same way of measuring only)."""
     slow = []
     for row in rows:
+        if row is not base and row.p50 is not None and not row.same_model(base):
+            which = "has no model digest" if row.graph is None or base.graph is None else "differ"
+            raise EdgecError(
+                f"{row.name} and the baseline {base.name} are not known to be the same model "
+                f"(exported graph sha256 {which}); --fail-if-slower gates builds of one model"
+            )
         if row is base or not row.comparable(base) or not base.p50:
             continue
         if row.p50 > base.p50 * (1 + percent / 100):  # type: ignore[operator]
@@ -140,37 +165,48 @@ def regressions(rows: list[Row], base: Row, percent: float) -> list[str]:
     return slow
 
 
+def panels(rows: list[Row]) -> list[tuple[str, str, list[Row]]]:
+    """The chart's panels: (title, unit, rows). Host, device and EMULATED latencies differ by
+    orders of magnitude, so each gets its own panel and axis; instructions and memory too."""
+    out = []
+    for where in ("host", "device", "emulated", "-"):
+        timed = [r for r in rows if r.unit == "ms" and r.p50 is not None and r.where == where]
+        if timed:
+            label = "EMULATED" if where == "emulated" else where
+            out.append((f"p50 latency: {label}", "ms", timed))
+    counted = [r for r in rows if r.unit == "insn" and r.p50 is not None]
+    if counted:
+        out.append(("instructions per inference (MCU)", "millions", counted))
+    out.append(("memory: peak RSS, or MCU RAM", "MiB", rows))
+    return out
+
+
 def plot(rows: list[Row]) -> bytes:
-    """A PNG, side by side: p50 latency of the timed reports (orange: emulated), instructions
-    of the microcontroller reports, and memory of all (peak RSS, or MCU RAM)."""
+    """A PNG, one panel per way of measuring (see `panels`), memory last; a panel whose values
+    span more than 100× gets a log axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    timed = [r for r in rows if r.unit == "ms" and r.p50 is not None]
-    counted = [r for r in rows if r.unit == "insn" and r.p50 is not None]
-    panels = [p for p in (timed, counted) if p] + [rows]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1, 4.2))
-    axes = list(axes) if len(panels) > 1 else [axes]
-    for axis, panel in zip(axes, panels, strict=True):
-        names = [r.name for r in panel]
-        if panel is rows:
+    chosen = panels(rows)
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen) + 1, 4.2))
+    axes = list(axes) if len(chosen) > 1 else [axes]
+    colors = {"ms": "#2b6cb0", "millions": "#805ad5", "MiB": "#38a169"}
+    for axis, (title, unit, panel) in zip(axes, chosen, strict=True):
+        if unit == "MiB":
             values = [(r.memory or 0) / 2**20 for r in panel]
-            axis.bar(names, values, color="#38a169")
-            axis.set_title("memory: peak RSS, or MCU RAM")
-            axis.set_ylabel("MiB")
-            if max(values, default=0) > 100 * max(min(v for v in values if v) or 1, 1e-9):
-                axis.set_yscale("log")
-        elif panel is timed:
-            colors = ["#d98c2b" if r.where == "emulated" else "#2b6cb0" for r in panel]
-            axis.bar(names, [r.p50 or 0 for r in panel], color=colors)
-            axis.set_title("p50 latency (orange: EMULATED)")
-            axis.set_ylabel("ms")
+        elif unit == "millions":
+            values = [(r.p50 or 0) / 1e6 for r in panel]
         else:
-            axis.bar(names, [(r.p50 or 0) / 1e6 for r in panel], color="#805ad5")
-            axis.set_title("instructions per inference (MCU)")
-            axis.set_ylabel("millions")
+            values = [r.p50 or 0 for r in panel]
+        color = "#d98c2b" if "EMULATED" in title else colors[unit]
+        axis.bar([r.name for r in panel], values, color=color)
+        axis.set_title(title)
+        axis.set_ylabel(unit)
+        positive = [v for v in values if v > 0]
+        if positive and max(positive) > 100 * min(positive):
+            axis.set_yscale("log")
         axis.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     buffer = io.BytesIO()

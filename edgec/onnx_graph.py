@@ -30,6 +30,30 @@ def read(path: Path) -> Any:
     return model
 
 
+STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")  # what ORT and TVM know
+
+
+def check_standard_ops(model: Any, path: Path | str) -> None:
+    """A node from a custom domain (e.g. com.example) has no implementation in ONNX Runtime or
+    TVM: name it, its domain and what to do, before either one is asked to load the graph."""
+    local = {f.domain for f in model.functions}  # model-local functions are inlined
+
+    def walk(graph: Any) -> None:
+        for node in graph.node:
+            if node.domain not in STANDARD_DOMAINS and node.domain not in local:
+                name = f" (node {node.name!r})" if node.name else ""
+                raise EdgecError(
+                    f"{path} uses {node.op_type} from the custom domain {node.domain!r}{name}, "
+                    "which ONNX Runtime and TVM cannot run; export the model with standard ONNX "
+                    "ops (write the op with standard PyTorch ops) or replace that node"
+                )
+            for attr in node.attribute:
+                for g in (attr.g, *attr.graphs) if attr.g.node else attr.graphs:
+                    walk(g)
+
+    walk(model.graph)
+
+
 def op_types(model: Any) -> set[str]:
     """Every operator type used in the graph and its subgraphs."""
     found: set[str] = set()

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgec import onnx_graph, reference
 from edgec.accuracy import ModelFacts
-from edgec.artifacts import OnnxModel, TensorSpec, TorchModel
+from edgec.artifacts import OnnxModel, TorchModel
 from edgec.errors import CheckFailed, EdgecError
 from edgec.progress import StageLog
 from edgec.relax.tune import TuneOptions, TuningSummary
@@ -21,6 +21,7 @@ from edgec.stages.bundle import bundle, open_bundle
 from edgec.stages.export import export
 from edgec.stages.load import load
 from edgec.stages.measure import measure, runnable_here
+from edgec.stages.preflight import preflight
 from edgec.staging import replace_file, staged_directory, write_tarball
 from edgec.targets import TargetProfile, get_target
 
@@ -93,6 +94,8 @@ def build(
             onnx_model = export(compressed.model, work)
             model_facts = with_export_accuracy(onnx_model, compressed)
             s.note(export_note(onnx_model, model_facts.get("export")))
+        if profile.capabilities.backend == "c":  # hopeless sizes fail before quantizing
+            preflight(onnx_model, _mcu_board(profile, options.board))
         quantized, calib = None, None
         if options.quantize is not None:
             with log.stage("quantize") as s:
@@ -502,8 +505,8 @@ def run(
     if not report_path.is_file():
         raise EdgecError(f"{path} has no report.json; rebuild the bundle")
     if profile.capabilities.backend == "c":
-        return _run_firmware(path, result.manifest, inputs, emulate, log)
-    specs = tuple(TensorSpec.from_json(s) for s in result.manifest["inputs"])
+        return _run_firmware(path, result.manifest, result.typed.firmware, inputs, emulate, log)
+    specs = result.typed.inputs
     with log.stage("measure") as s:
         measurement = measure(
             result,
@@ -528,6 +531,7 @@ def run(
 def _run_firmware(
     path: Path,
     manifest: dict[str, Any],
+    elf: str | None,  # validated by open_bundle: a plain file name in the bundle
     inputs: list[np.ndarray] | None,
     emulate: bool,
     log: StageLog,
@@ -543,8 +547,10 @@ def _run_firmware(
         raise EdgecError(f"{board.name} is a real board: run the bundle with edgec flash")
     if not emulate:
         raise EdgecError(f"{manifest['target']} bundles run on the board; add --emulate for qemu")
+    if elf is None:
+        raise EdgecError(f"{path} holds no firmware; rebuild it")
     with log.stage("measure") as s:
-        run = firmware.emulate(path / manifest["firmware"], board.qemu_machine)
+        run = firmware.emulate(path / elf, board.qemu_machine)
         s.note(f"{run.instructions:,} instructions (emulated {board.qemu_machine})")
     old = json.loads((path / "report.json").read_text(encoding="utf-8"))
     data = reporting.with_mcu_run(old, manifest["layers"], run, manifest["expected_output"])
@@ -595,9 +601,10 @@ def flash(path: Path, board_name: str, options: FlashOptions, log: StageLog) -> 
             s.note(f"{board.name}:{flashed.location}")
     elif board.transport in ("pyocd", "openocd"):
         with log.stage("flash") as s:
-            flashed = flashing.flash_probe(result, board, options.dry_run or not options.run)
-            s.note(("would run: " if options.dry_run else "") + " ".join(flashed.command))
-        return {**data, "flash": {"board": board.name, "command": list(flashed.command)}}
+            flashed = flashing.flash_probe(result, board, options.dry_run)
+            s.note(flashing.probe_note(flashed, options.dry_run, options.run))
+        # nothing is read back through a probe: the report's old measurement is not shown as new
+        return {"flash": {"board": board.name, "command": list(flashed.command)}}
     else:  # this machine, natively or under an emulator: running is measuring
         return run(path, None, options.repeat, emulate=True, log=log)
     if flashed.measurement is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from edgec.artifacts import BuiltArtifact, RelaxModule
 from edgec.errors import EdgecError, first_line
-from edgec.relax import cpu_schedules, int8_dot, layout
+from edgec.relax import cpu_schedules, int8_dot, layout, runtime_check
 from edgec.relax.target import resolved_target, tvm_target
 from edgec.relax.tune import TuneOptions, TuningSummary, apply_database, database_dir, tune
 from edgec.targets import TargetProfile
@@ -75,6 +75,7 @@ def compile_model(
     Kernels with a record in `tuning_db` get their tuned schedule; edgec's rules do the rest.
     """
     built = lower(model.module, profile, tuning_db)
+    runtime_check.check_runtime(built.executable, profile, model.onnx)  # it must load where it runs
     library = workdir / "model.so"
     fcompile = None if profile.capabilities.runs_on_host else _cross_compiler(profile)
     try:

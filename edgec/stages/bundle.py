@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -11,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from edgec import runtime
 from edgec.artifacts import BuiltArtifact, Bundle
 from edgec.errors import CheckFailed, EdgecError
-from edgec.targets import TargetProfile, get_target
+from edgec.manifest import Manifest
+from edgec.targets import TargetProfile
 from edgec.versions import versions
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ def bundle(built: BuiltArtifact, directory: Path) -> Bundle:
         "files": checksums(directory),
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return Bundle(directory, manifest)
+    return Bundle(directory, manifest, Manifest.from_json(manifest, directory))
 
 
 def bundle_firmware(fw: Firmware, quantized: QuantizedModel, directory: Path) -> Bundle:
@@ -61,7 +63,8 @@ def bundle_firmware(fw: Firmware, quantized: QuantizedModel, directory: Path) ->
         "schema": 1,
         "versions": versions(),
         "target": fw.board.target,
-        "board": fw.board.name,
+        "board": fw.board.name,  # the firmware is linked for this board's memory map
+        "memory": dataclasses.asdict(fw.board.memory) if fw.board.memory else None,
         "model": library.source,
         "library": ["model.c", "model.h", "edgec_nn.c", "edgec_nn.h"],
         "firmware": fw.elf.name,
@@ -88,7 +91,7 @@ def bundle_firmware(fw: Firmware, quantized: QuantizedModel, directory: Path) ->
         "files": checksums(directory),
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return Bundle(directory, manifest)
+    return Bundle(directory, manifest, Manifest.from_json(manifest, directory))
 
 
 def _parity(built: BuiltArtifact) -> dict[str, float]:
@@ -107,12 +110,14 @@ def checksums(directory: Path) -> dict[str, str]:
     return {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(directory.iterdir())
-        if p.is_file() and p.name not in (MANIFEST, *REPORTS)
+        # a link could point anywhere: edgec never writes one, so it is no part of a bundle
+        if p.is_file() and not p.is_symlink() and p.name not in (MANIFEST, *REPORTS)
     }
 
 
 def open_bundle(path: Path) -> tuple[Bundle, TargetProfile]:
-    """Read a bundle from disk, verify its checksums, and find its target profile."""
+    """Read a bundle from disk, validate its manifest (edgec.manifest) and verify its
+    checksums, before anything in it is run, read or copied."""
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise EdgecError(
@@ -120,13 +125,14 @@ def open_bundle(path: Path) -> tuple[Bundle, TargetProfile]:
         )
     try:
         manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EdgecError(f"{manifest_path} is not valid JSON ({e}); rebuild the bundle") from None
+    typed = Manifest.from_json(manifest, path)
     actual = checksums(path)
-    for name, digest in manifest["files"].items():
+    for name, digest in typed.files.items():
         if actual.get(name) != digest:
             state = "missing" if name not in actual else "modified"
             raise CheckFailed(
                 f"{path}/{name} is {state} (sha256 differs from the manifest); rebuild"
             )
-    return Bundle(path, manifest), get_target(manifest["target"])
+    return Bundle(path, manifest, typed), typed.profile

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from edgec import reference
-from edgec.artifacts import Bundle, Measurement, TensorSpec, Where
+from edgec.artifacts import Bundle, Measurement, Where
 from edgec.boards import Board, Ssh
 from edgec.errors import CheckFailed, EdgecError, first_line
-from edgec.stages.measure import checked
+from edgec.stages.bundle import MANIFEST, REPORTS
+from edgec.stages.measure import checked, output_files, runner_result
 
 SSH_TIMEOUT_S = 20
 RUN_TIMEOUT_S = 600
@@ -42,11 +43,14 @@ class Flashed:
 
 
 def check_target(bundle: Bundle, board: Board) -> None:
-    if bundle.manifest["target"] != board.target:
+    """The bundle's target is the board's; firmware is linked for the board's memory map."""
+    if bundle.typed.target != board.target:
         raise EdgecError(
-            f"{bundle.path} was built for {bundle.manifest['target']}, but {board.name} takes "
+            f"{bundle.path} was built for {bundle.typed.target}, but {board.name} takes "
             f"{board.target} bundles; rebuild with --target {board.target}"
         )
+    if bundle.typed.firmware is not None and board.memory is not None:
+        check_linked_for(bundle, board)
 
 
 def version(bundle: Bundle) -> str:
@@ -107,86 +111,152 @@ class _Remote:
         return done.stdout
 
 
+def _sh(*words: str) -> str:
+    """One remote shell command from words, every word quoted: nothing from a bundle or a
+    board file is ever read by the remote shell as syntax."""
+    return shlex.join(words)
+
+
 def flash_ssh(
     bundle: Bundle, board: Board, known_hosts: Path, run: bool, repeat: int, clean: bool
 ) -> Flashed:
     """Copy, verify, switch; then (with `run`) run the runner on the board."""
     assert board.ssh is not None
-    if run and not bundle.manifest.get("runner"):
+    manifest = bundle.typed
+    if run and (manifest.runner is None or manifest.library is None):
         raise EdgecError(
-            f"{bundle.path} has no runner for {bundle.manifest['target']} yet: flash it without "
+            f"{bundle.path} has no runner for {manifest.target} yet: flash it without "
             "--run and load model.so from your application"
         )
     remote = _Remote(board.ssh, board.name, known_hosts)
     home = board.ssh.directory
     name = version(bundle)
     incoming = f"{home}/.incoming-{name}"
-    remote.run(f"rm -rf {shlex.quote(incoming)} && mkdir -p {shlex.quote(incoming)}")
-    files = sorted(p for p in bundle.path.iterdir() if p.is_file())
+    remote.run(f"{_sh('rm', '-rf', '--', incoming)} && {_sh('mkdir', '-p', '--', incoming)}")
+    # only what the manifest lists (validated plain names), the manifest and the reports
+    names = [*manifest.files, MANIFEST, *(r for r in REPORTS if (bundle.path / r).is_file())]
+    files = [bundle.path / n for n in sorted(names)]
     try:
         remote.copy_to(files, incoming)
-        sums = remote.run(f"cd {shlex.quote(incoming)} && sha256sum -- *")
-        on_board = {line.split()[1].lstrip("*"): line.split()[0] for line in sums.splitlines()}
-        for file, digest in bundle.manifest["files"].items():
+        sums = remote.run(f"cd -- {shlex.quote(incoming)} && sha256sum -- *")
+        on_board = {
+            parts[1].lstrip("*"): parts[0]
+            for parts in (line.split(maxsplit=1) for line in sums.splitlines())
+            if len(parts) == 2
+        }
+        for file, digest in manifest.files.items():
             if on_board.get(file) != digest:
                 raise CheckFailed(
                     f"{file} arrived on {board.name} with another sha256; the board keeps its "
                     "previous bundle"
                 )
     except BaseException:
-        remote.run(f"rm -rf {shlex.quote(incoming)}")
+        remote.run(_sh("rm", "-rf", "--", incoming))
         raise
     final = f"{home}/{name}"
     link = f"{home}/{bundle.path.name}"
     remote.run(
-        f"rm -rf {shlex.quote(final)} && mv {shlex.quote(incoming)} {shlex.quote(final)} && "
-        f"ln -sfn {shlex.quote(name)} {shlex.quote(link)}"
+        f"{_sh('rm', '-rf', '--', final)} && {_sh('mv', '--', incoming, final)} && "
+        f"{_sh('ln', '-sfn', '--', name, link)}"
     )
     measurement = _run_ssh(bundle, board, remote, final, repeat) if run else None
     if clean:
-        remote.run(f"rm -rf {shlex.quote(final)} {shlex.quote(link)}")
+        remote.run(_sh("rm", "-rf", "--", final, link))
     return Flashed(board, final, measurement)
 
 
 def _run_ssh(bundle: Bundle, board: Board, remote: _Remote, where_on_board: str, repeat: int):
     assert board.ssh is not None
-    specs = [TensorSpec.from_json(s) for s in bundle.manifest["inputs"]]
-    inputs = reference.random_inputs(tuple(specs))
+    manifest = bundle.typed
+    assert manifest.runner is not None and manifest.library is not None
+    inputs = reference.random_inputs(manifest.inputs)
     with tempfile.TemporaryDirectory(prefix="edgec-flash-") as tmp:
         files = []
         for i, array in enumerate(inputs):
             files.append(Path(tmp) / f"input_{i}.npy")
             np.save(files[-1], array)
         remote.copy_to(files, where_on_board)
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in board.env.items())
-        prefix = " ".join(shlex.quote(p) for p in board.ssh.exec_prefix)
-        args = " ".join(f"--input input_{i}.npy" for i in range(len(inputs)))
-        command = (
-            f"cd {shlex.quote(where_on_board)} && mkdir -p out && "
-            f"{'env ' + env if env else ''} {prefix} ./{bundle.manifest['runner']} "
-            f"{bundle.manifest['library']} {args} --output-dir out --repeat {repeat} --warmup 3"
-        )
-        stdout = remote.run(command, RUN_TIMEOUT_S)
-        result = json.loads(stdout.strip().splitlines()[-1])
+        env = [f"{k}={v}" for k, v in board.env.items()]  # keys are identifiers (boards.py)
+        args = [w for i in range(len(inputs)) for w in ("--input", f"input_{i}.npy")]
+        runner = _sh(
+            *(["env", *env] if env else []),
+            *board.ssh.exec_prefix,
+            f"./{manifest.runner}",
+            manifest.library,
+            *args,
+            "--output-dir", "out",
+            "--repeat", str(repeat),
+            "--warmup", "3",
+        )  # fmt: skip
+        command = f"cd -- {shlex.quote(where_on_board)} && mkdir -p out && {runner}"
+        result = runner_result(remote.run(command, RUN_TIMEOUT_S), len(manifest.outputs))
+        # fetched by the names edgec expects, into its own directory: never a remote's path
+        fetched = Path(tmp) / "outputs"
+        fetched.mkdir()
         outputs = []
-        for out in result["outputs"]:
-            local = Path(tmp) / out["file"]
-            remote.copy_from(f"{where_on_board}/out/{out['file']}", local)
-            outputs.append(np.load(local))
+        for file in output_files(manifest):
+            remote.copy_from(f"{where_on_board}/out/{file}", fetched / file)
+            outputs.append(np.load(fetched / file, allow_pickle=False))
     where: Where = "emulated" if board.ssh.exec_prefix else "device"
     return checked(bundle, inputs, outputs, result, repeat, where, None)
 
 
+def tcl_word(text: str) -> str:
+    """`text` as one braced Tcl word (OpenOCD's -c commands are Tcl): inside braces nothing is
+    substituted; a brace or backslash could end or escape the word, so it is refused."""
+    if any(c in text for c in "{}\\") or any(ord(c) < 32 for c in text):
+        raise EdgecError(
+            f"the firmware path {text!r} holds a brace, backslash or control character, which "
+            "OpenOCD's Tcl cannot take; move or rename the bundle directory"
+        )
+    return "{" + text + "}"
+
+
 def flash_command(bundle: Bundle, board: Board) -> tuple[str, ...]:
-    """The pyOCD/OpenOCD command line that writes the bundle's firmware to the board."""
-    elf = str((bundle.path / bundle.manifest["firmware"]).resolve())
+    """The pyOCD/OpenOCD command line that writes the bundle's firmware to the board: argv
+    words, never a shell line; in OpenOCD's Tcl commands the path is one braced word."""
+    firmware = bundle.typed.firmware
+    if firmware is None:
+        raise EdgecError(f"{bundle.path} holds no firmware; build it for {board.target}")
+    elf = str((bundle.path / firmware).resolve())
+    if board.transport == "openocd":
+        elf_word = tcl_word(elf)
+        return tuple(
+            part.replace("{elf}", elf_word) if part != "{elf}" else elf
+            for part in board.flash_command
+        )
     return tuple(part.replace("{elf}", elf) for part in board.flash_command)
+
+
+def check_linked_for(bundle: Bundle, board: Board) -> None:
+    """Firmware is linked for one board's memory map: refuse it on a board whose flash or RAM
+    lies elsewhere (an MPS2 image starts at 0x0, an STM32's flash at 0x08000000)."""
+    manifest = bundle.typed
+    if manifest.board == board.name:
+        return
+    mine = board.memory
+    linked = manifest.memory
+    same = (
+        mine is not None
+        and linked is not None
+        and (linked["flash_origin"], linked["ram_origin"]) == (mine.flash_origin, mine.ram_origin)
+        and linked["flash_bytes"] <= mine.flash_bytes
+    )
+    if not same:
+        flash_at = hex(linked["flash_origin"]) if linked else "unknown"
+        there = hex(mine.flash_origin) if mine else "unknown"
+        raise EdgecError(
+            f"{bundle.path} holds firmware linked for {manifest.board} (flash at {flash_at}), "
+            f"not for {board.name} (flash at {there}); rebuild with --target {board.target} "
+            f"--board {board.name}"
+        )
 
 
 def flash_probe(bundle: Bundle, board: Board, dry_run: bool) -> Flashed:
     """Flash an MCU board through its debug probe (or only say how, with `dry_run`)."""
-    if "firmware" not in bundle.manifest:
+    if bundle.typed.firmware is None:
         raise EdgecError(f"{bundle.path} holds no firmware; build it for {board.target}")
+    check_linked_for(bundle, board)
     command = flash_command(bundle, board)
     if not dry_run:
         if shutil.which(command[0]) is None:
@@ -194,10 +264,26 @@ def flash_probe(bundle: Bundle, board: Board, dry_run: bool) -> Flashed:
                 f"{command[0]} is not installed (pip install {command[0]} or apt-get install "
                 f"{command[0]}); the command would be: {shlex.join(command)}"
             )
-        done = subprocess.run(command, capture_output=True, text=True)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise EdgecError(f"{command[0]} did not finish in {RUN_TIMEOUT_S} s") from None
         if done.returncode:
             raise EdgecError(
                 f"{shlex.join(command)} failed: "
                 f"{first_line(Exception(done.stderr or done.stdout or 'no message'))}"
             )
     return Flashed(board, command[-1], None, command)
+
+
+def probe_note(flashed: Flashed, dry_run: bool, run: bool) -> str:
+    """What happened, truthfully: a dry run flashed nothing, a probe measures nothing."""
+    command = shlex.join(flashed.command)
+    if dry_run:
+        return f"dry run: {command} (nothing flashed)"
+    if run:
+        return (
+            f"flashed with {command}; the firmware runs on {flashed.board.name}, but edgec "
+            "reads no measurement back through a probe: the report is unchanged"
+        )
+    return f"flashed with {command}"

@@ -49,6 +49,7 @@ def load(
 
 def _load_onnx(path: Path, input_shapes: Shapes | None, workdir: Path) -> OnnxModel:
     model = onnx_graph.read(path)
+    onnx_graph.check_standard_ops(model, path)
     inputs = onnx_graph.fix_input_shapes(model, input_shapes)
     import onnx
 
@@ -60,7 +61,8 @@ def _load_onnx(path: Path, input_shapes: Shapes | None, workdir: Path) -> OnnxMo
     try:
         outputs = reference.output_specs(fixed, inputs)
     except Exception as e:
-        raise EdgecError(f"ONNX Runtime cannot run {path}: {first_line(e)}") from None
+        why = first_line(e).replace(str(fixed), str(path))  # not edgec's temporary copy
+        raise EdgecError(f"ONNX Runtime cannot run {path}: {why}") from None
     return OnnxModel(fixed, tuple(inputs), tuple(outputs), str(path), export_max_abs_diff=None)
 
 

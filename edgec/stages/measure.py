@@ -14,6 +14,7 @@ import numpy as np
 from edgec import reference
 from edgec.artifacts import Bundle, Measurement, TensorSpec, Where
 from edgec.errors import CheckFailed, EdgecError
+from edgec.manifest import Manifest
 from edgec.targets import TargetProfile
 
 TOLERANCE = 1e-4  # max abs difference from ONNX Runtime's outputs
@@ -50,8 +51,10 @@ def measure(
     reason = runnable_here(profile, emulate)
     if reason:
         raise EdgecError(reason)
-    specs = [TensorSpec.from_json(s) for s in bundle.manifest["inputs"]]
-    _check_inputs(specs, inputs)
+    manifest = bundle.typed
+    if manifest.runner is None or manifest.library is None:
+        raise EdgecError(f"{bundle.path} has no runner for {manifest.target}; load its library")
+    _check_inputs(list(manifest.inputs), inputs)
     where: Where = "host" if profile.capabilities.runs_on_host else "emulated"
     prefix, env = [], dict(os.environ)
     if where == "emulated" and profile.emulator is not None:
@@ -66,8 +69,8 @@ def measure(
             np.save(files[-1], array)
         cmd = [
             *prefix,
-            str(bundle.path / bundle.manifest["runner"]),
-            str(bundle.path / bundle.manifest["library"]),
+            str(bundle.path / manifest.runner),
+            str(bundle.path / manifest.library),
             *files,
             "--output-dir",
             tmp,
@@ -85,14 +88,41 @@ def measure(
             raise CheckFailed(
                 f"the runner failed (exit {done.returncode}): {(errors or ['no output'])[-1]}"
             )
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        outputs = [np.load(Path(tmp) / o["file"]) for o in result["outputs"]]
+        result = runner_result(done.stdout, len(manifest.outputs))
+        outputs = [np.load(Path(tmp) / name, allow_pickle=False) for name in output_files(manifest)]
     baseline = None
     if where == "host":
         baseline = reference.latency(
-            bundle.path / bundle.manifest["reference"], inputs, threads, repeat, warmup
+            bundle.path / manifest.reference, inputs, threads, repeat, warmup
         )
     return checked(bundle, inputs, outputs, result, repeat, where, baseline)
+
+
+def output_files(manifest: Manifest) -> list[str]:
+    """The files the runner writes, one per output: edgec reads these names and no others."""
+    return [f"output_{i}.npy" for i in range(len(manifest.outputs))]
+
+
+def runner_result(stdout: str, outputs: int) -> dict[str, Any]:
+    """The runner's last line (JSON), checked: it names exactly the output files edgec
+    expects, so a runner or board cannot make edgec read or write a path of its choosing."""
+    try:
+        result = json.loads((stdout.strip().splitlines() or [""])[-1])
+        files = [o["file"] for o in result["outputs"]]
+        latency = {k: float(result["latency_ms"][k]) for k in ("p50", "p90", "p99", "mean", "min")}
+        int(result["peak_rss_bytes"])
+    except (ValueError, KeyError, TypeError):
+        raise EdgecError(
+            "the runner's result line is not what edgec-run prints; rebuild the bundle"
+        ) from None
+    expected = [f"output_{i}.npy" for i in range(outputs)]
+    if files != expected:
+        shown = ", ".join(map(repr, files))[:120]
+        raise EdgecError(
+            f"the runner named outputs {shown}; edgec reads only {', '.join(expected)}: "
+            "rebuild the bundle"
+        )
+    return {**result, "latency_ms": latency}
 
 
 def checked(
@@ -106,10 +136,10 @@ def checked(
 ) -> Measurement:
     """A runner's result (its JSON line and outputs) checked against the bundle's reference
     on the same inputs, with the tolerance its manifest sets."""
-    expected = reference.run(bundle.path / bundle.manifest["reference"], inputs)
+    expected = reference.run(bundle.path / bundle.typed.reference, inputs)
     if len(outputs) != len(expected):
         raise CheckFailed(f"the runner gave {len(outputs)} outputs, ONNX Runtime {len(expected)}")
-    parity = bundle.manifest.get("parity", {"tolerance": TOLERANCE, "share": 1.0})
+    parity = bundle.typed.parity or {"tolerance": TOLERANCE, "share": 1.0}
     errors = np.concatenate(
         [np.abs(o.astype(np.float64) - e).ravel() for o, e in zip(outputs, expected, strict=True)]
     )

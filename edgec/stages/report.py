@@ -53,6 +53,7 @@ def report(
             "params": stats.params,
             "size_bytes": stats.size_bytes,
             "macs": stats.macs,
+            "graph_sha256": manifest["files"].get("model.onnx"),  # which model: see compare
             "inputs": manifest["inputs"],
             "outputs": manifest["outputs"],
         },
@@ -104,6 +105,7 @@ def mcu_report(
             "params": stats.params,
             "size_bytes": stats.size_bytes,
             "macs": macs,
+            "graph_sha256": manifest["files"].get("model.onnx"),  # which model: see compare
             "inputs": manifest["inputs"],
             "outputs": manifest["outputs"],
         },

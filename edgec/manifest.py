@@ -1,0 +1,165 @@
+"""A bundle's manifest as a typed, frozen value, validated once when it is read.
+
+A bundle is untrusted input: every name it gives (runner, library, reference, firmware, C
+sources) must be a plain file name inside the bundle and in its checksummed file list before
+anything runs, is copied or is flashed; anything else is refused in one line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgec.artifacts import TensorSpec
+from edgec.errors import EdgecError
+from edgec.targets import TargetProfile, get_target
+
+SCHEMA = 1
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def plain_name(value: object, what: str) -> str:
+    """`value` if it is a plain file name (no directory part, no option look-alike), or raise."""
+    bad = (
+        not isinstance(value, str)
+        or value in ("", ".", "..")
+        or "/" in value
+        or "\\" in value
+        or "\0" in value
+        or value.startswith("-")
+        or any(ord(c) < 32 for c in value)
+    )
+    if bad:
+        raise EdgecError(f"{what} {value!r} is not a plain file name in the bundle; rebuild it")
+    assert isinstance(value, str)
+    return value
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What manifest.json says, checked: names are plain files listed in `files`."""
+
+    target: str
+    model: str
+    library: str | None  # TVM bundles: model.so; MCU bundles: None (see c_sources)
+    reference: str
+    runner: str | None
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    parity: dict[str, float]
+    files: dict[str, str]  # file name → sha256
+    firmware: str | None = None  # MCU bundles
+    board: str | None = None  # MCU bundles: the board the firmware was linked for
+    memory: dict[str, int] | None = None  # MCU bundles: that board's flash/RAM map
+    c_sources: tuple[str, ...] = ()  # MCU bundles: the generated C library
+
+    @property
+    def profile(self) -> TargetProfile:
+        return get_target(self.target)
+
+    @staticmethod
+    def from_json(data: object, directory: Path | None = None) -> Manifest:
+        """Validate a parsed manifest.json; with `directory`, also that each named file is
+        there as a regular file (not a link out of the bundle)."""
+        where = f"{directory}/manifest.json" if directory else "manifest.json"
+        if not isinstance(data, dict):
+            raise EdgecError(f"{where} is not a JSON object; rebuild the bundle")
+        try:
+            return _parse(data, directory, where)
+        except (KeyError, TypeError, ValueError) as e:
+            detail = f"lacks {e.args[0]!r}" if isinstance(e, KeyError) else f"is malformed ({e})"
+            raise EdgecError(f"{where} {detail}; rebuild the bundle") from None
+
+
+def _parse(data: dict[str, Any], directory: Path | None, where: str) -> Manifest:
+    files = data["files"]
+    if not isinstance(files, dict):
+        raise EdgecError(f"{where}: 'files' must map file names to sha256; rebuild the bundle")
+    for name, digest in files.items():
+        plain_name(name, "file")
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise EdgecError(f"{where}: the sha256 of {name!r} is malformed; rebuild the bundle")
+    target = data["target"]
+    if not isinstance(target, str):
+        raise EdgecError(f"{where}: target must be a name; rebuild the bundle")
+    get_target(target)  # an unknown target lists the known ones
+
+    def listed(key: str, value: object) -> str:
+        name = plain_name(value, key)
+        if name not in files:
+            raise EdgecError(
+                f"{where}: {key} {name!r} is not in the bundle's checksummed files; rebuild it"
+            )
+        if directory is not None:
+            path = directory / name
+            if path.is_symlink() or not path.is_file():
+                raise EdgecError(f"{where}: {key} {name!r} is not a file in {directory}; rebuild")
+        return name
+
+    library = data.get("library")
+    c_sources: tuple[str, ...] = ()
+    if isinstance(library, list):  # MCU bundles list the generated C files
+        c_sources = tuple(listed("library", v) for v in library)
+        library = None
+    elif library is not None:
+        library = listed("library", library)
+    runner = data.get("runner")
+    firmware = data.get("firmware")
+    board = data.get("board")
+    if board is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(board)):
+        raise EdgecError(f"{where}: board {board!r} is not a board name; rebuild the bundle")
+    memory = data.get("memory")
+    if memory is not None:
+        memory = {k: int(memory[k]) for k in ("flash_origin", "flash_bytes", "ram_origin")}
+    if firmware is not None:  # what `edgec run --emulate` compares the firmware against
+        expected = data["expected_output"]
+        if not isinstance(expected, list) or not all(
+            isinstance(v, int) and -128 <= v <= 127 for v in expected
+        ):
+            raise EdgecError(f"{where}: expected_output must be int8 values; rebuild the bundle")
+        layers = data["layers"]
+        if not isinstance(layers, list) or not all(
+            isinstance(x, dict) and isinstance(x.get("macs"), int) and {"name", "op"} <= x.keys()
+            for x in layers
+        ):
+            raise EdgecError(f"{where}: layers must name each layer's op and MACs; rebuild")
+    parity = data.get("parity") or {}
+    return Manifest(
+        target=target,
+        model=str(data.get("model", "")),
+        library=library,
+        reference=listed("reference", data["reference"]),
+        runner=None if runner is None else listed("runner", runner),
+        inputs=_specs(data["inputs"], "inputs", where),
+        outputs=_specs(data["outputs"], "outputs", where),
+        parity={k: float(v) for k, v in parity.items()},
+        files=dict(files),
+        firmware=None if firmware is None else listed("firmware", firmware),
+        board=None if board is None else str(board),
+        memory=memory,
+        c_sources=c_sources,
+    )
+
+
+def _specs(values: object, key: str, where: str) -> tuple[TensorSpec, ...]:
+    if not isinstance(values, list) or not values:
+        raise EdgecError(f"{where}: {key} must be a non-empty list of tensors; rebuild the bundle")
+    specs = []
+    for value in values:
+        spec = TensorSpec.from_json(value)
+        if not _numeric(spec.dtype) or any(d < 0 for d in spec.shape) or len(spec.shape) > 8:
+            raise EdgecError(f"{where}: {key} tensor {value!r} is malformed; rebuild the bundle")
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _numeric(dtype: str) -> bool:
+    """A numpy dtype of numbers or booleans (not objects, strings or records)."""
+    import numpy as np
+
+    try:
+        return np.dtype(dtype).kind in "biuf"
+    except (TypeError, ValueError):
+        return False
