@@ -9,7 +9,7 @@ from typing import Any
 
 from edgec.artifacts import BuiltArtifact, RelaxModule
 from edgec.errors import EdgecError, first_line
-from edgec.relax import cpu_schedules, int8_dot, layout, runtime_check
+from edgec.relax import clip_ops, cpu_schedules, int8_dot, layout, runtime_check
 from edgec.relax.target import resolved_target, tvm_target
 from edgec.relax.tune import TuneOptions, TuningSummary, apply_database, database_dir, tune
 from edgec.targets import TargetProfile
@@ -131,6 +131,10 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
 
     mod = relax.transform.DecomposeOpsForInference()(mod)  # batch norm → scale and shift
     mod = relax.transform.CanonicalizeBindings()(mod)
+    try:  # ReLU6 as ops that layout conversion sees through (edgec.relax.clip_ops)
+        mod = clip_ops.clip_kernels_as_ops(relax.transform.FoldConstant()(mod))
+    except Exception as e:
+        fallbacks["clip as ops"] = f"left as the importer's kernels: {first_line(e)}"
     # NHWC activations and HWIO weights put output channels innermost and contiguous: the axis
     # the contraction rule vectorizes. Ops it does not hold for stay NCHW (edgec.relax.layout).
     mod = layout.to_channels_last(mod, fallbacks)

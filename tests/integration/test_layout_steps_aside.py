@@ -170,3 +170,33 @@ def test_an_import_failure_names_the_onnx_node_its_op_and_input_shapes(tmp_path:
     with pytest.raises(EdgecError) as e:
         import_onnx(model)
     assert "at node reshape_by_input (Reshape, inputs ['1x4 float32', '2 int64'])" in str(e.value)
+
+
+def _clip(opset: int) -> Any:
+    if opset < 11:  # bounds as attributes
+        node = helper.make_node("Clip", ["c1"], ["m"], min=0.0, max=6.0)
+        return _graph([node], [], opset)
+    bounds = [_const("lo", np.array(0.0, np.float32)), _const("hi", np.array(6.0, np.float32))]
+    return _graph([helper.make_node("Clip", ["c1", "lo", "hi"], ["m"])], bounds, opset)
+
+
+@pytest.mark.parametrize("opset", [6, 11, 13], ids=lambda o: f"opset{o}")
+def test_relu6_between_convolutions_costs_no_transpose(opset: int) -> None:
+    import tvm
+    from tvm import relax
+
+    from edgec.relax.clip_ops import clip_kernels_as_ops
+    from edgec.relax.layout import to_channels_last
+
+    fallbacks: dict[str, str] = {}
+    mod = clip_kernels_as_ops(relax.transform.FoldConstant()(_imported(_clip(opset))))
+    converted = to_channels_last(mod, fallbacks)
+    transposes = []
+
+    def visit(expr: Any) -> None:
+        if isinstance(expr, relax.Call) and getattr(expr.op, "name", "") == "relax.permute_dims":
+            transposes.extend([] if isinstance(expr.args[0], tvm.ir.expr.Constant) else [expr])
+
+    relax.analysis.post_order_visit(converted["main"].body, visit)
+    assert len(transposes) == 2  # the model's input to NHWC and its output back, nothing between
+    assert fallbacks == {}
