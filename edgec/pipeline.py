@@ -21,7 +21,7 @@ from edgec.stages.bundle import bundle, open_bundle
 from edgec.stages.export import export
 from edgec.stages.load import load
 from edgec.stages.measure import measure, runnable_here
-from edgec.staging import replace_file, staged_directory, write_tarball
+from edgec.staging import output_lock, replace_file, staged_directory, update_bundle
 from edgec.targets import TargetProfile, get_target
 
 if TYPE_CHECKING:
@@ -76,6 +76,7 @@ class BuildOptions:
     measure: bool = True
     tuning: TuneOptions | None = None  # None: build without the tuning database
     board: str | None = None  # MCU targets: the board to link for (default: the target's)
+    force: bool = False  # replace the output even if edgec did not write it
 
 
 def build(
@@ -84,7 +85,7 @@ def build(
     """Build MODEL for the target into the bundle directory `out`; returns the report."""
     profile = get_target(target_name)
     _check_options(profile, options)
-    with staged_directory(out) as work:
+    with staged_directory(out, options.force) as work:
         with log.stage("load") as s:
             source = load(model, options.input_shapes, work, options.weights)
             s.note(source.source)
@@ -98,14 +99,14 @@ def build(
             with log.stage("quantize") as s:
                 quantized, calib = _quantize(onnx_model, options, compressed)
                 model_facts = {**model_facts, **_quantized_facts(quantized, model_facts)}
-                replace_file(work / "calibration.json", json.dumps(quantized.calibration_json()))
+                calibration = json.dumps(quantized.calibration_json(), allow_nan=False)
+                replace_file(work / "calibration.json", calibration)
                 s.note(quantize_note(quantized))
         if profile.capabilities.backend == "c":
             assert quantized is not None and calib is not None
             data = _build_c(quantized, calib, profile, work, options, model_facts, log)
         else:
             data = _build_tvm(onnx_model, quantized, profile, work, options, model_facts, log)
-    write_tarball(out)
     _raise_on_parity(data)
     return data
 
@@ -418,6 +419,7 @@ def _distill(
     from edgec.stages.distill import distill
 
     def progress(epoch: int, loss: float, accuracy: float) -> None:
+        log.step(epoch, cfg.epochs)
         log.say(f"epoch {epoch}/{cfg.epochs}: loss {loss:.4f}, val top-1 {accuracy:.1f}%")
 
     return distill(student.module, teacher.module, data, cfg, progress)
@@ -497,6 +499,13 @@ def run(
     path: Path, inputs: list[np.ndarray] | None, repeat: int | None, emulate: bool, log: StageLog
 ) -> dict[str, Any]:
     """Run an existing bundle, check it against its reference, and update its report."""
+    with output_lock(path):  # a build replacing the bundle meanwhile would mix two bundles
+        return _run(path, inputs, repeat, emulate, log)
+
+
+def _run(
+    path: Path, inputs: list[np.ndarray] | None, repeat: int | None, emulate: bool, log: StageLog
+) -> dict[str, Any]:
     result, profile = open_bundle(path)
     report_path = path / "report.json"
     if not report_path.is_file():
@@ -516,11 +525,9 @@ def run(
             f"p50 {measurement.latency_ms['p50']:.3f} ms ({measurement.where}), "
             f"max abs diff {measurement.max_abs_diff:.2e}"
         )
-    data = reporting.with_measurement(
-        json.loads(report_path.read_text(encoding="utf-8")), measurement, None
-    )
-    reporting.write(path, data)
-    write_tarball(path)
+    old = json.loads(report_path.read_text(encoding="utf-8"))
+    data = reporting.with_measurement(old, measurement, None, ("run", log.times[-1][1]))
+    update_bundle(path, reporting.files(data))
     _raise_on_parity(data)
     return data
 
@@ -548,14 +555,18 @@ def _run_firmware(
         s.note(f"{run.instructions:,} instructions (emulated {board.qemu_machine})")
     old = json.loads((path / "report.json").read_text(encoding="utf-8"))
     data = reporting.with_mcu_run(old, manifest["layers"], run, manifest["expected_output"])
-    reporting.write(path, data)
-    write_tarball(path)
+    update_bundle(path, reporting.files(data))
     _raise_on_parity(data)
     return data
 
 
 def _raise_on_parity(data: dict[str, Any]) -> None:
     parity = data["parity"]
+    if parity.get("ok") is False and parity.get("max_abs_diff") is None:
+        raise CheckFailed(
+            f"outputs compared with {parity['reference']}: max abs diff "
+            f"{parity.get('max_abs_diff_reason', 'unknown')}; the report is written"
+        )
     if parity.get("ok") is False:
         raise CheckFailed(
             f"outputs differ from {parity['reference']} by up to {parity['max_abs_diff']:.3g}; "
@@ -601,10 +612,11 @@ def flash(path: Path, board_name: str, options: FlashOptions, log: StageLog) -> 
     else:  # this machine, natively or under an emulator: running is measuring
         return run(path, None, options.repeat, emulate=True, log=log)
     if flashed.measurement is not None:
-        data = reporting.with_measurement(data, flashed.measurement, None)
+        data = reporting.with_measurement(
+            data, flashed.measurement, None, ("flash", log.times[-1][1])
+        )
         data["board"] = board.name
-        reporting.write(path, data)
-        write_tarball(path)
+        update_bundle(path, reporting.files(data))
         _raise_on_parity(data)
     return data
 
@@ -703,6 +715,7 @@ def quantize_to_file(
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(f".{out.name}.partial")
         shutil.copyfile(quantized.onnx.path, partial)
-        replace_file(out.with_suffix(".calibration.json"), json.dumps(quantized.calibration_json()))
+        calibration = json.dumps(quantized.calibration_json(), allow_nan=False)
+        replace_file(out.with_suffix(".calibration.json"), calibration)
         partial.replace(out)
     return quantized
