@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 HELP = {
     "target": "Target profile (see `edgec targets`); several, comma-separated, build in parallel.",
-    "out": "Bundle directory to write (replaced atomically; a .tar.gz is written beside it).",
+    "out": "Bundle directory to write, with a .tar.gz beside it (both replaced together, and "
+    "only if edgec wrote them).",
     "input_shape": "Input shape, e.g. 1,3,32,32; repeat the option for several inputs.",
     "repeat": "Timed runs of the runner (default: 50 on the host, 5 emulated).",
     "emulate": "Run a non-host bundle under the target's emulator (e.g. qemu-aarch64).",

@@ -564,8 +564,9 @@ def _raise_on_parity(data: dict[str, Any]) -> None:
     parity = data["parity"]
     if parity.get("ok") is False and parity.get("max_abs_diff") is None:
         raise CheckFailed(
-            f"outputs compared with {parity['reference']}: max abs diff "
-            f"{parity.get('max_abs_diff_reason', 'unknown')}; the report is written"
+            f"the outputs cannot be compared with {parity['reference']}: max abs diff is "
+            f"{parity.get('max_abs_diff_reason', 'unknown')} (does the input hold NaN or inf?); "
+            "the report is written"
         )
     if parity.get("ok") is False:
         raise CheckFailed(
