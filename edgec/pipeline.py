@@ -652,7 +652,12 @@ def build_many(
             pool.submit(_build_one, model, name, out, replace(options, measure=False))
             for name, out in zip(targets, outs, strict=True)
         ]
-        built = [job.result() for job in jobs]
+        try:
+            built = [job.result() for job in jobs]
+        except BaseException:  # Ctrl-C or SIGTERM here: stop the workers, which clean up
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            raise
     if not options.measure:
         return built
     return [_measure_one(b, options) if b.error is None else b for b in built]
@@ -676,9 +681,12 @@ def _measure_one(built: BuiltTarget, options: BuildOptions) -> BuiltTarget:
 def _build_one(model: str, target: str, out: Path, options: BuildOptions) -> BuiltTarget:
     import io
 
+    from edgec import interrupts
+
     stream = io.StringIO()
     try:
-        build(model, target, out, options, StageLog(stream))
+        with interrupts.handled():  # SIGTERM from build_many: remove the staging area, then stop
+            build(model, target, out, options, StageLog(stream))
     except EdgecError as e:
         return BuiltTarget(target, out, stream.getvalue(), str(e), e.exit_code)
     except Exception as e:  # an internal error in one target must not hide the others

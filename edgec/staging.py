@@ -45,6 +45,25 @@ def check_replaceable(out: Path) -> None:
         raise EdgecError(f"{problem}; choose another -o, or add --force to replace it")
 
 
+def check_not_a_home(out: Path) -> None:
+    """Never replace, even with --force, a directory the user stands in or lives in."""
+    where = out.resolve()
+    cwd = Path.cwd().resolve()
+    homes = {Path.home().resolve(), cwd, *cwd.parents}
+    if where in homes or where == where.parent:
+        what = "above the current one"
+        if where == Path.home().resolve():
+            what = "your home directory"
+        elif where == where.parent:
+            what = "the file system root"
+        elif where == cwd:
+            what = "the current directory"
+        raise EdgecError(
+            f"-o {out} is {what}; edgec replaces the whole output directory, so it never takes "
+            f"that one, even with --force: give a new one, e.g. -o {out / 'bundle'}"
+        )
+
+
 def _foreign_directory(out: Path) -> str | None:
     if out.is_symlink():
         return f"{out} is a symbolic link, not a bundle edgec wrote"
@@ -59,7 +78,8 @@ def _foreign_directory(out: Path) -> str | None:
     if listed is None:
         held = _names(out, names)
         return f"{out} is not a bundle edgec wrote (no edgec manifest.json); it holds {held}"
-    extra = names - listed - {MARKER, *REPORT_FILES}
+    partials = {f".{name}.partial" for name in REPORT_FILES}  # a killed report write's
+    extra = names - listed - {MARKER, *REPORT_FILES, *partials}
     if extra:
         return f"{out} holds files edgec did not write: {_names(out, extra)}"
     return None
@@ -201,6 +221,7 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 def staged_directory(out: Path, force: bool = False) -> Iterator[Path]:
     """Yield an empty directory; if the block succeeds it becomes `out`, and its tarball
     `out.tar.gz`, both at once. Otherwise neither changes."""
+    check_not_a_home(out)
     if not force:
         check_replaceable(out)  # before the lock: a refusal must not leave a lock file
     with output_lock(out):

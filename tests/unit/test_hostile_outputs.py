@@ -290,6 +290,35 @@ def test_a_second_build_to_the_same_output_is_refused_in_one_line(tmp_path: Path
     assert not (tmp_path / ".out.lock").exists()
 
 
+HOMES = [
+    pytest.param(".", "the current directory", id="force-on-the-current-directory"),
+    pytest.param("..", "above the current one", id="force-on-its-parent"),
+    pytest.param("{home}", "your home directory", id="force-on-home"),
+    pytest.param("/", "the file system root", id="force-on-the-root"),
+]
+
+
+@pytest.mark.parametrize(("out", "what"), HOMES)
+def test_force_never_takes_the_current_directory_or_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, out: str, what: str
+) -> None:
+    home, cwd = tmp_path / "home", tmp_path / "home" / "src" / "project"
+    cwd.mkdir(parents=True)
+    (cwd / "thesis.tex").write_text("years of work")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    before = _snapshot(tmp_path)
+    out = out.format(home=home)
+    result = CliRunner().invoke(main, ["build", EXAMPLE, "-t", "x86", "-o", out, "--force"])
+    lines = [line for line in result.stderr.splitlines() if line.startswith("edgec: ")]
+    assert result.exit_code == 2
+    assert lines == [
+        f"edgec: error: -o {out} is {what}; edgec replaces the whole output directory, so it "
+        f"never takes that one, even with --force: give a new one, e.g. -o {Path(out) / 'bundle'}"
+    ]
+    assert _snapshot(tmp_path) == before
+
+
 UNWRITABLE = [
     pytest.param("/proc/edgec-hostile/out", "does not exist and cannot be made", id="under-proc"),
     pytest.param("/sys/kernel/edgec-hostile", "permission denied", id="under-sys"),
