@@ -504,7 +504,9 @@ def tune(
     shapes = [_shape(s) for s in input_shapes] or None
     click.echo(f"edgec tune {model} for {profile.name}: {profile.description}", err=True)
     summary = tune_kernels(model, profile.name, shapes, options, StageLog())
-    click.echo(json.dumps(summary.to_json(), indent=2))
+    from edgec.stages.report import finite
+
+    click.echo(json.dumps(finite(summary.to_json()), indent=2, allow_nan=False))
 
 
 def _compress_command(

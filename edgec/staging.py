@@ -189,21 +189,24 @@ def _acquire(lock: Path, out: Path) -> int:
         os.close(fd)  # the previous holder removed it as we opened it: take a fresh one
 
 
-def disk_error(out: Path, e: OSError) -> EdgecError:
+def disk_error(out: Path, e: OSError, option: str = "-o") -> EdgecError:
     """One line naming the user's path and the cause, never edgec's hidden staging path."""
+    space = f"free some space or choose another {option}"
     cause = {
-        errno.ENOSPC: "the disk is full; free some space or choose another -o",
-        errno.EDQUOT: "the disk quota is exceeded; free some space or choose another -o",
-        errno.EROFS: "the file system is read-only; choose another -o",
-        errno.EACCES: "permission denied; choose another -o",
-        errno.EPERM: "the operation is not permitted there; choose another -o",
-        errno.ENOTDIR: f"{_first_file(out)} is a file, not a directory; choose another -o",
-        errno.EEXIST: f"{_first_file(out)} is a file, not a directory; choose another -o",
-        errno.ENOENT: f"{out.parent} does not exist and cannot be made; choose another -o",
-        errno.EFBIG: "a file grew past the size allowed; free some space or choose another -o",
-        errno.EXDEV: "it is a mount point edgec cannot rename over; choose another -o",
-        errno.EBUSY: "it is in use (a mount point?); choose another -o",
-    }.get(e.errno or 0, f"{(e.strerror or str(e)).lower()}; choose another -o")
+        errno.ENOSPC: f"the disk is full; {space}",
+        errno.EDQUOT: f"the disk quota is exceeded; {space}",
+        errno.EFBIG: f"a file grew past the size allowed; {space}",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "the operation is not permitted there",
+        errno.ENOTDIR: f"{_first_file(out)} is a file, not a directory",
+        errno.EEXIST: f"{_first_file(out)} is a file, not a directory",
+        errno.ENOENT: f"{out.parent} does not exist and cannot be made",
+        errno.EXDEV: "it is a mount point edgec cannot rename over",
+        errno.EBUSY: "it is in use (a mount point?)",
+    }.get(e.errno or 0, (e.strerror or str(e)).lower())
+    if space not in cause:
+        cause += f"; choose another {option}"
     return EdgecError(f"cannot write {out}: {cause}")
 
 
@@ -376,4 +379,7 @@ def replace_bytes(path: Path, data: bytes) -> None:
         partial.replace(path)
     except OSError as e:
         partial.unlink(missing_ok=True)
-        raise disk_error(path, e) from e
+        raise disk_error(path, e, "path") from e
+    except BaseException:  # Ctrl-C, SIGTERM: no .partial left behind
+        partial.unlink(missing_ok=True)
+        raise
