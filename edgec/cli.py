@@ -270,7 +270,7 @@ def _interrupted(e: KeyboardInterrupt, children_before: set[int]) -> NoReturn:
     signum = e.signum if isinstance(e, interrupts.Interrupted) else 2
     name = signal.Signals(signum).name
     if staging.committed:
-        done = f"{', '.join(str(p) for p in staging.committed)} was written before it"
+        done = f"written before the signal: {', '.join(str(p) for p in staging.committed)}"
     else:
         done = "no output was changed"
     click.echo(f"edgec: interrupted by {name}; {done}", err=True)

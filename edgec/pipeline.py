@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgec import onnx_graph, reference
+from edgec import onnx_graph, reference, staging
 from edgec.accuracy import ModelFacts
 from edgec.artifacts import OnnxModel, TensorSpec, TorchModel
 from edgec.errors import CheckFailed, EdgecError
@@ -657,6 +657,10 @@ def build_many(
         except BaseException:  # Ctrl-C or SIGTERM here: stop the workers, which clean up
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()
+            for job, out in zip(jobs, outs, strict=True):  # for a true last message
+                finished = job.done() and not job.cancelled() and job.exception() is None
+                if finished and job.result().error is None:
+                    staging.committed.append(out)
             raise
     if not options.measure:
         return built
