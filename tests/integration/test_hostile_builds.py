@@ -47,15 +47,17 @@ def _processes_naming(path: Path) -> list[str]:
 
 
 STOPS = [
-    pytest.param(signal.SIGTERM, _staging_appears, id="sigterm-while-loading"),
-    pytest.param(signal.SIGTERM, _runner_runs, id="sigterm-while-the-runner-runs"),
-    pytest.param(signal.SIGHUP, _runner_runs, id="sighup-while-the-runner-runs"),
+    pytest.param(signal.SIGTERM, _staging_appears, False, id="sigterm-while-loading"),
+    pytest.param(signal.SIGTERM, _runner_runs, False, id="sigterm-while-the-runner-runs"),
+    pytest.param(signal.SIGHUP, _runner_runs, False, id="sighup-while-the-runner-runs"),
+    # `timeout` and CI runners signal the whole process group: the runner gets it too
+    pytest.param(signal.SIGTERM, _runner_runs, True, id="sigterm-to-the-process-group"),
 ]
 
 
-@pytest.mark.parametrize(("signum", "ready"), STOPS)
+@pytest.mark.parametrize(("signum", "ready", "group"), STOPS)
 def test_a_stop_signal_leaves_no_debris_no_orphan_and_one_line(
-    tmp_path: Path, signum: int, ready: Callable[[Path, Path], bool]
+    tmp_path: Path, signum: int, ready: Callable[[Path, Path], bool], group: bool
 ) -> None:
     tmp = tmp_path / "tmp"  # the build's own TMPDIR: edgec-run-* dirs of other tests stay apart
     tmp.mkdir()
@@ -68,12 +70,16 @@ def test_a_stop_signal_leaves_no_debris_no_orphan_and_one_line(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=group,
     )
     deadline = time.monotonic() + WAIT_S
     while not ready(out, tmp) and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert child.poll() is None, "the build ended before the signal"
-    child.send_signal(signum)
+    if group:
+        os.killpg(child.pid, signum)
+    else:
+        child.send_signal(signum)
     _, stderr = child.communicate(timeout=WAIT_S)
     lines = [line for line in stderr.splitlines() if line.startswith("edgec: ")]
     name = signal.Signals(signum).name
