@@ -23,9 +23,9 @@ class StageLog:
     times: list[tuple[str, float]] = field(default_factory=list)
     detail: str = ""
     heartbeat_s: float = HEARTBEAT_S
-    _step: tuple[int, int] | None = None
-    _last_line: float = 0.0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _step: tuple[int, int] | None = field(default=None, init=False, repr=False)
+    _last_line: float = field(default=0.0, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[StageLog]:

@@ -302,7 +302,8 @@ def write_archive(directory: Path, archive: Path, replaced: Path | None = None) 
 
 def _switch(moves: list[tuple[Path, Path]], area: Path) -> None:
     """Move each staged path over its destination; the old ones go into `area`. All renames
-    happen with stop signals held, and a failed one undoes those before it."""
+    happen with stop signals held (where edgec's handler is installed), and a failed or
+    interrupted one undoes those before it."""
     done: list[tuple[Path, Path]] = []
     with interrupts.held():
         try:
@@ -313,7 +314,7 @@ def _switch(moves: list[tuple[Path, Path]], area: Path) -> None:
                     done.append((dest, old))
                 os.rename(new, dest)
                 done.append((new, dest))
-        except OSError:
+        except BaseException:  # an OSError, or a plain Ctrl-C where no handler defers it
             for source, moved in reversed(done):
                 with suppress(OSError):
                     os.rename(moved, source)

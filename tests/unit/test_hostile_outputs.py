@@ -443,3 +443,20 @@ def test_a_rerun_gets_its_own_row_and_the_build_keeps_its_measure_row() -> None:
     ]
     again = reporting.with_measurement(data, rerun, None, ("run", 3.0))
     assert [s["name"] for s in again["stages"]] == ["measure", "run"]  # the latest run only
+
+
+def test_a_failed_rename_in_the_switch_puts_the_old_bundle_and_tarball_back(
+    tmp_path: Path,
+) -> None:
+    from edgec.staging import _switch
+
+    out = tmp_path / "out"
+    _bundle(out)
+    before = _snapshot(tmp_path)
+    area = tmp_path / ".out.edgec-test"
+    _bundle(area / "out", model=b"model v2")  # the new bundle and, beside it, its tarball
+    (area / "out.tar.gz").unlink()  # the second rename will fail: its source is gone
+    with pytest.raises(FileNotFoundError):
+        _switch([(area / "out", out), (area / "out.tar.gz", tmp_path / "out.tar.gz")], area)
+    assert {k: v for k, v in _snapshot(tmp_path).items() if not k.startswith(".")} == before
+    assert (area / "out" / "model.so").read_bytes() == b"model v2"  # back where it was
