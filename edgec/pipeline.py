@@ -21,7 +21,13 @@ from edgec.stages.bundle import bundle, open_bundle
 from edgec.stages.export import export
 from edgec.stages.load import load
 from edgec.stages.measure import measure, runnable_here
-from edgec.staging import output_lock, replace_file, staged_directory, update_bundle
+from edgec.staging import (
+    IN_PLACE,
+    output_lock,
+    replace_file,
+    staged_directory,
+    update_bundle,
+)
 from edgec.targets import TargetProfile, get_target
 
 if TYPE_CHECKING:
@@ -499,7 +505,7 @@ def run(
     path: Path, inputs: list[np.ndarray] | None, repeat: int | None, emulate: bool, log: StageLog
 ) -> dict[str, Any]:
     """Run an existing bundle, check it against its reference, and update its report."""
-    with output_lock(path):  # a build replacing the bundle meanwhile would mix two bundles
+    with output_lock(path, IN_PLACE):  # a build replacing it meanwhile would mix two bundles
         return _run(path, inputs, repeat, emulate, log)
 
 

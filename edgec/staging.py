@@ -137,8 +137,11 @@ def _archived_manifest(archive: Path, name: str) -> bytes | None:
     return None
 
 
+IN_PLACE = "copy the bundle where you can write"  # advice when edgec updates a bundle in place
+
+
 @contextmanager
-def output_lock(out: Path) -> Iterator[None]:
+def output_lock(out: Path, advice: str = "choose another -o") -> Iterator[None]:
     """Hold `.NAME.lock` beside `out` (flock); another edgec writing `out` is refused in one
     line rather than waited for: a second build of the same output would only overwrite the
     first, and a wait of minutes with no output looks like a hang."""
@@ -151,7 +154,7 @@ def output_lock(out: Path) -> Iterator[None]:
             _locks[key] -= 1
         return
     lock = out.with_name(f".{out.name}.lock")
-    fd = _acquire(lock, out)
+    fd = _acquire(lock, out, advice)
     _locks[key] = 1
     try:
         yield
@@ -162,21 +165,20 @@ def output_lock(out: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _acquire(lock: Path, out: Path) -> int:
+def _acquire(lock: Path, out: Path, advice: str) -> int:
     while True:
         try:
             lock.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
-            raise disk_error(out, e) from e
+            raise disk_error(out, e, advice) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise EdgecError(
-                f"another edgec (pid {holder}) is writing {out}; wait for it to finish "
-                "or choose another -o"
+                f"another edgec (pid {holder}) is writing {out}; wait for it to finish or {advice}"
             ) from None
         try:
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
@@ -189,9 +191,9 @@ def _acquire(lock: Path, out: Path) -> int:
         os.close(fd)  # the previous holder removed it as we opened it: take a fresh one
 
 
-def disk_error(out: Path, e: OSError, option: str = "-o") -> EdgecError:
+def disk_error(out: Path, e: OSError, advice: str = "choose another -o") -> EdgecError:
     """One line naming the user's path and the cause, never edgec's hidden staging path."""
-    space = f"free some space or choose another {option}"
+    space = f"free some space or {advice}"
     cause = {
         errno.ENOSPC: f"the disk is full; {space}",
         errno.EDQUOT: f"the disk quota is exceeded; {space}",
@@ -206,7 +208,7 @@ def disk_error(out: Path, e: OSError, option: str = "-o") -> EdgecError:
         errno.EBUSY: "it is in use (a mount point?)",
     }.get(e.errno or 0, (e.strerror or str(e)).lower())
     if space not in cause:
-        cause += f"; choose another {option}"
+        cause += f"; {advice}"
     return EdgecError(f"cannot write {out}: {cause}")
 
 
@@ -257,11 +259,11 @@ def staged_directory(out: Path, force: bool = False) -> Iterator[Path]:
 
 def update_bundle(bundle: Path, files: dict[str, bytes]) -> None:
     """Replace some files of an existing bundle (its reports) and its tarball, all at once."""
-    with output_lock(bundle):
+    with output_lock(bundle, IN_PLACE):
         if problem := _foreign_tarball(bundle):
             raise EdgecError(f"{problem}; move it away: edgec rewrites the tarball beside a bundle")
         remove_stale_staging(bundle)
-        area = _staging_area(bundle)
+        area = _staging_area(bundle, IN_PLACE)
         try:
             staged = area / "bundle"
             staged.mkdir()
@@ -272,7 +274,7 @@ def update_bundle(bundle: Path, files: dict[str, bytes]) -> None:
             moves = [(staged / name, bundle / name) for name in files]
             _switch([*moves, (archive, tarball_of(bundle))], area)
         except OSError as e:
-            raise disk_error(bundle, e) from e
+            raise disk_error(bundle, e, IN_PLACE) from e
         finally:
             with interrupts.held():
                 shutil.rmtree(area, ignore_errors=True)
@@ -321,14 +323,14 @@ def _switch(moves: list[tuple[Path, Path]], area: Path) -> None:
             raise
 
 
-def _staging_area(out: Path) -> Path:
+def _staging_area(out: Path, advice: str = "choose another -o") -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         area = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgec-", dir=out.parent))
         pid = os.getpid()
         (area / OWNER).write_text(f"edgec {pid} {interrupts.start_time(pid) or '-'}\n")
     except OSError as e:
-        raise disk_error(out, e) from e
+        raise disk_error(out, e, advice) from e
     return area
 
 
@@ -380,7 +382,7 @@ def replace_bytes(path: Path, data: bytes) -> None:
         partial.replace(path)
     except OSError as e:
         partial.unlink(missing_ok=True)
-        raise disk_error(path, e, "path") from e
+        raise disk_error(path, e, "choose another path") from e
     except BaseException:  # Ctrl-C, SIGTERM: no .partial left behind
         partial.unlink(missing_ok=True)
         raise

@@ -91,27 +91,33 @@ def test_a_stop_signal_leaves_no_debris_no_orphan_and_one_line(
     assert _processes_naming(out.parent) == []  # the runner did not outlive edgec
 
 
-def _can_mount_tmpfs(where: Path) -> bool:
+def _can_mount_tmpfs(where: Path, options: str) -> bool:
     where.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True
     )
     return done.returncode == 0
 
 
-def test_a_full_disk_names_the_output_and_leaves_nothing(tmp_path: Path) -> None:
+SMALL_DISKS = [
+    pytest.param("size=4m", "the disk is full; free some space or choose another -o", id="full"),
+    pytest.param("ro,size=1m", "the file system is read-only; choose another -o", id="read-only"),
+]
+
+
+@pytest.mark.parametrize(("options", "cause"), SMALL_DISKS)
+def test_a_full_or_read_only_disk_names_the_output_and_leaves_nothing(
+    tmp_path: Path, options: str, cause: str
+) -> None:
     small = tmp_path / "small"
-    if not _can_mount_tmpfs(small):
-        pytest.skip("needs to mount a 4 MB tmpfs (root with CAP_SYS_ADMIN) to fill a disk")
+    if not _can_mount_tmpfs(small, options):
+        pytest.skip("needs to mount a tmpfs (root with CAP_SYS_ADMIN) for a full or read-only disk")
     try:
         out = small / "cnn"
         result = CliRunner().invoke(main, ["build", EXAMPLE, "-t", "x86", "-o", str(out)])
         lines = [line for line in result.stderr.splitlines() if line.startswith("edgec: ")]
         assert result.exit_code == 2
-        assert lines == [
-            f"edgec: error: cannot write {out}: the disk is full; free some space or choose "
-            "another -o"
-        ]
+        assert lines == [f"edgec: error: cannot write {out}: {cause}"]
         assert list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)], check=True)
@@ -175,3 +181,22 @@ def test_a_nan_input_writes_null_with_a_reason_and_fails_in_one_line(
     assert parity["max_abs_diff"] is None
     assert parity["max_abs_diff_reason"] == "not a finite number (nan)"
     assert _archived_report(pruned) == (pruned / "report.json").read_bytes()
+
+
+def test_run_on_a_read_only_bundle_says_so_in_one_line(pruned: Path, tmp_path: Path) -> None:
+    mount = tmp_path / "ro"
+    if not _can_mount_tmpfs(mount, "size=32m"):
+        pytest.skip("needs to mount a tmpfs (root with CAP_SYS_ADMIN) for a read-only bundle")
+    try:
+        bundle = mount / pruned.name
+        subprocess.run(["cp", "-a", str(pruned), f"{pruned}.tar.gz", str(mount)], check=True)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        result = CliRunner().invoke(main, ["run", str(bundle), "--repeat", "1"])
+        lines = [line for line in result.stderr.splitlines() if line.startswith("edgec: ")]
+        assert result.exit_code == 2
+        assert lines == [
+            f"edgec: error: cannot write {bundle}: the file system is read-only; copy the "
+            "bundle where you can write"
+        ]
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
