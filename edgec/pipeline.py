@@ -17,7 +17,7 @@ from edgec.errors import CheckFailed, EdgecError
 from edgec.progress import StageLog
 from edgec.relax.tune import TuneOptions, TuningSummary
 from edgec.stages import report as reporting
-from edgec.stages.bundle import bundle, open_bundle
+from edgec.stages.bundle import MANIFEST, bundle, open_bundle
 from edgec.stages.export import export
 from edgec.stages.load import load
 from edgec.stages.measure import measure, runnable_here
@@ -505,6 +505,8 @@ def run(
     path: Path, inputs: list[np.ndarray] | None, repeat: int | None, emulate: bool, log: StageLog
 ) -> dict[str, Any]:
     """Run an existing bundle, check it against its reference, and update its report."""
+    if not (path / MANIFEST).is_file():
+        open_bundle(path)  # its one-line refusal, before a lock file is made beside `path`
     with output_lock(path, IN_PLACE):  # a build replacing it meanwhile would mix two bundles
         return _run(path, inputs, repeat, emulate, log)
 
