@@ -735,8 +735,12 @@ def quantize_to_file(
             s.note(quantize_note(quantized))
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(f".{out.name}.partial")
-        shutil.copyfile(quantized.onnx.path, partial)
-        calibration = json.dumps(quantized.calibration_json(), allow_nan=False)
-        replace_file(out.with_suffix(".calibration.json"), calibration)
-        partial.replace(out)
+        try:
+            shutil.copyfile(quantized.onnx.path, partial)
+            calibration = json.dumps(quantized.calibration_json(), allow_nan=False)
+            replace_file(out.with_suffix(".calibration.json"), calibration)
+            partial.replace(out)
+        except BaseException:  # a full disk, Ctrl-C, SIGTERM: no .partial left behind
+            partial.unlink(missing_ok=True)
+            raise
     return quantized
