@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import shutil
+import socket
 import tarfile
 import tempfile
 import zlib
@@ -26,7 +27,7 @@ from edgec.errors import EdgecError
 
 MARKER = "manifest.json"  # what makes an existing directory an edgec bundle
 REPORT_FILES = ("report.json", "report.md")  # written beside the manifest, not listed in it
-OWNER = "owner"  # in a staging area: "edgec PID START" of the process writing it
+OWNER = "owner"  # in a staging area: "edgec PID START HOST" of the process writing it
 SHOWN = 5  # extra files named in a refusal
 
 committed: list[Path] = []  # outputs this process switched into place, for a true last message
@@ -328,7 +329,8 @@ def _staging_area(out: Path, advice: str = "choose another -o") -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         area = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgec-", dir=out.parent))
         pid = os.getpid()
-        (area / OWNER).write_text(f"edgec {pid} {interrupts.start_time(pid) or '-'}\n")
+        start = interrupts.start_time(pid) or "-"
+        (area / OWNER).write_text(f"edgec {pid} {start} {socket.gethostname()}\n")
     except OSError as e:
         raise disk_error(out, e, advice) from e
     return area
@@ -336,14 +338,17 @@ def _staging_area(out: Path, advice: str = "choose another -o") -> Path:
 
 def remove_stale_staging(out: Path) -> list[Path]:
     """Remove staging areas beside `out` that an edgec process left when it was killed: each
-    has an owner file naming a pid that no longer runs (or now is another process)."""
+    has an owner file naming a pid on this host that no longer runs (or now is another
+    process). An area written from another host (a shared disk) is left alone."""
     removed = []
     for area in out.parent.glob(f".{out.name}.edgec-*"):
         try:
-            word, pid, start = (area / OWNER).read_text().split()
+            word, pid, start, host = (area / OWNER).read_text().split()
         except (OSError, ValueError):
             continue  # not a staging area edgec can vouch for: leave it
         if word != "edgec" or not pid.isdigit() or area.is_symlink():
+            continue
+        if host != socket.gethostname():
             continue
         if not interrupts.alive(int(pid), None if start == "-" else start):
             shutil.rmtree(area, ignore_errors=True)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -218,12 +219,16 @@ def _dead_pid() -> int:
     return child.pid
 
 
+HOST = socket.gethostname()
 STALE = [
-    pytest.param(lambda: f"edgec {_dead_pid()} -", True, id="owner-pid-dead"),
-    pytest.param(lambda: f"edgec {os.getpid()} 1", True, id="owner-pid-reused-by-another"),
+    pytest.param(lambda: f"edgec {_dead_pid()} - {HOST}", True, id="owner-pid-dead"),
+    pytest.param(lambda: f"edgec {os.getpid()} 1 {HOST}", True, id="owner-pid-reused-by-another"),
     pytest.param(
-        lambda: f"edgec {os.getpid()} {interrupts.start_time(os.getpid())}", False, id="owner-alive"
+        lambda: f"edgec {os.getpid()} {interrupts.start_time(os.getpid())} {HOST}",
+        False,
+        id="owner-alive",
     ),
+    pytest.param(lambda: f"edgec {_dead_pid()} - another-host", False, id="owner-on-another-host"),
     pytest.param(lambda: None, False, id="no-owner-file"),
     pytest.param(lambda: "my notes", False, id="owner-file-not-edgecs"),
 ]
