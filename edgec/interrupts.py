@@ -20,8 +20,11 @@ class Interrupted(KeyboardInterrupt):
     subprocess.run, which kills its child on any exception) treats it the same way."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
+        super().__init__(signum)  # the only argument: pickles across a process pool
         self.signum = signum
+
+    def __str__(self) -> str:
+        return signal.Signals(self.signum).name
 
     @property
     def exit_code(self) -> int:
