@@ -1,5 +1,5 @@
-"""Hostile conditions around real builds (issue 13, items 2, 3, 5, 12, 17): stopped by a signal,
-out of disk, NaN inputs, reruns. The example CNN builds for x86 in seconds."""
+"""Hostile conditions around real builds (issue 13, items 2, 3, 4, 5, 12, 17): stopped by a signal,
+out of disk, two at once, NaN inputs, reruns. The example CNN builds for x86 in seconds."""
 
 from __future__ import annotations
 
@@ -200,3 +200,28 @@ def test_run_on_a_read_only_bundle_says_so_in_one_line(pruned: Path, tmp_path: P
         ]
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_two_builds_to_one_output_one_writes_the_other_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "cnn"
+    first = subprocess.Popen(
+        [*EDGEC, "build", EXAMPLE, "-t", "x86", "-o", str(out), "--no-measure"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + WAIT_S
+    while not _staging_appears(out, tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = CliRunner().invoke(main, ["build", EXAMPLE, "-t", "x86", "-o", str(out)])
+    _, stderr = first.communicate(timeout=WAIT_S)
+    lines = [line for line in second.stderr.splitlines() if line.startswith("edgec: ")]
+    assert second.exit_code == 2
+    assert lines == [
+        f"edgec: error: another edgec (pid {first.pid}) is writing {out}; wait for it to "
+        "finish or choose another -o"
+    ]
+    assert first.returncode == 0, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn", "cnn.tar.gz"]
+    check_replaceable(out)
