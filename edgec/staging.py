@@ -155,15 +155,18 @@ def output_lock(out: Path, advice: str = "choose another -o") -> Iterator[None]:
             _locks[key] -= 1
         return
     lock = out.with_name(f".{out.name}.lock")
-    fd = _acquire(lock, out, advice)
-    _locks[key] = 1
+    fd = None
     try:
+        with interrupts.held():  # a signal now would leave the lock file: it waits a moment
+            fd = _acquire(lock, out, advice)
+            _locks[key] = 1
         yield
     finally:
-        del _locks[key]
-        with suppress(OSError):
-            lock.unlink()  # before the unlock: a waiter then sees a stale inode and retries
-        os.close(fd)
+        if fd is not None:
+            del _locks[key]
+            with suppress(OSError):
+                lock.unlink()  # before the unlock: a waiter then sees a stale inode, retries
+            os.close(fd)
 
 
 def _acquire(lock: Path, out: Path, advice: str) -> int:
@@ -234,9 +237,11 @@ def staged_directory(out: Path, force: bool = False) -> Iterator[Path]:
         if not force:
             check_replaceable(out)  # again: another edgec may have written it meanwhile
         remove_stale_staging(out)
-        area = _staging_area(out)
-        work = area / out.name
+        area = None
         try:
+            with interrupts.held():  # a signal between mkdtemp and this try would leave it
+                area = _staging_area(out)
+            work = area / out.name
             work.mkdir(mode=0o755)  # a bundle is meant to be shared and copied
             try:
                 yield work
@@ -254,8 +259,9 @@ def staged_directory(out: Path, force: bool = False) -> Iterator[Path]:
                 raise disk_error(out, e) from e
             committed.append(out)
         finally:
-            with interrupts.held():
-                shutil.rmtree(area, ignore_errors=True)
+            if area is not None:
+                with interrupts.held():
+                    shutil.rmtree(area, ignore_errors=True)
 
 
 def update_bundle(bundle: Path, files: dict[str, bytes]) -> None:
@@ -264,8 +270,10 @@ def update_bundle(bundle: Path, files: dict[str, bytes]) -> None:
         if problem := _foreign_tarball(bundle):
             raise EdgecError(f"{problem}; move it away: edgec rewrites the tarball beside a bundle")
         remove_stale_staging(bundle)
-        area = _staging_area(bundle, IN_PLACE)
+        area = None
         try:
+            with interrupts.held():  # a signal between mkdtemp and this try would leave it
+                area = _staging_area(bundle, IN_PLACE)
             staged = area / "bundle"
             staged.mkdir()
             for name, data in files.items():
@@ -277,8 +285,9 @@ def update_bundle(bundle: Path, files: dict[str, bytes]) -> None:
         except OSError as e:
             raise disk_error(bundle, e, IN_PLACE) from e
         finally:
-            with interrupts.held():
-                shutil.rmtree(area, ignore_errors=True)
+            if area is not None:
+                with interrupts.held():
+                    shutil.rmtree(area, ignore_errors=True)
 
 
 def write_tarball(bundle: Path) -> Path:
