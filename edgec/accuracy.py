@@ -56,7 +56,13 @@ def stats(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
         elif isinstance(module, nn.Linear):
             hooks.append((module, linear))
     forward_with_hooks(model, example, hooks)
-    return sum(p.numel() for p in model.parameters()), macs
+    return count_params(model), macs
+
+
+def count_params(model: nn.Module) -> int:
+    """Parameters as the exported graph holds them: BatchNorm folded into the convolution
+    before it (as the ONNX export does), so every figure counts one model one way."""
+    return sum(p.numel() for p in deployed(model).parameters())
 
 
 def forward_with_hooks(
@@ -104,10 +110,27 @@ class ModelFacts:
 
 
 def facts(model: nn.Module, example: torch.Tensor, data: Dataset | None) -> ModelFacts:
-    """Parameters, MACs, weight bytes and (with data) validation top-1 of a torch model."""
+    """Parameters, MACs, weight bytes and (with data) validation top-1 of a torch model.
+
+    Parameters and bytes are counted as the exported graph holds them (see count_params), so
+    that a stage's row and the report's summary count one model one way."""
     params, macs = stats(model, example)
     accuracy = None if data is None else top1(model, data.val_x, data.val_y)
-    return ModelFacts(params, macs, size_bytes(model), accuracy)
+    return ModelFacts(params, macs, size_bytes(deployed(model)), accuracy)
+
+
+def deployed(model: nn.Module) -> nn.Module:
+    """A copy with each BatchNorm that follows a convolution folded into it (eval mode); the
+    model itself where torch.fx cannot trace it."""
+    from torch.fx.experimental.optimization import fuse
+
+    was_training = model.training
+    try:
+        return fuse(model.eval(), inplace=False)
+    except Exception:  # untraceable control flow: count the model as it is
+        return model
+    finally:
+        model.train(was_training)
 
 
 def onnx_top1(path: Path, x: np.ndarray, y: np.ndarray) -> float:

@@ -4,6 +4,7 @@ exit codes (0 ok, 1 a check failed, 2 bad input or internal error) and one-line 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 
 HELP = {
     "target": "Target profile (see `edgec targets`); several, comma-separated, build in parallel.",
-    "out": "Bundle directory to write (replaced atomically; a .tar.gz is written beside it).",
+    "out": "Bundle directory to write, with a .tar.gz beside it (both replaced together, and "
+    "only if edgec wrote them).",
     "input_shape": "Input shape, e.g. 1,3,32,32; repeat the option for several inputs.",
     "repeat": "Timed runs of the runner (default: 50 on the host, 5 emulated).",
     "emulate": "Run a non-host bundle under the target's emulator (e.g. qemu-aarch64).",
@@ -57,6 +59,7 @@ HELP = {
     "sensitivity": "Keep layers in float whose int8 alone moves the output by more than this "
     "relative RMS error (default 0.05; 0 turns the check off).",
     "boards_dir": "Also read board files from this directory (after $EDGEC_BOARDS_DIR).",
+    "force": "Replace -o (and its .tar.gz) even if it holds files edgec did not write.",
     "config": "Project file with defaults per command ([build], [prune], ...); flags override it.",
 }
 CONFIG_FILE = "edgec.toml"
@@ -184,7 +187,7 @@ def _load_config(path: Path | None) -> dict[str, Any] | None:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise EdgecError(f"{path} is not valid TOML ({first_line(e)})") from None
+        raise EdgecError(f"{path} is not valid TOML ({first_line(e)})") from e
     defaults: dict[str, Any] = {}
     for command, table in data.items():
         if command not in main.commands or not isinstance(table, dict):
@@ -238,33 +241,68 @@ def _quantize_config(
 
 
 def _fail(e: EdgecError) -> NoReturn:
+    _debug_traceback(e)
     click.echo(f"edgec: error: {e}", err=True)
     sys.exit(e.exit_code)
 
 
+def _debug_traceback(e: BaseException) -> None:
+    """With EDGEC_DEBUG=1, the full traceback and every cause, even one raised `from None`."""
+    if not os.environ.get("EDGEC_DEBUG"):
+        return
+    import traceback
+
+    seen: set[int] = set()
+    link: BaseException | None = e
+    while link is not None and id(link) not in seen:  # show what `from None` hid
+        seen.add(id(link))
+        link.__suppress_context__ = False
+        link = link.__cause__ or link.__context__
+    sys.stderr.write("".join(traceback.format_exception(e)))
+    sys.stderr.flush()
+
+
+def _interrupted(e: KeyboardInterrupt, children_before: set[int]) -> NoReturn:
+    from edgec import interrupts, staging
+
+    interrupts.kill_children(keep=children_before)
+    _debug_traceback(e)
+    signum = e.signum if isinstance(e, interrupts.Interrupted) else 2
+    name = signal.Signals(signum).name
+    if staging.committed:
+        done = f"written before the signal: {', '.join(str(p) for p in staging.committed)}"
+    else:
+        done = "no output was changed"
+    click.echo(f"edgec: interrupted by {name}; {done}", err=True)
+    sys.exit(128 + signum)
+
+
 class _Group(click.Group):
-    """Maps edgec's errors to one line and an exit code; anything else is an internal error."""
+    """Maps edgec's errors to one line and an exit code; anything else is an internal error.
+    SIGTERM and SIGHUP stop edgec as Ctrl-C does: temporary files removed, children killed."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from edgec import interrupts, staging
+
+        staging.committed.clear()
+        before = set(interrupts.children())
         try:
-            return super().invoke(ctx)
+            with interrupts.handled():
+                return super().invoke(ctx)
         except EdgecError as e:
             _fail(e)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("edgec: interrupted; nothing was written", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as e:
+            _interrupted(e, before)
         except BrokenPipeError:  # e.g. `edgec boards | head`: the reader has all it wants
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
         except Exception as e:
-            if os.environ.get("EDGEC_DEBUG"):
-                raise
+            _debug_traceback(e)
+            hint = "" if os.environ.get("EDGEC_DEBUG") else " (EDGEC_DEBUG=1 shows the traceback)"
             click.echo(
-                f"edgec: internal error: {type(e).__name__}: {first_line(e)} "
-                "(EDGEC_DEBUG=1 shows the traceback)",
-                err=True,
+                f"edgec: internal error: {type(e).__name__}: {first_line(e)}{hint}", err=True
             )
             sys.exit(2)
 
@@ -304,6 +342,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @click.option("--calib-data", default=None, help=HELP["calib_data"])
 @_quantize_flags
 @click.option("--board", default=None, help="MCU targets: link the firmware for this board.")
+@click.option("--force", is_flag=True, help=HELP["force"])
 def build(
     model: str,
     target: str,
@@ -327,6 +366,7 @@ def build(
     float_layers: tuple[str, ...],
     sensitivity: float,
     board: str | None,
+    force: bool,
     **flags: Any,
 ) -> None:
     """Compile MODEL for a target into a bundle, run it, and print the report.
@@ -372,6 +412,7 @@ def build(
         repeat=repeat,
         measure=not no_measure,
         tuning=tuning,
+        force=force,
     )
     if len(names) > 1:
         _build_targets(model, names, out or Path("edgec-out"), stem, options)
@@ -427,7 +468,7 @@ def run(bundle: Path, emulate: bool, inputs: tuple[Path, ...], repeat: int | Non
         try:
             arrays.append(np.load(path, allow_pickle=False))
         except (OSError, ValueError) as e:
-            raise EdgecError(f"--input {path} is not a readable .npy file ({e})") from None
+            raise EdgecError(f"--input {path} is not a readable .npy file ({e})") from e
     data = run_bundle(bundle, arrays or None, repeat, emulate, StageLog())
     click.echo(markdown(data))
 
@@ -463,7 +504,9 @@ def tune(
     shapes = [_shape(s) for s in input_shapes] or None
     click.echo(f"edgec tune {model} for {profile.name}: {profile.description}", err=True)
     summary = tune_kernels(model, profile.name, shapes, options, StageLog())
-    click.echo(json.dumps(summary.to_json(), indent=2))
+    from edgec.stages.report import finite
+
+    click.echo(json.dumps(finite(summary.to_json()), indent=2, allow_nan=False))
 
 
 def _compress_command(

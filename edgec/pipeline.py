@@ -10,19 +10,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgec import onnx_graph, reference
+from edgec import onnx_graph, reference, staging
 from edgec.accuracy import ModelFacts
 from edgec.artifacts import OnnxModel, TorchModel
 from edgec.errors import CheckFailed, EdgecError
 from edgec.progress import StageLog
 from edgec.relax.tune import TuneOptions, TuningSummary
 from edgec.stages import report as reporting
-from edgec.stages.bundle import bundle, open_bundle
+from edgec.stages.bundle import MANIFEST, bundle, open_bundle
 from edgec.stages.export import export
 from edgec.stages.load import load
 from edgec.stages.measure import measure, runnable_here
 from edgec.stages.preflight import preflight
-from edgec.staging import replace_file, staged_directory, write_tarball
+from edgec.staging import (
+    IN_PLACE,
+    output_lock,
+    replace_file,
+    staged_directory,
+    update_bundle,
+)
 from edgec.targets import TargetProfile, get_target
 
 if TYPE_CHECKING:
@@ -77,6 +83,7 @@ class BuildOptions:
     measure: bool = True
     tuning: TuneOptions | None = None  # None: build without the tuning database
     board: str | None = None  # MCU targets: the board to link for (default: the target's)
+    force: bool = False  # replace the output even if edgec did not write it
 
 
 def build(
@@ -85,7 +92,7 @@ def build(
     """Build MODEL for the target into the bundle directory `out`; returns the report."""
     profile = get_target(target_name)
     _check_options(profile, options)
-    with staged_directory(out) as work:
+    with staged_directory(out, options.force) as work:
         with log.stage("load") as s:
             source = load(model, options.input_shapes, work, options.weights)
             s.note(source.source)
@@ -101,14 +108,14 @@ def build(
             with log.stage("quantize") as s:
                 quantized, calib = _quantize(onnx_model, options, compressed)
                 model_facts = {**model_facts, **_quantized_facts(quantized, model_facts)}
-                replace_file(work / "calibration.json", json.dumps(quantized.calibration_json()))
+                calibration = json.dumps(quantized.calibration_json(), allow_nan=False)
+                replace_file(work / "calibration.json", calibration)
                 s.note(quantize_note(quantized))
         if profile.capabilities.backend == "c":
             assert quantized is not None and calib is not None
             data = _build_c(quantized, calib, profile, work, options, model_facts, log)
         else:
             data = _build_tvm(onnx_model, quantized, profile, work, options, model_facts, log)
-    write_tarball(out)
     _raise_on_parity(data)
     return data
 
@@ -421,6 +428,7 @@ def _distill(
     from edgec.stages.distill import distill
 
     def progress(epoch: int, loss: float, accuracy: float) -> None:
+        log.step(epoch, cfg.epochs)
         log.say(f"epoch {epoch}/{cfg.epochs}: loss {loss:.4f}, val top-1 {accuracy:.1f}%")
 
     return distill(student.module, teacher.module, data, cfg, progress)
@@ -500,6 +508,15 @@ def run(
     path: Path, inputs: list[np.ndarray] | None, repeat: int | None, emulate: bool, log: StageLog
 ) -> dict[str, Any]:
     """Run an existing bundle, check it against its reference, and update its report."""
+    if not (path / MANIFEST).is_file():
+        open_bundle(path)  # its one-line refusal, before a lock file is made beside `path`
+    with output_lock(path, IN_PLACE):  # a build replacing it meanwhile would mix two bundles
+        return _run(path, inputs, repeat, emulate, log)
+
+
+def _run(
+    path: Path, inputs: list[np.ndarray] | None, repeat: int | None, emulate: bool, log: StageLog
+) -> dict[str, Any]:
     result, profile = open_bundle(path)
     report_path = path / "report.json"
     if not report_path.is_file():
@@ -519,11 +536,9 @@ def run(
             f"p50 {measurement.latency_ms['p50']:.3f} ms ({measurement.where}), "
             f"max abs diff {measurement.max_abs_diff:.2e}"
         )
-    data = reporting.with_measurement(
-        json.loads(report_path.read_text(encoding="utf-8")), measurement, None
-    )
-    reporting.write(path, data)
-    write_tarball(path)
+    old = json.loads(report_path.read_text(encoding="utf-8"))
+    data = reporting.with_measurement(old, measurement, None, ("run", log.times[-1][1]))
+    update_bundle(path, reporting.files(data))
     _raise_on_parity(data)
     return data
 
@@ -554,14 +569,19 @@ def _run_firmware(
         s.note(f"{run.instructions:,} instructions (emulated {board.qemu_machine})")
     old = json.loads((path / "report.json").read_text(encoding="utf-8"))
     data = reporting.with_mcu_run(old, manifest["layers"], run, manifest["expected_output"])
-    reporting.write(path, data)
-    write_tarball(path)
+    update_bundle(path, reporting.files(data))
     _raise_on_parity(data)
     return data
 
 
 def _raise_on_parity(data: dict[str, Any]) -> None:
     parity = data["parity"]
+    if parity.get("ok") is False and parity.get("max_abs_diff") is None:
+        raise CheckFailed(
+            f"the outputs cannot be compared with {parity['reference']}: max abs diff is "
+            f"{parity.get('max_abs_diff_reason', 'unknown')} (does the input hold NaN or inf?); "
+            "the report is written"
+        )
     if parity.get("ok") is False:
         raise CheckFailed(
             f"outputs differ from {parity['reference']} by up to {parity['max_abs_diff']:.3g}; "
@@ -608,10 +628,11 @@ def flash(path: Path, board_name: str, options: FlashOptions, log: StageLog) -> 
     else:  # this machine, natively or under an emulator: running is measuring
         return run(path, None, options.repeat, emulate=True, log=log)
     if flashed.measurement is not None:
-        data = reporting.with_measurement(data, flashed.measurement, None)
+        data = reporting.with_measurement(
+            data, flashed.measurement, None, ("flash", log.times[-1][1])
+        )
         data["board"] = board.name
-        reporting.write(path, data)
-        write_tarball(path)
+        update_bundle(path, reporting.files(data))
         _raise_on_parity(data)
     return data
 
@@ -646,7 +667,16 @@ def build_many(
             pool.submit(_build_one, model, name, out, replace(options, measure=False))
             for name, out in zip(targets, outs, strict=True)
         ]
-        built = [job.result() for job in jobs]
+        try:
+            built = [job.result() for job in jobs]
+        except BaseException:  # Ctrl-C or SIGTERM here: stop the workers, which clean up
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            for job, out in zip(jobs, outs, strict=True):  # for a true last message
+                finished = job.done() and not job.cancelled() and job.exception() is None
+                if finished and job.result().error is None:
+                    staging.committed.append(out)
+            raise
     if not options.measure:
         return built
     return [_measure_one(b, options) if b.error is None else b for b in built]
@@ -670,9 +700,12 @@ def _measure_one(built: BuiltTarget, options: BuildOptions) -> BuiltTarget:
 def _build_one(model: str, target: str, out: Path, options: BuildOptions) -> BuiltTarget:
     import io
 
+    from edgec import interrupts
+
     stream = io.StringIO()
     try:
-        build(model, target, out, options, StageLog(stream))
+        with interrupts.handled():  # SIGTERM from build_many: remove the staging area, then stop
+            build(model, target, out, options, StageLog(stream))
     except EdgecError as e:
         return BuiltTarget(target, out, stream.getvalue(), str(e), e.exit_code)
     except Exception as e:  # an internal error in one target must not hide the others
@@ -709,7 +742,12 @@ def quantize_to_file(
             s.note(quantize_note(quantized))
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(f".{out.name}.partial")
-        shutil.copyfile(quantized.onnx.path, partial)
-        replace_file(out.with_suffix(".calibration.json"), json.dumps(quantized.calibration_json()))
-        partial.replace(out)
+        try:
+            shutil.copyfile(quantized.onnx.path, partial)
+            calibration = json.dumps(quantized.calibration_json(), allow_nan=False)
+            replace_file(out.with_suffix(".calibration.json"), calibration)
+            partial.replace(out)
+        except BaseException:  # a full disk, Ctrl-C, SIGTERM: no .partial left behind
+            partial.unlink(missing_ok=True)
+            raise
     return quantized

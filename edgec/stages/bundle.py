@@ -49,7 +49,9 @@ def bundle(built: BuiltArtifact, directory: Path) -> Bundle:
         "parity": _parity(built),
         "files": checksums(directory),
     }
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    (directory / MANIFEST).write_text(
+        json.dumps(manifest, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
     return Bundle(directory, manifest, Manifest.from_json(manifest, directory))
 
 
@@ -90,7 +92,9 @@ def bundle_firmware(fw: Firmware, quantized: QuantizedModel, directory: Path) ->
         "parity": {"tolerance": 0, "share": 1.0},
         "files": checksums(directory),
     }
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    (directory / MANIFEST).write_text(
+        json.dumps(manifest, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
     return Bundle(directory, manifest, Manifest.from_json(manifest, directory))
 
 

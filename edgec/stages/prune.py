@@ -279,4 +279,6 @@ def _sparsity(module: nn.Module) -> float:
 
 
 def _params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    from edgec.accuracy import count_params
+
+    return count_params(module)  # as the report counts them: BatchNorm folded

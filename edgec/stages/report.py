@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from edgec.accuracy import ModelFacts
 from edgec.artifacts import BuiltArtifact, Bundle, Measurement
 from edgec.onnx_graph import ModelStats
 from edgec.relax.tune import TuningSummary
-from edgec.staging import replace_file
+from edgec.staging import replace_bytes
 
 if TYPE_CHECKING:
     from edgec.stages.firmware import Firmware, McuRun
@@ -181,7 +182,7 @@ def with_mcu_run(
             for layer, n in zip(layers, run.layer_instructions, strict=True)
         ],
     }
-    return data
+    return finite(data)
 
 
 def _bundle_facts(bundle: Bundle) -> dict[str, Any]:
@@ -206,9 +207,16 @@ def _stages(
 
 
 def with_measurement(
-    data: dict[str, Any], m: Measurement | None, skipped: str | None
+    data: dict[str, Any],
+    m: Measurement | None,
+    skipped: str | None,
+    rerun: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
-    """A copy of the report with the latency, memory and parity of measurement `m`."""
+    """A copy of the report with the latency, memory and parity of measurement `m`.
+
+    At build time the measure stage's row gets the latency; a later measurement (`rerun`: the
+    command, e.g. "run", and its seconds) gets a row of its own, so that no row pairs the
+    build's time with another run's latency."""
     data = json.loads(json.dumps(data))
     if m is None:
         data["latency_ms"] = {"where": None, "skipped": skipped}
@@ -223,10 +231,22 @@ def with_measurement(
         "repeat": m.repeat,
     }
     data["memory"]["peak_rss_bytes"] = m.peak_rss_bytes
-    for stage in data["stages"]:
-        if stage["name"] == "measure":  # the latency the compression stages bought
-            stage["latency_ms_p50"] = data["latency_ms"]["p50"]
-            stage["where"] = m.where
+    if rerun is None:
+        for stage in data["stages"]:
+            if stage["name"] == "measure":  # the latency the compression stages bought
+                stage["latency_ms_p50"] = data["latency_ms"]["p50"]
+                stage["where"] = m.where
+    else:
+        name, seconds = rerun
+        data["stages"] = [s for s in data["stages"] if s["name"] != name]  # the latest only
+        data["stages"].append(
+            {
+                "name": name,
+                "seconds": round(seconds, 3),
+                "latency_ms_p50": data["latency_ms"]["p50"],
+                "where": m.where,
+            }
+        )
     data["parity"].update(
         {
             "max_abs_diff": m.max_abs_diff,
@@ -241,13 +261,52 @@ def with_measurement(
         if m.baseline_ms
         else None
     )
-    return data
+    return finite(data)
 
 
 def write(directory: Path, data: dict[str, Any]) -> None:
     """report.json and report.md in `directory`, each replaced atomically."""
-    replace_file(directory / "report.json", json.dumps(data, indent=2) + "\n")
-    replace_file(directory / "report.md", markdown(data))
+    for name, content in files(data).items():
+        replace_bytes(directory / name, content)
+
+
+def files(data: dict[str, Any]) -> dict[str, bytes]:
+    """report.json (strict JSON: no NaN or Infinity) and report.md, as bytes."""
+    data = finite(data)
+    return {
+        "report.json": (json.dumps(data, indent=2, allow_nan=False) + "\n").encode(),
+        "report.md": markdown(data).encode(),
+    }
+
+
+def finite(data: Any) -> Any:
+    """A copy with every NaN or infinity replaced by null; a dict holding one gets a
+    `KEY_reason` entry saying what the number was (JSON has no NaN)."""
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                out[key] = None
+                out[f"{key}_reason"] = f"not a finite number ({value})"
+            elif isinstance(value, (dict, list)) and _has_non_finite(value):
+                out[key] = finite(value)
+                out.setdefault(f"{key}_reason", "holds numbers that are not finite (NaN or inf)")
+            else:
+                out[key] = finite(value)
+        return out
+    if isinstance(data, list):
+        return [None if _bad(v) else finite(v) for v in data]
+    return data
+
+
+def _bad(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_bad(v) for v in value)
+    return False
 
 
 def _mib(n: int | None) -> str:
@@ -319,6 +378,11 @@ def markdown(data: dict[str, Any]) -> str:
             f"| output parity vs {parity['reference']} | max abs diff "
             f"{parity['max_abs_diff']:.3g} (tolerance {parity['tolerance']:.3g}, {verdict}) |"
         )
+    elif parity.get("max_abs_diff_reason"):
+        lines.append(
+            f"| output parity vs {parity['reference']} | max abs diff "
+            f"{parity['max_abs_diff_reason']} ({'ok' if parity['ok'] else 'FAILED'}) |"
+        )
     quant = data.get("quantization")
     if quant and quant["mode"] == "fp16":
         lines.append("| quantization | fp16 weights and activations, float32 accumulation |")
@@ -365,7 +429,9 @@ def _stage_row(stage: dict[str, Any]) -> str:
 
     accuracy = f"{stage['accuracy']:.1f}%" if stage.get("accuracy") is not None else ""
     latency = (
-        f"{stage['latency_ms_p50']:.3f} ms ({stage['where']})" if "latency_ms_p50" in stage else ""
+        f"{stage['latency_ms_p50']:.3f} ms ({stage['where']})"
+        if stage.get("latency_ms_p50") is not None
+        else ""
     )
     weights = _mib(stage["size_bytes"]) if stage.get("size_bytes") is not None else ""
     cells = [stage["name"], f"{stage['seconds']:.2f}", number("params"), number("macs"), weights]
