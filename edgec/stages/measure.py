@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,11 +20,30 @@ from edgec.targets import TargetProfile
 TOLERANCE = 1e-4  # max abs difference from ONNX Runtime's outputs
 
 
+def find_gpu() -> str | None:
+    """This machine's first NVIDIA GPU as nvidia-smi names it (or its device file), or None."""
+    if shutil.which("nvidia-smi") is not None:
+        try:
+            done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            done = None
+        gpus = (
+            [line for line in done.stdout.splitlines() if line.startswith("GPU ")] if done else []
+        )
+        if done is not None and done.returncode == 0 and gpus:
+            return gpus[0].split(" (UUID")[0]
+    return "/dev/nvidia0" if Path("/dev/nvidia0").exists() else None
+
+
 def runnable_here(profile: TargetProfile, emulate: bool) -> str | None:
     """Why the bundle cannot run on this machine, or None if it can."""
-    if profile.capabilities.device != "cpu":
-        device = profile.capabilities.device
-        return f"{profile.name} bundles need a {device} device; none is on this machine"
+    if profile.capabilities.device == "cuda":
+        if find_gpu() is None:
+            return (
+                f"{profile.name} bundles need a cuda device; none found on this machine "
+                "(nvidia-smi lists no GPU and there is no /dev/nvidia0)"
+            )
+        return None
     if profile.capabilities.runs_on_host:
         return None
     if profile.capabilities.backend == "c":  # firmware: qemu-system-arm on an emulated board
@@ -52,6 +72,12 @@ def measure(
         raise EdgecError(reason)
     specs = [TensorSpec.from_json(s) for s in bundle.manifest["inputs"]]
     _check_inputs(specs, inputs)
+    if profile.capabilities.device == "cuda":
+        from edgec.relax.run_gpu import run_on_gpu
+
+        library = bundle.path / bundle.manifest["library"]
+        outputs, result = run_on_gpu(library, inputs, repeat, warmup)
+        return checked(bundle, inputs, outputs, result, repeat, "device", None)
     where: Where = "host" if profile.capabilities.runs_on_host else "emulated"
     prefix, env = [], dict(os.environ)
     if where == "emulated" and profile.emulator is not None:
