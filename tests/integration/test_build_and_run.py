@@ -13,7 +13,8 @@ import torch
 from click.testing import CliRunner
 
 from edgec.cli import main
-from edgec.stages.measure import find_gpu
+from edgec.stages.measure import find_gpu, runnable_here
+from edgec.targets import get_target
 from tests.conftest import EXAMPLE, needs
 
 pytestmark = pytest.mark.integration
@@ -185,6 +186,11 @@ def test_cuda_bundle_runs_on_the_gpu_and_matches_onnx_runtime(tmp_path: Path) ->
     out = tmp_path / "cuda"
     _edgec("build", EXAMPLE, "--target", "cuda", "-o", str(out), "--repeat", "5")
     report = _report(out)
+    why = runnable_here(get_target("cuda"), emulate=False)
+    if why is not None:  # e.g. a Hopper GPU (sm_90) cannot run sm_80 code: it must say so
+        assert report["latency_ms"]["where"] is None and report["latency_ms"]["skipped"] == why
+        assert "the GPU here" in why or "none found" in why
+        return
     assert report["latency_ms"]["where"] == "device", report["latency_ms"]
     assert report["parity"]["ok"] and report["parity"]["max_abs_diff"] < 1e-3
     rerun = _edgec("run", str(out), "--repeat", "3")

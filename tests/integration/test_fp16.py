@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgec.cli import main
-from edgec.stages.measure import find_gpu
+from edgec.stages.measure import runnable_here
+from edgec.targets import get_target
 from tests.conftest import EXAMPLE, needs
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def test_fp16_module_runs_its_convolutions_in_half_precision(tmp_path: Path) -> 
     assert model.quantization == {"mode": "fp16"}
 
 
-GPU = find_gpu()
+GPU = runnable_here(get_target("cuda"), emulate=False) is None  # a GPU that runs sm_80 code
 
 
 # (target, where it runs here, the max abs diff from ONNX Runtime's float32 it must stay under)

@@ -30,28 +30,66 @@ def test_cuda_bundles_are_runnable_exactly_where_this_machine_has_a_gpu() -> Non
         )
 
 
-# what a stand-in nvidia-smi prints and its exit status → the GPU edgec reports
+# what a stand-in nvidia-smi lists (-L), its exit status, the compute capability it gives
+# (--query-gpu=compute_cap) → the GPU edgec finds, and why the sm_80 cuda bundle cannot run
 NVIDIA_SMI = [
     pytest.param(
-        "GPU 0: NVIDIA H200 (UUID: GPU-0b1c)\nGPU 1: NVIDIA H200 (UUID: GPU-9f2e)",
+        "GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-0b1c)\nGPU 1: NVIDIA A100 (UUID: GPU-9f2e)",
         0,
-        "GPU 0: NVIDIA H200",
-        id="lists-gpus",
+        "8.0",
+        "GPU 0: NVIDIA A100-SXM4-80GB",
+        None,
+        id="a100-sm80-runs",
     ),
-    pytest.param("No devices were found", 6, None, id="no-devices"),
-    pytest.param("NVIDIA-SMI has failed: driver not loaded", 9, None, id="no-driver"),
-    pytest.param("", 0, None, id="lists-nothing"),
+    pytest.param(
+        "GPU 0: NVIDIA GeForce RTX 4090 (UUID: GPU-1)",
+        0,
+        "8.9",
+        "GPU 0: NVIDIA GeForce RTX 4090",
+        None,
+        id="ada-sm89-runs",
+    ),
+    pytest.param(
+        "GPU 0: NVIDIA H200 (UUID: GPU-2)",
+        0,
+        "9.0",
+        "GPU 0: NVIDIA H200",
+        "cuda bundles hold sm_80 code only; the GPU here (GPU 0: NVIDIA H200) is sm_90, "
+        "which cannot run it",
+        id="hopper-sm90-refused",
+    ),
+    pytest.param(
+        "GPU 0: Tesla V100 (UUID: GPU-3)",
+        0,
+        "7.0",
+        "GPU 0: Tesla V100",
+        "is sm_70, which cannot run it",
+        id="volta-sm70-refused",
+    ),
+    pytest.param("No devices were found", 6, "", None, "none found", id="no-devices"),
+    pytest.param("NVIDIA-SMI has failed: no driver", 9, "", None, "none found", id="no-driver"),
+    pytest.param("", 0, "", None, "none found", id="lists-nothing"),
 ]
 
 
 @pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="a real GPU device file is here")
-@pytest.mark.parametrize(("printed", "status", "found"), NVIDIA_SMI)
-def test_a_gpu_is_found_only_when_nvidia_smi_lists_one(
-    printed: str, status: int, found: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("listed", "status", "capability", "found", "why"), NVIDIA_SMI)
+def test_a_gpu_is_found_only_when_nvidia_smi_lists_one_and_must_run_the_bundles_code(
+    listed: str,
+    status: int,
+    capability: str,
+    found: str | None,
+    why: str | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     script = tmp_path / "nvidia-smi"
-    script.write_text(f"#!/bin/sh\ncat <<'END'\n{printed}\nEND\nexit {status}\n")
+    script.write_text(
+        '#!/bin/sh\nif [ "$1" = "-L" ]; then\ncat <<\'END\'\n'
+        f"{listed}\nEND\nelse\necho '{capability}'\nfi\nexit {status}\n"
+    )
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")  # ours first
     assert find_gpu() == found
-    assert (runnable_here(get_target("cuda"), emulate=False) is None) == (found is not None)
+    reason = runnable_here(get_target("cuda"), emulate=False)
+    assert (reason is None) if why is None else (reason is not None and why in reason), reason
