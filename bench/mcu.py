@@ -11,6 +11,7 @@ over all layers, and per MAC in the dense (groups = 1) convolutions and linear l
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +41,7 @@ def main() -> None:
         "(B) | stack (B) | instructions | per MAC | per MAC, conv+dense |"
     )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    inexact: list[str] = []
     for label, spec in MODELS.items():
         with tempfile.TemporaryDirectory(prefix="edgec-mcu-") as tmp:
             work = Path(tmp)
@@ -69,12 +71,16 @@ def main() -> None:
                 dense_rate = sum(n for _, n in dense) / sum(m for m, _ in dense)
                 fp = fw.footprint
                 exact = np.array_equal(run.output, library.expected_output)
+                if not exact:
+                    inexact.append(f"{label} on {name}")
                 print(
                     f"| {label} | {name} | {'yes' if exact else 'NO'} | {fp.code_bytes:,} "
                     f"| {fp.const_bytes:,} | {library.arena_bytes:,} / "
                     f"{library.arena_lower_bound:,} | {fp.stack_bytes} | {run.instructions:,} "
                     f"| {run.instructions / macs:.2f} | {dense_rate:.2f} |"
                 )
+    if inexact:
+        sys.exit(f"not bit-exact with edgec's int8 reference: {', '.join(inexact)}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     .venv/bin/python bench/perf.py                  # untuned edgec, ORT, PyTorch: all models
     .venv/bin/python bench/perf.py --tune 200       # adds tuned builds (trials per model)
     .venv/bin/python bench/perf.py --models cnn     # a subset
+    .venv/bin/python bench/perf.py --unscheduled    # adds TVM's own pipeline, no schedules
 
 Prints a Markdown table of p50 latencies (ms) and ratios to ONNX Runtime's p50.
 """
@@ -50,6 +51,30 @@ def torch_eager_p50(spec: str, threads: int, repeat: int) -> float:
     return float(np.median(samples))
 
 
+def unscheduled_p50(spec: str, threads: int, repeat: int) -> float:
+    """p50 (ms) of the model built by TVM's default pipeline alone: legalized and fused, with
+    none of edgec's schedule rules (what TVM 0.27 gives a CPU model out of the box)."""
+    import tvm
+    from tvm import relax
+
+    from edgec.relax.import_onnx import import_onnx
+    from edgec.relax.target import tvm_target
+    from edgec.stages.export import export
+    from edgec.stages.load import load
+    from edgec.targets import get_target
+
+    os.environ["TVM_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx = export(load(str(ROOT / spec), None, Path(tmp)), Path(tmp))
+        module = import_onnx(onnx).module
+    executable = tvm.compile(module, target=tvm_target(get_target("x86")))
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    rng = np.random.default_rng(0)
+    x = [tvm.runtime.tensor(rng.standard_normal(s.shape, np.float32)) for s in onnx.inputs]
+    timer = vm.time_evaluator("main", tvm.cpu(), number=1, repeat=repeat)
+    return float(timer(*x).median * 1e3)
+
+
 def build(spec: str, repeat: int, tuning: object | None = None) -> dict:
     """The report of a real x86 build (measured in the same run as ONNX Runtime)."""
     from edgec.pipeline import BuildOptions, build
@@ -69,6 +94,9 @@ def main() -> None:
     parser.add_argument(
         "--tune", type=int, default=0, help="MetaSchedule trials per model (0: skip)"
     )
+    parser.add_argument(
+        "--unscheduled", action="store_true", help="also time TVM's pipeline without edgec's rules"
+    )
     args = parser.parse_args()
     from edgec.targets import get_target
 
@@ -85,6 +113,7 @@ def main() -> None:
         header += "edgec tuned | tuning s | 2nd build: measurements, p50 | "
     header += "ONNX Runtime | PyTorch eager | untuned/ORT | "
     header += "tuned/ORT | " if args.tune else ""
+    header += "TVM unscheduled | unscheduled/ORT | " if args.unscheduled else ""
     header += "max abs diff |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
@@ -110,7 +139,11 @@ def main() -> None:
             ratios.append(f"{p50 / ort:.2f}×")
             diff = max(diff, tuned["parity"]["max_abs_diff"], again["parity"]["max_abs_diff"])
         eager = torch_eager_p50(spec, cores, args.repeat)
-        cells += [f"{ort:.3f}", f"{eager:.3f}", *ratios, f"{diff:.1e}"]
+        cells += [f"{ort:.3f}", f"{eager:.3f}", *ratios]
+        if args.unscheduled:
+            raw = unscheduled_p50(spec, cores, args.repeat)
+            cells += [f"{raw:.3f}", f"{raw / ort:.1f}×"]
+        cells.append(f"{diff:.1e}")
         print("| " + " | ".join(cells) + " |", flush=True)
 
 

@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
+  g++ make                                               # x86/cuda runner builds; the firmware Makefile test
   gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user   # rpi4: cross compiler + user-mode emulator
+  binutils-aarch64-linux-gnu                             # objdump: the sdot count test
   gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm  # cortex-m: bare-metal toolchain + board emulator
   openssh-server openssh-client                          # ssh boards, tested against a loopback sshd
   chromium                                               # the compare page's screenshot test

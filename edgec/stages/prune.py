@@ -37,7 +37,7 @@ class PruneConfig:
     ratio: the share of each layer's channels removed ("layer" scope), or of all prunable
     channels ranked together ("global"); in unstructured mode, the share of weights zeroed.
     round_to: kept channel counts are multiples of this (the target's channel_multiple); a layer
-    that would keep fewer than round_to channels is left whole.
+    that the ratio would leave with fewer keeps round_to channels (or all it has, if fewer).
     steps: prune in this many equal steps, fine-tuning in between when given a fine-tune.
     """
 
@@ -80,6 +80,8 @@ class PrunedModel:
     sparsity: float  # share of zero weights over all Conv/Linear layers, kept ones included
     kept: tuple[str, ...]  # layers left whole: keep_layers and the classifier
     narrowed: tuple[tuple[str, int, int], ...]  # (layer, output channels before, after)
+    at_minimum: tuple[str, ...] = ()  # narrowed layers the ratio would have left narrower
+    minimum: int = 1  # the fewest channels a layer keeps: round_to, or all it has if fewer
 
     @property
     def note(self) -> str:
@@ -90,9 +92,15 @@ class PrunedModel:
                 "dense: dense kernels do not get faster, only compress better"
             )
         shrink = self.params_before / max(self.params_after, 1)
+        floor = (
+            f"; {len(self.at_minimum)} stopped at their minimum of {self.minimum} "
+            f"channel{'s' if self.minimum > 1 else ''}"
+            if self.at_minimum
+            else ""
+        )
         return (
             f"{self.params_before:,} → {self.params_after:,} params ({shrink:.2f}× fewer), "
-            f"{len(self.narrowed)} layers narrowed"
+            f"{len(self.narrowed)} layers narrowed{floor}"
         )
 
 
@@ -130,7 +138,19 @@ def prune(
     after = {names[layer]: _out_channels(layer) for layer in _weighted_layers(module)}
     narrowed = tuple((n, widths[n], after[n]) for n in widths if after[n] != widths[n])
     kept = tuple(dict.fromkeys([*cfg.keep_layers, names[classifier]]))
-    return PrunedModel(module, cfg.mode, before, _params(module), _sparsity(module), kept, narrowed)
+    if cfg.mode == "structured" and cfg.ratio > 0 and not narrowed:
+        raise EdgecError(
+            f"--prune {cfg.ratio} narrows no layer of {type(model).__name__}: every prunable "
+            f"layer is at its minimum of {cfg.round_to} channels (the target's channel multiple)"
+        )
+    # asked for fewer channels than round_to allows: kept at the minimum, and the note says so
+    floor = tuple(
+        n for n, b, a in narrowed if a == min(cfg.round_to, b) and a > int(b * (1 - cfg.ratio))
+    )
+    return PrunedModel(
+        module, cfg.mode, before, _params(module), _sparsity(module), kept, narrowed, floor,
+        cfg.round_to,
+    )  # fmt: skip
 
 
 def _remove_channels(
@@ -150,8 +170,18 @@ def _remove_channels(
         "taylor": lambda: tp.importance.GroupTaylorImportance(),
     }[cfg.importance]()
 
+    class FlooredPruner(tp.pruner.BasePruner):
+        """Torch-Pruning rounds a kept count down to a multiple of round_to, and skips a group
+        that would so keep no channel (at 0.95 of 16 channels, or 0.9 of 16 with round_to 8):
+        high ratios narrowed nothing. Here a group keeps at least round_to channels."""
+
+        def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
+            kept = current_channels - n_pruned
+            kept = max(kept - kept % round_to, min(round_to, current_channels))
+            return max(current_channels - kept, 0)
+
     def pruner(ignored: list[nn.Module]) -> tp.pruner.BasePruner:
-        return tp.pruner.BasePruner(
+        return FlooredPruner(
             module,
             example,
             importance=importance,
@@ -159,7 +189,7 @@ def _remove_channels(
             pruning_ratio=cfg.ratio,
             iterative_steps=cfg.steps,
             ignored_layers=ignored,
-            round_to=cfg.round_to if cfg.round_to > 1 else None,
+            round_to=cfg.round_to,  # 1 too: the floor above applies only where round_to is set
         )
 
     # Torch-Pruning's ignored_layers keeps a layer's outputs only: its inputs still shrink with

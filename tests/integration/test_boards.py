@@ -4,6 +4,7 @@ HTML seen in headless Chromium), the regression gate, and multi-target builds.""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import re
@@ -23,6 +24,7 @@ from tests.conftest import EXAMPLE, ROOT, needs
 pytestmark = pytest.mark.integration
 DIGITS = f"{ROOT / 'examples' / 'digits.py'}:make_model"
 SSHD = "/usr/sbin/sshd"
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 
 
 def _edgec(*args: str, ok: bool = True) -> object:
@@ -38,12 +40,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+@contextlib.contextmanager
+def _run_sshd(tmp: Path, sftp_server: str = SFTP_SERVER) -> Iterator[dict[str, str]]:
     """An OpenSSH server on a loopback port with a throw-away host key and user key."""
     if not Path(SSHD).exists() or shutil.which("ssh") is None:
         pytest.skip("openssh-server/client not installed (scripts/setup.sh installs them)")
-    tmp = tmp_path_factory.mktemp("sshd")
     for key in ("host_key", "user_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / key)],
                        check=True)  # fmt: skip
@@ -54,7 +55,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         f"AuthorizedKeysFile {tmp / 'authorized_keys'}\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         f"PermitRootLogin prohibit-password\nPidFile {tmp / 'sshd.pid'}\n"
-        "Subsystem sftp /usr/lib/openssh/sftp-server\n"  # scp speaks SFTP, as on a Pi
+        f"Subsystem sftp {sftp_server}\n"  # scp speaks SFTP, as on a Pi
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
     server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(tmp / "sshd_config")],
@@ -70,6 +71,12 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    with _run_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
 
 
 def _board(directory: Path, name: str, target: str, ssh: dict[str, str], extra: str = "") -> None:
@@ -137,7 +144,7 @@ def test_flash_and_run_rpi4_bundle_over_ssh_under_qemu_is_marked_emulated(
     assert report["latency_ms"]["where"] == "emulated" and report["parity"]["ok"]
 
 
-def test_a_corrupted_bundle_is_refused_and_the_board_keeps_its_bundle(
+def test_a_modified_bundle_is_refused_before_anything_is_copied(
     x86_bundle: Path, boards: Path, tmp_path: Path
 ) -> None:
     _edgec("flash", str(x86_bundle), "--board", "loopback-x86", "--boards-dir", str(boards))
@@ -150,6 +157,46 @@ def test_a_corrupted_bundle_is_refused_and_the_board_keeps_its_bundle(
                     ok=False)  # fmt: skip
     assert result.exit_code == 1 and "model.so is modified" in result.stderr  # type: ignore[attr-defined]
     assert (boards / "remote" / "cnn-x86").resolve() == before
+
+
+# An SFTP server that damages model.so once the copy into the board's incoming directory is
+# done: a lossy link or a failing SD card, after the bundle left the host intact.
+LOSSY_SFTP = """#!/bin/sh
+{server} "$@"
+status=$?
+for f in {remote}/.incoming-*/model.so; do
+    [ -f "$f" ] && printf '\\377' >> "$f"
+done
+exit $status
+"""
+
+
+def test_a_bundle_corrupted_on_the_way_is_refused_on_the_board_which_keeps_its_bundle(
+    x86_bundle: Path, boards: Path, sshd: dict[str, str], tmp_path: Path
+) -> None:
+    _edgec("flash", str(x86_bundle), "--board", "loopback-x86", "--boards-dir", str(boards))
+    remote = boards / "remote"
+    before = (remote / "cnn-x86").resolve()
+    lossy = tmp_path / "lossy-sftp-server"
+    lossy.write_text(LOSSY_SFTP.format(server=SFTP_SERVER, remote=remote))
+    lossy.chmod(0o755)
+    (tmp_path / "sshd").mkdir()
+    with _run_sshd(tmp_path / "sshd", str(lossy)) as server:
+        lossy_boards = tmp_path / "boards"
+        _board(lossy_boards, "lossy-x86", "x86", server)
+        text = (lossy_boards / "lossy-x86.toml").read_text()  # the same directory on the board
+        (lossy_boards / "lossy-x86.toml").write_text(
+            text.replace(f'directory = "{lossy_boards / "remote"}"', f'directory = "{remote}"')
+        )
+        result = _edgec("flash", str(x86_bundle), "--board", "lossy-x86", "--boards-dir",
+                        str(lossy_boards), ok=False)  # fmt: skip
+    errors = [x for x in result.stderr.splitlines() if x.startswith("edgec: ")]  # type: ignore[attr-defined]
+    assert result.exit_code == 1 and len(errors) == 1, result.output  # type: ignore[attr-defined]
+    assert "model.so arrived on lossy-x86 with another sha256" in errors[0]
+    assert "the board keeps its previous bundle" in errors[0]
+    assert (remote / "cnn-x86").resolve() == before
+    assert (before / "model.so").read_bytes() == (x86_bundle / "model.so").read_bytes()
+    assert not list(remote.glob(".incoming-*"))
 
 
 @pytest.mark.parametrize(

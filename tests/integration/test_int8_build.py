@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,29 @@ def _runner_output(bundle: Path, x: np.ndarray, tmp: Path) -> np.ndarray:
     return np.load(tmp / "output_0.npy")
 
 
+@pytest.fixture(scope="module")
+def arm_int8(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """The digits int8 bundle for an Arm target, built once per module."""
+    built: dict[str, Path] = {}
+
+    def bundle(target: str) -> Path:
+        if target not in built:
+            out = tmp_path_factory.mktemp(f"int8-{target}") / f"digits-{target}"
+            _build(out, target, "--no-measure")
+            built[target] = out
+        return built[target]
+
+    return bundle
+
+
+def _count(objdump: str, library: Path, mnemonic: str) -> int:
+    """How many times `mnemonic` occurs in the library's disassembly."""
+    done = subprocess.run([objdump, "-d", str(library)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    fields = [line.split("\t") for line in done.stdout.splitlines()]  # address, bytes, insn
+    return sum(1 for f in fields if len(f) > 2 and f[2].split()[:1] == [mnemonic])
+
+
 @needs("qemu-aarch64", "aarch64-linux-gnu-g++")
 @pytest.mark.parametrize(
     ("target", "dot_kernels"),
@@ -89,16 +113,60 @@ def _runner_output(bundle: Path, x: np.ndarray, tmp: Path) -> np.ndarray:
     ],
 )
 def test_arm_int8_bundle_matches_x86_bit_for_bit(
-    x86_int8: Path, tmp_path_factory: pytest.TempPathFactory, target: str, dot_kernels: int
+    x86_int8: Path,
+    arm_int8: Callable[[str], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    target: str,
+    dot_kernels: int,
 ) -> None:
-    arm = tmp_path_factory.mktemp(f"int8-{target}") / f"digits-{target}"
-    report = _build(arm, target, "--no-measure")
+    arm = arm_int8(target)
+    report = json.loads((arm / "report.json").read_text())
     assert report["quantization"]["int8_ops"] == 9
     assert report["schedules"]["int8_dot"] == dot_kernels
     x = np.random.default_rng(3).standard_normal((1, 1, 32, 32)).astype(np.float32)
     on_x86 = _runner_output(x86_int8, x, tmp_path_factory.mktemp("a"))
     on_arm = _runner_output(arm, x, tmp_path_factory.mktemp("b"))
     assert np.array_equal(on_x86, on_arm)
+
+
+# (target, sdot instructions in its model.so): the README's "288 sdot" is this count
+SDOT_COUNTS = [
+    pytest.param("rpi4", 0, id="rpi4-a72-none"),
+    pytest.param("rpi5", 288, id="rpi5-a76-288"),
+]
+
+
+@needs("aarch64-linux-gnu-objdump", "aarch64-linux-gnu-g++")
+@pytest.mark.parametrize(("target", "sdot"), SDOT_COUNTS)
+def test_arm_int8_library_holds_the_sdot_instructions_the_readme_counts(
+    arm_int8: Callable[[str], Path], target: str, sdot: int
+) -> None:
+    assert _count("aarch64-linux-gnu-objdump", arm_int8(target) / "model.so", "sdot") == sdot
+
+
+@needs("objdump")
+def test_x86_int8_library_runs_its_dot_kernels_on_vpdpbusd(x86_int8: Path) -> None:
+    if get_target("x86").capabilities.int8_dot != "vnni":
+        pytest.skip("this host has no avx512_vnni: the x86 build uses no vpdpbusd")
+    dot_kernels = json.loads((x86_int8 / "report.json").read_text())["schedules"]["int8_dot"]
+    # a register tile is 8 rows x 2 vectors: at least 16 vpdpbusd per dot kernel (seen: 288)
+    assert _count("objdump", x86_int8 / "model.so", "vpdpbusd") >= 16 * dot_kernels > 0
+
+
+@needs("qemu-aarch64", "aarch64-linux-gnu-g++")
+def test_an_sdot_bundle_faults_on_a_core_without_dot_product(
+    arm_int8: Callable[[str], Path], tmp_path: Path
+) -> None:
+    bundle = arm_int8("rpi5")
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 32, 32), np.float32))
+    env = {**os.environ, **get_target("rpi5").emulator.env}  # type: ignore[union-attr]
+    run = [str(bundle / "edgec-run"), str(bundle / "model.so"), "--input", str(tmp_path / "x.npy"),
+           "--output-dir", str(tmp_path), "--repeat", "1", "--warmup", "0"]  # fmt: skip
+    on_a76 = subprocess.run(["qemu-aarch64", "-cpu", "cortex-a76", *run], env=env)
+    on_a72 = subprocess.run(["qemu-aarch64", "-cpu", "cortex-a72", *run], env=env)
+    assert on_a76.returncode == 0
+    # qemu-user kills the guest with the signal: SIGILL, illegal instruction (seen: exit 132)
+    assert on_a72.returncode in (-4, 128 + 4), on_a72.returncode
 
 
 def test_tvm_int8_kernels_match_the_numpy_reference_bit_for_bit(tmp_path: Path) -> None:

@@ -96,14 +96,16 @@ def test_every_int8_op_is_bit_exact_on_the_core(core: str, tmp_path: Path) -> No
                           library.expected_output)  # fmt: skip
 
 
-def test_dsp_path_takes_fewer_instructions_than_portable_c(bundle: Path) -> None:
-    # instruction counts under qemu -icount are deterministic: no machine load in them
+def test_large_conv_layers_take_at_most_1_5_instructions_per_mac_on_a_dsp_core(
+    bundle: Path,
+) -> None:
+    # the DSP path against portable C on the same core: test_mcu_cores.py
     report = json.loads((bundle / "report.json").read_text())
-    per_mac = report["mcu"]["instructions_per_mac"]
-    assert per_mac < 1.5 if report["target"]["dsp"] else per_mac > 1.5 * 1.8
-    if report["target"]["dsp"]:
-        convs = [x for x in report["mcu"]["layers"] if x["op"] == "conv" and x["macs"] > 10**6]
-        assert convs and all(x["instructions_per_mac"] <= 1.5 for x in convs)
+    if not report["target"]["dsp"]:
+        pytest.skip(f"{report['target']['name']} has no DSP extension: its goal is not per MAC")
+    convs = [x for x in report["mcu"]["layers"] if x["op"] == "conv" and x["macs"] > 10**6]
+    assert convs and all(x["instructions_per_mac"] <= 1.5 for x in convs)
+    assert report["mcu"]["instructions_per_mac"] < 1.5
 
 
 def _tiny_board(directory: Path, flash: int, ram: int) -> Path:

@@ -312,3 +312,39 @@ def test_unprunable_input_is_a_one_line_error(
     with pytest.raises(EdgecError) as caught:
         prune(factory(), torch.randn(SHAPE), PruneConfig(0.5, **fields))  # type: ignore[arg-type]
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+# (ratio, layers the ratio would leave with fewer than round_to=8 channels): digits' widths
+# are 32, 64, 64, 64, 64, 128 (the residual block's two convs share one channel group)
+HIGH_RATIOS = [
+    pytest.param(0.5, 0, id="0.5"),
+    pytest.param(0.9, 5, id="0.9"),
+    pytest.param(0.95, 6, id="0.95"),
+    pytest.param(0.99, 6, id="0.99"),
+]
+
+
+@pytest.mark.parametrize(("ratio", "floored"), HIGH_RATIOS)
+def test_a_high_ratio_prunes_every_layer_down_to_its_minimum_and_says_so(
+    ratio: float, floored: int
+) -> None:
+    model = seeded(digits_cnn)
+    example = torch.randn(1, 1, 32, 32)
+    pruned = prune(model, example, PruneConfig(ratio, round_to=8))
+    prunable = [n for n in layers(model) if n not in pruned.kept]
+    assert sorted(n for n, _b, _a in pruned.narrowed) == sorted(prunable)
+    for name, before, after in pruned.narrowed:
+        assert after % 8 == 0 and max(8, int(before * (1 - ratio)) // 8 * 8) == after, name
+    assert len(pruned.at_minimum) == floored
+    assert (f"{floored} stopped at their minimum of 8 channels" in pruned.note) == (floored > 0)
+    assert pruned.params_after < pruned.params_before / 3.5
+    assert pruned.module(example).shape == (1, 10)
+
+
+def test_a_ratio_that_can_narrow_nothing_is_a_one_line_error() -> None:
+    model = nn.Sequential(conv_bn(1, 8), conv_bn(8, 8), nn.Flatten(), nn.Linear(8 * 16 * 16, 10))
+    with pytest.raises(EdgecError) as caught:
+        prune(seeded(lambda: model), torch.randn(SHAPE), PruneConfig(0.9, round_to=8))
+    message = str(caught.value)
+    assert "narrows no layer of Sequential" in message and "minimum of 8 channels" in message
+    assert "\n" not in message

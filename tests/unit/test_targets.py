@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,31 @@ def test_rpi5_is_cortex_a76_with_dot_product_and_fp16_emulated_as_an_a76() -> No
     assert p.emulator is not None and p.emulator.command == ("qemu-aarch64", "-cpu", "cortex-a76")
 
 
+def _cpuinfo() -> tuple[int, set[str]]:
+    """Processors and the first one's feature flags, as /proc/cpuinfo lists them."""
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    processors = sum(1 for line in lines if line.startswith("processor"))
+    flags = next(line for line in lines if line.startswith("flags")).split(":", 1)[1]
+    return processors, set(flags.split())
+
+
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or not Path("/proc/cpuinfo").exists(),
+    reason="the x86 profile resolves against an x86-64 Linux host's /proc/cpuinfo",
+)
 def test_x86_resolves_host_cores_and_vector_width() -> None:
+    processors, flags = _cpuinfo()
+    widest = 512 if "avx512f" in flags else 256 if "avx2" in flags else 128
     p = get_target("x86")
-    assert p.capabilities.runs_on_host
-    assert p.tvm_target["mcpu"] == "host"
+    assert p.capabilities.runs_on_host and p.tvm_target["mcpu"] == "host"
+    assert p.capabilities.cores == processors
+    assert p.capabilities.vector_bits == widest
+    assert p.capabilities.int8_dot == ("vnni" if "avx512_vnni" in flags else "none")
+    pytest.importorskip("tvm")
+    from edgec.relax.target import resolved_target
+
+    resolved = resolved_target(p)
+    assert resolved["num-cores"] == processors and resolved["mcpu"] not in ("host", "")
 
 
 def test_unknown_target_error_lists_the_known_ones() -> None:
