@@ -46,6 +46,14 @@ CHANNELS_LAST_OPS = frozenset(
         "relax.power",
         "relax.maximum",
         "relax.minimum",
+        "relax.floor_divide",
+        "relax.right_shift",  # int8 requantization
+        "relax.left_shift",
+        "relax.round",
+        "relax.floor",
+        "relax.ceil",
+        "relax.log",
+        "relax.square",
         "relax.mean",  # global average pooling
         "relax.max",
         "relax.sum",
