@@ -86,8 +86,8 @@ class Compiler:
 
     @staticmethod
     def rewrite(graph: onnx.ModelProto) -> onnx.ModelProto:
-        """The exact ONNX-level rewrites every graph gets before import."""
-        return onnx_rewrites.match_pow_dtypes(graph)
+        """The exact ONNX-level rewrites every graph gets before import (after folding)."""
+        return onnx_rewrites.normalize_resize(onnx_rewrites.match_pow_dtypes(graph))
 
     @staticmethod
     def compile(graph: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> Any:
@@ -143,7 +143,6 @@ class EdgecRep(BackendRep):
     compilations: int = 0  # signatures this rep compiled (not found in the process's cache)
 
     def __post_init__(self) -> None:
-        self.graph = self.compiler.rewrite(self.graph)
         self._digest = hashlib.sha256(self.graph.SerializeToString()).hexdigest()
         initializers = {i.name for i in self.graph.graph.initializer}
         self._inputs = [i.name for i in self.graph.graph.input if i.name not in initializers]
@@ -179,6 +178,7 @@ class EdgecRep(BackendRep):
         self.compilations += 1
         try:
             graph = _with_constants(self.graph, {n: arrays[n] for n in attempt.folded})
+            graph = self.compiler.rewrite(graph)
             if attempt.expand:
                 graph = onnx_rewrites.expand_functions(graph)
             rest = {n: a for n, a in arrays.items() if n not in attempt.folded}

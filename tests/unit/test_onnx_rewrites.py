@@ -93,3 +93,78 @@ def test_expanded_layer_norm_keeps_mean_and_inverse_std() -> None:
         strict=True,
     ):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _resize_model(
+    attrs: dict, roi: list | None, scales: list | None, sizes: list | None
+) -> onnx.ModelProto:
+    initializers = [
+        onnx.numpy_helper.from_array(np.array(v, dtype), name)
+        for name, v, dtype in (
+            ("roi", roi, np.float32),
+            ("scales", scales, np.float32),
+            ("sizes", sizes, np.int64),
+        )
+        if v is not None
+    ]
+    inputs = ["x", "roi" if roi else "", "scales" if scales else "", "sizes" if sizes else ""]
+    while not inputs[-1]:
+        inputs.pop()
+    graph = helper.make_graph(
+        [helper.make_node("Resize", inputs, ["y"], **attrs)],
+        "resize",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+
+
+# (attributes, roi, scales, sizes, whether the node is rewritten)
+RESIZE_CASES = [
+    pytest.param({"axes": [3, 2]}, None, [2.0, 0.5], None, True, id="scales-on-axes"),
+    pytest.param({"axes": [2, 3]}, None, None, [3, 8], True, id="sizes-on-axes"),
+    pytest.param(
+        {"keep_aspect_ratio_policy": "not_larger"}, None, None, [1, 1, 8, 20], True, id="not-larger"
+    ),
+    pytest.param(
+        {"keep_aspect_ratio_policy": "not_smaller", "axes": [2, 3]},
+        None,
+        None,
+        [2, 1],
+        True,
+        id="not-smaller-on-axes",
+    ),
+    pytest.param(
+        # a factor of 1.75 gives 10.5 columns: ONNX and TVM would map coordinates differently
+        {"keep_aspect_ratio_policy": "not_smaller", "axes": [2, 3]},
+        None,
+        None,
+        [7, 7],
+        False,
+        id="inexact-factor-kept",
+    ),
+    pytest.param(
+        {"axes": [2, 3], "coordinate_transformation_mode": "tf_crop_and_resize", "mode": "linear"},
+        [0.2, 0.1, 0.8, 0.9],
+        None,
+        [3, 3],
+        True,
+        id="crop-on-axes",
+    ),
+]
+
+
+@pytest.mark.parametrize(("attrs", "roi", "scales", "sizes", "rewrites"), RESIZE_CASES)
+def test_resize_with_axes_or_aspect_policy_becomes_full_rank(
+    attrs: dict, roi: list | None, scales: list | None, sizes: list | None, rewrites: bool
+) -> None:
+    model = _resize_model(attrs, roi, scales, sizes)
+    rewritten = onnx_rewrites.normalize_resize(model)
+    (node,) = rewritten.graph.node
+    left = {a.name for a in node.attribute} & {"axes", "keep_aspect_ratio_policy"}
+    assert (not left) is rewrites
+    x = np.arange(24, dtype=np.float32).reshape(1, 1, 4, 6)
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    got = ReferenceEvaluator(rewritten).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
