@@ -71,13 +71,17 @@ class Case:
             yield _tensors(data_set, "input"), _tensors(data_set, "output")
 
     def category(self) -> str:
-        """A node case's op category (when it tests one CNN-relevant op), else its group."""
-        if self.kind != "node":
-            return self.kind
-        ops = {node.op_type for node in self.model().graph.node}
-        if len(ops) == 1 and (op := ops.pop()) in CNN_OPS:
-            return CNN_OPS[op]
-        return "node: expanded functions" if "_expanded" in self.name else "node: other ops"
+        return category(self.kind, self.name, self.model())
+
+
+def category(kind: str, name: str, model: Any) -> str:
+    """A node case's op category (when it tests one CNN-relevant op), else its group."""
+    if kind != "node":
+        return kind
+    ops = {node.op_type for node in model.graph.node}
+    if len(ops) == 1 and (op := ops.pop()) in CNN_OPS:
+        return CNN_OPS[op]
+    return "node: expanded functions" if "_expanded" in name else "node: other ops"
 
 
 def node_test_dir() -> Path:
