@@ -50,15 +50,16 @@ def run_case(case: conformance.Case, compiler: str) -> dict[str, Any]:
             Runner.assert_similar_outputs(
                 [np.asarray(e) for e in expected], list(outputs), case.rtol, case.atol
             )
-        status, reason, folded = "pass", "", list(rep.folded)
+        status, reason, folded, fallbacks = "pass", "", list(rep.folded), rep.fallbacks
     except Exception as e:
         text = " ".join(str(e).split()) or type(e).__name__
-        status, reason, folded = "fail", f"{type(e).__name__}: {text}"[:500], []
+        status, reason, folded, fallbacks = "fail", f"{type(e).__name__}: {text}"[:500], [], {}
     return {
         "status": status,
         "reason": reason,
         "seconds": time.perf_counter() - start,
         "folded": folded,
+        "fallbacks": fallbacks,  # where edgec's rewrites stepped aside
     }
 
 
