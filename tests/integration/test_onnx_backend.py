@@ -61,3 +61,53 @@ def test_runs_on_cpu_only(device: str, supported: bool) -> None:
     if not supported:
         with pytest.raises(ValueError, match="runs on CPU"):
             edgec.backend.prepare(_reshape_model(), device)
+
+
+def _one_node(
+    node: onnx.NodeProto, inputs: dict[str, np.ndarray], outputs: list[str]
+) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [node],
+        node.op_type,
+        [
+            helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+            for n, a in inputs.items()
+        ],
+        [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for n in outputs],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+X = np.array([[3.0, 1.0, 4.0, 1.0, 5.0]], np.float32)
+
+# (node, inputs, expected outputs): kernels that once sent the whole model to TVM's plain pipeline
+FAST_PATH_CASES = [
+    pytest.param(
+        helper.make_node("CumSum", ["x", "axis"], ["y"]),
+        {"x": X, "axis": np.array(1, np.int64)},
+        [np.cumsum(X, axis=1)],
+        id="cumsum-needs-target-context",
+    ),
+    pytest.param(
+        helper.make_node("TopK", ["x", "k"], ["values", "indices"], axis=1),
+        {"x": X, "k": np.array([2], np.int64)},
+        [np.array([[5.0, 4.0]], np.float32), np.array([[4, 2]], np.int64)],
+        id="topk-needs-target-context",
+    ),
+    pytest.param(
+        helper.make_node("ScatterElements", ["x", "i", "u"], ["y"], axis=1),
+        {"x": X, "i": np.array([[0, 4]], np.int64), "u": np.array([[9.0, 8.0]], np.float32)},
+        [np.array([[9.0, 1.0, 4.0, 1.0, 8.0]], np.float32)],
+        id="scatter-kernel-without-root-block",
+    ),
+]
+
+
+@pytest.mark.parametrize(("node", "inputs", "expected"), FAST_PATH_CASES)
+def test_kernel_keeps_edgecs_pipeline(node: onnx.NodeProto, inputs: dict, expected: list) -> None:
+    model = _one_node(node, inputs, list(node.output))
+    rep = edgec.backend.prepare(model)
+    outputs = rep.run(list(inputs.values()))
+    assert "whole model" not in rep.fallbacks
+    for got, want in zip(outputs, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
