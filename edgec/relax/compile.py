@@ -162,7 +162,9 @@ def _build_stepping_aside(
     from tvm import relax, tirx
 
     try:
-        lowered = relax.get_pipeline("default")(scheduled)  # memory plan, VM lowering
+        # under the target: DispatchSortScan (cumsum, sort, topk) reads it from the context
+        with target:
+            lowered = relax.get_pipeline("default")(scheduled)  # memory plan, VM lowering
         return _compile(lowered, target), lowered
     except Exception as e:
         error = e

@@ -43,7 +43,7 @@ def _static(info: Any) -> bool:
     return all(isinstance(i.dom, (int, tirx.IntImm)) for i in info.iters)
 
 
-def _guarded(cls: type) -> type:
+def guarded(cls: type) -> type:
     """Wrap a rule's apply so a schedule error falls through to the next rule."""
     apply = cls.apply
 
@@ -62,7 +62,7 @@ def _contraction(lanes: int) -> Any:
     from tvm.s_tir.dlight.analysis import normalize_prim_func
     from tvm.s_tir.dlight.base import ScheduleRule
 
-    @_guarded
+    @guarded
     class Contraction(ScheduleRule):
         """out[..., m, n] = sum_k a[..., m, k] * b[k, n] shapes: conv2d NHWC/HWIO, matmul."""
 
@@ -183,7 +183,7 @@ def _injective(lanes: int) -> Any:
     from tvm.s_tir.dlight.analysis import normalize_prim_func
     from tvm.s_tir.dlight.base import ScheduleRule
 
-    @_guarded
+    @guarded
     class Injective(ScheduleRule):
         """Elementwise, broadcast, transpose, pad, pooling windows: parallel and vectorized."""
 

@@ -267,6 +267,7 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
 
     from edgec.relax import cpu_schedules
 
+    @cpu_schedules.guarded  # a kernel with no root block (scatter_elements) goes to the next rule
     class Int8DotConv(ScheduleRule):
         def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
             sch = s_tir.Schedule(func)
