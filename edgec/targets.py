@@ -41,6 +41,7 @@ class Capabilities:
     int8_only: bool = False  # no float kernels: the model must be quantized
     has_fp16: bool = False  # native half-precision arithmetic (CUDA, Armv8.2-A and later)
     int8_dot: Int8Dot = "none"  # int8 dot-product instruction the int8 kernels tensorize to
+    vector_registers: int = 16  # SIMD registers a register tile may use (AArch64 NEON: 32)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ def parse_profile(path: Path) -> TargetProfile:
             int8_only=bool(caps.get("int8_only", False)),
             has_fp16=bool(caps.get("has_fp16", False)),
             int8_dot=_int8_dot(caps, path),
+            vector_registers=int(caps.get("vector_registers", 16)),
         )
         return TargetProfile(
             name=str(data["name"]),

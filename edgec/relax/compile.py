@@ -236,7 +236,7 @@ def _schedule(profile: TargetProfile) -> Any:
 
 def _rules(profile: TargetProfile) -> list[Any]:
     caps = profile.capabilities
-    return cpu_schedules.rules(caps.vector_bits, caps.int8_dot)
+    return cpu_schedules.rules(caps.vector_bits, caps.int8_dot, caps.vector_registers)
 
 
 def _scheduled_kernels(mod: Any) -> dict[str, bool]:
