@@ -142,3 +142,97 @@ def _node_macs(node: Any, shapes: dict[str, list[int | str]]) -> int:
         k = a[-2] if trans_a and len(a) > 1 else a[-1]
         return out * int(k)
     return 0
+
+
+# The oldest default-domain opset ONNX Runtime still implements ("Could not find an
+# implementation for Gemm(6)"); older graphs are upgraded to UPGRADE_TO before anything else.
+MIN_OPSET = 7
+UPGRADE_TO = 13
+
+
+def opset(model: Any) -> int:
+    """The graph's default-domain ("ai.onnx") opset version."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def upgraded(model: Any) -> tuple[Any, int | None]:
+    """`model`, upgraded with onnx's version converter if it is stamped below MIN_OPSET; and the
+    opset it was stamped with when it was upgraded (None otherwise)."""
+    import onnx
+    from onnx import version_converter
+
+    stamped = opset(model)
+    if stamped >= MIN_OPSET:
+        return model, None
+    try:
+        converted = version_converter.convert_version(model, UPGRADE_TO)
+        onnx.checker.check_model(converted)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EdgecError(
+            f"the model is stamped opset {stamped} (below {MIN_OPSET}, which ONNX Runtime and "
+            f"TVM refuse) and onnx's version converter cannot upgrade it: {first}; re-export "
+            f"it at opset {UPGRADE_TO} or newer"
+        ) from None
+    return converted, stamped
+
+
+# Operand positions that carry shapes, axes, sizes or counts: an integer graph input there makes
+# the output shape depend on data, so its values are needed at build time.
+SHAPE_OPERANDS = {
+    "Reshape": (1,),
+    "Expand": (1,),
+    "Tile": (1,),
+    "ConstantOfShape": (0,),
+    "Slice": (1, 2, 3, 4),
+    "Pad": (1,),
+    "Resize": (3,),
+    "Upsample": (1,),
+    "Squeeze": (1,),
+    "Unsqueeze": (1,),
+    "Range": (0, 1, 2),
+    "TopK": (1,),
+    "OneHot": (1,),
+}
+
+
+def shape_inputs(model: Any) -> dict[str, str]:
+    """Integer graph inputs that feed a shape operand: input name → the first consumer, as
+    'Reshape node "name"'."""
+    integer = {
+        i.name for i in graph_inputs(model) if i.type.tensor_type.elem_type in _INTEGER_TYPES
+    }
+    found: dict[str, str] = {}
+    for node in model.graph.node:
+        for position in SHAPE_OPERANDS.get(node.op_type, ()):
+            if position < len(node.input) and node.input[position] in integer:
+                found.setdefault(node.input[position], f"{node.op_type} node {node.name!r}")
+    return found
+
+
+def fold_inputs(model: Any, values: dict[str, Any]) -> Any:
+    """A copy of `model` with the named graph inputs replaced by constants of these values."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    by_name = {i.name: i for i in graph_inputs(folded)}
+    for name, value in values.items():
+        if name not in by_name:
+            raise EdgecError(
+                f"the model has no input {name!r}; its inputs are: {', '.join(by_name)}"
+            )
+        want = onnx.helper.tensor_dtype_to_np_dtype(by_name[name].type.tensor_type.elem_type)
+        array = np.asarray(value)
+        if array.dtype.kind not in "iu":
+            raise EdgecError(
+                f"input {name!r} takes integers ({want}), the file holds {array.dtype}"
+            )
+        folded.graph.input.remove(by_name[name])
+        folded.graph.initializer.append(numpy_helper.from_array(array.astype(want), name))
+    return folded
+
+
+_INTEGER_TYPES = (6, 7, 12, 13)  # TensorProto INT32, INT64, UINT32, UINT64

@@ -55,6 +55,10 @@ def report(
             "macs": stats.macs,
             "inputs": manifest["inputs"],
             "outputs": manifest["outputs"],
+            "onnx_opset": built.onnx.opset,
+            # a source stamped below opset 7, upgraded by onnx's version converter at load
+            "upgraded_from_opset": built.onnx.upgraded_from,
+            "folded_inputs": list(built.onnx.folded_inputs),
         },
         "stages": _stages(stage_times, model_facts),
         "schedules": built.schedules,
