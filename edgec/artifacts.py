@@ -54,6 +54,7 @@ class OnnxModel:
     opset: int | None = None  # the default-domain opset of `path`
     upgraded_from: int | None = None  # the opset the source was stamped with, if upgraded
     folded_inputs: tuple[str, ...] = ()  # source inputs folded into constants (--input)
+    folded_shape_nodes: int = 0  # shape computations folded into constants at load
 
     def load_note(self) -> str:
         """What loading changed in an ONNX source, for the load stage's line and the report."""
@@ -64,6 +65,8 @@ class OnnxModel:
             )
         if self.folded_inputs:
             notes.append(f"folded as constants: {', '.join(self.folded_inputs)}")
+        if self.folded_shape_nodes:
+            notes.append(f"{self.folded_shape_nodes} shape computations folded to constants")
         return "; ".join(notes)
 
 

@@ -236,3 +236,92 @@ def fold_inputs(model: Any, values: dict[str, Any]) -> Any:
 
 
 _INTEGER_TYPES = (6, 7, 12, 13)  # TensorProto INT32, INT64, UINT32, UINT64
+
+
+# Ops that compute shapes in exported graphs (torch's `x.chunk(2, 1)` becomes Shape → Gather →
+# Div → Slice; `x.view(b, -1)` Shape → Gather → Unsqueeze → Concat → Reshape). With static input
+# shapes their values are known before run time, and TVM's importer cannot compile the dynamic
+# form ("CodeGenVM cannot emit this Relax operator directly").
+SHAPE_OPS = frozenset(
+    {
+        "Shape", "Size", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast",
+        "Add", "Sub", "Mul", "Div", "Floor", "Ceil", "Identity", "Range", "ConstantOfShape",
+        "Equal", "Where", "Max", "Min", "Neg", "ReduceProd", "Reshape",
+    }
+)  # fmt: skip
+SMALL = 64  # a shape computation works on a few values; larger constants are left alone
+
+
+def fold_shape_computations(model: Any) -> tuple[Any, int]:
+    """`model` with every shape computation whose value static input shapes decide replaced by
+    a constant; and how many nodes were folded. Needs static input shapes."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    static: dict[str, list[int]] = {}
+    for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = _dims(vi)
+        if vi.type.tensor_type.HasField("shape") and all(isinstance(d, int) for d in dims):
+            static[vi.name] = [int(d) for d in dims]
+    known = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            known[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    folded: dict[str, np.ndarray] = {}
+    for node in model.graph.node:
+        if node.op_type not in SHAPE_OPS or node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type == "Shape" and node.input[0] in static:
+            attrs = {a.name: a.i for a in node.attribute}
+            shape = static[node.input[0]]
+            start, end = attrs.get("start", 0), attrs.get("end", len(shape))
+            value = np.array(shape[start:end] if "end" in attrs else shape[start:], np.int64)
+        elif node.op_type != "Shape" and all(i in known for i in node.input if i):
+            args = [known[i] for i in node.input if i]
+            if not args or any(a.size > SMALL for a in args):
+                continue
+            try:
+                evaluator = ReferenceEvaluator(node, opsets={"": opsets.get("", 1)})
+                value = evaluator.run(None, dict(zip(node.input, args, strict=False)))[0]
+            except Exception:
+                continue  # an op the reference cannot evaluate stays in the graph
+        else:
+            continue
+        known[node.output[0]] = folded[node.output[0]] = np.asarray(value)
+    if not folded:
+        return model, 0
+    return _replace_with_constants(model, folded), len(folded)
+
+
+def _replace_with_constants(model: Any, folded: dict[str, Any]) -> Any:
+    """A copy of `model`: folded outputs become initializers; nodes nothing reads are dropped."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    keep = [n for n in graph.node if not (n.output and n.output[0] in folded)]
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in folded.items())
+    # drop what no longer feeds anything (the Shape nodes' sources stay: they feed the model)
+    while True:
+        used = {i for n in keep for i in n.input} | {o.name for o in graph.output}
+        for n in keep:
+            for attr in n.attribute:
+                for g in [attr.g, *attr.graphs]:
+                    used |= {i for sub in g.node for i in sub.input}
+        pruned = [n for n in keep if any(o in used for o in n.output)]
+        if len(pruned) == len(keep):
+            break
+        keep = pruned
+    del graph.node[:]
+    graph.node.extend(keep)
+    names = {i for n in keep for i in n.input} | {o.name for o in graph.output}
+    inits = [i for i in graph.initializer if i.name in names]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    return out

@@ -80,6 +80,8 @@ def _load_onnx(
     if values:
         model = onnx_graph.fold_inputs(model, values)
     inputs = onnx_graph.fix_input_shapes(model, input_shapes)
+    # Shapes are static now: Shape → Gather → ... chains are constants TVM can compile.
+    model, shape_nodes = onnx_graph.fold_shape_computations(model)
     fixed = workdir / "model.onnx"
     if model is read and input_shapes is None:
         shutil.copyfile(path, fixed)
@@ -98,6 +100,7 @@ def _load_onnx(
         opset=onnx_graph.opset(model),
         upgraded_from=upgraded_from,
         folded_inputs=tuple(values),
+        folded_shape_nodes=shape_nodes,
     )
 
 

@@ -79,3 +79,42 @@ def test_shape_input_values_are_folded_as_constants(tmp_path: Path) -> None:
     assert model.outputs[0].shape == (3, 2, 2)
     assert model.folded_inputs == ("shape",)
     assert model.load_note() == "folded as constants: shape"
+
+
+def _flatten_by_shape(path: Path) -> Path:
+    """torch's `x.view(x.size(0), -1)` as the TorchScript exporter writes it."""
+    const = helper.make_tensor("zero", TensorProto.INT64, [], [0])
+    minus_one = helper.make_tensor("minus_one", TensorProto.INT64, [1], [-1])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Shape", ["x"], ["shape"]),
+            helper.make_node("Constant", [], ["zero"], value=const),
+            helper.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+            helper.make_node(
+                "Constant",
+                [],
+                ["axes"],
+                value=helper.make_tensor("axes", TensorProto.INT64, [1], [0]),
+            ),
+            helper.make_node("Unsqueeze", ["batch", "axes"], ["batch1"]),
+            helper.make_node("Constant", [], ["minus_one"], value=minus_one),
+            helper.make_node("Concat", ["batch1", "minus_one"], ["target"], axis=0),
+            helper.make_node("Reshape", ["x", "target"], ["y"]),
+        ],
+        "view",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 24])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_shape_computations_are_folded_once_input_shapes_are_static(tmp_path: Path) -> None:
+    path = _flatten_by_shape(tmp_path / "view.onnx")
+    model = load(str(path), [(3, 2, 3, 4)], tmp_path)
+    assert model.folded_shape_nodes == 4  # Shape, Gather, Unsqueeze, Concat
+    assert [n.op_type for n in onnx.load(str(model.path)).graph.node] == ["Reshape"]
+    x = np.random.default_rng(0).standard_normal((3, 2, 3, 4)).astype(np.float32)
+    (got,) = reference.run(model.path, [x])
+    np.testing.assert_array_equal(got, x.reshape(3, 24))
