@@ -9,7 +9,8 @@ exported at several opsets, and old-converter-style graphs, each built with `edg
     .venv/bin/python bench/coverage.py --build-time resnet50            # where build time goes
 
 Prints a Markdown table: model | opset | side | build s | parity vs ONNX Runtime (max abs diff;
-ok when ≤ 1e-4 × max(1, max |reference|)) | edgec p50 | ORT p50 | ratio | fallbacks. A model
+ok when ≤ 1e-4 × max(1, max |reference|)) | max |ORT output| (random weights can make outputs
+vanish) | edgec p50 | ORT p50 | ratio | fallbacks. A model
 edgec fails on is tried with plain TVM (`from_onnx` → `tvm.compile`) to tell edgec's failures
 from TVM's. Each build runs `edgec build` in its own process (the path a user takes).
 """
@@ -119,11 +120,32 @@ def plain_child(path: Path) -> None:
     print(f"plain TVM compiles it ({seconds:.0f} s), max abs diff {diff:.1e}")
 
 
-def row(name: str, opset: int | str, side: int | str, result: dict[str, Any]) -> list[str]:
+def output_scale(path: Path) -> float:
+    """max |output| of ONNX Runtime on the seeded input edgec's measure stage uses: random
+    weights can make a deep model's outputs vanish, which makes any parity figure meaningless."""
+    import numpy as np
+
+    from edgec import onnx_graph, reference
+
+    model, _ = onnx_graph.upgraded(onnx_graph.read(path))
+    specs = tuple(onnx_graph.fix_input_shapes(model, None))
+    with tempfile.TemporaryDirectory() as tmp:
+        import onnx
+
+        onnx.save(model, str(Path(tmp) / "m.onnx"))
+        outputs = reference.run(Path(tmp) / "m.onnx", reference.random_inputs(specs))
+    return max(float(np.max(np.abs(o), initial=0.0)) for o in outputs)
+
+
+def row(
+    name: str, opset: int | str, side: int | str, result: dict[str, Any], scale: float | None
+) -> list[str]:
     """One table row from an edgec build's report."""
     report = result["report"]
+    magnitude = "—" if scale is None else f"{scale:.1e}"
     if report is None:
-        return [name, str(opset), str(side), f"{result['wall']:.0f}", "—", "—", "—", "—", "—"]
+        wall = f"{result['wall']:.0f}"
+        return [name, str(opset), str(side), wall, "—", magnitude, "—", "—", "—", "—"]
     stages = {s["name"]: s["seconds"] for s in report["stages"]}
     build_s = sum(v for k, v in stages.items() if k != "measure")
     parity = report["parity"]
@@ -141,6 +163,7 @@ def row(name: str, opset: int | str, side: int | str, result: dict[str, Any]) ->
         str(side),
         f"{build_s:.1f}",
         verdict,
+        magnitude,
         f"{p50:.2f}" if p50 else "—",
         f"{ort:.2f}" if ort else "—",
         ratio,
@@ -161,6 +184,7 @@ HEADER = [
     "side",
     "build s",
     "parity (max abs diff)",
+    "max abs ORT output",
     "edgec p50 ms",
     "ORT p50 ms",
     "ratio",
@@ -191,7 +215,8 @@ def run_corpus(args: argparse.Namespace) -> None:
             try:
                 path = zoo.export(name, opset, args.side, cache / "onnx")
             except Exception as e:
-                print_row([name, str(opset), str(args.side), "—", "not exported", "", "", "", ""])
+                cells = [name, str(opset), str(args.side), "—", "not exported"]
+                print_row(cells + [""] * (len(HEADER) - len(cells)))
                 failures.append((name, str(opset), f"torch.onnx.export: {str(e).splitlines()[0]}"))
                 continue
             side = zoo.input_side(name, args.side)
@@ -201,7 +226,11 @@ def run_corpus(args: argparse.Namespace) -> None:
     for name, opset, side, path, target in jobs:
         with tempfile.TemporaryDirectory() as tmp:
             result = edgec_build(path, target, Path(tmp) / "b", args.repeat, args.timeout)
-        print_row(row(name, opset, side, result))
+        try:
+            scale = output_scale(path) if target == "x86" else None
+        except Exception:
+            scale = None
+        print_row(row(name, opset, side, result, scale))
         if result["error"]:
             cause = result["error"].removeprefix("edgec: error: ")
             plain = plain_tvm(path, args.timeout) if target == "x86" else ""
