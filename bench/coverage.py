@@ -45,6 +45,15 @@ QUICK = [
     "efficientnet_b0",
     "googlenet",
 ]
+# The onnx wheel's pytorch-converted cases (opset 6 but PixelShuffle, 9), upgraded at load.
+WHEEL_CASES = [
+    "test_Linear",
+    "test_Conv2d_depthwise_strided",
+    "test_BatchNorm2d_eval",
+    "test_AvgPool2d",
+    "test_MaxPool2d",
+    "test_PixelShuffle",
+]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgec" / "corpus"
 
 
@@ -146,6 +155,11 @@ def row(
     if report is None:
         wall = f"{result['wall']:.0f}"
         return [name, str(opset), str(side), wall, "—", magnitude, "—", "—", "—", "—"]
+    model = report["model"]
+    if model.get("upgraded_from_opset"):
+        opset = f"{model['upgraded_from_opset']}→{model['onnx_opset']}"
+    elif opset == "as stamped":
+        opset = str(model.get("onnx_opset"))
     stages = {s["name"]: s["seconds"] for s in report["stages"]}
     build_s = sum(v for k, v in stages.items() if k != "measure")
     parity = report["parity"]
@@ -210,6 +224,8 @@ def run_corpus(args: argparse.Namespace) -> None:
         for graph in legacy_graphs.GRAPHS:
             path = legacy_graphs.write(graph, cache / "legacy")
             jobs.append((graph, "≤9", legacy_graphs.SIDE, path, "x86"))
+        for path in legacy_graphs.wheel_cases(WHEEL_CASES):
+            jobs.append((f"onnx wheel: {path.parent.name}", "as stamped", "—", path, "x86"))
     for name in names if not (args.legacy and not args.models and not args.quick) else []:
         for opset in opsets:
             try:
@@ -340,7 +356,9 @@ def main() -> None:
     parser.add_argument("--opsets", default="17", help="comma-separated, e.g. 11,13,17")
     parser.add_argument("--side", type=int, default=224, help="image side where the model allows")
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
-    parser.add_argument("--legacy", action="store_true", help="the old-converter-style graphs")
+    parser.add_argument(
+        "--legacy", action="store_true", help="the old-style graphs and opset-6 onnx wheel cases"
+    )
     parser.add_argument("--rpi4", help="models also built for rpi4 and run under qemu-aarch64")
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per build")
