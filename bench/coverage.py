@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -210,36 +211,15 @@ def print_row(cells: list[str]) -> None:
     print("| " + " | ".join(cells) + " |", flush=True)
 
 
+Job = tuple[str, int | str, int | str, Path, str]  # name, opset, side, model file, target
+
+
 def run_corpus(args: argparse.Namespace) -> None:
-    cache = Path(args.cache)
-    names = QUICK if args.quick else (args.models.split(",") if args.models else zoo.classifiers())
-    opsets = [int(o) for o in args.opsets.split(",")]
-    rpi4 = set(args.rpi4.split(",")) if args.rpi4 else set()
     failures: list[tuple[str, str, str]] = []
     print(f"machine: {machine()}; {time.strftime('%Y-%m-%d')}; repeat {args.repeat}\n")
     print_row(HEADER)
     print("|" + "---|" * len(HEADER))
-    jobs: list[tuple[str, int | str, int | str, Path, str]] = []
-    if args.legacy:
-        for graph in legacy_graphs.GRAPHS:
-            path = legacy_graphs.write(graph, cache / "legacy")
-            jobs.append((graph, "≤9", legacy_graphs.SIDE, path, "x86"))
-        for path in legacy_graphs.wheel_cases(WHEEL_CASES):
-            jobs.append((f"onnx wheel: {path.parent.name}", "as stamped", "—", path, "x86"))
-    for name in names if not (args.legacy and not args.models and not args.quick) else []:
-        for opset in opsets:
-            try:
-                path = zoo.export(name, opset, args.side, cache / "onnx")
-            except Exception as e:
-                cells = [name, str(opset), str(args.side), "—", "not exported"]
-                print_row(cells + [""] * (len(HEADER) - len(cells)))
-                failures.append((name, str(opset), f"torch.onnx.export: {str(e).splitlines()[0]}"))
-                continue
-            side = zoo.input_side(name, args.side)
-            jobs.append((name, opset, side, path, "x86"))
-            if name in rpi4:
-                jobs.append((f"{name} (rpi4, qemu)", opset, side, path, "rpi4"))
-    for name, opset, side, path, target in jobs:
+    for name, opset, side, path, target in corpus_jobs(args, failures):
         with tempfile.TemporaryDirectory() as tmp:
             result = edgec_build(path, target, Path(tmp) / "b", args.repeat, args.timeout)
         try:
@@ -255,6 +235,39 @@ def run_corpus(args: argparse.Namespace) -> None:
         print("\nFailures (edgec's error — plain TVM on the same file):\n")
         for name, opset, cause in failures:
             print(f"- {name} opset {opset}: {cause}")
+
+
+def corpus_jobs(args: argparse.Namespace, failures: list[tuple[str, str, str]]) -> Iterator[Job]:
+    """The builds to run, each model exported just before its builds."""
+    cache = Path(args.cache)
+    if args.legacy:
+        for graph in legacy_graphs.GRAPHS:
+            yield (
+                graph,
+                "≤9",
+                legacy_graphs.SIDE,
+                legacy_graphs.write(graph, cache / "legacy"),
+                "x86",
+            )
+        for path in legacy_graphs.wheel_cases(WHEEL_CASES):
+            yield f"onnx wheel: {path.parent.name}", "as stamped", "—", path, "x86"
+        if not (args.models or args.quick):
+            return
+    names = QUICK if args.quick else (args.models.split(",") if args.models else zoo.classifiers())
+    rpi4 = set(args.rpi4.split(",")) if args.rpi4 else set()
+    for name in names:
+        for opset in (int(o) for o in args.opsets.split(",")):
+            try:
+                path = zoo.export(name, opset, args.side, cache / "onnx")
+            except Exception as e:
+                cells = [name, str(opset), str(args.side), "—", "not exported"]
+                print_row(cells + [""] * (len(HEADER) - len(cells)))
+                failures.append((name, str(opset), f"torch.onnx.export: {str(e).splitlines()[0]}"))
+                continue
+            side = zoo.input_side(name, args.side)
+            yield name, opset, side, path, "x86"
+            if name in rpi4:
+                yield f"{name} (rpi4, qemu)", opset, side, path, "rpi4"
 
 
 def build_time(name: str, args: argparse.Namespace) -> None:
