@@ -246,7 +246,8 @@ SHAPE_OPS = frozenset(
     {
         "Shape", "Size", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast",
         "Add", "Sub", "Mul", "Div", "Floor", "Ceil", "Identity", "Range", "ConstantOfShape",
-        "Equal", "Where", "Max", "Min", "Neg", "ReduceProd", "Reshape",
+        "Equal", "Where", "Max", "Min", "Neg", "ReduceProd", "Reshape", "Mod", "Abs", "Less",
+        "Greater", "Not", "And", "Or", "Expand", "Tile",
     }
 )  # fmt: skip
 SMALL = 64  # a shape computation works on a few values; larger constants are left alone
@@ -294,7 +295,27 @@ def fold_shape_computations(model: Any) -> tuple[Any, int]:
         known[node.output[0]] = folded[node.output[0]] = np.asarray(value)
     if not folded:
         return model, 0
+    # All or nothing: a shape computation left half folded mixes constant tensors with the
+    # shapes TVM's importer tracks itself, which it cannot import (ViT: "Reshape requires the
+    # input new shape to be Shape"); the graph as given is what plain TVM takes.
+    half_folded = any(
+        node.op_type in SHAPE_OPS
+        and node.output[0] not in folded
+        and any(i in folded for i in _shape_operands(node))
+        for node in model.graph.node
+    )
+    if half_folded:
+        return model, 0
     return _replace_with_constants(model, folded), len(folded)
+
+
+# Ops that also act on data (their first input), taking shapes or indices in their others: only a
+# folded first input makes them part of a shape computation.
+_DATA_FIRST = frozenset({"Slice", "Reshape", "Expand", "Tile", "Gather", "Unsqueeze", "Squeeze"})
+
+
+def _shape_operands(node: Any) -> list[str]:
+    return list(node.input[:1]) if node.op_type in _DATA_FIRST else list(node.input)
 
 
 def _replace_with_constants(model: Any, folded: dict[str, Any]) -> Any:
