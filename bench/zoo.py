@@ -24,6 +24,12 @@ SEED = 0
 # every other classifier ends in adaptive pooling and takes smaller images.
 FIXED_224 = ("vit_", "swin_", "maxvit_", "alexnet", "vgg", "inception_v3")
 MIN_SIDE = {"inception_v3": 75, "googlenet": 32}
+# No auxiliary classifiers (eval mode ignores them); init_weights=False skips scipy's slow
+# truncated-normal init.
+OPTIONS = {
+    "googlenet": {"aux_logits": False, "init_weights": False},
+    "inception_v3": {"aux_logits": False, "init_weights": False},
+}
 
 
 @cache
@@ -56,10 +62,7 @@ def make(name: str) -> Any:
     import torch
 
     torch.manual_seed(SEED)
-    kwargs = {"aux_logits": False, "init_weights": False} if name in ("googlenet",) else {}
-    if name == "inception_v3":
-        kwargs = {"aux_logits": False, "init_weights": False}
-    return torchvision().models.get_model(name, weights=None, **kwargs).eval()
+    return torchvision().models.get_model(name, weights=None, **OPTIONS.get(name, {})).eval()
 
 
 def export(name: str, opset: int, side: int, directory: Path) -> Path:
