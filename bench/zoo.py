@@ -24,8 +24,8 @@ SEED = 0
 # every other classifier ends in adaptive pooling and takes smaller images.
 FIXED_224 = ("vit_", "swin_", "maxvit_", "alexnet", "vgg", "inception_v3")
 MIN_SIDE = {"inception_v3": 75, "googlenet": 32}
-# No auxiliary classifiers (eval mode ignores them); init_weights=False skips scipy's slow
-# truncated-normal init.
+# No auxiliary classifiers (eval mode ignores them); an explicit init_weights silences
+# torchvision's FutureWarning about its default (the weights are random either way).
 OPTIONS = {
     "googlenet": {"aux_logits": False, "init_weights": False},
     "inception_v3": {"aux_logits": False, "init_weights": False},
