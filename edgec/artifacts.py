@@ -54,6 +54,23 @@ class OnnxModel:
     outputs: tuple[TensorSpec, ...]
     source: str
     export_max_abs_diff: float | None
+    opset: int | None = None  # the default-domain opset of `path`
+    upgraded_from: int | None = None  # the opset the source was stamped with, if upgraded
+    folded_inputs: tuple[str, ...] = ()  # source inputs folded into constants (--input)
+    folded_shape_nodes: int = 0  # shape computations folded into constants at load
+
+    def load_note(self) -> str:
+        """What loading changed in an ONNX source, for the load stage's line and the report."""
+        notes = []
+        if self.upgraded_from is not None:
+            notes.append(
+                f"opset {self.upgraded_from} upgraded to {self.opset} (onnx version_converter)"
+            )
+        if self.folded_inputs:
+            notes.append(f"folded as constants: {', '.join(self.folded_inputs)}")
+        if self.folded_shape_nodes:
+            notes.append(f"{self.folded_shape_nodes} shape computations folded to constants")
+        return "; ".join(notes)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from edgec import __version__
 from edgec.errors import EdgecError, first_line
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from edgec.pipeline import BuildOptions, CompressOptions
     from edgec.relax.tune import TuneOptions
     from edgec.stages.quantize import QuantizeConfig
@@ -27,6 +29,8 @@ HELP = {
     "repeat": "Timed runs of the runner (default: 50 on the host, 5 emulated).",
     "emulate": "Run a non-host bundle under the target's emulator (e.g. qemu-aarch64).",
     "input": "Input .npy file(s), one per model input (default: a seeded random input).",
+    "input_value": "NAME=FILE.npy: fold ONNX input NAME into a constant (an integer input that "
+    "carries a shape, e.g. a Reshape's); repeat for several.",
     "trials": "MetaSchedule candidates to measure in all, split over kernels without a record.",
     "trials_per_task": "At most this many candidates per kernel (default: an even split).",
     "tuning_db": "Tuning database directory (default: one per target in edgec's cache).",
@@ -325,6 +329,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @click.option("--target", "-t", required=True, help=HELP["target"])
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None, help=HELP["out"])
 @click.option("--input-shape", "input_shapes", multiple=True, help=HELP["input_shape"])
+@click.option("--input", "input_values", multiple=True, help=HELP["input_value"])
 @click.option("--repeat", type=click.IntRange(min=1), default=None, help=HELP["repeat"])
 @click.option("--no-measure", is_flag=True, help="Build the bundle without running it.")
 @click.option("--tune", "trials", type=click.IntRange(min=0), default=None, help=HELP["tune"])
@@ -348,6 +353,7 @@ def build(
     target: str,
     out: Path | None,
     input_shapes: tuple[str, ...],
+    input_values: tuple[str, ...],
     repeat: int | None,
     no_measure: bool,
     trials: int | None,
@@ -403,6 +409,7 @@ def build(
         quantize = _quantize_config(calib_method, calib_samples, sensitivity, float_layers)
     options = BuildOptions(
         input_shapes=shapes,
+        input_values=_input_values(input_values),
         weights=weights,
         compress=_compress_options(ratio, distill, round_to, flags),
         quantize=quantize,
@@ -421,6 +428,22 @@ def build(
     data = build_bundle(model, profile.name, out, options, StageLog())
     click.echo(markdown(data))
     click.echo(f"bundle: {out}  ({out}.tar.gz)", err=True)
+
+
+def _input_values(given: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """--input NAME=FILE.npy options as arrays by input name."""
+    import numpy as np
+
+    values = {}
+    for text in given:
+        name, sep, path = text.partition("=")
+        if not sep or not name or not path:
+            raise EdgecError(f"--input {text!r}: expected NAME=FILE.npy, e.g. shape=shape.npy")
+        try:
+            values[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise EdgecError(f"--input {text}: {path} is not a readable .npy file ({e})") from None
+    return values or None
 
 
 def _build_targets(

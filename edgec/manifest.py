@@ -48,7 +48,7 @@ class Manifest:
     runner: str | None
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    parity: dict[str, float]
+    parity: dict[str, Any]  # tolerance, share (numbers); scale: "reference" if relative
     files: dict[str, str]  # file name → sha256
     firmware: str | None = None  # MCU bundles
     board: str | None = None  # MCU bundles: the board the firmware was linked for
@@ -134,7 +134,7 @@ def _parse(data: dict[str, Any], directory: Path | None, where: str) -> Manifest
         runner=None if runner is None else listed("runner", runner),
         inputs=_specs(data["inputs"], "inputs", where),
         outputs=_specs(data["outputs"], "outputs", where),
-        parity={k: float(v) for k, v in parity.items()},
+        parity=_parity(parity, where),
         files=dict(files),
         firmware=None if firmware is None else listed("firmware", firmware),
         board=None if board is None else str(board),
@@ -163,3 +163,18 @@ def _numeric(dtype: str) -> bool:
         return np.dtype(dtype).kind in "biuf"
     except (TypeError, ValueError):
         return False
+
+
+def _parity(data: Any, where: str) -> dict[str, Any]:
+    """tolerance and share as numbers; scale, if given, "reference" (relative to the outputs)."""
+    if not isinstance(data, dict):
+        raise EdgecError(f"{where}: parity must be a table; rebuild the bundle")
+    try:
+        parity: dict[str, Any] = {k: float(v) for k, v in data.items() if k != "scale"}
+    except (TypeError, ValueError):
+        raise EdgecError(f"{where}: parity values must be numbers; rebuild the bundle") from None
+    if "scale" in data:
+        if data["scale"] != "reference":
+            raise EdgecError(f"{where}: parity scale must be 'reference'; rebuild the bundle")
+        parity["scale"] = "reference"
+    return parity

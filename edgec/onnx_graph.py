@@ -166,3 +166,207 @@ def _node_macs(node: Any, shapes: dict[str, list[int | str]]) -> int:
         k = a[-2] if trans_a and len(a) > 1 else a[-1]
         return out * int(k)
     return 0
+
+
+# The oldest default-domain opset ONNX Runtime still implements ("Could not find an
+# implementation for Gemm(6)"); older graphs are upgraded to UPGRADE_TO before anything else.
+MIN_OPSET = 7
+UPGRADE_TO = 13
+
+
+def opset(model: Any) -> int:
+    """The graph's default-domain ("ai.onnx") opset version."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def upgraded(model: Any) -> tuple[Any, int | None]:
+    """`model`, upgraded with onnx's version converter if it is stamped below MIN_OPSET; and the
+    opset it was stamped with when it was upgraded (None otherwise)."""
+    import onnx
+    from onnx import version_converter
+
+    stamped = opset(model)
+    if stamped >= MIN_OPSET:
+        return model, None
+    try:
+        converted = version_converter.convert_version(model, UPGRADE_TO)
+        onnx.checker.check_model(converted)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EdgecError(
+            f"the model is stamped opset {stamped} (below {MIN_OPSET}, which ONNX Runtime and "
+            f"TVM refuse) and onnx's version converter cannot upgrade it: {first}; re-export "
+            f"it at opset {UPGRADE_TO} or newer"
+        ) from None
+    return converted, stamped
+
+
+# Operand positions that carry shapes, axes, sizes or counts: an integer graph input there makes
+# the output shape depend on data, so its values are needed at build time.
+SHAPE_OPERANDS = {
+    "Reshape": (1,),
+    "Expand": (1,),
+    "Tile": (1,),
+    "ConstantOfShape": (0,),
+    "Slice": (1, 2, 3, 4),
+    "Pad": (1,),
+    "Resize": (3,),
+    "Upsample": (1,),
+    "Squeeze": (1,),
+    "Unsqueeze": (1,),
+    "Range": (0, 1, 2),
+    "TopK": (1,),
+    "OneHot": (1,),
+}
+
+
+def shape_inputs(model: Any) -> dict[str, str]:
+    """Integer graph inputs that feed a shape operand: input name → the first consumer, as
+    'Reshape node "name"'."""
+    integer = {
+        i.name for i in graph_inputs(model) if i.type.tensor_type.elem_type in _INTEGER_TYPES
+    }
+    found: dict[str, str] = {}
+    for node in model.graph.node:
+        for position in SHAPE_OPERANDS.get(node.op_type, ()):
+            if position < len(node.input) and node.input[position] in integer:
+                found.setdefault(node.input[position], f"{node.op_type} node {node.name!r}")
+    return found
+
+
+def fold_inputs(model: Any, values: dict[str, Any]) -> Any:
+    """A copy of `model` with the named graph inputs replaced by constants of these values."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    by_name = {i.name: i for i in graph_inputs(folded)}
+    for name, value in values.items():
+        if name not in by_name:
+            raise EdgecError(
+                f"the model has no input {name!r}; its inputs are: {', '.join(by_name)}"
+            )
+        want = onnx.helper.tensor_dtype_to_np_dtype(by_name[name].type.tensor_type.elem_type)
+        array = np.asarray(value)
+        if array.dtype.kind not in "iu":
+            raise EdgecError(
+                f"input {name!r} takes integers ({want}), the file holds {array.dtype}"
+            )
+        folded.graph.input.remove(by_name[name])
+        folded.graph.initializer.append(numpy_helper.from_array(array.astype(want), name))
+    return folded
+
+
+_INTEGER_TYPES = (6, 7, 12, 13)  # TensorProto INT32, INT64, UINT32, UINT64
+
+
+# Ops that compute shapes in exported graphs (torch's `x.chunk(2, 1)` becomes Shape → Gather →
+# Div → Slice; `x.view(b, -1)` Shape → Gather → Unsqueeze → Concat → Reshape). With static input
+# shapes their values are known before run time, and TVM's importer cannot compile the dynamic
+# form ("CodeGenVM cannot emit this Relax operator directly").
+SHAPE_OPS = frozenset(
+    {
+        "Shape", "Size", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast",
+        "Add", "Sub", "Mul", "Div", "Floor", "Ceil", "Identity", "Range", "ConstantOfShape",
+        "Equal", "Where", "Max", "Min", "Neg", "ReduceProd", "Reshape", "Mod", "Abs", "Less",
+        "Greater", "Not", "And", "Or", "Expand", "Tile",
+    }
+)  # fmt: skip
+SMALL = 64  # a shape computation works on a few values; larger constants are left alone
+
+
+def fold_shape_computations(model: Any) -> tuple[Any, int]:
+    """`model` with every shape computation whose value static input shapes decide replaced by
+    a constant; and how many nodes were folded. Needs static input shapes."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    static: dict[str, list[int]] = {}
+    for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = _dims(vi)
+        if vi.type.tensor_type.HasField("shape") and all(isinstance(d, int) for d in dims):
+            static[vi.name] = [int(d) for d in dims]
+    known = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            known[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    folded: dict[str, np.ndarray] = {}
+    for node in model.graph.node:
+        if node.op_type not in SHAPE_OPS or node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type == "Shape" and node.input[0] in static:
+            attrs = {a.name: a.i for a in node.attribute}
+            shape = static[node.input[0]]
+            start, end = attrs.get("start", 0), attrs.get("end", len(shape))
+            value = np.array(shape[start:end] if "end" in attrs else shape[start:], np.int64)
+        elif node.op_type != "Shape" and all(i in known for i in node.input if i):
+            args = [known[i] for i in node.input if i]
+            if not args or any(a.size > SMALL for a in args):
+                continue
+            try:
+                evaluator = ReferenceEvaluator(node, opsets={"": opsets.get("", 1)})
+                value = evaluator.run(None, dict(zip(node.input, args, strict=False)))[0]
+            except Exception:
+                continue  # an op the reference cannot evaluate stays in the graph
+        else:
+            continue
+        known[node.output[0]] = folded[node.output[0]] = np.asarray(value)
+    if not folded:
+        return model, 0
+    # All or nothing: a shape computation left half folded mixes constant tensors with the
+    # shapes TVM's importer tracks itself, which it cannot import (ViT: "Reshape requires the
+    # input new shape to be Shape"); the graph as given is what plain TVM takes.
+    half_folded = any(
+        node.op_type in SHAPE_OPS
+        and node.output[0] not in folded
+        and any(i in folded for i in _shape_operands(node))
+        for node in model.graph.node
+    )
+    if half_folded:
+        return model, 0
+    return _replace_with_constants(model, folded), len(folded)
+
+
+# Ops that also act on data (their first input), taking shapes or indices in their others: only a
+# folded first input makes them part of a shape computation.
+_DATA_FIRST = frozenset({"Slice", "Reshape", "Expand", "Tile", "Gather", "Unsqueeze", "Squeeze"})
+
+
+def _shape_operands(node: Any) -> list[str]:
+    return list(node.input[:1]) if node.op_type in _DATA_FIRST else list(node.input)
+
+
+def _replace_with_constants(model: Any, folded: dict[str, Any]) -> Any:
+    """A copy of `model`: folded outputs become initializers; nodes nothing reads are dropped."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    keep = [n for n in graph.node if not (n.output and n.output[0] in folded)]
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in folded.items())
+    # drop what no longer feeds anything (the Shape nodes' sources stay: they feed the model)
+    while True:
+        used = {i for n in keep for i in n.input} | {o.name for o in graph.output}
+        for n in keep:
+            for attr in n.attribute:
+                for g in [attr.g, *attr.graphs]:
+                    used |= {i for sub in g.node for i in sub.input}
+        pruned = [n for n in keep if any(o in used for o in n.output)]
+        if len(pruned) == len(keep):
+            break
+        keep = pruned
+    del graph.node[:]
+    graph.node.extend(keep)
+    names = {i for n in keep for i in n.input} | {o.name for o in graph.output}
+    inits = [i for i in graph.initializer if i.name in names]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    return out

@@ -74,6 +74,8 @@ class Compressed:
 class BuildOptions:
     input_shapes: list[tuple[int, ...]] | None = None
     weights: Path | None = None  # a state dict for a file.py:factory model
+    # ONNX inputs folded into constants (integer inputs that carry shapes): name → values
+    input_values: dict[str, np.ndarray] | None = None
     compress: CompressOptions = field(default_factory=CompressOptions)
     quantize: QuantizeConfig | None = None  # None: float32
     fp16: bool = False  # half-precision weights and activations, float32 accumulation
@@ -94,8 +96,9 @@ def build(
     _check_options(profile, options)
     with staged_directory(out, options.force) as work:
         with log.stage("load") as s:
-            source = load(model, options.input_shapes, work, options.weights)
-            s.note(source.source)
+            source = load(model, options.input_shapes, work, options.weights, options.input_values)
+            changed = source.load_note() if isinstance(source, OnnxModel) else ""
+            s.note(source.source + (f"; {changed}" if changed else ""))
         compressed = compress(source, options.compress, profile.capabilities.channel_multiple, log)
         with log.stage("export") as s:
             onnx_model = export(compressed.model, work)

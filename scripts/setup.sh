@@ -28,12 +28,17 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.edgec-requirements.sha256
-want=$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+# torchvision: the model corpus of tests/integration/test_corpus.py and bench/coverage.py only
+# (edgec does not import it). Its wheel is a CUDA build: --no-deps keeps pip off CUDA torch, and
+# bench/zoo.py imports its pure-Python model zoo beside the CPU torch.
+TORCHVISION=torchvision==0.28.0
+want=$( (sha256sum requirements.lock pyproject.toml; echo "$TORCHVISION") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing pinned Python packages (requirements.lock)"
   .venv/bin/pip install -q --upgrade pip
   # torch 2.13.0 (CPU) comes from the wheel on disk; pinning it exactly keeps pip off the CUDA build.
   .venv/bin/pip install -q -r requirements.lock
+  .venv/bin/pip install -q --no-deps "$TORCHVISION"
   .venv/bin/pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi

@@ -9,7 +9,7 @@ from typing import Any
 
 from edgec.artifacts import BuiltArtifact, RelaxModule
 from edgec.errors import EdgecError, first_line
-from edgec.relax import clip_ops, cpu_schedules, int8_dot, layout, runtime_check
+from edgec.relax import clip_ops, cpu_schedules, fold_weights, int8_dot, layout, runtime_check
 from edgec.relax.target import resolved_target, tvm_target
 from edgec.relax.tune import TuneOptions, TuningSummary, apply_database, database_dir, tune
 from edgec.targets import TargetProfile
@@ -138,6 +138,8 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
     # NHWC activations and HWIO weights put output channels innermost and contiguous: the axis
     # the contraction rule vectorizes. Ops it does not hold for stay NCHW (edgec.relax.layout).
     mod = layout.to_channels_last(mod, fallbacks)
+    # Weight transposes and bias reshapes in numpy: FoldConstant builds each with LLVM (seconds).
+    mod = fold_weights.fold_weight_layouts(mod)
     return tvm.transform.Sequential(
         [
             # erf/exp/tanh as vectorizable polynomials instead of scalar libm calls (GELU's erf

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgec import onnx_graph, reference
 from edgec.artifacts import OnnxModel, TensorSpec, TorchModel
 from edgec.errors import EdgecError, first_line
@@ -21,10 +23,17 @@ SHAPES_FILE = "edgec_input_shapes.json"  # what edgec prune/distill store inside
 
 
 def load(
-    spec: str, input_shapes: Shapes | None, workdir: Path, weights: Path | None = None
+    spec: str,
+    input_shapes: Shapes | None,
+    workdir: Path,
+    weights: Path | None = None,
+    input_values: dict[str, np.ndarray] | None = None,
 ) -> TorchModel | OnnxModel:
     """Load MODEL as given on the command line: .onnx, .pt (TorchScript), .pt2
-    (torch.export), or path/to/file.py:factory (with `weights`, a state dict, loaded into it)."""
+    (torch.export), or path/to/file.py:factory (with `weights`, a state dict, loaded into it).
+
+    `input_values` are ONNX inputs folded into the graph as constants (integer inputs that carry
+    shapes: a Reshape's target shape, an Expand's)."""
     path_text, _, factory = spec.partition(":") if ".py:" in spec else (spec, "", "")
     path = Path(path_text)
     if not path.is_file():
@@ -37,8 +46,10 @@ def load(
             raise EdgecError(f"{path} is Python: name its factory as {path}:make_model")
         model = _load_factory(path, factory, input_shapes, spec)
         return model if weights is None else _with_weights(model, weights)
+    if input_values and suffix != ".onnx":
+        raise EdgecError(f"--input NAME=FILE.npy folds an ONNX model's input; {path} is not ONNX")
     if suffix == ".onnx":
-        return _load_onnx(path, input_shapes, workdir)
+        return _load_onnx(path, input_shapes, workdir, input_values or {})
     if suffix in (".pt", ".pth", ".pt2"):
         return _load_torch_file(path, input_shapes, spec)
     raise EdgecError(
@@ -47,14 +58,33 @@ def load(
     )
 
 
-def _load_onnx(path: Path, input_shapes: Shapes | None, workdir: Path) -> OnnxModel:
-    model = onnx_graph.read(path)
-    onnx_graph.check_standard_ops(model, path)
-    inputs = onnx_graph.fix_input_shapes(model, input_shapes)
+def _load_onnx(
+    path: Path, input_shapes: Shapes | None, workdir: Path, values: dict[str, np.ndarray]
+) -> OnnxModel:
+    """Read, upgrade (opset < 7), fold shape-carrying inputs, fix input shapes; the result is
+    the reference ONNX Runtime and TVM both take."""
     import onnx
 
+    read = onnx_graph.read(path)
+    onnx_graph.check_standard_ops(read, path)
+    # Before anything else: ONNX Runtime has no kernels for opsets below 7 (Gemm(6)).
+    model, upgraded_from = onnx_graph.upgraded(read)
+    needed = onnx_graph.shape_inputs(model)
+    missing = [name for name in needed if name not in values]
+    if missing:
+        name = missing[0]
+        raise EdgecError(
+            f"input {name!r} is an integer tensor feeding the shape operand of {needed[name]}: "
+            f"its values decide the model's shapes, so random data cannot stand in; give them "
+            f"with --input {name}=VALUES.npy (edgec folds them as constants)"
+        )
+    if values:
+        model = onnx_graph.fold_inputs(model, values)
+    inputs = onnx_graph.fix_input_shapes(model, input_shapes)
+    # Shapes are static now: Shape → Gather → ... chains are constants TVM can compile.
+    model, shape_nodes = onnx_graph.fold_shape_computations(model)
     fixed = workdir / "model.onnx"
-    if input_shapes is None:
+    if model is read and input_shapes is None:
         shutil.copyfile(path, fixed)
     else:
         onnx.save(model, str(fixed))
@@ -63,7 +93,17 @@ def _load_onnx(path: Path, input_shapes: Shapes | None, workdir: Path) -> OnnxMo
     except Exception as e:
         why = first_line(e).replace(str(fixed), str(path))  # not edgec's temporary copy
         raise EdgecError(f"ONNX Runtime cannot run {path}: {why}") from None
-    return OnnxModel(fixed, tuple(inputs), tuple(outputs), str(path), export_max_abs_diff=None)
+    return OnnxModel(
+        fixed,
+        tuple(inputs),
+        tuple(outputs),
+        str(path),
+        export_max_abs_diff=None,
+        opset=onnx_graph.opset(model),
+        upgraded_from=upgraded_from,
+        folded_inputs=tuple(values),
+        folded_shape_nodes=shape_nodes,
+    )
 
 
 def _load_factory(path: Path, factory: str, input_shapes: Shapes | None, spec: str) -> TorchModel:

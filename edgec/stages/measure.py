@@ -188,6 +188,10 @@ def checked(
     if len(outputs) != len(expected):
         raise CheckFailed(f"the runner gave {len(outputs)} outputs, ONNX Runtime {len(expected)}")
     parity = bundle.typed.parity or {"tolerance": TOLERANCE, "share": 1.0}
+    tolerance = float(parity["tolerance"])
+    if parity.get("scale") == "reference":  # float: relative to the outputs' magnitude
+        largest = max((float(np.max(np.abs(e), initial=0.0)) for e in expected), default=0.0)
+        tolerance *= max(1.0, largest)
     errors = np.concatenate(
         [np.abs(o.astype(np.float64) - e).ravel() for o, e in zip(outputs, expected, strict=True)]
     )
@@ -199,9 +203,9 @@ def checked(
         repeat=repeat,
         peak_rss_bytes=int(result["peak_rss_bytes"]),
         max_abs_diff=float(errors.max(initial=0.0)),
-        tolerance=float(parity["tolerance"]),
+        tolerance=tolerance,
         baseline_ms=baseline,
-        within_share=float(np.mean(errors <= parity["tolerance"])) if errors.size else 1.0,
+        within_share=float(np.mean(errors <= tolerance)) if errors.size else 1.0,
         required_share=float(parity["share"]),
     )
 

@@ -57,6 +57,11 @@ def report(
             "graph_sha256": manifest["files"].get("model.onnx"),  # which model: see compare
             "inputs": manifest["inputs"],
             "outputs": manifest["outputs"],
+            "onnx_opset": built.onnx.opset,
+            # a source stamped below opset 7, upgraded by onnx's version converter at load
+            "upgraded_from_opset": built.onnx.upgraded_from,
+            "folded_inputs": list(built.onnx.folded_inputs),
+            "folded_shape_nodes": built.onnx.folded_shape_nodes,
         },
         "stages": _stages(stage_times, model_facts),
         "schedules": built.schedules,

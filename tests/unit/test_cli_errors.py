@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
@@ -30,6 +31,23 @@ def _det_model(path: Path) -> None:
     )
 
 
+def _reshape_by_input(path: Path) -> None:
+    """An ONNX model whose Reshape takes its target shape from an int64 graph input."""
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape")],
+        "reshape",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6]),
+            helper.make_tensor_value_info("shape", TensorProto.INT64, [2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"])],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        str(path),
+    )
+
+
 def _files(tmp: Path) -> dict[str, str]:
     (tmp / "junk.onnx").write_bytes(b"\x08\x01garbage\xff\xfe" * 8)
     (tmp / "weights.pt").write_bytes(b"PK\x03\x04 not torchscript")
@@ -37,6 +55,8 @@ def _files(tmp: Path) -> dict[str, str]:
     (tmp / "raises.py").write_text("def make():\n    raise ValueError('no weights for you')\n")
     (tmp / "notmodule.py").write_text("def make():\n    return 42\n")
     _det_model(tmp / "det.onnx")
+    _reshape_by_input(tmp / "reshape.onnx")
+    np.save(tmp / "floats.npy", np.ones(2, np.float32))
     return {"tmp": str(tmp)}
 
 
@@ -88,6 +108,27 @@ BAD_INPUTS = [
         id="input-shape-wrong",
     ),
     pytest.param(["{tmp}/det.onnx", "-t", "x86"], "does not support Det", id="unsupported-op"),
+    pytest.param(
+        ["{tmp}/reshape.onnx", "-t", "x86"],
+        r"input 'shape' is an integer tensor feeding the shape operand of Reshape node "
+        r"'reshape'.* give them with --input shape=VALUES.npy",
+        id="shape-input-not-given",
+    ),
+    pytest.param(
+        ["{tmp}/reshape.onnx", "-t", "x86", "--input", "shape"],
+        "--input 'shape': expected NAME=FILE.npy",
+        id="input-value-without-file",
+    ),
+    pytest.param(
+        ["{tmp}/reshape.onnx", "-t", "x86", "--input", "shape={tmp}/floats.npy"],
+        "input 'shape' takes integers",
+        id="input-value-not-integers",
+    ),
+    pytest.param(
+        ["{tmp}/reshape.onnx", "-t", "x86", "--input", "nope={tmp}/floats.npy"],
+        "input 'shape' is an integer tensor",
+        id="input-value-for-another-input",
+    ),
 ]
 
 
