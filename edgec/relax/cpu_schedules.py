@@ -18,7 +18,8 @@ from edgec.targets import Int8Dot
 # rest hold the weight vectors and a broadcast. With 32 (AArch64 NEON) a 6-row x 4-vector tile
 # reads 10 vectors per 24 FMLAs; rpi4 instructions per inference, cnn 4.02M -> 2.95M and
 # MobileNetV2 198.9M -> 153.4M (armcount) against 12 accumulators x at most 2 vectors.
-# x86 keeps 16 until timed on an idle machine (AVX-512 has 32 zmm, AVX2 16 ymm).
+# x86 keeps 12: on AVX-512's 32 zmm, 24 accumulators cut ResNet-18's kernel time 15% but cost
+# MobileNetV2 up to 10% (bench/kernels.py): the tile should be chosen per layer first.
 ACCUMULATORS = {16: 12, 32: 24}
 
 
