@@ -87,7 +87,7 @@ class Compiler:
     @staticmethod
     def rewrite(graph: onnx.ModelProto) -> onnx.ModelProto:
         """The exact ONNX-level rewrites every graph gets before import (after folding)."""
-        return onnx_rewrites.normalize_resize(onnx_rewrites.match_pow_dtypes(graph))
+        return onnx_rewrites.importable(graph)
 
     @staticmethod
     def compile(graph: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> Any:

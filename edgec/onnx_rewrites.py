@@ -7,6 +7,11 @@ import copy
 from typing import Any
 
 
+def importable(model: Any) -> Any:
+    """Every exact rewrite a graph gets before TVM's importer (edgec build and edgec.backend)."""
+    return normalize_resize(match_pow_dtypes(model))
+
+
 def match_pow_dtypes(model: Any) -> Any:
     """Pow with a base and an exponent of different dtypes (allowed by ONNX, refused by TVM's
     importer: "Binary operators must have the same datatype"): a float exponent is cast to the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 
-from edgec import onnx_graph
+from edgec import onnx_graph, onnx_rewrites
 from edgec.artifacts import OnnxModel, RelaxModule
 from edgec.errors import EdgecError, first_line
 
@@ -15,7 +15,9 @@ def import_onnx(model: OnnxModel) -> RelaxModule:
     from tvm.relax.frontend.onnx import from_onnx
     from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
 
-    graph = onnx_graph.read(model.path)
+    # exact ONNX rewrites for what TVM's importer refuses but could take (mixed-dtype Pow,
+    # Resize with axes or an aspect policy); the bundle's reference model.onnx stays as given
+    graph = onnx_rewrites.importable(onnx_graph.read(model.path))
     unsupported = sorted(onnx_graph.op_types(graph) - set(_get_convert_map()))
     if unsupported:
         raise EdgecError(
