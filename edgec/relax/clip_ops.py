@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from edgec.relax import traverse
+
 OPS = ("relax.maximum", "relax.minimum")
 _FLOAT_IMM = re.compile(r"T\.float(?:16|32|64)\(([^()]+)\)")
 
@@ -39,11 +41,7 @@ def clip_kernels_as_ops(mod: Any) -> Any:
             op, bound = found
             return relax.Call(op, [call.args[1].fields[0], bound])
 
-    rewrite = Rewrite(mod)
-    for gv, func in mod.functions.items():
-        if isinstance(func, relax.Function):
-            rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
-    return relax.transform.DeadCodeElimination()(rewrite.builder_.get())
+    return relax.transform.DeadCodeElimination()(traverse.rewrite_functions(Rewrite(mod), mod))
 
 
 def _same_kernel_op(mod: Any, call: Any) -> tuple[Any, Any] | None:

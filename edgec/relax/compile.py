@@ -9,7 +9,15 @@ from typing import Any
 
 from edgec.artifacts import BuiltArtifact, RelaxModule
 from edgec.errors import EdgecError, first_line
-from edgec.relax import clip_ops, cpu_schedules, fold_weights, int8_dot, layout, runtime_check
+from edgec.relax import (
+    clip_ops,
+    cpu_schedules,
+    fold_weights,
+    int8_dot,
+    layout,
+    runtime_check,
+    traverse,
+)
 from edgec.relax.target import resolved_target, tvm_target
 from edgec.relax.tune import TuneOptions, TuningSummary, apply_database, database_dir, tune
 from edgec.targets import TargetProfile
@@ -208,7 +216,7 @@ def _kernel_failure(func: Any, target: Any) -> str | None:
 
 
 def _with_function(mod: Any, gv: Any, func: Any) -> Any:
-    mod = mod.clone() if hasattr(mod, "clone") else mod
+    mod = mod.clone()
     mod.update_func(gv, func)
     return mod
 
@@ -255,21 +263,13 @@ def _scheduled_kernels(mod: Any) -> dict[str, bool]:
 def _kernel_counts(mod: Any, tuned: int) -> dict[str, Any]:
     """How many kernels were tuned, scheduled by edgec's rules, or left as naive loop nests, and
     how many run on the int8 dot-product instruction."""
-    from tvm import relax, tirx
+    from tvm import tirx
 
     kernels = _scheduled_kernels(mod)
-    calls = 0
-
-    def visit(expr: Any) -> None:
-        nonlocal calls
-        calls += isinstance(expr, relax.Call) and getattr(expr.op, "name", "") == "relax.call_tir"
-
-    for func in mod.functions.values():
-        if isinstance(func, relax.Function):
-            relax.analysis.post_order_visit(func.body, visit)
     return {
         "kernels": len(kernels),
-        "kernel_calls": calls,  # per inference: a kernel can serve several layers
+        # per inference: a kernel can serve several layers
+        "kernel_calls": len(traverse.calls(mod, "relax.call_tir")),
         "tuned": tuned,
         "int8_dot": sum(
             int8_dot.tensorized(f) for f in mod.functions.values() if isinstance(f, tirx.PrimFunc)
@@ -287,21 +287,10 @@ def _cross_compiler(profile: TargetProfile) -> Any:
 
 def _planned_bytes(lowered: Any) -> int:
     """Bytes of activation storage the VM allocates, after TVM's static memory planning."""
-    from tvm import ir, relax
+    from tvm import relax
 
-    total = 0
-
-    def visit(expr: Any) -> None:
-        nonlocal total
-        if (
-            isinstance(expr, relax.Call)
-            and isinstance(expr.op, ir.Op)
-            and expr.op.name == "relax.vm.alloc_storage"
-            and isinstance(expr.args[0], relax.ShapeExpr)
-        ):
-            total += int(expr.args[0].values[0])
-
-    for func in lowered.functions.values():
-        if isinstance(func, relax.Function):
-            relax.analysis.post_order_visit(func.body, visit)
-    return total
+    return sum(
+        int(call.args[0].values[0])
+        for call in traverse.calls(lowered, "relax.vm.alloc_storage")
+        if isinstance(call.args[0], relax.ShapeExpr)
+    )

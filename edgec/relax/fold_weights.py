@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from edgec.relax import traverse
+
 
 def fold_weight_layouts(mod: Any) -> Any:
     """`mod` with every `permute_dims` and `reshape` of a constant replaced by its result."""
@@ -46,8 +48,4 @@ def fold_weight_layouts(mod: Any) -> Any:
                 folded = array.reshape([int(d) for d in shape.values])
             return relax.const(np.ascontiguousarray(folded), str(array.dtype))
 
-    fold = Fold(mod)
-    for gv, func in mod.functions.items():
-        if isinstance(func, relax.Function):
-            fold.builder_.update_func(gv, fold.visit_expr(func))
-    return fold.builder_.get()
+    return traverse.rewrite_functions(Fold(mod), mod)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgec.errors import first_line
+from edgec.relax import traverse
 
 # Ops whose layout-inference rule holds for 4-D tensors (and scalars): the channels-last chain
 # may run through them. Everything else is fenced.
@@ -82,7 +83,6 @@ def to_channels_last(mod: Any, fallbacks: dict[str, str]) -> Any:
 
 def _fence(mod: Any) -> tuple[Any, dict[str, str]]:
     """Legalize every call ConvertLayout must not propagate through; say which and why."""
-    from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
     reasons: dict[str, str] = {}
@@ -102,11 +102,7 @@ def _fence(mod: Any) -> tuple[Any, dict[str, str]]:
                 reasons.setdefault(f"layout: {call.op.name}", reason)
             return legalize(self.builder_, call)
 
-    fence = Fence(mod)
-    for gv, func in mod.functions.items():
-        if isinstance(func, relax.Function):
-            fence.builder_.update_func(gv, fence.visit_expr(func))
-    return fence.builder_.get(), reasons  # with the fenced ops' kernels as PrimFuncs
+    return traverse.rewrite_functions(Fence(mod), mod), reasons  # + the fenced ops' kernels
 
 
 def _fence_reason(call: Any) -> str | None:

@@ -16,6 +16,7 @@ import numpy as np
 from edgec.artifacts import RelaxModule
 from edgec.errors import EdgecError
 from edgec.qgraph import QGraph, QNode
+from edgec.relax import traverse
 from edgec.stages.quantize import QuantizedModel
 
 
@@ -51,22 +52,9 @@ def import_qgraph(model: QuantizedModel) -> RelaxModule:
 def int8_contractions(module: Any) -> dict[str, int]:
     """Count conv2d/matmul calls in a Relax module by input dtype: the proof that "int8" is not
     fake quantization."""
-    from tvm import ir, relax
-
     counts = {"int8": 0, "float": 0}
-
-    def visit(expr: Any) -> None:
-        if (
-            isinstance(expr, relax.Call)
-            and isinstance(expr.op, ir.Op)
-            and expr.op.name in ("relax.nn.conv2d", "relax.matmul")
-        ):
-            dtype = str(expr.args[0].ty.dtype)
-            counts["int8" if dtype == "int8" else "float"] += 1
-
-    for func in module.functions.values():
-        if isinstance(func, relax.Function):
-            relax.analysis.post_order_visit(func.body, visit)
+    for call in traverse.calls(module, "relax.nn.conv2d", "relax.matmul"):
+        counts["int8" if str(call.args[0].ty.dtype) == "int8" else "float"] += 1
     return counts
 
 

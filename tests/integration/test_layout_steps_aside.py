@@ -100,16 +100,9 @@ def _imported(model: Any) -> Any:
 
 
 def _conv_layouts(mod: Any) -> list[str]:
-    from tvm import relax
+    from edgec.relax.traverse import calls
 
-    layouts = []
-
-    def visit(expr: Any) -> None:
-        if isinstance(expr, relax.Call) and getattr(expr.op, "name", "") == "relax.nn.conv2d":
-            layouts.append(str(expr.attrs.data_layout))
-
-    relax.analysis.post_order_visit(mod["main"].body, visit)
-    return layouts
+    return [str(call.attrs.data_layout) for call in calls(mod, "relax.nn.conv2d")]
 
 
 @pytest.mark.parametrize(("make", "nchw_op"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -187,16 +180,15 @@ def test_relu6_between_convolutions_costs_no_transpose(opset: int) -> None:
 
     from edgec.relax.clip_ops import clip_kernels_as_ops
     from edgec.relax.layout import to_channels_last
+    from edgec.relax.traverse import calls
 
     fallbacks: dict[str, str] = {}
     mod = clip_kernels_as_ops(relax.transform.FoldConstant()(_imported(_clip(opset))))
     converted = to_channels_last(mod, fallbacks)
-    transposes = []
-
-    def visit(expr: Any) -> None:
-        if isinstance(expr, relax.Call) and getattr(expr.op, "name", "") == "relax.permute_dims":
-            transposes.extend([] if isinstance(expr.args[0], tvm.ir.expr.Constant) else [expr])
-
-    relax.analysis.post_order_visit(converted["main"].body, visit)
+    transposes = [  # of activations: the weights' fold into constants
+        call
+        for call in calls(converted, "relax.permute_dims")
+        if not isinstance(call.args[0], tvm.ir.expr.Constant)
+    ]
     assert len(transposes) == 2  # the model's input to NHWC and its output back, nothing between
     assert fallbacks == {}
