@@ -1,7 +1,7 @@
 """import for int8 builds: an edgec QGraph to a Relax module of integer operators.
 
 Each int8 conv or dense is `conv2d/matmul(int8, int8, out_dtype=int32)` plus an int32 bias,
-then the fixed-point requantization of edgec.qgraph (int64 multiply, rounding add, arithmetic
+then the fixed-point requantization of edgec.int8 (int64 multiply, rounding add, arithmetic
 right shift, clamp, cast to int8), which FuseOps folds into the kernel's epilogue. Activations
 stay int8 between integer operators; float only at the model's edges and around layers kept in
 float. The arithmetic is the numpy reference's, so outputs match it bit for bit.
@@ -9,15 +9,16 @@ float. The arithmetic is the numpy reference's, so outputs match it bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from edgec.artifacts import RelaxModule
 from edgec.errors import EdgecError
-from edgec.qgraph import QGraph, QNode
+from edgec.int8 import QGraph, QNode, QuantizedModel
+from edgec.int8.ops import Clip, Requantize
 from edgec.relax import traverse
-from edgec.stages.quantize import QuantizedModel
 
 
 def import_qgraph(model: QuantizedModel) -> RelaxModule:
@@ -33,7 +34,7 @@ def import_qgraph(model: QuantizedModel) -> RelaxModule:
             values: dict[str, Any] = {spec.name: x}
             for node in graph.nodes:
                 args = [values[name] for name in node.inputs]
-                values[node.output] = bb.emit(_emit(node, graph, args))
+                values[node.output] = bb.emit(LOWER[node.op](node, graph, args))
             out = bb.emit_output(values[graph.outputs[0]])
         bb.emit_func_output(out)
     module = bb.get()
@@ -64,15 +65,16 @@ def _const(value: np.ndarray | float | int, dtype: str) -> Any:
     return relax.const(np.asarray(value, dtype=dtype), dtype)
 
 
-def _requantize(acc: Any, m: np.ndarray, n: np.ndarray, lo: int, hi: int, shape: list[int]) -> Any:
+def _requantize(acc: Any, out: Requantize, shape: list[int]) -> Any:
     from tvm.relax import op
 
+    m, n = out.multiplier, out.shift
     wide = op.astype(acc, "int64")
     rounding = np.left_shift(np.int64(1), n.astype(np.int64) - 1)
     scaled = op.add(op.multiply(wide, _const(m.reshape(shape), "int64")),
                     _const(rounding.reshape(shape), "int64"))  # fmt: skip
     shifted = op.right_shift(scaled, _const(n.reshape(shape), "int64"))
-    return op.astype(_clamp(shifted, lo, hi), "int8")
+    return op.astype(_clamp(shifted, out.lo, out.hi), "int8")
 
 
 def _clamp(value: Any, lo: int, hi: int) -> Any:
@@ -83,10 +85,10 @@ def _clamp(value: Any, lo: int, hi: int) -> Any:
     return op.minimum(op.maximum(value, _const(lo, "int64")), _const(hi, "int64"))
 
 
-def _float_activation(node: QNode, value: Any) -> Any:
+def _activate(clip: Clip, value: Any) -> Any:
     from tvm.relax import op
 
-    low, high = node.attrs.get("clip", (None, None))
+    low, high = clip.low, clip.high
     if low is None and high is None:
         return value
     if low == 0.0 and high is None:
@@ -94,100 +96,156 @@ def _float_activation(node: QNode, value: Any) -> Any:
     return op.clip(value, -np.inf if low is None else low, np.inf if high is None else high)
 
 
-def _emit(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+def _quantize(node: QNode, graph: QGraph, args: list[Any]) -> Any:
     from tvm.relax import op
 
-    p, a = node.params, node.attrs
-    int8 = node.precision == "int8"
-    if node.op == "quantize":
-        inverse = np.float32(1.0 / graph.scales[node.output])
-        scaled = op.round(op.multiply(args[0], _const(inverse, "float32")))
-        return op.astype(op.clip(scaled, -128, 127), "int8")
-    if node.op == "dequantize":
-        scale = np.float32(graph.scales[node.inputs[0]])
-        return op.multiply(op.astype(args[0], "float32"), _const(scale, "float32"))
-    if node.op == "conv":
-        top, left, bottom, right = a["pads"]
-        conv = op.nn.conv2d(
-            args[0],
-            _const(p["w"], str(p["w"].dtype)),
-            strides=list(a["strides"]),
-            padding=[top, left, bottom, right],
-            dilation=list(a["dilations"]),
-            groups=a["groups"],
-            out_dtype="int32" if int8 else "float32",
-        )
-        channels = [1, -1, 1, 1]
-        biased = op.add(conv, _const(p["b"].reshape(channels), str(p["b"].dtype)))
-        if not int8:
-            return _float_activation(node, biased)
-        return _requantize(biased, p["m"], p["n"], a["lo"], a["hi"], channels)
-    if node.op == "dense":
-        weights = _const(np.ascontiguousarray(p["w"].T), str(p["w"].dtype))
-        product = op.matmul(args[0], weights, out_dtype="int32" if int8 else "float32")
-        biased = op.add(product, _const(p["b"].reshape(1, -1), str(p["b"].dtype)))
-        if not int8:
-            return _float_activation(node, biased)
-        return _requantize(biased, p["m"], p["n"], a["lo"], a["hi"], [1, -1])
-    if node.op == "add":
-        if not int8:
-            return _float_activation(node, op.add(args[0], args[1]))
-        left = op.multiply(op.astype(args[0], "int64"), _const(p["ma"], "int64"))
-        right = op.multiply(op.astype(args[1], "int64"), _const(p["mb"], "int64"))
-        total = op.add(op.add(left, right), _const(np.int64(1) << (p["n"] - 1), "int64"))
-        shifted = op.right_shift(total, _const(p["n"], "int64"))
-        return op.astype(_clamp(shifted, a["lo"], a["hi"]), "int8")
-    if node.op == "global_avgpool":
-        if not int8:
-            return op.mean(args[0], axis=[2, 3], keepdims=True)
-        total = op.sum(op.astype(args[0], "int32"), axis=[2, 3], keepdims=True)
-        return _requantize(total, p["m"], p["n"], a["lo"], a["hi"], [1])
-    if node.op == "avgpool":
-        top, left, bottom, right = a["pads"]
-        window = {"pool_size": list(a["kernel"]), "strides": list(a["strides"]),
-                  "padding": [top, left, bottom, right]}  # fmt: skip
-        if not int8:
-            return op.nn.avg_pool2d(args[0], count_include_pad=True, **window)
-        # the window's int32 sum, as a depthwise convolution with ones
-        channels = int(args[0].ty.shape[1])
-        ones = np.ones((channels, 1, *a["kernel"]), np.int8)
-        total = op.nn.conv2d(
-            args[0],
-            _const(ones, "int8"),
-            strides=window["strides"],
-            padding=window["padding"],
-            groups=channels,
-            out_dtype="int32",
-        )
-        return _requantize(total, p["m"], p["n"], a["lo"], a["hi"], [1])
-    if node.op == "concat":
-        if not int8:
-            return op.concat(args, axis=1)
-        parts = []
-        for x, m in zip(args, p["m"], strict=True):
-            scaled = op.multiply(op.astype(x, "int64"), _const(np.int64(m), "int64"))
-            rounded = op.add(scaled, _const(np.int64(1) << (p["n"] - 1), "int64"))
-            shifted = op.right_shift(rounded, _const(p["n"], "int64"))
-            parts.append(op.astype(_clamp(shifted, -128, 127), "int8"))
-        return op.concat(parts, axis=1)
-    if node.op == "softmax":
-        if not int8:
-            return op.nn.softmax(args[0], axis=-1)
-        x = op.astype(args[0], "int32")
-        d = op.subtract(op.max(x, axis=[-1], keepdims=True), x)
-        e = op.take(_const(p["table"], "int64"), d, axis=0)
-        total = op.sum(e, axis=[-1], keepdims=True)
-        numerator = op.add(op.multiply(e, _const(np.int64(254), "int64")), total)
-        ratio = op.floor_divide(numerator, op.multiply(total, _const(np.int64(2), "int64")))
-        return op.astype(_clamp(ratio, 0, 127), "int8")
-    if node.op == "maxpool":
-        top, left, bottom, right = a["pads"]
-        return op.nn.max_pool2d(
-            args[0],
-            pool_size=list(a["kernel"]),
-            strides=list(a["strides"]),
-            padding=[top, left, bottom, right],
-        )
-    if node.op == "reshape":
-        return op.reshape(args[0], list(a["shape"]))
-    raise EdgecError(f"internal: no Relax lowering for {node.op}")
+    inverse = np.float32(1.0 / graph.scales[node.output])
+    scaled = op.round(op.multiply(args[0], _const(inverse, "float32")))
+    return op.astype(op.clip(scaled, -128, 127), "int8")
+
+
+def _dequantize(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    from tvm.relax import op
+
+    scale = np.float32(graph.scales[node.inputs[0]])
+    return op.multiply(op.astype(args[0], "float32"), _const(scale, "float32"))
+
+
+def _conv(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    from tvm.relax import op
+
+    a = node.attrs
+    w, b = a.weights.values, a.weights.bias
+    conv = op.nn.conv2d(
+        args[0],
+        _const(w, str(w.dtype)),
+        strides=list(a.window.strides),
+        padding=list(a.window.pads),
+        dilation=list(a.dilations),
+        groups=a.groups,
+        out_dtype="int32" if node.precision == "int8" else "float32",
+    )
+    channels = [1, -1, 1, 1]
+    biased = op.add(conv, _const(b.reshape(channels), str(b.dtype)))
+    if isinstance(a.out, Clip):
+        return _activate(a.out, biased)
+    return _requantize(biased, a.out, channels)
+
+
+def _dense(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    from tvm.relax import op
+
+    a = node.attrs
+    w, b = a.weights.values, a.weights.bias
+    weights = _const(np.ascontiguousarray(w.T), str(w.dtype))
+    out_dtype = "int32" if node.precision == "int8" else "float32"
+    product = op.matmul(args[0], weights, out_dtype=out_dtype)
+    biased = op.add(product, _const(b.reshape(1, -1), str(b.dtype)))
+    if isinstance(a.out, Clip):
+        return _activate(a.out, biased)
+    return _requantize(biased, a.out, [1, -1])
+
+
+def _add(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    from tvm.relax import op
+
+    out = node.attrs.out
+    if isinstance(out, Clip):
+        return _activate(out, op.add(args[0], args[1]))
+    left = op.multiply(op.astype(args[0], "int64"), _const(out.multipliers[0], "int64"))
+    right = op.multiply(op.astype(args[1], "int64"), _const(out.multipliers[1], "int64"))
+    total = op.add(op.add(left, right), _const(np.int64(1) << (out.shift - 1), "int64"))
+    shifted = op.right_shift(total, _const(out.shift, "int64"))
+    return op.astype(_clamp(shifted, out.lo, out.hi), "int8")
+
+
+def _global_avgpool(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    from tvm.relax import op
+
+    out = node.attrs.out
+    if out is None:
+        return op.mean(args[0], axis=[2, 3], keepdims=True)
+    total = op.sum(op.astype(args[0], "int32"), axis=[2, 3], keepdims=True)
+    return _requantize(total, out, [1])
+
+
+def _avgpool(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    from tvm.relax import op
+
+    a = node.attrs
+    window = {"pool_size": list(a.window.kernel), "strides": list(a.window.strides),
+              "padding": list(a.window.pads)}  # fmt: skip
+    if a.out is None:
+        return op.nn.avg_pool2d(args[0], count_include_pad=True, **window)
+    # the window's int32 sum, as a depthwise convolution with ones
+    channels = int(args[0].ty.shape[1])
+    ones = np.ones((channels, 1, *a.window.kernel), np.int8)
+    total = op.nn.conv2d(
+        args[0],
+        _const(ones, "int8"),
+        strides=window["strides"],
+        padding=window["padding"],
+        groups=channels,
+        out_dtype="int32",
+    )
+    return _requantize(total, a.out, [1])
+
+
+def _concat(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    from tvm.relax import op
+
+    out = node.attrs.out
+    if out is None:
+        return op.concat(args, axis=1)
+    parts = []
+    for x, m in zip(args, out.multipliers, strict=True):
+        scaled = op.multiply(op.astype(x, "int64"), _const(np.int64(m), "int64"))
+        rounded = op.add(scaled, _const(np.int64(1) << (out.shift - 1), "int64"))
+        shifted = op.right_shift(rounded, _const(out.shift, "int64"))
+        parts.append(op.astype(_clamp(shifted, out.lo, out.hi), "int8"))
+    return op.concat(parts, axis=1)
+
+
+def _softmax(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    from tvm.relax import op
+
+    table = node.attrs.table
+    if table is None:
+        return op.nn.softmax(args[0], axis=-1)
+    x = op.astype(args[0], "int32")
+    d = op.subtract(op.max(x, axis=[-1], keepdims=True), x)
+    e = op.take(_const(table, "int64"), d, axis=0)
+    total = op.sum(e, axis=[-1], keepdims=True)
+    numerator = op.add(op.multiply(e, _const(np.int64(254), "int64")), total)
+    ratio = op.floor_divide(numerator, op.multiply(total, _const(np.int64(2), "int64")))
+    return op.astype(_clamp(ratio, 0, 127), "int8")
+
+
+def _maxpool(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    from tvm.relax import op
+
+    w = node.attrs.window
+    return op.nn.max_pool2d(
+        args[0], pool_size=list(w.kernel), strides=list(w.strides), padding=list(w.pads)
+    )
+
+
+def _reshape(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    from tvm.relax import op
+
+    return op.reshape(args[0], list(node.attrs.shape))
+
+
+LOWER: dict[str, Callable[[QNode, QGraph, list[Any]], Any]] = {
+    "conv": _conv,
+    "dense": _dense,
+    "add": _add,
+    "global_avgpool": _global_avgpool,
+    "avgpool": _avgpool,
+    "concat": _concat,
+    "softmax": _softmax,
+    "maxpool": _maxpool,
+    "reshape": _reshape,
+    "quantize": _quantize,
+    "dequantize": _dequantize,
+}

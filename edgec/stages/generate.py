@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgec import memplan, qgraph
+from edgec import int8, memplan
 from edgec.errors import EdgecError
+from edgec.int8 import QGraph, QNode, QuantizedModel
+from edgec.int8.ops import CAST_OPS, COMPUTE_OPS, Requantize, Weights
 from edgec.package_files import data_dir
-from edgec.qgraph import QGraph, QNode
-from edgec.stages.quantize import QuantizedModel
 from edgec.targets import TargetProfile
 from edgec.versions import versions
 
@@ -60,7 +60,7 @@ def generate(
     the test vector the firmware runs."""
     graph = quantized.graph
     body = _int8_body(graph, profile)
-    values = qgraph.trace(graph, [sample.astype(np.float32)])
+    values = int8.trace(graph, [sample.astype(np.float32)])
     shapes = {name: tuple(int(d) for d in v.shape) for name, v in values.items()}
     input_q = body[0].inputs[0]
     output_q = body[-1].output
@@ -94,8 +94,8 @@ def generate(
 def _int8_body(graph: QGraph, profile: TargetProfile) -> list[QNode]:
     """The nodes between the input's quantize and the output's dequantize, all int8."""
     nodes = list(graph.nodes)
-    floats = [n.name for n in nodes if n.op in qgraph.COMPUTE_OPS and n.precision != "int8"]
-    casts = [n for n in nodes[1:-1] if n.op in qgraph.CAST_OPS]
+    floats = [n.name for n in nodes if n.op in COMPUTE_OPS and n.precision != "int8"]
+    casts = [n for n in nodes[1:-1] if n.op in CAST_OPS]
     if floats or casts or nodes[0].op != "quantize" or nodes[-1].op != "dequantize":
         shown = ", ".join(dict.fromkeys(floats))
         raise EdgecError(
@@ -183,7 +183,7 @@ class _Emitter:
     def node(self, step: int, node: QNode) -> None:
         for name in node.inputs:
             self.use(name, step)
-        p, a, ident = node.params, node.attrs, f"l{step}"
+        a, ident = node.attrs, f"l{step}"
         out = node.output
         if node.op == "reshape":
             self.layout.flatten(node.inputs[0], out)
@@ -203,18 +203,20 @@ class _Emitter:
         elif node.op == "dense":
             self._dense(ident, node, x, y)
         elif node.op == "add":
-            size = self.layout.size(out)
+            size, r = self.layout.size(out), a.out
+            ma, mb = (int(m) for m in r.multipliers)
             self.consts.append(
-                f"static const edgec_add_t {ident} = {{{size}, {int(p['ma'])}, {int(p['mb'])}, "
-                f"{int(p['n'])}, {a['lo']}, {a['hi']}}};\n"
+                f"static const edgec_add_t {ident} = {{{size}, {ma}, {mb}, "
+                f"{r.shift}, {r.lo}, {r.hi}}};\n"
             )
             self.calls.append(f"    edgec_add_s8(&{ident}, {x}, @{node.inputs[1]}, {y});")
             self.layers.append(Layer(node.name, "add", 0))
         elif node.op == "global_avgpool":
             _, c, h, w = self.layout.shapes[node.inputs[0]]
+            r = a.out
             self.consts.append(
-                f"static const edgec_avgpool_t {ident} = {{{h}, {w}, {c}, {int(p['m'][0])}, "
-                f"{int(p['n'][0])}, {a['lo']}, {a['hi']}}};\n"
+                f"static const edgec_avgpool_t {ident} = {{{h}, {w}, {c}, {int(r.multiplier[0])}, "
+                f"{int(r.shift[0])}, {r.lo}, {r.hi}}};\n"
             )
             self.calls.append(f"    edgec_global_avgpool_s8(&{ident}, {x}, {y});")
             self.layers.append(Layer(node.name, "global_avgpool", 0))
@@ -225,7 +227,7 @@ class _Emitter:
             else:
                 self.consts.append(
                     f"static const edgec_avgpool_window_t {ident} = {{{window}, "
-                    f"{int(p['m'][0])}, {int(p['n'][0])}}};\n"
+                    f"{int(a.out.multiplier[0])}, {int(a.out.shift[0])}}};\n"
                 )
             self.calls.append(f"    edgec_{node.op}_s8(&{ident}, {x}, {y});")
             self.layers.append(Layer(node.name, node.op, 0))
@@ -235,7 +237,7 @@ class _Emitter:
             rows, n = self.layout.shapes[node.inputs[0]]
             if node.inputs[0] in self.layout.order:
                 self.layout.order[out] = self.layout.order[node.inputs[0]]
-            self.consts.append(_c_array("int32_t", f"{ident}_t", p["table"]))
+            self.consts.append(_c_array("int32_t", f"{ident}_t", a.table))
             self.consts.append(
                 f"static const edgec_softmax_t {ident} = {{{rows}, {n}, {ident}_t}};\n"
             )
@@ -245,15 +247,15 @@ class _Emitter:
 
     def _window(self, node: QNode) -> str:
         """A pooling window's fields, in edgec_maxpool_t order."""
-        a = node.attrs
+        a = node.attrs.window
         _, c, h, w = self.layout.shapes[node.inputs[0]]
         _, _, oh, ow = self.layout.shapes[node.output]
-        (kh, kw), (sh, sw) = a["kernel"], a["strides"]
-        pads = f"{a['pads'][0]}, {a['pads'][1]}"
+        (kh, kw), (sh, sw) = a.kernel, a.strides
+        pads = f"{a.pads[0]}, {a.pads[1]}"
         return f"{{{h}, {w}, {c}, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {pads}}}"
 
     def _concat(self, ident: str, node: QNode, y: str) -> None:
-        p = node.params
+        r = node.attrs.out
         shapes = [self.layout.shapes[i] for i in node.inputs]
         if any(i in self.layout.order for i in node.inputs):
             raise EdgecError(
@@ -262,10 +264,10 @@ class _Emitter:
         pixels = int(np.prod(shapes[0][2:])) if len(shapes[0]) == 4 else 1
         channels = np.array([s[1] for s in shapes], np.uint16)
         self.consts.append(_c_array("uint16_t", f"{ident}_c", channels))
-        self.consts.append(_c_array("int32_t", f"{ident}_m", p["m"]))
+        self.consts.append(_c_array("int32_t", f"{ident}_m", r.multipliers))
         self.consts.append(
             f"static const edgec_concat_t {ident} = {{{pixels}, {len(shapes)}, {ident}_c, "
-            f"{ident}_m, {int(p['n'])}}};\n"
+            f"{ident}_m, {r.shift}}};\n"
         )
         pointers = ", ".join(f"@{i}" for i in node.inputs)
         self.calls.append(f"    {{\n        const int8_t *const ins[] = {{{pointers}}};")
@@ -285,24 +287,26 @@ class _Emitter:
         )
 
     def _conv(self, ident: str, node: QNode, x: str, y: str) -> None:
-        p, a = node.params, node.attrs
+        a = node.attrs
         _, cin, h, w = self.layout.shapes[node.inputs[0]]
         _, cout, oh, ow = self.layout.shapes[node.output]
-        weights = p["w"].transpose(0, 2, 3, 1).reshape(cout, -1)  # OIHW → OHWI rows
-        kh, kw = a["kernel"]
-        groups = a["groups"]
+        oihw = a.weights.values
+        weights = oihw.transpose(0, 2, 3, 1).reshape(cout, -1)  # OIHW → OHWI rows
+        kh, kw = a.window.kernel
+        groups = a.groups
         if groups == cin == cout and groups > 1:  # depthwise: taps outermost, channels inner
-            weights = p["w"].reshape(cout, kh * kw).T
+            weights = oihw.reshape(cout, kh * kw).T
             self.scratch = max(self.scratch, 2 * cout)  # int32 accumulators
         elif self.profile.capabilities.has_dsp and groups == 1:
             padded = -(-weights.shape[1] // 4) * 4  # the SMLAD kernels read rows 4 at a time
             weights = _interleave_pairs(np.pad(weights, ((0, 0), (0, padded - weights.shape[1]))))
             self.scratch = max(self.scratch, 2 * padded)
-        self._tables(ident, weights, p)
+        self._tables(ident, weights, a.weights, a.out)
+        (sh, sw), (pt, pl) = a.window.strides, a.window.pads[:2]
         self.consts.append(
             f"static const edgec_conv_t {ident} = {{{h}, {w}, {cin}, {oh}, {ow}, {cout}, "
-            f"{kh}, {kw}, {a['strides'][0]}, {a['strides'][1]}, {a['pads'][0]}, {a['pads'][1]}, "
-            f"{a['dilations'][0]}, {a['dilations'][1]}, {groups}, {a['lo']}, {a['hi']}, "
+            f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, "
+            f"{a.dilations[0]}, {a.dilations[1]}, {groups}, {a.out.lo}, {a.out.hi}, "
             f"{ident}_w, {ident}_b, {ident}_m, {ident}_s}};\n"
         )
         self.calls.append(f"    edgec_conv_s8(&{ident}, {x}, {y}, scratch);")
@@ -310,27 +314,27 @@ class _Emitter:
         self.layers.append(Layer(node.name, "depthwise" if groups > 1 else "conv", macs))
 
     def _dense(self, ident: str, node: QNode, x: str, y: str) -> None:
-        p, a = node.params, node.attrs
-        weights = p["w"]
+        a = node.attrs
+        weights = a.weights.values
         order = self.layout.order.get(node.inputs[0])
         if order is not None:  # the input was flattened from NHWC: permute the columns
             weights = weights[:, order]
         out_n, in_n = weights.shape
-        self._tables(ident, weights, p)
+        self._tables(ident, weights, a.weights, a.out)
         if self.profile.capabilities.has_dsp and in_n % 4 == 0:
             self.scratch = max(self.scratch, in_n)
         self.consts.append(
-            f"static const edgec_dense_t {ident} = {{{in_n}, {out_n}, {a['lo']}, {a['hi']}, "
+            f"static const edgec_dense_t {ident} = {{{in_n}, {out_n}, {a.out.lo}, {a.out.hi}, "
             f"{ident}_w, {ident}_b, {ident}_m, {ident}_s}};\n"
         )
         self.calls.append(f"    edgec_dense_s8(&{ident}, {x}, {y}, scratch);")
         self.layers.append(Layer(node.name, "dense", in_n * out_n))
 
-    def _tables(self, ident: str, weights: np.ndarray, p: dict[str, np.ndarray]) -> None:
+    def _tables(self, ident: str, weights: np.ndarray, w: Weights, out: Requantize) -> None:
         self.consts.append(_c_array("int8_t", f"{ident}_w", weights))
-        self.consts.append(_c_array("int32_t", f"{ident}_b", p["b"]))
-        self.consts.append(_c_array("int32_t", f"{ident}_m", p["m"]))
-        self.consts.append(_c_array("int32_t", f"{ident}_s", p["n"]))
+        self.consts.append(_c_array("int32_t", f"{ident}_b", w.bias))
+        self.consts.append(_c_array("int32_t", f"{ident}_m", out.multiplier))
+        self.consts.append(_c_array("int32_t", f"{ident}_s", out.shift))
 
     def plan(self, input_q: str, output_q: str, steps: int) -> memplan.Plan:
         """Arena offsets for every tensor the caller does not own."""

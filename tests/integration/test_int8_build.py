@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgec import qgraph
+from edgec import int8
 from edgec.cli import main
 from edgec.targets import get_target
 from tests.conftest import ROOT, needs
@@ -185,7 +185,7 @@ def test_tvm_int8_kernels_match_the_numpy_reference_bit_for_bit(tmp_path: Path) 
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(built.library)), tvm.cpu())
     x = np.random.default_rng(5).standard_normal((8, 1, 1, 16, 16)).astype(np.float32)
     got = np.stack([vm["main"](tvm.runtime.tensor(s)).numpy() for s in x])
-    want = np.stack([qgraph.run(quantized.graph, [s])[0] for s in x])
+    want = np.stack([int8.run(quantized.graph, [s])[0] for s in x])
     assert np.array_equal(got, want)
     assert not built.schedules["unscheduled"]
 

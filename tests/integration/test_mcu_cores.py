@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from edgec.boards import get_board
+from edgec.int8 import QuantizedModel
 from edgec.stages import firmware
 from edgec.stages.generate import generate
-from edgec.stages.quantize import QuantizedModel
 from edgec.targets import TargetProfile, get_target
 from tests.conftest import ROOT, needs
 

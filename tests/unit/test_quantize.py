@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edgec import calibrate, qgraph, reference
+from edgec import calibrate, int8, reference
 from edgec.artifacts import OnnxModel, TensorSpec
 from edgec.errors import EdgecError
 from edgec.stages.quantize import QuantizeConfig, quantize
@@ -61,7 +61,7 @@ def test_unknown_calibration_method_lists_the_known(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("real", [1e-6, 0.0123, 0.25, 0.5, 0.999999999, 1.0, 3.7, 1000.0])
 def test_multiplier_and_shift_represent_the_real_to_31_bits(real: float) -> None:
-    m, n = qgraph.quantize_multiplier(np.array([real]))
+    m, n = int8.quantize_multiplier(np.array([real]))
     assert 2**30 <= m[0] < 2**31
     assert abs(float(Fraction(int(m[0]), 2 ** int(n[0]))) - real) <= real * 2**-30
 
@@ -81,16 +81,16 @@ REQUANT = [
 def test_requantize_rounds_half_up_and_saturates(
     acc: int, real: float, lo: int, hi: int, want: int
 ) -> None:
-    m, n = qgraph.quantize_multiplier(np.array(real))
-    assert int(qgraph.requantize(np.array([acc]), m, n, lo, hi)[0]) == want
+    m, n = int8.quantize_multiplier(np.array(real))
+    assert int(int8.requantize(np.array([acc]), m, n, lo, hi)[0]) == want
 
 
 def test_requantize_matches_exact_rationals_per_channel() -> None:
     rng = np.random.default_rng(1)
     acc = rng.integers(-(2**20), 2**20, size=(64, 4))
     real = np.array([0.0007, 0.013, 0.2, 0.9])
-    m, n = qgraph.quantize_multiplier(real)
-    got = qgraph.requantize(acc, m, n, -128, 127)
+    m, n = int8.quantize_multiplier(real)
+    got = int8.requantize(acc, m, n, -128, 127)
     for (i, c), value in np.ndenumerate(got):
         exact = Fraction(int(acc[i, c]) * int(m[c]), 2 ** int(n[c])) + Fraction(1, 2)
         assert value == max(-128, min(127, exact.__floor__()))
@@ -148,7 +148,7 @@ def test_every_op_runs_int8_and_matches_onnxruntime_qdq(
     assert {"avgpool", "concat", "softmax"} <= ops
     assert q.graph.float_ops == 0 and q.graph.int8_ops == 9
     x = np.random.default_rng(1).standard_normal((32, 1, 16, 16)).astype(np.float32)
-    ours = qgraph.run(q.graph, [x])[0]
+    ours = int8.run(q.graph, [x])[0]
     ort = np.concatenate([reference.run(q.onnx.path, [x[i : i + 1]])[0] for i in range(len(x))])
     steps = np.abs(ours - ort) / q.output_scale
     assert np.mean(steps <= 1.0001) >= 0.99
@@ -238,7 +238,7 @@ def test_identity_nodes_on_weights_and_activations_pass_through(tmp_path: Path) 
     x = rng.standard_normal((16, 4, 6, 6)).astype(np.float32)
     q = quantize(model, x, QuantizeConfig(sensitivity=None))
     assert q.graph.int8_ops == 1 and q.graph.float_ops == 0
-    ours = qgraph.run(q.graph, [x[:1]])[0]
+    ours = int8.run(q.graph, [x[:1]])[0]
     assert np.abs(ours - reference.run(q.onnx.path, [x[:1]])[0]).max() <= 1.0001 * q.output_scale
 
 

@@ -1,0 +1,51 @@
+"""edgec's int8 arithmetic, shared by every back-end (numpy here, TVM, C).
+
+An int8 tensor carries one scale (symmetric, zero point 0: padding stays exact and no
+zero-point correction terms are needed). Requantization is fixed-point and exact:
+
+    out = clamp((acc × M + 2^(n−1)) >> n, lo, hi)        (64-bit product, arithmetic shift)
+
+with M in [2^30, 2^31) and n the shift, so M × 2^−n is the real multiplier to 31 bits. A fused
+ReLU or clip is just lo/hi.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INT8_MIN, INT8_MAX = -128, 127
+SOFTMAX_BITS = 16  # exp(-d * scale) in the softmax table, as a fixed-point fraction
+
+
+def quantize_multiplier(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-point (M, n) per element with M × 2^−n ≈ real, M in [2^30, 2^31) (0 for 0)."""
+    real = np.asarray(real, dtype=np.float64)
+    exponent = np.floor(np.log2(np.where(real > 0, real, 1.0)))
+    shift = (30 - exponent).astype(np.int64)
+    multiplier = np.round(real * np.exp2(shift.astype(np.float64))).astype(np.int64)
+    overflow = multiplier >= 2**31  # rounding reached 2^31: one bit less precision
+    multiplier = np.where(overflow, multiplier // 2, multiplier)
+    shift = np.where(overflow, shift - 1, shift)
+    zero = real <= 0
+    multiplier = np.where(zero, 0, multiplier)
+    shift = np.where(zero, 31, shift)
+    if np.any(shift < 1) or np.any(shift > 62):
+        raise ValueError(f"requantization multiplier out of range: {real.max():.3g}")
+    return multiplier, shift
+
+
+def requantize(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, lo: int, hi: int):
+    """clamp((acc × M + 2^(n−1)) >> n, lo, hi) as int8, in int64 like every back-end."""
+    acc = acc.astype(np.int64)
+    rounding = np.left_shift(np.int64(1), shift - 1)
+    return np.clip((acc * multiplier + rounding) >> shift, lo, hi).astype(np.int8)
+
+
+def quantize(x: np.ndarray, scale: float) -> np.ndarray:
+    """float32 → int8: round half to even of x × (1/scale), saturated."""
+    inverse = np.float32(1.0 / scale)
+    return np.clip(np.round(x.astype(np.float32) * inverse), INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
+    return q.astype(np.float32) * np.float32(scale)

@@ -1,0 +1,166 @@
+"""The numpy reference: what every int8 back-end must compute, bit for bit.
+
+It computes int8 × int8 sums in float64, which is exact for any layer with fewer than 2^38
+products per output, and requantizes with edgec.int8.fixed_point like the back-ends do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from edgec.int8.fixed_point import INT8_MAX, INT8_MIN, dequantize, quantize, requantize
+from edgec.int8.graph import QGraph, QNode
+from edgec.int8.ops import Clip, Requantize, Window
+
+
+def run(graph: QGraph, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The graph's outputs on `inputs` (any batch size)."""
+    values = trace(graph, inputs)
+    return [values[name] for name in graph.outputs]
+
+
+def trace(graph: QGraph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Every tensor of the graph on `inputs`."""
+    values: dict[str, np.ndarray] = dict(zip(graph.inputs, inputs, strict=True))
+    for node in graph.nodes:
+        args = [values[name] for name in node.inputs]
+        values[node.output] = KERNELS[node.op](node, graph, *args)
+    return values
+
+
+def _conv(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    a = node.attrs
+    w = a.weights.values.astype(np.float64)
+    top, left, bottom, right = a.window.pads
+    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)))
+    kh, kw = w.shape[2:]
+    dh, dw = a.dilations
+    sh, sw = a.window.strides
+    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    windows = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(2, 3))
+    windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # N, C, OH, OW, kh, kw
+    n, c, oh, ow = windows.shape[:4]
+    g = a.groups
+    windows = windows.reshape(n, g, c // g, oh, ow, kh, kw)
+    weights = w.reshape(g, w.shape[0] // g, c // g, kh, kw)
+    acc = np.einsum("ngchwij,gocij->ngohw", windows, weights, optimize=True)
+    acc = acc.reshape(n, w.shape[0], oh, ow)
+    acc += a.weights.bias.astype(np.float64).reshape(1, -1, 1, 1)
+    return _finish(a.out, acc, channel_axis=1)
+
+
+def _dense(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    a = node.attrs
+    acc = x.astype(np.float64) @ a.weights.values.astype(np.float64).T
+    acc += a.weights.bias.astype(np.float64)
+    return _finish(a.out, acc, channel_axis=1)
+
+
+def _add(node: QNode, graph: QGraph, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = node.attrs.out
+    if isinstance(out, Clip):
+        return _activate(out, a + b)
+    ma, mb = out.multipliers
+    total = a.astype(np.int64) * ma + b.astype(np.int64) * mb
+    rounding = np.int64(1) << (out.shift - 1)
+    return np.clip((total + rounding) >> out.shift, out.lo, out.hi).astype(np.int8)
+
+
+def _global_avgpool(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    out = node.attrs.out
+    if out is None:
+        return x.mean(axis=(2, 3), keepdims=True, dtype=np.float32)
+    total = x.astype(np.int64).sum(axis=(2, 3), keepdims=True)
+    return requantize(total, out.multiplier, out.shift, out.lo, out.hi)
+
+
+def _windows(x: np.ndarray, window: Window, pad: float) -> np.ndarray:
+    """N, C, OH, OW, kh, kw views of the padded input."""
+    top, left, bottom, right = window.pads
+    x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad)
+    windows = np.lib.stride_tricks.sliding_window_view(x, window.kernel, axis=(2, 3))
+    sh, sw = window.strides
+    return windows[:, :, ::sh, ::sw]
+
+
+def _avgpool(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    a = node.attrs
+    windows = _windows(x, a.window, 0)
+    if a.out is None:
+        return windows.mean(axis=(4, 5), dtype=np.float32)
+    total = windows.astype(np.int64).sum(axis=(4, 5))
+    return requantize(total, a.out.multiplier, a.out.shift, a.out.lo, a.out.hi)
+
+
+def _maxpool(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    pad = INT8_MIN if x.dtype == np.int8 else -np.inf
+    return _windows(x, node.attrs.window, pad).max(axis=(4, 5))
+
+
+def _concat(node: QNode, graph: QGraph, *xs: np.ndarray) -> np.ndarray:
+    """int8 inputs are first brought to the output's scale."""
+    out = node.attrs.out
+    if out is None:
+        return np.concatenate(xs, axis=1)
+    rounding = np.int64(1) << (out.shift - 1)
+    parts = [
+        np.clip((x.astype(np.int64) * m + rounding) >> out.shift, out.lo, out.hi)
+        for x, m in zip(xs, out.multipliers, strict=True)
+    ]
+    return np.concatenate(parts, axis=1).astype(np.int8)
+
+
+def _softmax(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    table = node.attrs.table
+    if table is None:
+        shifted = np.exp(x - x.max(axis=-1, keepdims=True))
+        return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+    d = x.max(axis=-1, keepdims=True).astype(np.int64) - x.astype(np.int64)
+    e = table[d]
+    total = e.sum(axis=-1, keepdims=True)
+    return np.clip((2 * INT8_MAX * e + total) // (2 * total), 0, INT8_MAX).astype(np.int8)
+
+
+def _reshape(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    return x.reshape(x.shape[0], *node.attrs.shape[1:])  # the batch stays free
+
+
+def _quantize(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    return quantize(x, graph.scales[node.output])
+
+
+def _dequantize(node: QNode, graph: QGraph, q: np.ndarray) -> np.ndarray:
+    return dequantize(q, graph.scales[node.inputs[0]])
+
+
+def _finish(out: Requantize | Clip, acc: np.ndarray, channel_axis: int) -> np.ndarray:
+    """Requantize an int8 layer's sums per channel; apply a float layer's activation."""
+    if isinstance(out, Clip):
+        return _activate(out, acc.astype(np.float32))
+    shape = [1] * acc.ndim
+    shape[channel_axis] = -1
+    m, n = out.multiplier.reshape(shape), out.shift.reshape(shape)
+    return requantize(acc, m, n, out.lo, out.hi)
+
+
+def _activate(clip: Clip, x: np.ndarray) -> np.ndarray:
+    if clip.low is None and clip.high is None:
+        return x
+    return np.clip(x, clip.low, clip.high).astype(np.float32)
+
+
+KERNELS: dict[str, Callable[..., np.ndarray]] = {
+    "conv": _conv,
+    "dense": _dense,
+    "add": _add,
+    "global_avgpool": _global_avgpool,
+    "avgpool": _avgpool,
+    "concat": _concat,
+    "softmax": _softmax,
+    "maxpool": _maxpool,
+    "reshape": _reshape,
+    "quantize": _quantize,
+    "dequantize": _dequantize,
+}
