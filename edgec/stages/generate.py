@@ -3,6 +3,10 @@
 The C keeps the QGraph's arithmetic exactly, in NHWC: weights become `const` arrays (flash),
 activations live in one static arena whose offsets come from edgec.memplan, the input and
 output are the caller's buffers. No malloc, no stdio; C99, warning-free with -Wall -Wextra.
+
+The C text lives in codegen/mcu/templates/ (string.Template): each op's file holds its layer
+struct, with designated initializers naming edgec_nn.h's fields, then, after a `%%` line, its
+statements in edgec_model_run. This module computes only the values that fill them.
 """
 
 from __future__ import annotations
@@ -10,8 +14,11 @@ from __future__ import annotations
 import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from string import Template
 
 import numpy as np
 
@@ -24,8 +31,9 @@ from edgec.targets import TargetProfile
 from edgec.versions import versions
 
 LIBRARY = ("edgec_nn.c", "edgec_nn.h")
-MCU_OPS = ("conv", "dense", "add", "global_avgpool", "avgpool", "maxpool", "concat", "softmax",
-           "reshape")  # fmt: skip
+# the C library's contract is int8 in and out: the caller quantizes its input and dequantizes
+# its output with EDGEC_INPUT_SCALE / EDGEC_OUTPUT_SCALE (model.h)
+AT_EDGES = ("quantize", "dequantize")
 
 
 @dataclass(frozen=True)
@@ -69,8 +77,9 @@ def generate(
     for step, node in enumerate(body):
         emitter.node(step, node)
     plan = emitter.plan(input_q, output_q, len(body))
-    model_c = emitter.source(plan, input_q, output_q, body, quantized.onnx.source, profile)
-    model_h = _header(layout, input_q, output_q, graph, plan, emitter, profile)
+    provenance = _provenance(quantized.onnx.source, profile)
+    model_c = emitter.source(plan, provenance)
+    model_h = _header(layout, input_q, output_q, graph, plan, emitter, provenance)
     (directory / "model.c").write_text(model_c, encoding="utf-8")
     (directory / "model.h").write_text(model_h, encoding="utf-8")
     for name in LIBRARY:
@@ -101,12 +110,6 @@ def _int8_body(graph: QGraph, profile: TargetProfile) -> list[QNode]:
         raise EdgecError(
             f"{profile.name} runs int8 only, but these layers were kept in float: {shown}; "
             "build with --sensitivity 0 and no --float-layer"
-        )
-    unsupported = sorted({n.op for n in nodes[1:-1]} - set(MCU_OPS))
-    if unsupported:
-        raise EdgecError(
-            f"edgec's C generator does not support {', '.join(unsupported)}; "
-            f"supported: {', '.join(MCU_OPS)}"
         )
     return nodes[1:-1]
 
@@ -141,13 +144,32 @@ class _Layout:
             self.order[target] = self.order[source]
 
 
+@cache
+def _template(name: str) -> tuple[Template, Template]:
+    """codegen/mcu/templates/NAME: its declarations and, after a `%%` line, its statements (a
+    file without `%%` is declarations only)."""
+    text = (data_dir("codegen") / "mcu" / "templates" / name).read_text("utf-8")
+    declarations, _, statements = text.partition("%%\n")
+    return Template(declarations), Template(statements.rstrip("\n"))
+
+
 def _c_array(kind: str, name: str, values: np.ndarray) -> str:
+    """A const array, word-aligned: the DSP kernels read weights with LDRD, which faults on
+    unaligned addresses."""
     flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
     rows = [", ".join(flat[i : i + 24]) for i in range(0, len(flat), 24)]
-    body = ",\n    ".join(rows)
-    # word-aligned: the DSP kernels read weights with LDRD, which faults on unaligned addresses
-    align = " __attribute__((aligned(4)))"
-    return f"static const {kind} {name}[{len(flat)}]{align} = {{\n    {body}\n}};\n"
+    array, _ = _template("array.c.in")
+    return array.substitute(type=kind, name=name, count=len(flat), values=",\n    ".join(rows))
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """A layer's statements in edgec_model_run, filled once the arena is planned: `tensors`
+    name the tensors whose places (input, output or an arena offset) they take."""
+
+    template: Template
+    fields: dict[str, object]
+    tensors: dict[str, str | tuple[str, ...]]
 
 
 class _Emitter:
@@ -164,12 +186,13 @@ class _Emitter:
         self.input_q, self.output_q = input_q, output_q
         self.last_read = {name: step for step, n in enumerate(body) for name in n.inputs}
         self.consts: list[str] = []
-        self.calls: list[str] = []
+        self.statements: list[_Statements] = []
         self.layers: list[Layer] = []
         self.first: dict[str, int] = {}
         self.last: dict[str, int] = {}
         self.alias: dict[str, str] = {}  # tensor → the tensor whose storage it shares
         self.scratch = 1  # int16 elements
+        self.ident = ""  # the C name of the layer being emitted
 
     def storage(self, tensor: str) -> str:
         while tensor in self.alias:
@@ -183,96 +206,35 @@ class _Emitter:
     def node(self, step: int, node: QNode) -> None:
         for name in node.inputs:
             self.use(name, step)
-        a, ident = node.attrs, f"l{step}"
-        out = node.output
-        if node.op == "reshape":
-            self.layout.flatten(node.inputs[0], out)
-            self.alias[out] = node.inputs[0]
-            self.layers.append(Layer(node.name, "reshape", 0))
-            name = node.name.replace("*/", "* /").replace("@", "_")  # a C comment, no tensor
-            self.calls.append(f"    /* {name}: reshape, no data movement */")
-            return
-        if node.op == "add" and self._in_place(node, step):
-            self.alias[out] = self.storage(node.inputs[0])
+        self.ident = f"l{step}"
+        KERNELS[node.op](self, node, step)
+
+    def output(self, node: QNode, step: int, in_place: bool = False) -> None:
+        """The node's output gets storage of its own, or (in place) its first input's."""
+        if in_place:
+            self.alias[node.output] = self.storage(node.inputs[0])
         else:
-            self.first[out] = step
-        self.last.setdefault(self.storage(out), step)
-        x, y = f"@{node.inputs[0]}", f"@{out}"
-        if node.op == "conv":
-            self._conv(ident, node, x, y)
-        elif node.op == "dense":
-            self._dense(ident, node, x, y)
-        elif node.op == "add":
-            size, r = self.layout.size(out), a.out
-            ma, mb = (int(m) for m in r.multipliers)
-            self.consts.append(
-                f"static const edgec_add_t {ident} = {{{size}, {ma}, {mb}, "
-                f"{r.shift}, {r.lo}, {r.hi}}};\n"
-            )
-            self.calls.append(f"    edgec_add_s8(&{ident}, {x}, @{node.inputs[1]}, {y});")
-            self.layers.append(Layer(node.name, "add", 0))
-        elif node.op == "global_avgpool":
-            _, c, h, w = self.layout.shapes[node.inputs[0]]
-            r = a.out
-            self.consts.append(
-                f"static const edgec_avgpool_t {ident} = {{{h}, {w}, {c}, {int(r.multiplier[0])}, "
-                f"{int(r.shift[0])}, {r.lo}, {r.hi}}};\n"
-            )
-            self.calls.append(f"    edgec_global_avgpool_s8(&{ident}, {x}, {y});")
-            self.layers.append(Layer(node.name, "global_avgpool", 0))
-        elif node.op in ("maxpool", "avgpool"):
-            window = self._window(node)
-            if node.op == "maxpool":
-                self.consts.append(f"static const edgec_maxpool_t {ident} = {window};\n")
-            else:
-                self.consts.append(
-                    f"static const edgec_avgpool_window_t {ident} = {{{window}, "
-                    f"{int(a.out.multiplier[0])}, {int(a.out.shift[0])}}};\n"
-                )
-            self.calls.append(f"    edgec_{node.op}_s8(&{ident}, {x}, {y});")
-            self.layers.append(Layer(node.name, node.op, 0))
-        elif node.op == "concat":
-            self._concat(ident, node, y)
-        elif node.op == "softmax":
-            rows, n = self.layout.shapes[node.inputs[0]]
-            if node.inputs[0] in self.layout.order:
-                self.layout.order[out] = self.layout.order[node.inputs[0]]
-            self.consts.append(_c_array("int32_t", f"{ident}_t", a.table))
-            self.consts.append(
-                f"static const edgec_softmax_t {ident} = {{{rows}, {n}, {ident}_t}};\n"
-            )
-            self.calls.append(f"    edgec_softmax_s8(&{ident}, {x}, {y});")
-            self.layers.append(Layer(node.name, "softmax", 0))
-        self.calls.append(f"    EDGEC_LAYER_DONE({len(self.layers) - 1});")
+            self.first[node.output] = step
+        self.last.setdefault(self.storage(node.output), step)
 
-    def _window(self, node: QNode) -> str:
-        """A pooling window's fields, in edgec_maxpool_t order."""
-        a = node.attrs.window
-        _, c, h, w = self.layout.shapes[node.inputs[0]]
-        _, _, oh, ow = self.layout.shapes[node.output]
-        (kh, kw), (sh, sw) = a.kernel, a.strides
-        pads = f"{a.pads[0]}, {a.pads[1]}"
-        return f"{{{h}, {w}, {c}, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {pads}}}"
+    def layer(
+        self,
+        node: QNode,
+        op: str,
+        macs: int,
+        fields: dict[str, object],
+        **tensors: str | tuple[str, ...],
+    ) -> None:
+        """One layer from its op's template: the struct now, the statements once placed."""
+        self.layers.append(Layer(node.name, op, macs))
+        declarations, statements = _template(f"{node.op}.c.in")
+        fields = {"id": self.ident, **fields, "layer": len(self.layers) - 1}
+        self.consts.append(declarations.substitute(fields))
+        self.statements.append(_Statements(statements, fields, tensors))
 
-    def _concat(self, ident: str, node: QNode, y: str) -> None:
-        r = node.attrs.out
-        shapes = [self.layout.shapes[i] for i in node.inputs]
-        if any(i in self.layout.order for i in node.inputs):
-            raise EdgecError(
-                f"edgec's C generator cannot concatenate flattened feature maps ({node.name})"
-            )
-        pixels = int(np.prod(shapes[0][2:])) if len(shapes[0]) == 4 else 1
-        channels = np.array([s[1] for s in shapes], np.uint16)
-        self.consts.append(_c_array("uint16_t", f"{ident}_c", channels))
-        self.consts.append(_c_array("int32_t", f"{ident}_m", r.multipliers))
-        self.consts.append(
-            f"static const edgec_concat_t {ident} = {{{pixels}, {len(shapes)}, {ident}_c, "
-            f"{ident}_m, {r.shift}}};\n"
-        )
-        pointers = ", ".join(f"@{i}" for i in node.inputs)
-        self.calls.append(f"    {{\n        const int8_t *const ins[] = {{{pointers}}};")
-        self.calls.append(f"        edgec_concat_s8(&{ident}, ins, {y});\n    }}")
-        self.layers.append(Layer(node.name, "concat", 0))
+    def arrays(self, *arrays: tuple[str, str, np.ndarray]) -> None:
+        for kind, suffix, values in arrays:
+            self.consts.append(_c_array(kind, f"{self.ident}_{suffix}", values))
 
     def _in_place(self, node: QNode, step: int) -> bool:
         """An add may write over an input that nothing reads afterwards, element by element;
@@ -286,55 +248,18 @@ class _Emitter:
             and node.output != self.output_q
         )
 
-    def _conv(self, ident: str, node: QNode, x: str, y: str) -> None:
-        a = node.attrs
-        _, cin, h, w = self.layout.shapes[node.inputs[0]]
-        _, cout, oh, ow = self.layout.shapes[node.output]
-        oihw = a.weights.values
-        weights = oihw.transpose(0, 2, 3, 1).reshape(cout, -1)  # OIHW → OHWI rows
-        kh, kw = a.window.kernel
-        groups = a.groups
-        if groups == cin == cout and groups > 1:  # depthwise: taps outermost, channels inner
-            weights = oihw.reshape(cout, kh * kw).T
-            self.scratch = max(self.scratch, 2 * cout)  # int32 accumulators
-        elif self.profile.capabilities.has_dsp and groups == 1:
-            padded = -(-weights.shape[1] // 4) * 4  # the SMLAD kernels read rows 4 at a time
-            weights = _interleave_pairs(np.pad(weights, ((0, 0), (0, padded - weights.shape[1]))))
-            self.scratch = max(self.scratch, 2 * padded)
-        self._tables(ident, weights, a.weights, a.out)
-        (sh, sw), (pt, pl) = a.window.strides, a.window.pads[:2]
-        self.consts.append(
-            f"static const edgec_conv_t {ident} = {{{h}, {w}, {cin}, {oh}, {ow}, {cout}, "
-            f"{kh}, {kw}, {sh}, {sw}, {pt}, {pl}, "
-            f"{a.dilations[0]}, {a.dilations[1]}, {groups}, {a.out.lo}, {a.out.hi}, "
-            f"{ident}_w, {ident}_b, {ident}_m, {ident}_s}};\n"
-        )
-        self.calls.append(f"    edgec_conv_s8(&{ident}, {x}, {y}, scratch);")
-        macs = oh * ow * cout * kh * kw * (cin // groups)
-        self.layers.append(Layer(node.name, "depthwise" if groups > 1 else "conv", macs))
+    def _window(self, node: QNode) -> dict[str, object]:
+        """A pooling window's edgec_maxpool_t fields."""
+        w = node.attrs.window
+        _, c, h, width = self.layout.shapes[node.inputs[0]]
+        _, _, oh, ow = self.layout.shapes[node.output]
+        return {"in_h": h, "in_w": width, "c": c, "out_h": oh, "out_w": ow,
+                "k_h": w.kernel[0], "k_w": w.kernel[1], "s_h": w.strides[0],
+                "s_w": w.strides[1], "p_t": w.pads[0], "p_l": w.pads[1]}  # fmt: skip
 
-    def _dense(self, ident: str, node: QNode, x: str, y: str) -> None:
-        a = node.attrs
-        weights = a.weights.values
-        order = self.layout.order.get(node.inputs[0])
-        if order is not None:  # the input was flattened from NHWC: permute the columns
-            weights = weights[:, order]
-        out_n, in_n = weights.shape
-        self._tables(ident, weights, a.weights, a.out)
-        if self.profile.capabilities.has_dsp and in_n % 4 == 0:
-            self.scratch = max(self.scratch, in_n)
-        self.consts.append(
-            f"static const edgec_dense_t {ident} = {{{in_n}, {out_n}, {a.out.lo}, {a.out.hi}, "
-            f"{ident}_w, {ident}_b, {ident}_m, {ident}_s}};\n"
-        )
-        self.calls.append(f"    edgec_dense_s8(&{ident}, {x}, {y}, scratch);")
-        self.layers.append(Layer(node.name, "dense", in_n * out_n))
-
-    def _tables(self, ident: str, weights: np.ndarray, w: Weights, out: Requantize) -> None:
-        self.consts.append(_c_array("int8_t", f"{ident}_w", weights))
-        self.consts.append(_c_array("int32_t", f"{ident}_b", w.bias))
-        self.consts.append(_c_array("int32_t", f"{ident}_m", out.multiplier))
-        self.consts.append(_c_array("int32_t", f"{ident}_s", out.shift))
+    def _weights(self, weights: np.ndarray, w: Weights, out: Requantize) -> None:
+        self.arrays(("int8_t", "w", weights), ("int32_t", "b", w.bias),
+                    ("int32_t", "m", out.multiplier), ("int32_t", "s", out.shift))  # fmt: skip
 
     def plan(self, input_q: str, output_q: str, steps: int) -> memplan.Plan:
         """Arena offsets for every tensor the caller does not own."""
@@ -345,42 +270,146 @@ class _Emitter:
         ]
         return memplan.plan(arena)
 
-    def source(
-        self,
-        plan: memplan.Plan,
-        input_q: str,
-        output_q: str,
-        body: list[QNode],
-        model: str,
-        profile: TargetProfile,
-    ) -> str:
+    def source(self, plan: memplan.Plan, provenance: str) -> str:
         def place(tensor: str) -> str:
             root = self.storage(tensor)
-            if root == self.storage(input_q):
+            if root == self.storage(self.input_q):
                 return "input"
-            if root == self.storage(output_q):
+            if root == self.storage(self.output_q):
                 return "output"
             return f"(arena + {plan.offsets[root]})"
 
         calls = []
-        for line in self.calls:
-            words = line.split("@")
-            for i in range(1, len(words)):
-                name, _, rest = _split_tensor(words[i])
-                words[i] = place(name) + rest
-            calls.append("".join(words))
-        run = "\n".join(calls)
-        return (
-            _provenance(model, profile)
-            + '#include "model.h"\n\n#include "edgec_nn.h"\n\n'
-            + "#ifndef EDGEC_LAYER_DONE\n#define EDGEC_LAYER_DONE(i) ((void)0)\n#endif\n\n"
-            + "".join(self.consts)
-            + f"\nstatic int8_t arena[{max(plan.arena_bytes, 4)}] __attribute__((aligned(4)));\n"
-            + f"static int16_t scratch[{self.scratch}] __attribute__((aligned(4)));\n\n"
-            + "int edgec_model_run(const int8_t *input, int8_t *output)\n{\n"
-            + run
-            + "\n    (void)scratch;\n    return 0;\n}\n"
+        for s in self.statements:
+            places = {
+                key: place(t) if isinstance(t, str) else ", ".join(place(i) for i in t)
+                for key, t in s.tensors.items()
+            }
+            calls.append(s.template.substitute(s.fields, **places))
+        model, _ = _template("model.c.in")
+        return model.substitute(
+            provenance=provenance,
+            constants="".join(self.consts),
+            arena_bytes=max(plan.arena_bytes, 4),
+            scratch_elements=self.scratch,
+            calls="\n".join(calls),
         )
+
+
+def _conv(e: _Emitter, node: QNode, step: int) -> None:
+    e.output(node, step)
+    a = node.attrs
+    _, cin, h, w = e.layout.shapes[node.inputs[0]]
+    _, cout, oh, ow = e.layout.shapes[node.output]
+    oihw = a.weights.values
+    weights = oihw.transpose(0, 2, 3, 1).reshape(cout, -1)  # OIHW → OHWI rows
+    kh, kw = a.window.kernel
+    if a.groups == cin == cout and a.groups > 1:  # depthwise: taps outermost, channels inner
+        weights = oihw.reshape(cout, kh * kw).T
+        e.scratch = max(e.scratch, 2 * cout)  # int32 accumulators
+    elif e.profile.capabilities.has_dsp and a.groups == 1:
+        padded = -(-weights.shape[1] // 4) * 4  # the SMLAD kernels read rows 4 at a time
+        weights = _interleave_pairs(np.pad(weights, ((0, 0), (0, padded - weights.shape[1]))))
+        e.scratch = max(e.scratch, 2 * padded)
+    e._weights(weights, a.weights, a.out)
+    (sh, sw), (pt, pl), (dh, dw) = a.window.strides, a.window.pads[:2], a.dilations
+    fields = {"in_h": h, "in_w": w, "in_c": cin, "out_h": oh, "out_w": ow, "out_c": cout,
+              "k_h": kh, "k_w": kw, "s_h": sh, "s_w": sw, "p_t": pt, "p_l": pl, "d_h": dh,
+              "d_w": dw, "groups": a.groups, "lo": a.out.lo, "hi": a.out.hi}  # fmt: skip
+    macs = oh * ow * cout * kh * kw * (cin // a.groups)
+    op = "depthwise" if a.groups > 1 else "conv"
+    e.layer(node, op, macs, fields, input=node.inputs[0], output=node.output)
+
+
+def _dense(e: _Emitter, node: QNode, step: int) -> None:
+    e.output(node, step)
+    a = node.attrs
+    weights = a.weights.values
+    order = e.layout.order.get(node.inputs[0])
+    if order is not None:  # the input was flattened from NHWC: permute the columns
+        weights = weights[:, order]
+    out_n, in_n = weights.shape
+    e._weights(weights, a.weights, a.out)
+    if e.profile.capabilities.has_dsp and in_n % 4 == 0:
+        e.scratch = max(e.scratch, in_n)
+    fields = {"in_n": in_n, "out_n": out_n, "lo": a.out.lo, "hi": a.out.hi}
+    e.layer(node, "dense", in_n * out_n, fields, input=node.inputs[0], output=node.output)
+
+
+def _add(e: _Emitter, node: QNode, step: int) -> None:
+    e.output(node, step, in_place=e._in_place(node, step))
+    r = node.attrs.out
+    mult_a, mult_b = (int(m) for m in r.multipliers)
+    fields = {"size": e.layout.size(node.output), "mult_a": mult_a, "mult_b": mult_b,
+              "shift": r.shift, "lo": r.lo, "hi": r.hi}  # fmt: skip
+    e.layer(node, "add", 0, fields, a=node.inputs[0], b=node.inputs[1], output=node.output)
+
+
+def _global_avgpool(e: _Emitter, node: QNode, step: int) -> None:
+    e.output(node, step)
+    r = node.attrs.out
+    _, c, h, w = e.layout.shapes[node.inputs[0]]
+    fields = {"in_h": h, "in_w": w, "c": c, "mult": int(r.multiplier[0]),
+              "shift": int(r.shift[0]), "lo": r.lo, "hi": r.hi}  # fmt: skip
+    e.layer(node, "global_avgpool", 0, fields, input=node.inputs[0], output=node.output)
+
+
+def _maxpool(e: _Emitter, node: QNode, step: int) -> None:
+    e.output(node, step)
+    e.layer(node, "maxpool", 0, e._window(node), input=node.inputs[0], output=node.output)
+
+
+def _avgpool(e: _Emitter, node: QNode, step: int) -> None:
+    e.output(node, step)
+    r = node.attrs.out
+    fields = {**e._window(node), "mult": int(r.multiplier[0]), "shift": int(r.shift[0])}
+    e.layer(node, "avgpool", 0, fields, input=node.inputs[0], output=node.output)
+
+
+def _concat(e: _Emitter, node: QNode, step: int) -> None:
+    e.output(node, step)
+    r = node.attrs.out
+    shapes = [e.layout.shapes[i] for i in node.inputs]
+    if any(i in e.layout.order for i in node.inputs):
+        raise EdgecError(
+            f"edgec's C generator cannot concatenate flattened feature maps ({node.name})"
+        )
+    pixels = int(np.prod(shapes[0][2:])) if len(shapes[0]) == 4 else 1
+    channels = np.array([s[1] for s in shapes], np.uint16)
+    e.arrays(("uint16_t", "c", channels), ("int32_t", "m", r.multipliers))
+    fields = {"pixels": pixels, "inputs": len(shapes), "shift": r.shift}
+    e.layer(node, "concat", 0, fields, input_list=node.inputs, output=node.output)
+
+
+def _softmax(e: _Emitter, node: QNode, step: int) -> None:
+    e.output(node, step)
+    rows, n = e.layout.shapes[node.inputs[0]]
+    if node.inputs[0] in e.layout.order:
+        e.layout.order[node.output] = e.layout.order[node.inputs[0]]
+    e.arrays(("int32_t", "t", node.attrs.table))
+    fields = {"rows": rows, "n": n}
+    e.layer(node, "softmax", 0, fields, input=node.inputs[0], output=node.output)
+
+
+def _reshape(e: _Emitter, node: QNode, step: int) -> None:
+    """No data movement: the output shares its input's storage, flattened in NHWC order."""
+    e.layout.flatten(node.inputs[0], node.output)
+    e.alias[node.output] = node.inputs[0]
+    name = node.name.replace("*/", "* /")  # it goes into a C comment
+    e.layer(node, "reshape", 0, {"name": name})
+
+
+KERNELS: dict[str, Callable[[_Emitter, QNode, int], None]] = {
+    "conv": _conv,
+    "dense": _dense,
+    "add": _add,
+    "global_avgpool": _global_avgpool,
+    "avgpool": _avgpool,
+    "concat": _concat,
+    "softmax": _softmax,
+    "maxpool": _maxpool,
+    "reshape": _reshape,
+}
 
 
 def _interleave_pairs(rows: np.ndarray) -> np.ndarray:
@@ -394,20 +423,14 @@ def _interleave_pairs(rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _split_tensor(text: str) -> tuple[str, str, str]:
-    """'name, rest' → (name, '', ', rest'): a tensor name ends at ',', ')' or '}'."""
-    ends = (text.find(","), text.find(")"), text.find("}"))
-    end = min((i for i in ends if i >= 0), default=len(text))
-    return text[:end], "", text[end:]
-
-
 def _provenance(model: str, profile: TargetProfile) -> str:
-    v = versions()
     command = shlex.join(["edgec", *sys.argv[1:]]) if sys.argv else "edgec"
-    return (
-        "/* Generated by edgec " + v["edgec"] + " for " + profile.name + " from " + model + ".\n"
-        " * Command: " + command.replace("*/", "* /") + "\n"
-        " * Do not edit: regenerate with edgec build. C99; no malloc, no stdio.\n */\n"
+    provenance, _ = _template("provenance.c.in")
+    return provenance.substitute(
+        version=versions()["edgec"],
+        target=profile.name,
+        model=model,
+        command=command.replace("*/", "* /"),
     )
 
 
@@ -418,23 +441,19 @@ def _header(
     graph: QGraph,
     plan: memplan.Plan,
     emitter: _Emitter,
-    profile: TargetProfile,
+    provenance: str,
 ) -> str:
-    ins, outs = layout.memory_shape(input_q), layout.memory_shape(output_q)
-    dims = lambda s: ", ".join(str(d) for d in s)  # noqa: E731
-    return (
-        _provenance(graph.outputs[0], profile)
-        + "#ifndef EDGEC_MODEL_H\n#define EDGEC_MODEL_H\n\n#include <stdint.h>\n\n"
-        + "/* Input and output are int8 NHWC (or flat), symmetric: real = scale * value. */\n"
-        + f"#define EDGEC_INPUT_SIZE {layout.size(input_q)}\n"
-        + f"#define EDGEC_OUTPUT_SIZE {layout.size(output_q)}\n"
-        + f"#define EDGEC_INPUT_SHAPE {{{dims(ins)}}}\n"
-        + f"#define EDGEC_OUTPUT_SHAPE {{{dims(outs)}}}\n"
-        + f"#define EDGEC_INPUT_SCALE {graph.scales[input_q]!r}f\n"
-        + f"#define EDGEC_OUTPUT_SCALE {graph.scales[output_q]!r}f\n"
-        + f"#define EDGEC_ARENA_BYTES {plan.arena_bytes}\n"
-        + f"#define EDGEC_SCRATCH_BYTES {emitter.scratch * 2}\n"
-        + f"#define EDGEC_LAYERS {len(emitter.layers)}\n\n"
-        + "/* Runs the model once; returns 0. Not reentrant (one static arena). */\n"
-        + "int edgec_model_run(const int8_t *input, int8_t *output);\n\n#endif\n"
+    dims = lambda tensor: ", ".join(str(d) for d in layout.memory_shape(tensor))  # noqa: E731
+    header, _ = _template("model.h.in")
+    return header.substitute(
+        provenance=provenance,
+        input_size=layout.size(input_q),
+        output_size=layout.size(output_q),
+        input_shape=dims(input_q),
+        output_shape=dims(output_q),
+        input_scale=repr(graph.scales[input_q]),
+        output_scale=repr(graph.scales[output_q]),
+        arena_bytes=plan.arena_bytes,
+        scratch_bytes=emitter.scratch * 2,
+        layers=len(emitter.layers),
     )

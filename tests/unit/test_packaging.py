@@ -42,6 +42,9 @@ def test_wheel_ships_profiles_boards_and_runner_source(tmp_path: Path) -> None:
         "codegen/mcu/edgec_nn.c",
         "codegen/mcu/firmware/link.ld.in",
         "codegen/mcu/firmware/Makefile",
+        "codegen/mcu/templates/model.c.in",
+        "codegen/mcu/templates/conv.c.in",
     ):
         assert f"edgec/_data/{shipped}" in names
     assert "edgec/pipeline.py" in names
+    assert "edgec/int8/ops.py" in names
