@@ -93,34 +93,3 @@ def _greedy(ordered: list[Buffer]) -> dict[str, int]:
         placed.append((buf, offset))
         offsets[buf.name] = offset
     return offsets
-
-
-def optimum(buffers: list[Buffer]) -> int:
-    """The smallest arena by exhaustive search (small inputs only: tests).
-
-    Some optimal packing has every buffer at 0 or directly on top of a buffer it overlaps in
-    time (push each one down until it touches), so only those offsets need trying.
-    """
-    best = sum(_aligned(b.size) for b in buffers)
-
-    def search(remaining: list[Buffer], chosen: list[tuple[Buffer, int]], top: int) -> None:
-        nonlocal best
-        if top >= best:
-            return
-        if not remaining:
-            best = top
-            return
-        for i, buf in enumerate(remaining):  # any buffer may be the next one up
-            rest = remaining[:i] + remaining[i + 1 :]
-            candidates = {0} | {at + _aligned(o.size) for o, at in chosen if o.overlaps(buf)}
-            for offset in sorted(candidates):
-                end = offset + _aligned(buf.size)
-                clash = any(
-                    o.overlaps(buf) and offset < at + _aligned(o.size) and at < end
-                    for o, at in chosen
-                )
-                if not clash:
-                    search(rest, [*chosen, (buf, offset)], max(top, end))
-
-    search(list(buffers), [], 0)
-    return best

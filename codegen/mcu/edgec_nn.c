@@ -402,10 +402,3 @@ void edgec_softmax_s8(const edgec_softmax_t *p, const int8_t *in, int8_t *out)
         }
     }
 }
-
-void edgec_copy_s8(const int8_t *in, int8_t *out, uint32_t size)
-{
-    if (in != out) {
-        memmove(out, in, size);
-    }
-}

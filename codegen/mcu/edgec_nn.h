@@ -81,6 +81,5 @@ void edgec_avgpool_s8(const edgec_avgpool_window_t *p, const int8_t *in, int8_t 
 void edgec_concat_s8(const edgec_concat_t *p, const int8_t *const *ins, int8_t *out);
 /* output scale 1/127: out = round(127 * e / sum(e)) */
 void edgec_softmax_s8(const edgec_softmax_t *p, const int8_t *in, int8_t *out);
-void edgec_copy_s8(const int8_t *in, int8_t *out, uint32_t size);
 
 #endif
