@@ -41,9 +41,7 @@ def import_qgraph(model: QuantizedModel) -> RelaxModule:
     module["main"] = module["main"].with_attr("num_input", 1)
     contractions = int8_contractions(module)
     # int8 average pooling sums its windows as a depthwise conv with ones: a contraction too
-    expected = sum(
-        n.op in ("conv", "dense", "avgpool") and n.precision == "int8" for n in graph.nodes
-    )
+    expected = sum(n.op in CONTRACTIONS and n.precision == "int8" for n in graph.nodes)
     if contractions["int8"] != expected:  # a guard on this lowering, not on the user's model
         raise EdgecError(f"internal: {contractions['int8']} int8 contractions, {expected} planned")
     quantization = {**model.to_json(), "relax_contractions": contractions}
@@ -236,6 +234,8 @@ def _reshape(node: QNode, graph: QGraph, args: list[Any]) -> Any:
     return op.reshape(args[0], list(node.attrs.shape))
 
 
+# the ops whose int8 lowering holds one conv2d or matmul on int8 inputs
+CONTRACTIONS = ("conv", "dense", "avgpool")
 LOWER: dict[str, Callable[[QNode, QGraph, list[Any]], Any]] = {
     "conv": _conv,
     "dense": _dense,

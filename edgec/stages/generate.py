@@ -220,13 +220,13 @@ class _Emitter:
     def layer(
         self,
         node: QNode,
-        op: str,
-        macs: int,
         fields: dict[str, object],
+        macs: int = 0,
+        kind: str | None = None,  # the report's name for it, when not its op's
         **tensors: str | tuple[str, ...],
     ) -> None:
         """One layer from its op's template: the struct now, the statements once placed."""
-        self.layers.append(Layer(node.name, op, macs))
+        self.layers.append(Layer(node.name, kind or node.op, macs))
         declarations, statements = _template(f"{node.op}.c.in")
         fields = {"id": self.ident, **fields, "layer": len(self.layers) - 1}
         self.consts.append(declarations.substitute(fields))
@@ -236,7 +236,7 @@ class _Emitter:
         for kind, suffix, values in arrays:
             self.consts.append(_c_array(kind, f"{self.ident}_{suffix}", values))
 
-    def _in_place(self, node: QNode, step: int) -> bool:
+    def in_place(self, node: QNode, step: int) -> bool:
         """An add may write over an input that nothing reads afterwards, element by element;
         never over the caller's (const) input, nor when it produces the caller's output."""
         first = node.inputs[0]
@@ -248,7 +248,7 @@ class _Emitter:
             and node.output != self.output_q
         )
 
-    def _window(self, node: QNode) -> dict[str, object]:
+    def window_fields(self, node: QNode) -> dict[str, object]:
         """A pooling window's edgec_maxpool_t fields."""
         w = node.attrs.window
         _, c, h, width = self.layout.shapes[node.inputs[0]]
@@ -257,7 +257,7 @@ class _Emitter:
                 "k_h": w.kernel[0], "k_w": w.kernel[1], "s_h": w.strides[0],
                 "s_w": w.strides[1], "p_t": w.pads[0], "p_l": w.pads[1]}  # fmt: skip
 
-    def _weights(self, weights: np.ndarray, w: Weights, out: Requantize) -> None:
+    def weight_arrays(self, weights: np.ndarray, w: Weights, out: Requantize) -> None:
         self.arrays(("int8_t", "w", weights), ("int32_t", "b", w.bias),
                     ("int32_t", "m", out.multiplier), ("int32_t", "s", out.shift))  # fmt: skip
 
@@ -311,14 +311,14 @@ def _conv(e: _Emitter, node: QNode, step: int) -> None:
         padded = -(-weights.shape[1] // 4) * 4  # the SMLAD kernels read rows 4 at a time
         weights = _interleave_pairs(np.pad(weights, ((0, 0), (0, padded - weights.shape[1]))))
         e.scratch = max(e.scratch, 2 * padded)
-    e._weights(weights, a.weights, a.out)
+    e.weight_arrays(weights, a.weights, a.out)
     (sh, sw), (pt, pl), (dh, dw) = a.window.strides, a.window.pads[:2], a.dilations
     fields = {"in_h": h, "in_w": w, "in_c": cin, "out_h": oh, "out_w": ow, "out_c": cout,
               "k_h": kh, "k_w": kw, "s_h": sh, "s_w": sw, "p_t": pt, "p_l": pl, "d_h": dh,
               "d_w": dw, "groups": a.groups, "lo": a.out.lo, "hi": a.out.hi}  # fmt: skip
     macs = oh * ow * cout * kh * kw * (cin // a.groups)
-    op = "depthwise" if a.groups > 1 else "conv"
-    e.layer(node, op, macs, fields, input=node.inputs[0], output=node.output)
+    kind = "depthwise" if a.groups > 1 else "conv"
+    e.layer(node, fields, macs, kind, input=node.inputs[0], output=node.output)
 
 
 def _dense(e: _Emitter, node: QNode, step: int) -> None:
@@ -329,20 +329,20 @@ def _dense(e: _Emitter, node: QNode, step: int) -> None:
     if order is not None:  # the input was flattened from NHWC: permute the columns
         weights = weights[:, order]
     out_n, in_n = weights.shape
-    e._weights(weights, a.weights, a.out)
+    e.weight_arrays(weights, a.weights, a.out)
     if e.profile.capabilities.has_dsp and in_n % 4 == 0:
         e.scratch = max(e.scratch, in_n)
     fields = {"in_n": in_n, "out_n": out_n, "lo": a.out.lo, "hi": a.out.hi}
-    e.layer(node, "dense", in_n * out_n, fields, input=node.inputs[0], output=node.output)
+    e.layer(node, fields, in_n * out_n, input=node.inputs[0], output=node.output)
 
 
 def _add(e: _Emitter, node: QNode, step: int) -> None:
-    e.output(node, step, in_place=e._in_place(node, step))
+    e.output(node, step, in_place=e.in_place(node, step))
     r = node.attrs.out
     mult_a, mult_b = (int(m) for m in r.multipliers)
     fields = {"size": e.layout.size(node.output), "mult_a": mult_a, "mult_b": mult_b,
               "shift": r.shift, "lo": r.lo, "hi": r.hi}  # fmt: skip
-    e.layer(node, "add", 0, fields, a=node.inputs[0], b=node.inputs[1], output=node.output)
+    e.layer(node, fields, a=node.inputs[0], b=node.inputs[1], output=node.output)
 
 
 def _global_avgpool(e: _Emitter, node: QNode, step: int) -> None:
@@ -351,19 +351,19 @@ def _global_avgpool(e: _Emitter, node: QNode, step: int) -> None:
     _, c, h, w = e.layout.shapes[node.inputs[0]]
     fields = {"in_h": h, "in_w": w, "c": c, "mult": int(r.multiplier[0]),
               "shift": int(r.shift[0]), "lo": r.lo, "hi": r.hi}  # fmt: skip
-    e.layer(node, "global_avgpool", 0, fields, input=node.inputs[0], output=node.output)
+    e.layer(node, fields, input=node.inputs[0], output=node.output)
 
 
 def _maxpool(e: _Emitter, node: QNode, step: int) -> None:
     e.output(node, step)
-    e.layer(node, "maxpool", 0, e._window(node), input=node.inputs[0], output=node.output)
+    e.layer(node, e.window_fields(node), input=node.inputs[0], output=node.output)
 
 
 def _avgpool(e: _Emitter, node: QNode, step: int) -> None:
     e.output(node, step)
     r = node.attrs.out
-    fields = {**e._window(node), "mult": int(r.multiplier[0]), "shift": int(r.shift[0])}
-    e.layer(node, "avgpool", 0, fields, input=node.inputs[0], output=node.output)
+    fields = {**e.window_fields(node), "mult": int(r.multiplier[0]), "shift": int(r.shift[0])}
+    e.layer(node, fields, input=node.inputs[0], output=node.output)
 
 
 def _concat(e: _Emitter, node: QNode, step: int) -> None:
@@ -378,7 +378,7 @@ def _concat(e: _Emitter, node: QNode, step: int) -> None:
     channels = np.array([s[1] for s in shapes], np.uint16)
     e.arrays(("uint16_t", "c", channels), ("int32_t", "m", r.multipliers))
     fields = {"pixels": pixels, "inputs": len(shapes), "shift": r.shift}
-    e.layer(node, "concat", 0, fields, input_list=node.inputs, output=node.output)
+    e.layer(node, fields, input_list=node.inputs, output=node.output)
 
 
 def _softmax(e: _Emitter, node: QNode, step: int) -> None:
@@ -388,7 +388,7 @@ def _softmax(e: _Emitter, node: QNode, step: int) -> None:
         e.layout.order[node.output] = e.layout.order[node.inputs[0]]
     e.arrays(("int32_t", "t", node.attrs.table))
     fields = {"rows": rows, "n": n}
-    e.layer(node, "softmax", 0, fields, input=node.inputs[0], output=node.output)
+    e.layer(node, fields, input=node.inputs[0], output=node.output)
 
 
 def _reshape(e: _Emitter, node: QNode, step: int) -> None:
@@ -396,7 +396,7 @@ def _reshape(e: _Emitter, node: QNode, step: int) -> None:
     e.layout.flatten(node.inputs[0], node.output)
     e.alias[node.output] = node.inputs[0]
     name = node.name.replace("*/", "* /")  # it goes into a C comment
-    e.layer(node, "reshape", 0, {"name": name})
+    e.layer(node, {"name": name})
 
 
 KERNELS: dict[str, Callable[[_Emitter, QNode, int], None]] = {
