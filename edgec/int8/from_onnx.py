@@ -168,13 +168,13 @@ def build(
             out = activation.output[0]
         name = layer_name(node)
         precision = "float" if name in b.float_layers else "int8"
-        translate = FROM_ONNX.get(node.op_type)
-        if translate is None:  # Relu/Clip not after a conv, dense or add
+        if node.op_type not in FROM_ONNX:  # Relu/Clip not after a conv, dense or add
             raise EdgecError(
                 f"int8: {node.op_type} {name} does not follow a Conv, Gemm or Add; "
                 "build with --quantize none"
             )
-        translate[1](b, _Node(node, name, out, precision, _clip_bounds(b, activation)))
+        _, translate = FROM_ONNX[node.op_type]
+        translate(b, _Node(node, name, out, precision, _clip_bounds(b, activation)))
     output = model.outputs[0].name
     if b.precision[output] == "int8":  # the graph's output keeps its name, in float
         renamed = f"{output}:q"
