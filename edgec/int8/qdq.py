@@ -79,10 +79,9 @@ class _Exporter:
     def weights(self, node: QNode) -> tuple[str, str]:
         """A conv or dense layer's weight and bias as float values."""
         weights = node.attrs.weights
-        if weights.scale is None:
-            return self.const(f"{node.name}/w", weights.values), self.const(
-                f"{node.name}/b", weights.bias
-            )
+        if weights.scale is None:  # a float layer
+            w = self.const(f"{node.name}/w", weights.values)
+            return w, self.const(f"{node.name}/b", weights.bias)
         sx, sw = self.graph.scales[node.inputs[0]], weights.scale
         channels = len(sw)
         wq = self.const(f"{node.name}/wq", weights.values)
