@@ -66,7 +66,7 @@ INSTRUCTIONS: dict[Int8Dot, tuple[DotInstruction, ...]] = {
     "sdot": (DotInstruction(4, False, "llvm.aarch64.neon.sdot.v4i32.v16i8", 16, 4),),
     # smull's products are int16: two summed overflow only for (-128) x (-128) twice, so the
     # weights must lie in [-127, 127] (edgec's symmetric quantization gives them that range)
-    "smull": (DotInstruction(4, False, "llvm.aarch64.neon.smull.v8i16", 16, 4, pairs=True),),
+    "smull": (DotInstruction(4, False, "llvm.aarch64.neon.smull.v8i16", 16, 2, pairs=True),),
 }
 PAD = "int8dot_pad"
 CONV = "int8dot_conv"
@@ -101,7 +101,32 @@ def legalize_map(
                 )
             return ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")(bb, call)
 
-    return {"relax.nn.conv2d": legalize}
+    return {"relax.nn.conv2d": legalize, "relax.multiply": _legalize_multiply}
+
+
+def _legalize_multiply(bb: Any, call: Any) -> Any:
+    """An int64 product by constants that fit int32 (the requantization's multipliers) as
+    int64(x) * int64(int32 constant): LLVM then sees both factors sign-extended from 32 bits
+    and multiplies with one 32 x 32 -> 64-bit vector instruction (NEON smull, x86 vpmuldq)
+    instead of a 64-bit multiply, which NEON lacks (it went lane by lane through general
+    registers). Same values; any other multiply keeps TVM's legalization."""
+    import numpy as np
+    from tvm import ir, relax, topi
+
+    x, m = call.args
+    if (
+        isinstance(m, ir.expr.Constant)
+        and str(x.ty.dtype) == str(m.ty.dtype) == "int64"
+        and np.abs(m.value.numpy()).max(initial=0) < 2**31
+    ):
+        narrow = relax.const(m.value.numpy().astype(np.int32), "int32")
+        return bb.call_te(
+            lambda a, b: topi.multiply(a, topi.cast(b, "int64")),
+            x,
+            narrow,
+            primfunc_name_hint="multiply_int32_constant",
+        )
+    return ir.Op.get("relax.multiply").get_attr("FLegalize")(bb, call)
 
 
 def _legalize_conv2d(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> Any:
@@ -278,11 +303,15 @@ def _register(dot: DotInstruction) -> str:
         with T.sblock("root"):
             T.reads(c[0:lanes], a[0:GROUP], b[0:lanes, 0:GROUP])
             T.writes(c[0:lanes])
-            four = T.reinterpret(a.vload([0], four_bytes), dtype="int32")
+            # (the 4 bytes inline, not in a local variable: TVMScript makes that a buffer, and
+            # the kernel allocated it from the workspace pool in every tile)
             c[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id(dot.llvm),
                 c.vload([0], dtype=acc),
-                T.reinterpret(T.broadcast(four, lanes), dtype=operand),
+                T.reinterpret(
+                    T.broadcast(T.reinterpret(a.vload([0], four_bytes), dtype="int32"), lanes),
+                    dtype=operand,
+                ),
                 b.vload([0, 0], dtype=operand),
                 dtype=acc,
             )
@@ -328,19 +357,32 @@ def _register_pairs(dot: DotInstruction) -> str:
         with T.sblock("root"):
             T.reads(c[0:lanes], a[0:GROUP], b[0:2, 0:lanes, 0:2])
             T.writes(c[0:lanes])
-            # channels (0, 1) as one int16, broadcast (ld1r): x0 x1 x0 x1 ..., then (2, 3)
-            x01 = T.reinterpret(a.vload([0], "int8x2"), dtype="int16")
-            x23 = T.reinterpret(a.vload([2], "int8x2"), dtype="int16")
-            low = T.reinterpret(T.broadcast(x01, lanes), dtype=half)
-            high = T.reinterpret(T.broadcast(x23, lanes), dtype=half)
-            # LLVM turns smull + smull + add into smull + smlal, and add(saddlp) into sadalp
-            w01 = b.vload([0, 0, 0], dtype=half)
-            w23 = b.vload([1, 0, 0], dtype=half)
-            products = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(smull), low, w01, dtype=pair
-            ) + T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(smull), high, w23, dtype=pair)
-            sums = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(saddlp), products, dtype=acc)
-            c[T.ramp(T.int32(0), 1, lanes)] = c.vload([0], dtype=acc) + sums
+            # channels (0, 1) as one int16 broadcast (ld1r: x0 x1 x0 x1 ...) times the weights
+            # of channels (0, 1), plus the same for (2, 3); LLVM makes smull + smlal of it, and
+            # sadalp of add(saddlp). (No local variables: TVMScript makes each a buffer, which
+            # became two workspace allocations per tile.)
+            c[T.ramp(T.int32(0), 1, lanes)] = c.vload([0], dtype=acc) + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(saddlp),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(smull),
+                    T.reinterpret(
+                        T.broadcast(T.reinterpret(a.vload([0], "int8x2"), dtype="int16"), lanes),
+                        dtype=half,
+                    ),
+                    b.vload([0, 0, 0], dtype=half),
+                    dtype=pair,
+                )
+                + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(smull),
+                    T.reinterpret(
+                        T.broadcast(T.reinterpret(a.vload([2], "int8x2"), dtype="int16"), lanes),
+                        dtype=half,
+                    ),
+                    b.vload([1, 0, 0], dtype=half),
+                    dtype=pair,
+                ),
+                dtype=acc,
+            )
 
     name = "edgec_" + dot.llvm.replace(".", "_") + "_sadalp"
     s_tir.TensorIntrin.register(name, description, instruction)

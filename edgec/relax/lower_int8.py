@@ -64,11 +64,25 @@ def _const(value: np.ndarray | float | int, dtype: str) -> Any:
     return relax.const(np.asarray(value, dtype=dtype), dtype)
 
 
-def _requantize(acc: Any, m: np.ndarray, n: np.ndarray, lo: int, hi: int, shape: list[int]) -> Any:
+def _requantize(
+    acc: Any,
+    m: np.ndarray,
+    n: np.ndarray,
+    lo: int,
+    hi: int,
+    shape: list[int],
+    bias: np.ndarray | None = None,
+) -> Any:
     from tvm.relax import op
 
     wide = op.astype(acc, "int64")
     rounding = np.left_shift(np.int64(1), n.astype(np.int64) - 1)
+    # (acc + bias) * m == acc * m + bias * m: the bias joins the rounding constant, so the
+    # multiply's operand is the accumulator itself, sign-extended from int32, which LLVM
+    # multiplies as 32 x 32 -> 64 bits (NEON smull; the add before it made a 64-bit multiply,
+    # lane by lane in general registers: most of an Armv8.0 int8 conv's instructions)
+    if bias is not None:
+        rounding = rounding + bias.astype(np.int64) * m.astype(np.int64)
     scaled = op.add(op.multiply(wide, _const(m.reshape(shape), "int64")),
                     _const(rounding.reshape(shape), "int64"))  # fmt: skip
     shifted = op.right_shift(scaled, _const(n.reshape(shape), "int64"))
@@ -118,17 +132,19 @@ def _emit(node: QNode, graph: QGraph, args: list[Any]) -> Any:
             out_dtype="int32" if int8 else "float32",
         )
         channels = [1, -1, 1, 1]
-        biased = op.add(conv, _const(p["b"].reshape(channels), str(p["b"].dtype)))
-        if not int8:
-            return _float_activation(node, biased)
-        return _requantize(biased, p["m"], p["n"], a["lo"], a["hi"], channels)
+        if int8:
+            return _requantize(conv, p["m"], p["n"], a["lo"], a["hi"], channels, p["b"])
+        return _float_activation(
+            node, op.add(conv, _const(p["b"].reshape(channels), str(p["b"].dtype)))
+        )
     if node.op == "dense":
         weights = _const(np.ascontiguousarray(p["w"].T), str(p["w"].dtype))
         product = op.matmul(args[0], weights, out_dtype="int32" if int8 else "float32")
-        biased = op.add(product, _const(p["b"].reshape(1, -1), str(p["b"].dtype)))
-        if not int8:
-            return _float_activation(node, biased)
-        return _requantize(biased, p["m"], p["n"], a["lo"], a["hi"], [1, -1])
+        if int8:
+            return _requantize(product, p["m"], p["n"], a["lo"], a["hi"], [1, -1], p["b"])
+        return _float_activation(
+            node, op.add(product, _const(p["b"].reshape(1, -1), str(p["b"].dtype)))
+        )
     if node.op == "add":
         if not int8:
             return _float_activation(node, op.add(args[0], args[1]))
