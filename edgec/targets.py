@@ -21,8 +21,9 @@ RuntimeSource = Literal["installed", "wheel", "none"]
 Backend = Literal["tvm", "c"]
 # A CPU instruction that multiplies int8 vectors and sums each group of 4 products into int32
 # lanes: "vnni" is x86 AVX-512 VNNI's vpdpbusd (uint8 x int8, 16 lanes), "sdot" Armv8.2-A's
-# dot product (int8 x int8, 4 lanes).
-Int8Dot = Literal["none", "vnni", "sdot"]
+# dot product (int8 x int8, 4 lanes), "smull" Armv8.0-A NEON's widening multiplies (int8 x int8
+# to int16 with smull/smlal, pairs added into 4 int32 lanes with sadalp: 3 instructions).
+Int8Dot = Literal["none", "vnni", "sdot", "smull"]
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,9 @@ def _int8_dot(caps: dict[str, Any], path: Path) -> Int8Dot:
     value = caps.get("int8_dot", "none")
     if value == "host":
         return "vnni" if "avx512_vnni" in _host_cpu_flags() else "none"
-    if value not in ("none", "vnni", "sdot"):
+    if value not in ("none", "vnni", "sdot", "smull"):
         raise EdgecError(
-            f"target profile {path}: int8_dot = {value!r}; expected none, vnni, sdot or host"
+            f"target profile {path}: int8_dot = {value!r}; expected none, vnni, sdot, smull or host"
         )
     return value  # type: ignore[no-any-return]
 

@@ -1,10 +1,11 @@
 """int8 convolutions on the CPU's int8 dot-product instruction: x86 AVX-512 VNNI `vpdpbusd`,
-Arm `sdot` (Armv8.2-A dot product: Cortex-A76, Raspberry Pi 5).
+Arm `sdot` (Armv8.2-A dot product: Cortex-A76, Raspberry Pi 5), and on Armv8.0-A (Cortex-A72,
+Raspberry Pi 4), which has none, the classic sequence `smull` + `smlal` + `sadalp`.
 
 Plain legalization turns `conv2d(int8, int8, out_dtype=int32)` into int32 multiplies (x86
 `vpmulld`): slower than float32. On a target whose `int8_dot` capability names an instruction,
-a conv2d with int8 constant weights legalizes instead to a kernel built for it. Both add each
-group of 4 int8 products into one int32 lane (16 lanes for vpdpbusd, 4 for sdot):
+a conv2d with int8 constant weights legalizes instead to a kernel built for it. Each adds
+groups of 4 int8 products into int32 lanes (16 lanes for vpdpbusd, 4 for sdot and smull):
 
 - weights are packed once, at build time, to [K/L, KH, KW, C4/4, L, 4] (L output channels x
   4 input channels: one vector per instruction; C padded to C4, a multiple of 4; with fewer
@@ -12,6 +13,10 @@ group of 4 int8 products into one int32 lane (16 lanes for vpdpbusd, 4 for sdot)
 - vpdpbusd multiplies unsigned by signed bytes: activations enter as x + 128 (fused into the
   padding pass, where padding is 128) and -128 * sum(w) per output channel is added to the
   sums, which cancels it; sdot is signed x signed and needs neither;
+- Armv8.0 (smull) is signed too: smull multiplies 8 int8 pairs into int16, smlal adds 8 more
+  products to them, sadalp adds neighbouring int16 into the 4 int32 lanes; its weights are
+  packed as [..., 2, L, 2] (channels 0-1 of each lane, then 2-3); two products fit int16
+  only if no weight is -128 (edgec quantizes weights to [-127, 127]; others stay generic);
 - so the result equals the int8 x int8 sum exactly (integer arithmetic: bit for bit the numpy
   reference's, and the generic build's on any other target).
 
@@ -43,6 +48,10 @@ class DotInstruction:
     # rest hold weights and broadcast activations), and how many of them side by side.
     accumulators: int
     max_vectors: int
+    # Armv8.0 has no dot product: 4 int8 products per lane take smull + smlal (int8 -> int16,
+    # two products per int16) then sadalp (int16 pairs added into int32), so each vector of
+    # weights holds its 4 channels as two halves of channel pairs: [2, L, 2], not [L, 4].
+    pairs: bool = False
 
 
 # Widest first: a layer takes the widest whose lanes divide its output channels.
@@ -55,6 +64,9 @@ INSTRUCTIONS: dict[Int8Dot, tuple[DotInstruction, ...]] = {
     ),
     # 4 vectors (16 channels) x 4 rows; not timed: no Armv8.2 board here (qemu checks results)
     "sdot": (DotInstruction(4, False, "llvm.aarch64.neon.sdot.v4i32.v16i8", 16, 4),),
+    # smull's products are int16: two summed overflow only for (-128) x (-128) twice, so the
+    # weights must lie in [-127, 127] (edgec's symmetric quantization gives them that range)
+    "smull": (DotInstruction(4, False, "llvm.aarch64.neon.smull.v8i16", 16, 2, pairs=True),),
 }
 PAD = "int8dot_pad"
 CONV = "int8dot_conv"
@@ -89,7 +101,32 @@ def legalize_map(
                 )
             return ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")(bb, call)
 
-    return {"relax.nn.conv2d": legalize}
+    return {"relax.nn.conv2d": legalize, "relax.multiply": _legalize_multiply}
+
+
+def _legalize_multiply(bb: Any, call: Any) -> Any:
+    """An int64 product by constants that fit int32 (the requantization's multipliers) as
+    int64(x) * int64(int32 constant): LLVM then sees both factors sign-extended from 32 bits
+    and multiplies with one 32 x 32 -> 64-bit vector instruction (NEON smull, x86 vpmuldq)
+    instead of a 64-bit multiply, which NEON lacks (it went lane by lane through general
+    registers). Same values; any other multiply keeps TVM's legalization."""
+    import numpy as np
+    from tvm import ir, relax, topi
+
+    x, m = call.args
+    if (
+        isinstance(m, ir.expr.Constant)
+        and str(x.ty.dtype) == str(m.ty.dtype) == "int64"
+        and np.abs(m.value.numpy()).max(initial=0) < 2**31
+    ):
+        narrow = relax.const(m.value.numpy().astype(np.int32), "int32")
+        return bb.call_te(
+            lambda a, b: topi.multiply(a, topi.cast(b, "int64")),
+            x,
+            narrow,
+            primfunc_name_hint="multiply_int32_constant",
+        )
+    return ir.Op.get("relax.multiply").get_attr("FLegalize")(bb, call)
 
 
 def _legalize_conv2d(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> Any:
@@ -100,6 +137,8 @@ def _legalize_conv2d(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> 
     if dot is None:
         return ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")(bb, call)
     w = call.args[1].value.numpy()  # HWIO
+    if dot.pairs and w.min() < -127:
+        raise ValueError("a weight is -128: two smull products would overflow int16")
     kh, kw, c, k = w.shape
     # Fewer than 4 channels (an image's first layer): the window's taps and channels gather
     # into one axis instead, so 3x3x1 is 12 products per output, not 3x3x4.
@@ -109,7 +148,11 @@ def _legalize_conv2d(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> 
     padded = np.zeros((*flat.shape[:2], groups * GROUP, k), np.int8)
     padded[:, :, : flat.shape[2]] = flat
     packed = padded.reshape(*flat.shape[:2], groups, GROUP, k // dot.lanes, dot.lanes)
-    packed = np.ascontiguousarray(packed.transpose(4, 0, 1, 2, 5, 3))
+    if dot.pairs:  # [K/L, KH, KW, C4/4, 2, L, 2]: channels (0, 1) of each lane, then (2, 3)
+        packed = packed.reshape(*flat.shape[:2], groups, 2, 2, k // dot.lanes, dot.lanes)
+        packed = np.ascontiguousarray(packed.transpose(5, 0, 1, 2, 3, 6, 4))
+    else:
+        packed = np.ascontiguousarray(packed.transpose(4, 0, 1, 2, 5, 3))
     # sum((x + 128) * w) - 128 * sum(w) == sum(x * w)
     start = -128 * w.astype(np.int32).sum(axis=(0, 1, 2)) if dot.unsigned else None
     attrs = call.attrs
@@ -192,18 +235,30 @@ def _conv_te(
         )
     ry = te.reduce_axis((0, kh), "ry")
     rx = te.reduce_axis((0, kw), "rx")
-    rc = te.reduce_axis((0, c_groups * GROUP), "rc")
-    lanes = int(packed.shape[4])
+    if len(packed.shape) == 7:  # channel pairs (smull): the group's 4 channels as 2 x 2
+        lanes = int(packed.shape[5])
+        rc = te.reduce_axis((0, c_groups), "rc")
+        rh = te.reduce_axis((0, 2), "rh")
+        re = te.reduce_axis((0, 2), "re")
+        axes = [ry, rx, rc, rh, re]
+
+        def product(b: Any, y: Any, z: Any, o: Any) -> Any:
+            xs = xu[b, y * sh + ry, z * sw + rx, rc * GROUP + rh * 2 + re]
+            ws = packed[o // lanes, ry, rx, rc, rh, o % lanes, re]
+            return xs.astype("int32") * ws.astype("int32")
+
+    else:
+        lanes = int(packed.shape[4])
+        rc = te.reduce_axis((0, c_groups * GROUP), "rc")
+        axes = [ry, rx, rc]
+
+        def product(b: Any, y: Any, z: Any, o: Any) -> Any:
+            xs = xu[b, y * sh + ry, z * sw + rx, rc]
+            ws = packed[o // lanes, ry, rx, rc // GROUP, o % lanes, rc % GROUP]
+            return xs.astype("int32") * ws.astype("int32")
+
     shape = (n, oh, ow, k_blocks * lanes)
-    total = te.compute(
-        shape,
-        lambda b, y, z, o: te.sum(
-            xu[b, y * sh + ry, z * sw + rx, rc].astype("int32")
-            * packed[o // lanes, ry, rx, rc // GROUP, o % lanes, rc % GROUP].astype("int32"),
-            axis=[ry, rx, rc],
-        ),
-        name=CONV,
-    )
+    total = te.compute(shape, lambda b, y, z, o: te.sum(product(b, y, z, o), axis=axes), name=CONV)
     if start is None:
         return total
     # (te.sum's init= is dropped by create_prim_func in TVM 0.27: the start is its own block,
@@ -218,6 +273,8 @@ def _register(dot: DotInstruction) -> str:
     from tvm import s_tir
     from tvm.script import tirx as T
 
+    if dot.pairs:
+        return _register_pairs(dot)
     lanes = dot.lanes
     a_type = "uint8" if dot.unsigned else "int8"
     acc, four_bytes = f"int32x{lanes}", f"{a_type}x{GROUP}"
@@ -246,16 +303,96 @@ def _register(dot: DotInstruction) -> str:
         with T.sblock("root"):
             T.reads(c[0:lanes], a[0:GROUP], b[0:lanes, 0:GROUP])
             T.writes(c[0:lanes])
-            four = T.reinterpret(a.vload([0], four_bytes), dtype="int32")
+            # (the 4 bytes inline, not in a local variable: TVMScript makes that a buffer, and
+            # the kernel allocated it from the workspace pool in every tile)
             c[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id(dot.llvm),
                 c.vload([0], dtype=acc),
-                T.reinterpret(T.broadcast(four, lanes), dtype=operand),
+                T.reinterpret(
+                    T.broadcast(T.reinterpret(a.vload([0], four_bytes), dtype="int32"), lanes),
+                    dtype=operand,
+                ),
                 b.vload([0, 0], dtype=operand),
                 dtype=acc,
             )
 
     name = "edgec_" + dot.llvm.replace(".", "_")
+    s_tir.TensorIntrin.register(name, description, instruction)
+    return name
+
+
+def _register_pairs(dot: DotInstruction) -> str:
+    """The L x 4 int8 dot product on Armv8.0 NEON: smull multiplies channels (0, 1) of every
+    lane, smlal adds channels (2, 3) to them (int16: weights in [-127, 127] keep it exact),
+    sadalp adds each pair of int16 into its int32 lane."""
+    from tvm import s_tir
+    from tvm.script import tirx as T
+
+    lanes = dot.lanes
+    half = f"int8x{2 * lanes}"  # one smull operand: L lanes x 2 channels
+
+    @T.prim_func(s_tir=True)
+    def description(
+        a: T.Buffer((GROUP,), "int8", offset_factor=1),
+        b: T.Buffer((2, lanes, 2), "int8", offset_factor=1),
+        c: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:GROUP], b[0:2, 0:lanes, 0:2])
+            T.writes(c[0:lanes])
+            for i, h, e in T.grid(lanes, 2, 2):
+                with T.sblock("update"):
+                    vi, vh, ve = T.axis.remap("SRR", [i, h, e])
+                    c[vi] = c[vi] + T.cast(a[vh * 2 + ve], "int32") * T.cast(b[vh, vi, ve], "int32")
+
+    smull, saddlp = dot.llvm, f"llvm.aarch64.neon.saddlp.v{lanes}i32.v{2 * lanes}i16"
+    pair, acc = f"int16x{2 * lanes}", f"int32x{lanes}"
+
+    @T.prim_func(s_tir=True)
+    def instruction(
+        a: T.Buffer((GROUP,), "int8", offset_factor=1),
+        b: T.Buffer((2, lanes, 2), "int8", offset_factor=1),
+        c: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:GROUP], b[0:2, 0:lanes, 0:2])
+            T.writes(c[0:lanes])
+            # The 4 activation bytes as two int16, (x0 x1) and (x2 x3), each broadcast (dup by
+            # element from one 32-bit load; an ld1r per pair cost an address add each, 7% of
+            # ResNet-18), times the weights of channels (0, 1), plus (2, 3); LLVM makes smull +
+            # smlal of it, and sadalp of add(saddlp). (A Shuffle may not have more lanes than
+            # its inputs, hence the repeated input. No local variables: TVMScript makes each a
+            # buffer, which became two workspace allocations per tile.)
+            c[T.ramp(T.int32(0), 1, lanes)] = c.vload([0], dtype=acc) + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(saddlp),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(smull),
+                    T.reinterpret(
+                        T.Shuffle(
+                            [T.reinterpret(a.vload([0], "int8x4"), dtype="int16x2")] * (lanes // 2),
+                            [0] * lanes,
+                        ),
+                        dtype=half,
+                    ),
+                    b.vload([0, 0, 0], dtype=half),
+                    dtype=pair,
+                )
+                + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(smull),
+                    T.reinterpret(
+                        T.Shuffle(
+                            [T.reinterpret(a.vload([0], "int8x4"), dtype="int16x2")] * (lanes // 2),
+                            [1] * lanes,
+                        ),
+                        dtype=half,
+                    ),
+                    b.vload([1, 0, 0], dtype=half),
+                    dtype=pair,
+                ),
+                dtype=acc,
+            )
+
+    name = "edgec_" + dot.llvm.replace(".", "_") + "_sadalp"
     s_tir.TensorIntrin.register(name, description, instruction)
     return name
 
@@ -279,18 +416,20 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             at = convs[0]
             conv = blocks[at]
             # the instruction the weights were packed for: their [K/L, KH, KW, C/4, L, 4] shape
-            (lanes,) = {int(r.source.shape[4]) for r in sch.get(conv).reads if len(r.region) == 6}
+            # ([K/L, KH, KW, C/4, 2, L, 2] in channel pairs)
+            weights = [r.source.shape for r in sch.get(conv).reads if len(r.region) in (6, 7)]
+            (lanes,) = {int(shape[-2]) for shape in weights}
             dot = next(d for d in INSTRUCTIONS[int8_dot] if d.lanes == lanes)
             pads, consumers = blocks[:at], blocks[at + 1 :]
-            b, y, ow, k, ry, rx, rc = sch.get_loops(conv)
+            b, y, ow, k, ry, rx, rc, *pair = sch.get_loops(conv)
             blocks_of_k = int(sch.get(k).extent) // dot.lanes
             vectors = max(v for v in range(1, dot.max_vectors + 1) if blocks_of_k % v == 0)
             width = int(sch.get(ow).extent)
             rows = max(r for r in range(1, dot.accumulators // vectors + 1) if width % r == 0)
             k_tile, k_vec, k_lane = sch.split(k, [None, vectors, dot.lanes])
-            rc_out, rc_in = sch.split(rc, [None, GROUP])
+            rc_out, *rc_in = [rc, *pair] if dot.pairs else sch.split(rc, [None, GROUP])
             ow_tile, ow_row = sch.split(ow, [None, rows])
-            sch.reorder(k_tile, b, y, ow_tile, ry, rx, rc_out, ow_row, k_vec, k_lane, rc_in)
+            sch.reorder(k_tile, b, y, ow_tile, ry, rx, rc_out, ow_row, k_vec, k_lane, *rc_in)
             tile = sch.fuse(k_tile, b, y, ow_tile)
             write_back = cpu_schedules.write_back_at(sch, conv, tile, consumers)
             for pad in pads:

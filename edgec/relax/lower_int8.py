@@ -63,12 +63,18 @@ def _const(value: np.ndarray | float | int, dtype: str) -> Any:
     return relax.const(np.asarray(value, dtype=dtype), dtype)
 
 
-def _requantize(acc: Any, out: Requantize, shape: list[int]) -> Any:
+def _requantize(acc: Any, out: Requantize, shape: list[int], bias: np.ndarray | None = None) -> Any:
     from tvm.relax import op
 
     m, n = out.multiplier, out.shift
     wide = op.astype(acc, "int64")
     rounding = np.left_shift(np.int64(1), n.astype(np.int64) - 1)
+    # (acc + bias) * m == acc * m + bias * m: the bias joins the rounding constant, so the
+    # multiply's operand is the accumulator itself, sign-extended from int32, which LLVM
+    # multiplies as 32 x 32 -> 64 bits (NEON smull; the add before it made a 64-bit multiply,
+    # lane by lane in general registers: most of an Armv8.0 int8 conv's instructions)
+    if bias is not None:
+        rounding = rounding + bias.astype(np.int64) * m.astype(np.int64)
     scaled = op.add(op.multiply(wide, _const(m.reshape(shape), "int64")),
                     _const(rounding.reshape(shape), "int64"))  # fmt: skip
     shifted = op.right_shift(scaled, _const(n.reshape(shape), "int64"))
@@ -124,10 +130,9 @@ def _conv(node: QNode, graph: QGraph, args: list[Any]) -> Any:
         out_dtype="int32" if node.precision == "int8" else "float32",
     )
     channels = [1, -1, 1, 1]
-    biased = op.add(conv, _const(b.reshape(channels), str(b.dtype)))
     if isinstance(a.out, Clip):
-        return _activate(a.out, biased)
-    return _requantize(biased, a.out, channels)
+        return _activate(a.out, op.add(conv, _const(b.reshape(channels), str(b.dtype))))
+    return _requantize(conv, a.out, channels, bias=b)
 
 
 def _dense(node: QNode, graph: QGraph, args: list[Any]) -> Any:
@@ -138,10 +143,9 @@ def _dense(node: QNode, graph: QGraph, args: list[Any]) -> Any:
     weights = _const(np.ascontiguousarray(w.T), str(w.dtype))
     out_dtype = "int32" if node.precision == "int8" else "float32"
     product = op.matmul(args[0], weights, out_dtype=out_dtype)
-    biased = op.add(product, _const(b.reshape(1, -1), str(b.dtype)))
     if isinstance(a.out, Clip):
-        return _activate(a.out, biased)
-    return _requantize(biased, a.out, [1, -1])
+        return _activate(a.out, op.add(product, _const(b.reshape(1, -1), str(b.dtype))))
+    return _requantize(product, a.out, [1, -1], bias=b)
 
 
 def _add(node: QNode, graph: QGraph, args: list[Any]) -> Any:

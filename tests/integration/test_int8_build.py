@@ -108,7 +108,7 @@ def _count(objdump: str, library: Path, mnemonic: str) -> int:
 @pytest.mark.parametrize(
     ("target", "dot_kernels"),
     [
-        pytest.param("rpi4", 0, id="rpi4-a72-no-dot-product"),
+        pytest.param("rpi4", 5, id="rpi4-a72-smull-sadalp"),  # Armv8.0: no dot product
         pytest.param("rpi5", 5, id="rpi5-a76-sdot"),  # qemu -cpu cortex-a76 runs sdot
     ],
 )
@@ -188,6 +188,35 @@ def test_tvm_int8_kernels_match_the_numpy_reference_bit_for_bit(tmp_path: Path) 
     want = np.stack([int8.run(quantized.graph, [s])[0] for s in x])
     assert np.array_equal(got, want)
     assert not built.schedules["unscheduled"]
+
+
+@needs("qemu-aarch64", "aarch64-linux-gnu-g++")
+@pytest.mark.parametrize(
+    ("target", "dot_kernels"),
+    [
+        pytest.param("rpi4", 2, id="rpi4-a72-smull-sadalp"),  # Armv8.0: no dot product
+        pytest.param("rpi5", 2, id="rpi5-a76-sdot"),
+    ],
+)
+def test_arm_int8_kernels_match_the_numpy_reference_bit_for_bit(
+    tmp_path: Path, target: str, dot_kernels: int
+) -> None:
+    from edgec.relax.compile import compile_model
+    from edgec.relax.lower_int8 import import_qgraph
+    from edgec.stages.bundle import bundle
+    from edgec.stages.quantize import QuantizeConfig, quantize
+    from tests.unit.test_quantize import _cnn
+
+    model = _cnn(tmp_path / "model.onnx")  # two convs on the instruction: 1->8 gathered, 8->8
+    calibration = np.random.default_rng(0).standard_normal((32, 1, 16, 16)).astype(np.float32)
+    quantized = quantize(model, calibration, QuantizeConfig(sensitivity=None))
+    built = compile_model(import_qgraph(quantized), get_target(target), tmp_path)
+    assert built.schedules["int8_dot"] == dot_kernels
+    bundle(built, tmp_path)
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal((1, 1, 16, 16)).astype(np.float32)
+        got = _runner_output(tmp_path, x, tmp_path)
+        assert np.array_equal(got, int8.run(quantized.graph, [x])[0])
 
 
 @pytest.mark.parametrize(

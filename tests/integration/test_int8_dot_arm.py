@@ -1,0 +1,121 @@
+"""int8 convolutions on Arm's int8 instructions, run under qemu-aarch64: Armv8.0's smull/smlal/
+sadalp (rpi4) and Armv8.2's sdot (rpi5) give the exact int32 sums, at the int16 limit too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgec.targets import get_target
+from tests.conftest import needs
+from tests.integration.test_int8_build import _runner_output
+
+pytestmark = [pytest.mark.integration, needs("qemu-aarch64", "aarch64-linux-gnu-g++")]
+
+# (in channels, out channels, size, stride, kernel, weights, activations, which targets run it
+# on their instruction). "limit": every product (-128) x (-127) or x 127, so each smull + smlal
+# pair of products sums to +-32512, the int16 edge; "-128" has a weight smlal could overflow
+# with (without the check that sends it to the generic kernel, that case fails).
+CASES = [
+    pytest.param(16, 16, 8, 1, 3, "random", "random", "both", id="3x3"),
+    pytest.param(16, 16, 6, 1, 3, "limit", "limit", "both", id="3x3-int16-limit"),
+    pytest.param(8, 12, 9, 2, 3, "random", "random", "both", id="3x3-stride2-odd-size"),
+    pytest.param(32, 16, 5, 1, 1, "limit", "random", "both", id="pointwise"),
+    pytest.param(1, 8, 10, 1, 3, "limit", "limit", "both", id="one-channel-gathered"),
+    pytest.param(6, 8, 7, 1, 3, "random", "random", "both", id="channels-not-multiple-of-4"),
+    pytest.param(16, 8, 6, 1, 3, "-128", "limit", "rpi5", id="weight-128-sdot-only"),
+    pytest.param(16, 6, 6, 1, 3, "random", "random", "none", id="6-out-channels-generic"),
+]
+
+
+def _weights(kind: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    if kind == "limit":  # the extremes edgec's symmetric quantization gives, random signs
+        return np.where(rng.random(shape) < 0.5, -127, 127).astype(np.int8)
+    values = rng.integers(-127, 128, shape)
+    if kind == "-128":
+        values.flat[0] = -128
+    return values.astype(np.int8)
+
+
+def _activations(kind: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    values = np.full(shape, -128) if kind == "limit" else rng.integers(-128, 128, shape)
+    return values.astype(np.float32)  # integers: the model casts them to int8
+
+
+def _onnx_conv(path: Path, w: np.ndarray, x_shape: tuple[int, ...], stride: int) -> None:
+    """The same convolution in float ONNX: the bundle's reference model and its I/O shapes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    pad = w.shape[2] // 2
+    node = helper.make_node("Conv", ["x", "w"], ["y"], strides=[stride] * 2, pads=[pad] * 4)
+    graph = helper.make_graph(
+        [node],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w.astype(np.float32), "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.mark.parametrize("target", ["rpi4", "rpi5"])
+@pytest.mark.parametrize(
+    ("cin", "cout", "size", "stride", "kernel", "weights", "activations", "dot"), CASES
+)
+def test_arm_int8_conv_sums_are_exact_on_the_int8_instructions(
+    tmp_path: Path,
+    target: str,
+    cin: int,
+    cout: int,
+    size: int,
+    stride: int,
+    kernel: int,
+    weights: str,
+    activations: str,
+    dot: str,
+) -> None:
+    import torch
+    from tvm import relax
+
+    from edgec.artifacts import OnnxModel, RelaxModule, TensorSpec
+    from edgec.relax.compile import compile_model
+    from edgec.stages.bundle import bundle
+
+    rng = np.random.default_rng(cin * cout + size)
+    w = _weights(weights, (cout, cin, kernel, kernel), rng)
+    x = _activations(activations, (1, cin, size, size), rng)
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType(list(x.shape), "float32"))
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            conv = relax.op.nn.conv2d(
+                relax.op.astype(arg, "int8"), relax.const(w), strides=[stride] * 2,
+                padding=[kernel // 2] * 4, out_dtype="int32",
+            )  # fmt: skip
+            out = bb.emit_output(bb.emit(relax.op.astype(conv, "float32")))  # < 2^24: exact
+        bb.emit_func_output(out)
+    module = bb.get()
+    module["main"] = module["main"].with_attr("num_input", 1)
+    _onnx_conv(tmp_path / "model.onnx", w, x.shape, stride)
+    # float64 holds these int32 sums exactly
+    want = torch.nn.functional.conv2d(
+        *(torch.from_numpy(a.astype(np.float64)) for a in (x, w)),
+        stride=stride,
+        padding=kernel // 2,
+    ).numpy()
+    onnx = OnnxModel(
+        tmp_path / "model.onnx",
+        (TensorSpec("x", x.shape, "float32"),),
+        (TensorSpec("y", want.shape, "float32"),),
+        "conv",
+        None,
+    )
+    built = compile_model(RelaxModule(module, onnx), get_target(target), tmp_path)
+    assert built.schedules["int8_dot"] == int(dot in ("both", target))
+    bundle(built, tmp_path)
+    assert json.loads((tmp_path / "manifest.json").read_text())["target"] == target
+    assert np.array_equal(_runner_output(tmp_path, x, tmp_path), want)
