@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from edgec.pipeline import BuildOptions, CompressOptions
-    from edgec.relax.tune import TuneOptions
     from edgec.stages.quantize import QuantizeConfig
+    from edgec.tuning import TuneOptions
 
 HELP = {
     "target": "Target profile (see `edgec targets`); several, comma-separated, build in parallel.",
@@ -86,7 +86,7 @@ def _tune_options(
     tracker: str | None,
     key: str | None,
 ) -> TuneOptions:
-    from edgec.relax.tune import RemoteMeasure, TuneOptions
+    from edgec.tuning import RemoteMeasure, TuneOptions
 
     if key is not None and tracker is None:
         raise EdgecError("--key needs --tracker HOST:PORT")

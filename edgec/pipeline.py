@@ -15,7 +15,6 @@ from edgec.accuracy import ModelFacts
 from edgec.artifacts import OnnxModel, TorchModel
 from edgec.errors import CheckFailed, EdgecError
 from edgec.progress import StageLog
-from edgec.relax.tune import TuneOptions, TuningSummary
 from edgec.stages import report as reporting
 from edgec.stages.bundle import MANIFEST, bundle, open_bundle
 from edgec.stages.export import export
@@ -30,6 +29,7 @@ from edgec.staging import (
     update_bundle,
 )
 from edgec.targets import TargetProfile, get_target
+from edgec.tuning import TuneOptions, TuningSummary
 
 if TYPE_CHECKING:
     from edgec.boards import Board

@@ -12,8 +12,8 @@ import numpy as np
 from edgec.accuracy import ModelFacts
 from edgec.artifacts import BuiltArtifact, Bundle, Measurement
 from edgec.onnx_graph import ModelStats
-from edgec.relax.tune import TuningSummary
 from edgec.staging import replace_bytes
+from edgec.tuning import TuningSummary
 
 if TYPE_CHECKING:
     from edgec.stages.firmware import Firmware, McuRun
