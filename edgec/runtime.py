@@ -16,12 +16,14 @@ from pathlib import Path
 
 from edgec.errors import EdgecError
 from edgec.package_files import cache_dir, data_dir
+from edgec.staging import replace_written
 from edgec.targets import TargetProfile
 
 RUNTIME_LIBS = ("libtvm_ffi.so", "libtvm_runtime.so")
 # The wheels whose runtime libraries a bundle ships; apache-tvm-ffi must match the host's pin.
 WHEELS = ("apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1")
 RUNNER = "edgec-run"
+WARMUP = 3  # untimed runs before the timed ones
 
 
 def _package_dir(name: str) -> Path:
@@ -92,6 +94,21 @@ def _download_runtime(platform: str, libs: Path) -> None:
         staging.rename(libs)
 
 
+def runner_arguments(
+    library: str, inputs: list[str], output_dir: str, repeat: int, warmup: int
+) -> list[str]:
+    """The runner's arguments after its own path: how edgec-run is called, here or on a board."""
+    words = [library]
+    for path in inputs:
+        words += ["--input", path]
+    return [
+        *words,
+        "--output-dir", output_dir,
+        "--repeat", str(repeat),
+        "--warmup", str(warmup),
+    ]  # fmt: skip
+
+
 def runner(profile: TargetProfile) -> Path:
     """The native runner compiled for the target, built once per (source, compiler, runtime)."""
     source = data_dir("codegen") / "runner" / "edgec_run.cc"
@@ -110,7 +127,13 @@ def runner(profile: TargetProfile) -> Path:
         raise EdgecError(
             f"the {profile.name} C++ compiler {profile.cxx} is not installed; run scripts/setup.sh"
         )
-    partial = out_dir / f".{RUNNER}.partial"
+    replace_written(binary, lambda partial: _compile_runner(profile, flags, source, libs, partial))
+    return binary
+
+
+def _compile_runner(
+    profile: TargetProfile, flags: list[str], source: Path, libs: Path, partial: Path
+) -> None:
     cmd = [
         profile.cxx,
         *flags,
@@ -136,5 +159,3 @@ def runner(profile: TargetProfile) -> Path:
             (line for line in lines if "error" in line), lines[0] if lines else "no output"
         )
         raise EdgecError(f"building the {profile.name} runner with {profile.cxx} failed: {first}")
-    partial.rename(binary)
-    return binary

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgec import runtime
+from edgec import reference, runtime
 from edgec.artifacts import BuiltArtifact, Bundle
 from edgec.errors import CheckFailed, EdgecError
 from edgec.manifest import Manifest
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from edgec.stages.quantize import QuantizedModel
 
 MANIFEST = "manifest.json"
-# float builds: max abs difference from ONNX Runtime ≤ 1e-4 × max(1, max |ONNX Runtime output|)
-FLOAT_TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-2  # fp16 builds: on 99% of the outputs
 REPORTS = ("report.json", "report.md")  # rewritten by `edgec run`, so not checksummed
 
@@ -103,7 +101,7 @@ def _parity(built: BuiltArtifact) -> dict[str, float]:
     """How close the bundle's outputs must be to ONNX Runtime on its reference model."""
     if built.quantization is None:
         # scaled by max(1, max |reference output|): float32 rounding grows with the magnitude
-        return {"tolerance": FLOAT_TOLERANCE, "share": 1.0, "scale": "reference"}
+        return {"tolerance": reference.FLOAT_TOLERANCE, "share": 1.0, "scale": "reference"}
     if built.quantization["mode"] == "fp16":  # 11-bit mantissas, float32 accumulation
         return {"tolerance": FP16_TOLERANCE, "share": 0.99}
     # int8 against the same QDQ model in ONNX Runtime: within one output step (its scale) on

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgec import reference
+from edgec import reference, runtime
 from edgec.artifacts import Bundle, Measurement, Where
 from edgec.boards import Board, Ssh
 from edgec.errors import CheckFailed, EdgecError, first_line
@@ -177,17 +177,13 @@ def _run_ssh(bundle: Bundle, board: Board, remote: _Remote, where_on_board: str,
             np.save(files[-1], array)
         remote.copy_to(files, where_on_board)
         env = [f"{k}={v}" for k, v in board.env.items()]  # keys are identifiers (boards.py)
-        args = [w for i in range(len(inputs)) for w in ("--input", f"input_{i}.npy")]
+        names = [f"input_{i}.npy" for i in range(len(inputs))]
         runner = _sh(
             *(["env", *env] if env else []),
             *board.ssh.exec_prefix,
             f"./{manifest.runner}",
-            manifest.library,
-            *args,
-            "--output-dir", "out",
-            "--repeat", str(repeat),
-            "--warmup", "3",
-        )  # fmt: skip
+            *runtime.runner_arguments(manifest.library, names, "out", repeat, runtime.WARMUP),
+        )
         command = f"cd -- {shlex.quote(where_on_board)} && mkdir -p out && {runner}"
         result = runner_result(remote.run(command, RUN_TIMEOUT_S), len(manifest.outputs))
         # fetched by the names edgec expects, into its own directory: never a remote's path

@@ -12,13 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from edgec import reference
+from edgec import reference, runtime
 from edgec.artifacts import Bundle, Measurement, TensorSpec, Where
 from edgec.errors import CheckFailed, EdgecError
 from edgec.manifest import Manifest
 from edgec.targets import TargetProfile
-
-TOLERANCE = 1e-4  # max abs difference from ONNX Runtime's outputs
 
 
 def _nvidia_smi(*args: str) -> list[str]:
@@ -86,7 +84,7 @@ def measure(
     inputs: list[np.ndarray],
     *,
     repeat: int,
-    warmup: int = 3,
+    warmup: int = runtime.WARMUP,
     emulate: bool = False,
 ) -> Measurement:
     """Time the runner on `inputs`, compare its outputs with ONNX Runtime's, and, on the host,
@@ -111,21 +109,14 @@ def measure(
     threads = profile.capabilities.cores if where == "host" else 1
     env["TVM_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory(prefix="edgec-run-") as tmp:
-        files = []
-        for i, array in enumerate(inputs):
-            files += ["--input", str(Path(tmp) / f"input_{i}.npy")]
-            np.save(files[-1], array)
+        files = [str(Path(tmp) / f"input_{i}.npy") for i in range(len(inputs))]
+        for file, array in zip(files, inputs, strict=True):
+            np.save(file, array)
+        library = str(bundle.path / manifest.library)
         cmd = [
             *prefix,
             str(bundle.path / manifest.runner),
-            str(bundle.path / manifest.library),
-            *files,
-            "--output-dir",
-            tmp,
-            "--repeat",
-            str(repeat),
-            "--warmup",
-            str(warmup),
+            *runtime.runner_arguments(library, files, tmp, repeat, warmup),
         ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -187,7 +178,7 @@ def checked(
     expected = reference.run(bundle.path / bundle.typed.reference, inputs)
     if len(outputs) != len(expected):
         raise CheckFailed(f"the runner gave {len(outputs)} outputs, ONNX Runtime {len(expected)}")
-    parity = bundle.typed.parity or {"tolerance": TOLERANCE, "share": 1.0}
+    parity = bundle.typed.parity or {"tolerance": reference.FLOAT_TOLERANCE, "share": 1.0}
     tolerance = float(parity["tolerance"])
     if parity.get("scale") == "reference":  # float: relative to the outputs' magnitude
         largest = max((float(np.max(np.abs(e), initial=0.0)) for e in expected), default=0.0)

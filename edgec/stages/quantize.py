@@ -19,13 +19,13 @@ import numpy as np
 from edgec import calibrate, qgraph
 from edgec.artifacts import OnnxModel
 from edgec.errors import EdgecError, known
+from edgec.onnx_graph import OPSET
 from edgec.qgraph import INT8_MAX, INT8_MIN, QGraph, QNode
 
 MODES = ("none", "int8")
 SUPPORTED = ("Conv", "Gemm", "MatMul", "Add", "Relu", "Clip", "GlobalAveragePool", "MaxPool",
              "AveragePool", "Concat", "Softmax", "Flatten", "Reshape", "Identity")  # fmt: skip
 ACTIVATIONS = ("Relu", "Clip")
-OPSET = 17
 SENSITIVITY_SAMPLES = 32  # enough to rank layers; each layer costs one reference run on them
 
 
