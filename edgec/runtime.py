@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgec.errors import EdgecError
 from edgec.package_files import cache_dir, data_dir
 from edgec.staging import replace_written
 from edgec.targets import TargetProfile
+
+if TYPE_CHECKING:
+    from edgec.manifest import Manifest
 
 RUNTIME_LIBS = ("libtvm_ffi.so", "libtvm_runtime.so")
 # The wheels whose runtime libraries a bundle ships; apache-tvm-ffi must match the host's pin.
@@ -107,6 +112,33 @@ def runner_arguments(
         "--repeat", str(repeat),
         "--warmup", str(warmup),
     ]  # fmt: skip
+
+
+def output_files(manifest: Manifest) -> list[str]:
+    """The files the runner writes, one per output: edgec reads these names and no others."""
+    return [f"output_{i}.npy" for i in range(len(manifest.outputs))]
+
+
+def runner_result(stdout: str, outputs: int) -> dict[str, Any]:
+    """The runner's last line (JSON), checked: it names exactly the output files edgec
+    expects, so a runner or board cannot make edgec read or write a path of its choosing."""
+    try:
+        result = json.loads((stdout.strip().splitlines() or [""])[-1])
+        files = [o["file"] for o in result["outputs"]]
+        latency = {k: float(result["latency_ms"][k]) for k in ("p50", "p90", "p99", "mean", "min")}
+        int(result["peak_rss_bytes"])
+    except (ValueError, KeyError, TypeError):
+        raise EdgecError(
+            "the runner's result line is not what edgec-run prints; rebuild the bundle"
+        ) from None
+    expected = [f"output_{i}.npy" for i in range(outputs)]
+    if files != expected:
+        shown = ", ".join(map(repr, files))[:120]
+        raise EdgecError(
+            f"the runner named outputs {shown}; edgec reads only {', '.join(expected)}: "
+            "rebuild the bundle"
+        )
+    return {**result, "latency_ms": latency}
 
 
 def runner(profile: TargetProfile) -> Path:

@@ -391,11 +391,6 @@ def replace_bytes(path: Path, data: bytes) -> None:
     replace_written(path, lambda partial: partial.write_bytes(data))
 
 
-def replace_copy(path: Path, source: Path) -> None:
-    """Copy `source` (contents and mode) to `path` via a temporary file and a rename."""
-    replace_written(path, lambda partial: shutil.copy2(source, partial))
-
-
 def replace_written(path: Path, write: Callable[[Path], object]) -> None:
     """Replace `path` by what `write` writes to the temporary path it is given: readers see the
     old file or the whole new one, and a failed or interrupted write leaves no partial file."""
