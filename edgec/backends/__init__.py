@@ -49,9 +49,12 @@ class Built:
     """A sealed bundle and what only its backend knows about it, for the report."""
 
     bundle: Bundle
-    # report sections: "target" and "model" are merged into the report's own, "memory",
-    # "schedules", "quantization" and "parity" (the reference's name) replace them
-    facts: dict[str, Any]
+    reference: str  # what the outputs are checked against, in words
+    target: dict[str, Any]  # the report's target section beyond name and description
+    model: dict[str, Any]  # the report's model section beyond the graph's own facts
+    memory: dict[str, Any]  # the report's memory section
+    schedules: dict[str, Any] | None = None  # how the kernels were made (TVM)
+    quantization: dict[str, Any] | None = None
     macs: int | None = None  # MACs per inference as the backend counts them (None: the graph's)
     tuning: TuningSummary | None = None
 

@@ -97,17 +97,19 @@ def build(model: Model, profile: TargetProfile, work: Path, log: StageLog) -> Bu
         result = bundle(work, manifest, list(dict.fromkeys(files)))
         s.note(f"{len(result.typed.files)} files")
     assert board.memory is not None
-    facts = {
-        "target": {
+    return Built(
+        result,
+        reference="edgec int8 reference (numpy)",
+        target={
             "board": board.name,
             "isa": profile.capabilities.isa,
             "device": "mcu",
             "dsp": profile.capabilities.has_dsp,
         },
-        "model": {},
-        "schedules": None,
-        "quantization": quantized.to_json(),
-        "memory": {
+        model={},
+        quantization=quantized.to_json(),
+        macs=sum(layer.macs for layer in library.layers),
+        memory={
             "flash_bytes": fp.flash_bytes,
             "ram_bytes": fp.ram_bytes,
             "flash": {
@@ -128,9 +130,7 @@ def build(model: Model, profile: TargetProfile, work: Path, log: StageLog) -> Bu
             "planned_bytes": library.arena_bytes,
             "peak_rss_bytes": None,
         },
-        "parity": "edgec int8 reference (numpy)",
-    }
-    return Built(result, facts, sum(layer.macs for layer in library.layers))
+    )
 
 
 def unavailable(bundle: Bundle, emulate: bool) -> str | None:

@@ -66,25 +66,26 @@ def build(model: Model, profile: TargetProfile, work: Path, log: StageLog) -> Bu
         result = seal(model, built, work)
         s.note(f"{len(result.typed.files)} files")
     onnx = built.onnx
-    facts = {
-        "target": {
+    return Built(
+        result,
+        reference="onnxruntime",
+        target={
             "tvm_target": built.tvm_target,
             "isa": profile.capabilities.isa,
             "device": profile.capabilities.device,
         },
-        "model": {
+        model={
             "onnx_opset": onnx.opset,
             # a source stamped below opset 7, upgraded by onnx's version converter at load
             "upgraded_from_opset": onnx.upgraded_from,
             "folded_inputs": list(onnx.folded_inputs),
             "folded_shape_nodes": onnx.folded_shape_nodes,
         },
-        "schedules": built.schedules,
-        "quantization": built.quantization,
-        "memory": {"planned_bytes": built.planned_bytes, "peak_rss_bytes": None},
-        "parity": "onnxruntime",
-    }
-    return Built(result, facts, None, summary)
+        memory={"planned_bytes": built.planned_bytes, "peak_rss_bytes": None},
+        schedules=built.schedules,
+        quantization=built.quantization,
+        tuning=summary,
+    )
 
 
 def seal(model: Model, built: BuiltArtifact, work: Path) -> Bundle:

@@ -38,12 +38,12 @@ def report(
     """
     model_facts = model_facts or {}
     stats = onnx_graph.stats(onnx_graph.read(exported.path))
-    manifest, facts = built.bundle.typed, built.facts
+    manifest = built.bundle.typed
     profile = manifest.profile
     data: dict[str, Any] = {
         "schema": SCHEMA,
         "versions": manifest.versions,
-        "target": {"name": profile.name, "description": profile.description, **facts["target"]},
+        "target": {"name": profile.name, "description": profile.description, **built.target},
         "model": {
             "source": manifest.model,
             "params": stats.params,
@@ -52,15 +52,15 @@ def report(
             "graph_sha256": manifest.files.get("model.onnx"),  # which model: see compare
             "inputs": [s.to_json() for s in manifest.inputs],
             "outputs": [s.to_json() for s in manifest.outputs],
-            **facts["model"],
+            **built.model,
         },
         "stages": _stages(stage_times, model_facts),
-        "schedules": facts["schedules"],
-        "quantization": facts["quantization"],
+        "schedules": built.schedules,
+        "quantization": built.quantization,
         "tuning": built.tuning.to_json() if built.tuning else None,
-        "memory": facts["memory"],
+        "memory": built.memory,
         "parity": {
-            "reference": facts["parity"],
+            "reference": built.reference,
             "export_max_abs_diff": exported.export_max_abs_diff,
         },
         "bundle": _bundle_facts(built.bundle),
