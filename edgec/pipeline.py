@@ -9,7 +9,7 @@ edgec/commands.py.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,13 +69,14 @@ def build(
             model_facts = with_export_accuracy(onnx_model, compressed)
             s.note(export_note(onnx_model, model_facts.get("export")))
         backend.preflight(onnx_model, profile, options.board)  # hopeless sizes fail here
-        to_build = backends.Model(onnx_model, fp16=options.fp16, tuning=options.tuning,
-                                  board=options.board)  # fmt: skip
+        to_build = backends.Model(
+            onnx_model, fp16=options.fp16, tuning=options.tuning, board=options.board
+        )
         if options.quantize is not None:
             with log.stage("quantize") as s:
                 to_build = _quantize(to_build, options, compressed.data, work)
                 assert to_build.quantized is not None
-                model_facts |= quantized_facts(to_build.quantized, model_facts)
+                model_facts = {**model_facts, **quantized_facts(to_build.quantized, model_facts)}
                 s.note(quantize_note(to_build.quantized))
         built = backend.build(to_build, profile, work, log)
         measurement, skipped = None, "--no-measure"
@@ -111,8 +112,6 @@ def _quantize(
     model: backends.Model, options: BuildOptions, data: Any, work: Path
 ) -> backends.Model:
     """The int8 model and its calibration record (calibration.json, shipped in the bundle)."""
-    from dataclasses import replace
-
     from edgec.stages.calibration import quantize_with_data
 
     assert options.quantize is not None
