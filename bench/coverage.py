@@ -292,11 +292,12 @@ def build_time_child(path: Path) -> None:
     from tvm import relax
 
     from edgec import reference
+    from edgec.backends import How, Model
+    from edgec.backends.tvm import seal
     from edgec.relax import fold_weights, int8_dot, layout
     from edgec.relax.compile import _compile, _rules, _schedule, compile_model
     from edgec.relax.import_onnx import import_onnx
     from edgec.relax.target import tvm_target
-    from edgec.stages.bundle import bundle
     from edgec.stages.load import load
     from edgec.stages.measure import measure
     from edgec.targets import get_target
@@ -313,9 +314,9 @@ def build_time_child(path: Path) -> None:
             plain = timed("plain: tvm.compile", tvm.compile, module, target=target)
             timed("plain: export_library", plain.export_library, str(work / "plain.so"))
             built = timed("edgec: compile stage", compile_model, relax_model, profile, work)
-        bundled = timed("edgec: bundle stage", bundle, built, work)
+        bundled = timed("edgec: bundle stage", seal, Model(onnx_model), built, work)
         inputs = reference.random_inputs(onnx_model.inputs)
-        timed("edgec: measure stage (repeat 3)", measure, bundled, profile, inputs, repeat=3)
+        timed("edgec: measure stage (repeat 3)", measure, bundled, How(inputs, repeat=3))
         # The compile stage, step by step (the same passes as edgec.relax.compile.prepare).
         passes = [
             ("DecomposeOpsForInference", relax.transform.DecomposeOpsForInference()),

@@ -124,7 +124,7 @@ def main() -> None:
         diff = report["parity"]["max_abs_diff"]
         cells, ratios = [name, f"{untuned:.3f}"], [f"{untuned / ort:.2f}×"]
         if args.tune:
-            from edgec.relax.tune import TuneOptions
+            from edgec.tuning import TuneOptions
 
             with tempfile.TemporaryDirectory() as db:
                 options = TuneOptions(trials=args.tune, database=Path(db))

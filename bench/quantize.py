@@ -28,7 +28,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from edgec.pipeline import BuildOptions, CompressOptions
+    from edgec.compress import CompressOptions
+    from edgec.pipeline import BuildOptions
     from edgec.pipeline import build as build_bundle
     from edgec.progress import StageLog
     from edgec.stages.distill import DistillConfig
@@ -80,7 +81,8 @@ def larger(repeat: int = 50) -> None:
     on 32 random images: the accuracy of these untrained models means nothing)."""
     import numpy as np
 
-    from edgec.pipeline import BuildOptions, CompressOptions
+    from edgec.compress import CompressOptions
+    from edgec.pipeline import BuildOptions
     from edgec.pipeline import build as build_bundle
     from edgec.progress import StageLog
     from edgec.stages.quantize import QuantizeConfig

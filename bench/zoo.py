@@ -77,19 +77,22 @@ def export(name: str, opset: int, side: int, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     model = make(name)
     x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(SEED))
-    partial = path.with_name(f".{path.name}.partial")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (x,),
-            str(partial),
-            opset_version=opset,
-            input_names=["input"],
-            output_names=["output"],
-            dynamo=False,
-        )
-    partial.replace(path)
+    from edgec.staging import replace_written
+
+    def write(partial: Path) -> None:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (x,),
+                str(partial),
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["output"],
+                dynamo=False,
+            )
+
+    replace_written(path, write)
     return path
 
 

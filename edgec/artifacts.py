@@ -1,6 +1,7 @@
 """The frozen artifact passed along each link of the pipeline.
 
-TorchModel -> OnnxModel -> RelaxModule -> BuiltArtifact -> Bundle -> Measurement -> report.
+TorchModel -> OnnxModel -> (QuantizedModel) -> a backend's build -> Bundle -> Measurement ->
+Report (edgec.report_schema).
 Each stage takes one of these and returns a new one; none is mutated.
 """
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from edgec.manifest import Manifest
 
 Where = Literal["host", "device", "emulated"]
+Unit = Literal["ms", "instructions"]
 
 
 @dataclass(frozen=True)
@@ -25,14 +27,20 @@ class TensorSpec:
     name: str
     shape: tuple[int, ...]
     dtype: str
+    scale: float | None = None  # int8 tensors of an MCU library: the real value of one step
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        data: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        return data if self.scale is None else {**data, "scale": self.scale}
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> TensorSpec:
+        scale = data.get("scale")
         return TensorSpec(
-            str(data["name"]), tuple(int(d) for d in data["shape"]), str(data["dtype"])
+            str(data["name"]),
+            tuple(int(d) for d in data["shape"]),
+            str(data["dtype"]),
+            None if scale is None else float(scale),
         )
 
 
@@ -108,19 +116,50 @@ class Bundle:
 
 
 @dataclass(frozen=True)
+class LayerCount:
+    """One layer's share of an instruction count."""
+
+    name: str
+    op: str
+    macs: int
+    instructions: int
+
+
+@dataclass(frozen=True)
 class Measurement:
-    """Latency, memory and parity of one run of a bundle's runner."""
+    """One run of a bundle: its speed, memory and parity with the bundle's reference.
+
+    The speed is in `unit`: "ms", wall time per inference (latency_ms holds p50, p90, p99,
+    mean, min), or "instructions", counted on an emulated core (deterministic: `instructions`
+    per inference, `layers` per layer, `counter` says how they were counted). Measure, report
+    and compare read the unit, never which backend built the bundle."""
 
     where: Where
-    latency_ms: dict[str, float]
+    latency_ms: dict[str, float] | None
     repeat: int
-    peak_rss_bytes: int
+    peak_rss_bytes: int | None
     max_abs_diff: float
     tolerance: float
     baseline_ms: dict[str, float] | None  # ONNX Runtime on the same input, same threads
     within_share: float = 1.0  # share of output values within the tolerance
     required_share: float = 1.0  # int8: 0.99 (≤ 1 step on ≥ 99% of outputs)
+    unit: Unit = "ms"
+    instructions: int | None = None
+    layers: tuple[LayerCount, ...] = ()
+    counter: str | None = None  # e.g. "qemu-system-arm -icount shift=0"
 
     @property
     def parity_ok(self) -> bool:
         return self.within_share >= self.required_share
+
+    def note(self) -> str:
+        """The measure stage's line."""
+        if self.unit == "instructions":
+            return f"{self.instructions:,} instructions ({self.counter}), " + (
+                "bit-exact" if self.max_abs_diff == 0 else f"max abs diff {self.max_abs_diff:g}"
+            )
+        assert self.latency_ms is not None
+        return (
+            f"p50 {self.latency_ms['p50']:.3f} ms ({self.where}), "
+            f"max abs diff {self.max_abs_diff:.2e}"
+        )

@@ -17,9 +17,10 @@ from edgec.errors import EdgecError, first_line
 if TYPE_CHECKING:
     import numpy as np
 
-    from edgec.pipeline import BuildOptions, CompressOptions
-    from edgec.relax.tune import TuneOptions
+    from edgec.compress import CompressOptions
+    from edgec.pipeline import BuildOptions
     from edgec.stages.quantize import QuantizeConfig
+    from edgec.tuning import TuneOptions
 
 HELP = {
     "target": "Target profile (see `edgec targets`); several, comma-separated, build in parallel.",
@@ -86,7 +87,7 @@ def _tune_options(
     tracker: str | None,
     key: str | None,
 ) -> TuneOptions:
-    from edgec.relax.tune import RemoteMeasure, TuneOptions
+    from edgec.tuning import RemoteMeasure, TuneOptions
 
     if key is not None and tracker is None:
         raise EdgecError("--key needs --tracker HOST:PORT")
@@ -141,7 +142,7 @@ def _compress_options(
     ratio: float | None, distill: bool, round_to: int | None, flags: dict[str, Any]
 ) -> CompressOptions:
     """Typed compression settings from the shared flags (validated by their dataclasses)."""
-    from edgec.pipeline import CompressOptions
+    from edgec.compress import CompressOptions
     from edgec.stages.distill import DistillConfig
     from edgec.stages.prune import PruneConfig
 
@@ -451,7 +452,7 @@ def _build_targets(
 ) -> None:
     """Several targets in parallel processes, one bundle each, then the comparison table."""
     from edgec import compare as comparing
-    from edgec.pipeline import build_many
+    from edgec.commands import build_many
 
     outs = [parent / f"{stem}-{name}" for name in names]
     click.echo(f"edgec build {model} for {', '.join(names)} → {parent}/", err=True)
@@ -480,7 +481,7 @@ def run(bundle: Path, emulate: bool, inputs: tuple[Path, ...], repeat: int | Non
     """Run BUNDLE (natively, or emulated), check it against ONNX Runtime, update its report."""
     import numpy as np
 
-    from edgec.pipeline import run as run_bundle
+    from edgec.commands import run as run_bundle
     from edgec.progress import StageLog
     from edgec.stages.report import markdown
 
@@ -518,7 +519,7 @@ def tune(
     """
     import json
 
-    from edgec.pipeline import tune as tune_kernels
+    from edgec.commands import tune as tune_kernels
     from edgec.progress import StageLog
     from edgec.targets import get_target
 
@@ -543,7 +544,7 @@ def _compress_command(
     round_to: int | None,
     flags: dict[str, Any],
 ) -> None:
-    from edgec.pipeline import compress_to_file
+    from edgec.commands import compress_to_file
     from edgec.progress import StageLog
     from edgec.targets import get_target
 
@@ -585,7 +586,8 @@ def quantize(
     weights: Path | None,
 ) -> None:
     """Calibrate and quantize MODEL to int8; print each layer's sensitivity and the accuracy."""
-    from edgec.pipeline import BuildOptions, quantize_to_file
+    from edgec.commands import quantize_to_file
+    from edgec.pipeline import BuildOptions
     from edgec.progress import StageLog
 
     config = _quantize_config(calib_method, calib_samples, sensitivity, float_layers)
@@ -678,8 +680,8 @@ def flash(
     boards_dir: Path | None,
 ) -> None:
     """Put BUNDLE on a board (ssh, pyOCD/OpenOCD, or an emulator); --run measures it there."""
-    from edgec.pipeline import FlashOptions
-    from edgec.pipeline import flash as flash_bundle
+    from edgec.commands import FlashOptions
+    from edgec.commands import flash as flash_bundle
     from edgec.progress import StageLog
     from edgec.stages.report import markdown
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgec.errors import EdgecError
+from edgec.report_schema import Report
 
 
 @dataclass(frozen=True)
@@ -53,45 +52,33 @@ def load(paths: list[Path]) -> list[Row]:
     rows = []
     for path in paths:
         file = path / "report.json" if path.is_dir() else path
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise EdgecError(f"{file} is not a readable edgec report ({e})") from None
-        if not isinstance(data, dict) or "target" not in data or "latency_ms" not in data:
-            raise EdgecError(f"{file} is not an edgec report (no target or latency_ms)")
-        rows.append(_row(file, data))
+        rows.append(_row(file, Report.read(file)))
     return rows
 
 
-def _row(file: Path, data: dict[str, Any]) -> Row:
-    lat, mem, mcu = data.get("latency_ms") or {}, data.get("memory") or {}, data.get("mcu")
+def _row(file: Path, report: Report) -> Row:
+    speed, memory = report.speed, report.memory
     name = file.parent.name if file.name == "report.json" else file.stem
-    quant = data.get("quantization") or {}
-    accuracy = (quant.get("accuracy") or {}).get("int8")
+    accuracy = (report.quantization.accuracy if report.quantization else {}).get("int8")
     if accuracy is None:
-        with_accuracy = [s for s in data.get("stages", []) if s.get("accuracy") is not None]
-        accuracy = with_accuracy[-1]["accuracy"] if with_accuracy else None
-    if mcu:
-        p50, p90 = float(mcu["instructions"]), None  # deterministic: one count
-        unit, memory, where = "insn", mem.get("ram_bytes"), "emulated"
-    else:
-        p50, p90, unit = lat.get("p50"), lat.get("p90"), "ms"
-        memory, where = mem.get("peak_rss_bytes"), lat.get("where") or "-"
+        with_accuracy = [s for s in report.stages if s.accuracy is not None]
+        accuracy = with_accuracy[-1].accuracy if with_accuracy else None
+    counted = speed.unit == "instructions"  # deterministic: one count, no spread
     return Row(
         name=name,
-        target=data["target"]["name"],
-        board=data.get("board") or data["target"].get("board") or "-",
-        where=where,
-        p50=p50,
-        p90=p90,
-        unit=unit,
-        memory=memory,
-        flash=mem.get("flash_bytes"),
-        size=(data.get("bundle") or {}).get("size_bytes"),
+        target=report.target.name,
+        board=report.board or report.target.board or "-",
+        where=speed.where or "-",
+        p50=None if speed.p50 is None else float(speed.p50),
+        p90=speed.p90,
+        unit="insn" if counted else "ms",
+        memory=memory.ram_bytes if counted else memory.peak_rss_bytes,
+        flash=memory.flash_bytes,
+        size=report.bundle_size_bytes,
         accuracy=accuracy,
-        version=(data.get("versions") or {}).get("edgec", "?"),
-        graph=(data.get("model") or {}).get("graph_sha256"),
-        parity_ok=(data.get("parity") or {}).get("ok"),
+        version=report.versions.get("edgec", "?"),
+        graph=report.model.graph_sha256,
+        parity_ok=report.parity.ok,
     )
 
 

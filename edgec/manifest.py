@@ -38,8 +38,19 @@ def plain_name(value: object, what: str) -> str:
 
 
 @dataclass(frozen=True)
+class Layer:
+    """One layer of a generated C library: what the firmware's per-layer counts are for."""
+
+    name: str
+    op: str
+    macs: int
+
+
+@dataclass(frozen=True)
 class Manifest:
-    """What manifest.json says, checked: names are plain files listed in `files`."""
+    """What manifest.json says, checked: names are plain files listed in `files`.
+
+    One shape for every backend: a field that does not apply to a bundle is None or empty."""
 
     target: str
     model: str
@@ -54,10 +65,37 @@ class Manifest:
     board: str | None = None  # MCU bundles: the board the firmware was linked for
     memory: dict[str, int] | None = None  # MCU bundles: that board's flash/RAM map
     c_sources: tuple[str, ...] = ()  # MCU bundles: the generated C library
+    versions: dict[str, str] | None = None  # edgec, tvm, ... that built the bundle
+    tvm_target: dict[str, Any] | None = None  # TVM bundles: the resolved target, as built
+    expected_output: tuple[int, ...] = ()  # MCU bundles: the firmware's output on its input
+    layers: tuple[Layer, ...] = ()  # MCU bundles: the layers the firmware counts
 
     @property
     def profile(self) -> TargetProfile:
         return get_target(self.target)
+
+    def to_json(self) -> dict[str, Any]:
+        """manifest.json's content."""
+        return {
+            "schema": SCHEMA,
+            "versions": self.versions,
+            "target": self.target,
+            "tvm_target": self.tvm_target,
+            "board": self.board,
+            "memory": self.memory,
+            "model": self.model,
+            "library": self.library,
+            "c_sources": list(self.c_sources),
+            "firmware": self.firmware,
+            "runner": self.runner,
+            "reference": self.reference,
+            "inputs": [s.to_json() for s in self.inputs],
+            "outputs": [s.to_json() for s in self.outputs],
+            "expected_output": list(self.expected_output),
+            "layers": [{"name": x.name, "op": x.op, "macs": x.macs} for x in self.layers],
+            "parity": self.parity,
+            "files": self.files,
+        }
 
     @staticmethod
     def from_json(data: object, directory: Path | None = None) -> Manifest:
@@ -99,8 +137,8 @@ def _parse(data: dict[str, Any], directory: Path | None, where: str) -> Manifest
         return name
 
     library = data.get("library")
-    c_sources: tuple[str, ...] = ()
-    if isinstance(library, list):  # MCU bundles list the generated C files
+    c_sources = tuple(listed("c_sources", v) for v in data.get("c_sources") or ())
+    if isinstance(library, list):  # MCU bundles before one shape listed the C files here
         c_sources = tuple(listed("library", v) for v in library)
         library = None
     elif library is not None:
@@ -113,18 +151,24 @@ def _parse(data: dict[str, Any], directory: Path | None, where: str) -> Manifest
     memory = data.get("memory")
     if memory is not None:
         memory = {k: int(memory[k]) for k in ("flash_origin", "flash_bytes", "ram_origin")}
+    expected, layers = data.get("expected_output") or [], data.get("layers") or []
     if firmware is not None:  # what `edgec run --emulate` compares the firmware against
-        expected = data["expected_output"]
-        if not isinstance(expected, list) or not all(
-            isinstance(v, int) and -128 <= v <= 127 for v in expected
-        ):
-            raise EdgecError(f"{where}: expected_output must be int8 values; rebuild the bundle")
-        layers = data["layers"]
-        if not isinstance(layers, list) or not all(
-            isinstance(x, dict) and isinstance(x.get("macs"), int) and {"name", "op"} <= x.keys()
-            for x in layers
-        ):
-            raise EdgecError(f"{where}: layers must name each layer's op and MACs; rebuild")
+        expected, layers = data["expected_output"], data["layers"]
+    if not isinstance(expected, list) or not all(
+        isinstance(v, int) and -128 <= v <= 127 for v in expected
+    ):
+        raise EdgecError(f"{where}: expected_output must be int8 values; rebuild the bundle")
+    if not isinstance(layers, list) or not all(
+        isinstance(x, dict) and isinstance(x.get("macs"), int) and {"name", "op"} <= x.keys()
+        for x in layers
+    ):
+        raise EdgecError(f"{where}: layers must name each layer's op and MACs; rebuild")
+    versions = data.get("versions")
+    if versions is not None and not isinstance(versions, dict):
+        raise EdgecError(f"{where}: versions must be a table; rebuild the bundle")
+    tvm_target = data.get("tvm_target")
+    if tvm_target is not None and not isinstance(tvm_target, dict):
+        raise EdgecError(f"{where}: tvm_target must be a table; rebuild the bundle")
     parity = data.get("parity") or {}
     return Manifest(
         target=target,
@@ -140,6 +184,10 @@ def _parse(data: dict[str, Any], directory: Path | None, where: str) -> Manifest
         board=None if board is None else str(board),
         memory=memory,
         c_sources=c_sources,
+        versions=None if versions is None else {str(k): str(v) for k, v in versions.items()},
+        tvm_target=tvm_target,
+        expected_output=tuple(expected),
+        layers=tuple(Layer(str(x["name"]), str(x["op"]), int(x["macs"])) for x in layers),
     )
 
 

@@ -168,6 +168,8 @@ def _node_macs(node: Any, shapes: dict[str, list[int | str]]) -> int:
     return 0
 
 
+# The opset edgec writes: PyTorch's export, and the int8 model's QDQ form.
+OPSET = 17
 # The oldest default-domain opset ONNX Runtime still implements ("Could not find an
 # implementation for Gemm(6)"); older graphs are upgraded to UPGRADE_TO before anything else.
 MIN_OPSET = 7

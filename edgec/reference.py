@@ -10,6 +10,10 @@ import numpy as np
 
 from edgec.artifacts import TensorSpec
 
+# Float outputs against ONNX Runtime's (the export check, and float bundles, where it is scaled
+# by max(1, max |ONNX Runtime output|): float32 rounding grows with the magnitude).
+FLOAT_TOLERANCE = 1e-4
+
 
 def session(path: Path, threads: int) -> Any:
     """An ONNX Runtime CPU session with a fixed thread count, all graph optimizations on."""

@@ -7,21 +7,28 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgec.errors import EdgecError
 from edgec.package_files import cache_dir, data_dir
+from edgec.staging import replace_written
 from edgec.targets import TargetProfile
+
+if TYPE_CHECKING:
+    from edgec.manifest import Manifest
 
 RUNTIME_LIBS = ("libtvm_ffi.so", "libtvm_runtime.so")
 # The wheels whose runtime libraries a bundle ships; apache-tvm-ffi must match the host's pin.
 WHEELS = ("apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1")
 RUNNER = "edgec-run"
+WARMUP = 3  # untimed runs before the timed ones
 
 
 def _package_dir(name: str) -> Path:
@@ -92,6 +99,48 @@ def _download_runtime(platform: str, libs: Path) -> None:
         staging.rename(libs)
 
 
+def runner_arguments(
+    library: str, inputs: list[str], output_dir: str, repeat: int, warmup: int
+) -> list[str]:
+    """The runner's arguments after its own path: how edgec-run is called, here or on a board."""
+    words = [library]
+    for path in inputs:
+        words += ["--input", path]
+    return [
+        *words,
+        "--output-dir", output_dir,
+        "--repeat", str(repeat),
+        "--warmup", str(warmup),
+    ]  # fmt: skip
+
+
+def output_files(manifest: Manifest) -> list[str]:
+    """The files the runner writes, one per output: edgec reads these names and no others."""
+    return [f"output_{i}.npy" for i in range(len(manifest.outputs))]
+
+
+def runner_result(stdout: str, outputs: int) -> dict[str, Any]:
+    """The runner's last line (JSON), checked: it names exactly the output files edgec
+    expects, so a runner or board cannot make edgec read or write a path of its choosing."""
+    try:
+        result = json.loads((stdout.strip().splitlines() or [""])[-1])
+        files = [o["file"] for o in result["outputs"]]
+        latency = {k: float(result["latency_ms"][k]) for k in ("p50", "p90", "p99", "mean", "min")}
+        int(result["peak_rss_bytes"])
+    except (ValueError, KeyError, TypeError):
+        raise EdgecError(
+            "the runner's result line is not what edgec-run prints; rebuild the bundle"
+        ) from None
+    expected = [f"output_{i}.npy" for i in range(outputs)]
+    if files != expected:
+        shown = ", ".join(map(repr, files))[:120]
+        raise EdgecError(
+            f"the runner named outputs {shown}; edgec reads only {', '.join(expected)}: "
+            "rebuild the bundle"
+        )
+    return {**result, "latency_ms": latency}
+
+
 def runner(profile: TargetProfile) -> Path:
     """The native runner compiled for the target, built once per (source, compiler, runtime)."""
     source = data_dir("codegen") / "runner" / "edgec_run.cc"
@@ -110,7 +159,13 @@ def runner(profile: TargetProfile) -> Path:
         raise EdgecError(
             f"the {profile.name} C++ compiler {profile.cxx} is not installed; run scripts/setup.sh"
         )
-    partial = out_dir / f".{RUNNER}.partial"
+    replace_written(binary, lambda partial: _compile_runner(profile, flags, source, libs, partial))
+    return binary
+
+
+def _compile_runner(
+    profile: TargetProfile, flags: list[str], source: Path, libs: Path, partial: Path
+) -> None:
     cmd = [
         profile.cxx,
         *flags,
@@ -136,5 +191,3 @@ def runner(profile: TargetProfile) -> Path:
             (line for line in lines if "error" in line), lines[0] if lines else "no output"
         )
         raise EdgecError(f"building the {profile.name} runner with {profile.cxx} failed: {first}")
-    partial.rename(binary)
-    return binary

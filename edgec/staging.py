@@ -18,7 +18,7 @@ import socket
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -388,11 +388,17 @@ def replace_file(path: Path, text: str) -> None:
 
 def replace_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file and a rename."""
+    replace_written(path, lambda partial: partial.write_bytes(data))
+
+
+def replace_written(path: Path, write: Callable[[Path], object]) -> None:
+    """Replace `path` by what `write` writes to the temporary path it is given: readers see the
+    old file or the whole new one, and a failed or interrupted write leaves no partial file."""
     if not path.parent.is_dir():
         raise EdgecError(f"cannot write {path}: {path.parent} is not a directory")
     partial = path.with_name(f".{path.name}.partial")
     try:
-        partial.write_bytes(data)
+        write(partial)
         partial.replace(path)
     except OSError as e:
         partial.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from edgec.stages.measure import find_gpu
+    from edgec.backends.tvm import find_gpu
 
     if config.getoption("--cuda") or not any("cuda" in item.keywords for item in items):
         return

@@ -12,8 +12,7 @@ import numpy as np
 from edgec.int8.fixed_point import INT8_MAX, INT8_MIN
 from edgec.int8.graph import QGraph, QNode
 from edgec.int8.ops import Clip, Requantize, Rescale
-
-OPSET = 17
+from edgec.onnx_graph import OPSET
 
 
 def to_qdq(graph: QGraph, float_graph: Any) -> Any:

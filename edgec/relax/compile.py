@@ -19,8 +19,9 @@ from edgec.relax import (
     traverse,
 )
 from edgec.relax.target import resolved_target, tvm_target
-from edgec.relax.tune import TuneOptions, TuningSummary, apply_database, database_dir, tune
+from edgec.relax.tune import apply_database, database_dir, tune
 from edgec.targets import TargetProfile
+from edgec.tuning import TuneOptions, TuningSummary
 
 
 @dataclass(frozen=True)

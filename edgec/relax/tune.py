@@ -10,26 +10,27 @@ are measured, and a second build of the same model measures nothing.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import json
-import logging
 import math
-import os
 import socket
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from edgec.errors import EdgecError, first_line
 from edgec.package_files import cache_dir
+from edgec.relax.ms_workarounds import (
+    meta_schedule_log,
+    reusable_builder,
+    target_intrinsics_only,
+    tune_context,
+)
 from edgec.targets import TargetProfile
+from edgec.tuning import RemoteMeasure, TuneOptions, TuningSummary
+
+__all__ = ["RemoteMeasure", "TuneOptions", "TuningSummary", "apply_database", "tune"]
 
 # Kernels are keyed by their anchor block (the conv2d or matmul), not the whole fused function,
 # so a conv tuned with a bias+relu epilogue also serves the same conv with another epilogue, in
@@ -38,64 +39,11 @@ MODULE_EQUALITY = "anchor-block"
 
 # Seconds to reach the tracker before giving up (TVM itself retries for 60 s).
 _TRACKER_TIMEOUT_S = 5.0
-# One candidate's build in a builder worker (MetaSchedule's LocalBuilder allows 30 s).
-_BUILD_TIMEOUT_S = 60
 # One remote measurement: connect, upload the .so, load it, run it; a Pi needs more than 10 s.
 _RPC_SESSION_TIMEOUT_S = 60
 
-# The logger MetaSchedule's modules log under (its task scheduler, cost model, builders).
-_LOGGER = "tvm.s_tir.meta_schedule"
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class TuningSummary:
-    """What one tuning call did: tasks = tuned + from_database + default_rules."""
-
-    tasks: int  # kernels (fused TIR functions, deduplicated by anchor block) in the module
-    tuned: int  # got their first record in this call
-    from_database: int  # already had a record: not measured again
-    default_rules: int  # still without a record (budget spent or zero): built untuned
-    measurements: int  # candidates that ran on the hardware in this call
-    seconds: float
-    database: str
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class RemoteMeasure:
-    """An RPC tracker and the key its device servers registered under."""
-
-    tracker_host: str
-    tracker_port: int
-    key: str
-
-    @staticmethod
-    def parse(tracker: str, key: str) -> RemoteMeasure:
-        """From `--tracker HOST:PORT --key KEY`; a malformed value's error says the form."""
-        host, _, port = tracker.rpartition(":")
-        host = host.strip("[]")  # [::1]:9190
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise EdgecError(f"--tracker {tracker!r}: expected HOST:PORT, e.g. 192.168.1.5:9190")
-        if not key:
-            raise EdgecError("--tracker needs --key: the key the device's rpc_server registered")
-        return RemoteMeasure(host, int(port), key)
-
-    def __str__(self) -> str:
-        return f"{self.tracker_host}:{self.tracker_port} key {self.key!r}"
-
-
-@dataclass(frozen=True)
-class TuneOptions:
-    """How much to tune and where to measure: `edgec tune` and `edgec build --tune`."""
-
-    trials: int = 0  # 0: use the database's records, measure nothing
-    trials_per_task: int | None = None  # None: trials split evenly over the untuned kernels
-    database: Path | None = None  # --tuning-db; None: the profile's directory in edgec's cache
-    remote: RemoteMeasure | None = None  # --tracker/--key; None: measure on this host
 
 
 def database_dir(profile_name: str, tvm_target: dict[str, Any], override: Path | None) -> Path:
@@ -138,7 +86,7 @@ def tune(
     say = progress or (lambda _: None)
     target = tvm_target(profile)
     db_dir.mkdir(parents=True, exist_ok=True)
-    with _target_intrinsics_only(target):
+    with target_intrinsics_only(target):
         database = _open_database(db_dir)
         tasks = relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY)
         pending = [t for t in tasks if not _has_record(database, t, target)]
@@ -173,7 +121,7 @@ def apply_database(mod: Any, target: Any, db_dir: Path) -> Any:
     if not (db_dir / "database_tuning_record.json").is_file():
         return mod
     result = mod.clone()
-    with _target_intrinsics_only(target), target, _open_database(db_dir):
+    with target_intrinsics_only(target), target, _open_database(db_dir):
         # The pass reads the target when it is made and the database when it runs.
         apply = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)
         for gv, func in mod.functions_items():
@@ -208,9 +156,9 @@ def _search(
     log = db_dir / "tuning.log"  # this call's MetaSchedule log: why candidates failed, if any
     counter = _MeasureCounter([t.task_name for t in tasks], say, log)
     try:
-        with _meta_schedule_log(log), _builder(profile.cxx) as builder:
+        with meta_schedule_log(log), reusable_builder(profile.cxx) as builder:
             baseline = _measure_baseline(tasks, baseline_rules, builder, runner, database, say)
-            contexts = [_tune_context(i, task, per_task) for i, task in enumerate(tasks)]
+            contexts = [tune_context(i, task, per_task) for i, task in enumerate(tasks)]
             ms.tune.tune_tasks(
                 tasks=contexts,
                 task_weights=[float(t.weight) for t in tasks],
@@ -281,27 +229,6 @@ def _first_schedule(rules: Sequence[Any], func: Any, target: Any) -> Any:
     return None
 
 
-def _tune_context(index: int, task: Any, per_task: int) -> Any:
-    """MetaSchedule's search state for one task, logging to a child of MetaSchedule's logger."""
-    from tvm.s_tir import meta_schedule as ms
-
-    # relax_integration.extracted_tasks_to_tune_contexts would do this, but it reconfigures the
-    # process's logging with dictConfig, which fails on unnamed handlers (pytest adds some).
-    logger = logging.getLogger(f"{_LOGGER}.task_{index}_{task.task_name[:100]}")
-    return ms.TuneContext(
-        mod=task.dispatched[0],
-        target=task.target,
-        space_generator="post-order-apply",
-        # Evolving MetaSchedule's default 512 schedules to pick a few to measure costs more
-        # than measuring them; the population grows with the budget up to that default.
-        search_strategy=ms.search_strategy.EvolutionarySearch(
-            population_size=min(512, max(64, 8 * per_task))
-        ),
-        task_name=task.task_name,
-        logger=logger,
-    ).clone()
-
-
 def _open_database(db_dir: Path) -> Any:
     from tvm.s_tir import meta_schedule as ms
 
@@ -364,60 +291,6 @@ def _free_servers(remote: RemoteMeasure) -> int:
     return free
 
 
-@contextmanager
-def _builder(cxx: str) -> Iterator[Any]:
-    """MetaSchedule's LocalBuilder, but with worker processes that outlive a round."""
-    from tvm.ir.utils import derived_object
-    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
-    from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
-
-    # LocalBuilder starts fresh workers every round, and each imports tvm (and torch, which
-    # tvm_ffi imports): ~5 s a round on 2 cores, more than building the round's candidates.
-    # Recycling a worker after some builds bounds the leak LocalBuilder restarts them for.
-    pool = PopenPoolExecutor(
-        max_workers=os.cpu_count(), timeout=_BUILD_TIMEOUT_S, maximum_process_uses=32
-    )
-
-    def result(done: Any) -> Any:
-        if done.status == StatusKind.COMPLETE:
-            return BuilderResult(done.value, None)
-        if done.status == StatusKind.TIMEOUT:
-            return BuilderResult(None, f"build timed out after {_BUILD_TIMEOUT_S} s")
-        return BuilderResult(None, f"build failed: {done.value}")
-
-    @derived_object
-    class _Builder(PyBuilder):
-        def build(self, build_inputs: list[Any]) -> list[Any]:
-            jobs = [(cxx, i.mod, i.target) for i in build_inputs]
-            return [result(done) for done in pool.map_with_error_catching(_build_job, jobs)]
-
-    try:
-        yield _Builder()
-    finally:
-        pool.shutdown()
-
-
-def _build_job(job: tuple[str, Any, Any]) -> str:
-    """Build one scheduled candidate into a shared library (runs in a builder worker)."""
-    # MetaSchedule's default build also imports tvm.s_tir.tensor_intrin, which is slow (see
-    # _target_intrinsics_only) and not needed: tensorized blocks already hold the intrinsics.
-    from tvm.driver import build
-    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
-
-    cxx, mod, target = job
-    kernel = build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
-    return _export_shared_library(cxx, kernel)
-
-
-def _export_shared_library(cxx: str, module: Any) -> str:
-    """Link a candidate into a .so here with `cxx`, so a board needs no compiler of its own."""
-    from tvm.support import cc
-
-    path = os.path.join(tempfile.mkdtemp(prefix="edgec-tune-"), "candidate.so")
-    module.export_library(path, fcompile=cc.cross_compiler(cxx))
-    return path
-
-
 class _MeasureCounter:
     """Counts candidates that ran on the hardware and reports each batch."""
 
@@ -458,68 +331,3 @@ class _MeasureCounter:
             + (f", best {best * 1e3:.3f} ms" if best is not None else "")
             + ("" if seconds else f" (why: {self.log})")
         )
-
-
-# Tensor intrinsics MetaSchedule may tensorize with: modules of tvm.s_tir.tensor_intrin by the
-# target's kind, or for LLVM by the start of its triple.
-_INTRINSICS = {
-    "x86_64": "x86",
-    "i686": "x86",
-    "aarch64": "arm_cpu",
-    "arm": "arm_cpu",
-    "riscv": "riscv_cpu",
-    "cuda": "cuda",
-}
-
-
-def _intrinsics_module(target: Any) -> str | None:
-    kind = target.kind.name
-    if kind != "llvm":
-        return _INTRINSICS.get(kind)
-    from tvm.target import codegen
-
-    triple = str(target.attrs.get("mtriple") or codegen.llvm_get_system_triple())
-    return next((m for arch, m in _INTRINSICS.items() if triple.startswith(arch)), None)
-
-
-@contextmanager
-def _target_intrinsics_only(target: Any) -> Iterator[None]:
-    """Register only the target's tensor intrinsics while MetaSchedule runs."""
-    # MetaSchedule does `import tvm.s_tir.tensor_intrin`, which parses ~500 TVMScript functions
-    # for every backend. tvm_ffi imports torch, and TVMScript calls inspect.stack(), whose cost
-    # grows with sys.modules: ~35 s on 2 cores, per process (and past LocalBuilder's 30 s
-    # timeout in each build worker). The package is made importable without its __init__, so
-    # only the submodules this target uses are parsed; other submodules still import on demand.
-    name = "tvm.s_tir.tensor_intrin"
-    submodule = _intrinsics_module(target)
-    if name in sys.modules or submodule is None:
-        yield
-        return
-    spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.submodule_search_locations is not None
-    sys.modules[name] = importlib.util.module_from_spec(spec)
-    try:
-        importlib.import_module(f"{name}.{submodule}")
-        yield
-    finally:
-        # A later plain import runs the real __init__, which finds these submodules loaded.
-        del sys.modules[name]
-
-
-@contextmanager
-def _meta_schedule_log(path: Path) -> Iterator[None]:
-    """Send all of MetaSchedule's logging to `path` (replaced), none to the console."""
-    logger = logging.getLogger(_LOGGER)
-    saved = logger.level, logger.propagate
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False  # its per-round tables would flood the terminal
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]

@@ -13,9 +13,9 @@ import numpy as np
 from edgec import reference
 from edgec.artifacts import OnnxModel, TorchModel
 from edgec.errors import CheckFailed, EdgecError, first_line
+from edgec.onnx_graph import OPSET
 
-OPSET = 17
-TOLERANCE = 1e-4  # max abs difference between PyTorch and ONNX Runtime outputs
+TOLERANCE = reference.FLOAT_TOLERANCE  # max abs difference between PyTorch and ONNX Runtime
 
 
 def export(model: TorchModel | OnnxModel, workdir: Path) -> OnnxModel:

@@ -65,6 +65,12 @@ class Firmware:
     footprint: Footprint
     elf_sections: dict[str, int]
 
+    @property
+    def files(self) -> list[Path]:
+        """What `link` wrote beside the library: the harness, its build inputs, the ELF."""
+        names = [*HARNESS, "link.ld", "test_input.h", "flags.mk", self.elf.name]
+        return [self.elf.parent / name for name in names]
+
 
 @dataclass(frozen=True)
 class McuRun:

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgec import reference
+from edgec import reference, runtime
 from edgec.artifacts import Bundle, Measurement, Where
 from edgec.boards import Board, Ssh
 from edgec.errors import CheckFailed, EdgecError, first_line
 from edgec.stages.bundle import MANIFEST, REPORTS
-from edgec.stages.measure import checked, output_files, runner_result
+from edgec.stages.measure import checked
 
 SSH_TIMEOUT_S = 20
 RUN_TIMEOUT_S = 600
@@ -55,7 +55,7 @@ def check_target(bundle: Bundle, board: Board) -> None:
 
 def version(bundle: Bundle) -> str:
     """The bundle's versioned directory name: its own name and a digest of its manifest."""
-    digest = hashlib.sha256(json.dumps(bundle.manifest["files"], sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps(bundle.typed.files, sort_keys=True).encode())
     return f"{bundle.path.name}-{digest.hexdigest()[:12]}"
 
 
@@ -177,24 +177,20 @@ def _run_ssh(bundle: Bundle, board: Board, remote: _Remote, where_on_board: str,
             np.save(files[-1], array)
         remote.copy_to(files, where_on_board)
         env = [f"{k}={v}" for k, v in board.env.items()]  # keys are identifiers (boards.py)
-        args = [w for i in range(len(inputs)) for w in ("--input", f"input_{i}.npy")]
+        names = [f"input_{i}.npy" for i in range(len(inputs))]
         runner = _sh(
             *(["env", *env] if env else []),
             *board.ssh.exec_prefix,
             f"./{manifest.runner}",
-            manifest.library,
-            *args,
-            "--output-dir", "out",
-            "--repeat", str(repeat),
-            "--warmup", "3",
-        )  # fmt: skip
+            *runtime.runner_arguments(manifest.library, names, "out", repeat, runtime.WARMUP),
+        )
         command = f"cd -- {shlex.quote(where_on_board)} && mkdir -p out && {runner}"
-        result = runner_result(remote.run(command, RUN_TIMEOUT_S), len(manifest.outputs))
+        result = runtime.runner_result(remote.run(command, RUN_TIMEOUT_S), len(manifest.outputs))
         # fetched by the names edgec expects, into its own directory: never a remote's path
         fetched = Path(tmp) / "outputs"
         fetched.mkdir()
         outputs = []
-        for file in output_files(manifest):
+        for file in runtime.output_files(manifest):
             remote.copy_from(f"{where_on_board}/out/{file}", fetched / file)
             outputs.append(np.load(fetched / file, allow_pickle=False))
     where: Where = "emulated" if board.ssh.exec_prefix else "device"

@@ -15,6 +15,7 @@ import numpy as np
 from edgec import onnx_graph, reference
 from edgec.artifacts import OnnxModel, TensorSpec, TorchModel
 from edgec.errors import EdgecError, first_line
+from edgec.staging import replace_written
 
 Shapes = list[tuple[int, ...]]
 
@@ -185,9 +186,10 @@ def save_torchscript(model: TorchModel, path: Path) -> None:
     with torch.no_grad():
         traced = torch.jit.trace(model.module.eval(), example)
     shapes = json.dumps([list(s.shape) for s in model.inputs])
-    partial = path.with_name(f".{path.name}.partial")
-    torch.jit.save(traced, str(partial), _extra_files={SHAPES_FILE: shapes})
-    partial.replace(path)
+    replace_written(
+        path,
+        lambda partial: torch.jit.save(traced, str(partial), _extra_files={SHAPES_FILE: shapes}),
+    )
 
 
 def _import_file(path: Path) -> Any:

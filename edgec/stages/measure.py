@@ -1,176 +1,34 @@
-"""measure: run a bundle's runner (natively or emulated), check it against ONNX Runtime."""
+"""measure: run a bundle with its backend, and check what it gave against its reference."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgec import reference
 from edgec.artifacts import Bundle, Measurement, TensorSpec, Where
 from edgec.errors import CheckFailed, EdgecError
-from edgec.manifest import Manifest
 from edgec.targets import TargetProfile
 
-TOLERANCE = 1e-4  # max abs difference from ONNX Runtime's outputs
+if TYPE_CHECKING:
+    from edgec.backends import How
 
 
-def _nvidia_smi(*args: str) -> list[str]:
-    """nvidia-smi's output lines, or [] where it is missing, fails or hangs."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        done = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        return []
-    return done.stdout.splitlines() if done.returncode == 0 else []
+def default_repeat(profile: TargetProfile) -> int:
+    """Timed runs when none are asked for: many natively, a few under an emulator."""
+    return 50 if profile.capabilities.runs_on_host else 5
 
 
-def find_gpu() -> str | None:
-    """This machine's first NVIDIA GPU as nvidia-smi names it (or its device file), or None."""
-    gpus = [line for line in _nvidia_smi("-L") if line.startswith("GPU ")]
-    if gpus:
-        return gpus[0].split(" (UUID")[0]
-    return "/dev/nvidia0" if Path("/dev/nvidia0").exists() else None
+def measure(bundle: Bundle, how: How) -> Measurement:
+    """Run `bundle` with the backend that built it; refused in one line where it cannot run."""
+    from edgec.backends import backend
 
-
-def gpu_compute_capability() -> tuple[int, int] | None:
-    """The first GPU's compute capability (9.0 for an H100/H200), where nvidia-smi says it."""
-    lines = _nvidia_smi("--query-gpu=compute_cap", "--format=csv,noheader")
-    major, _, minor = (lines[0].strip() if lines else "").partition(".")
-    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else None
-
-
-def runnable_here(profile: TargetProfile, emulate: bool) -> str | None:
-    """Why the bundle cannot run on this machine, or None if it can."""
-    if profile.capabilities.device == "cuda":
-        gpu = find_gpu()
-        if gpu is None:
-            return (
-                f"{profile.name} bundles need a cuda device; none found on this machine "
-                "(nvidia-smi lists no GPU and there is no /dev/nvidia0)"
-            )
-        # TVM embeds SASS for the target's arch and no PTX: an sm_XY binary runs only on
-        # compute capability X.Y up to X.9 (same major), never on a newer major.
-        arch = str(profile.tvm_target.get("arch", ""))
-        have = gpu_compute_capability()
-        if have is not None and arch[3:].isdigit() and len(arch) == 5:
-            want = (int(arch[3]), int(arch[4]))
-            if have[0] != want[0] or have[1] < want[1]:
-                return (
-                    f"{profile.name} bundles hold {arch} code only; the GPU here ({gpu}) is "
-                    f"sm_{have[0]}{have[1]}, which cannot run it"
-                )
-        return None
-    if profile.capabilities.runs_on_host:
-        return None
-    if profile.capabilities.backend == "c":  # firmware: qemu-system-arm on an emulated board
-        return None if emulate else f"{profile.name} firmware runs on the board: add --emulate"
-    if profile.emulator is None:
-        return f"{profile.name} bundles need the device itself (no emulator); use edgec flash"
-    if not emulate:
-        emulator = profile.emulator.command[0]
-        return f"{profile.name} bundles run on the board; add --emulate to run under {emulator}"
-    return None
-
-
-def measure(
-    bundle: Bundle,
-    profile: TargetProfile,
-    inputs: list[np.ndarray],
-    *,
-    repeat: int,
-    warmup: int = 3,
-    emulate: bool = False,
-) -> Measurement:
-    """Time the runner on `inputs`, compare its outputs with ONNX Runtime's, and, on the host,
-    time ONNX Runtime on the same input with the same threads."""
-    reason = runnable_here(profile, emulate)
+    chosen = backend(bundle.typed.profile)
+    reason = chosen.unavailable(bundle, how.emulate)
     if reason:
         raise EdgecError(reason)
-    manifest = bundle.typed
-    _check_inputs(list(manifest.inputs), inputs)
-    if profile.capabilities.device == "cuda" and manifest.library is not None:
-        from edgec.relax.run_gpu import run_on_gpu
-
-        outputs, result = run_on_gpu(bundle.path / manifest.library, inputs, repeat, warmup)
-        return checked(bundle, inputs, outputs, result, repeat, "device", None)
-    if manifest.runner is None or manifest.library is None:
-        raise EdgecError(f"{bundle.path} has no runner for {manifest.target}; load its library")
-    where: Where = "host" if profile.capabilities.runs_on_host else "emulated"
-    prefix, env = [], dict(os.environ)
-    if where == "emulated" and profile.emulator is not None:
-        prefix = list(profile.emulator.command)
-        env.update(profile.emulator.env)
-    threads = profile.capabilities.cores if where == "host" else 1
-    env["TVM_NUM_THREADS"] = str(threads)
-    with tempfile.TemporaryDirectory(prefix="edgec-run-") as tmp:
-        files = []
-        for i, array in enumerate(inputs):
-            files += ["--input", str(Path(tmp) / f"input_{i}.npy")]
-            np.save(files[-1], array)
-        cmd = [
-            *prefix,
-            str(bundle.path / manifest.runner),
-            str(bundle.path / manifest.library),
-            *files,
-            "--output-dir",
-            tmp,
-            "--repeat",
-            str(repeat),
-            "--warmup",
-            str(warmup),
-        ]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        except FileNotFoundError:
-            raise EdgecError(f"{cmd[0]} is not installed; run scripts/setup.sh") from None
-        if done.returncode != 0:
-            errors = [e for e in done.stderr.splitlines() if e.strip() and "Scope" not in e]
-            raise CheckFailed(
-                f"the runner failed (exit {done.returncode}): {(errors or ['no output'])[-1]}"
-            )
-        result = runner_result(done.stdout, len(manifest.outputs))
-        outputs = [np.load(Path(tmp) / name, allow_pickle=False) for name in output_files(manifest)]
-    baseline = None
-    if where == "host":
-        baseline = reference.latency(
-            bundle.path / manifest.reference, inputs, threads, repeat, warmup
-        )
-    return checked(bundle, inputs, outputs, result, repeat, where, baseline)
-
-
-def output_files(manifest: Manifest) -> list[str]:
-    """The files the runner writes, one per output: edgec reads these names and no others."""
-    return [f"output_{i}.npy" for i in range(len(manifest.outputs))]
-
-
-def runner_result(stdout: str, outputs: int) -> dict[str, Any]:
-    """The runner's last line (JSON), checked: it names exactly the output files edgec
-    expects, so a runner or board cannot make edgec read or write a path of its choosing."""
-    try:
-        result = json.loads((stdout.strip().splitlines() or [""])[-1])
-        files = [o["file"] for o in result["outputs"]]
-        latency = {k: float(result["latency_ms"][k]) for k in ("p50", "p90", "p99", "mean", "min")}
-        int(result["peak_rss_bytes"])
-    except (ValueError, KeyError, TypeError):
-        raise EdgecError(
-            "the runner's result line is not what edgec-run prints; rebuild the bundle"
-        ) from None
-    expected = [f"output_{i}.npy" for i in range(outputs)]
-    if files != expected:
-        shown = ", ".join(map(repr, files))[:120]
-        raise EdgecError(
-            f"the runner named outputs {shown}; edgec reads only {', '.join(expected)}: "
-            "rebuild the bundle"
-        )
-    return {**result, "latency_ms": latency}
+    return chosen.run(bundle, how)
 
 
 def checked(
@@ -187,7 +45,7 @@ def checked(
     expected = reference.run(bundle.path / bundle.typed.reference, inputs)
     if len(outputs) != len(expected):
         raise CheckFailed(f"the runner gave {len(outputs)} outputs, ONNX Runtime {len(expected)}")
-    parity = bundle.typed.parity or {"tolerance": TOLERANCE, "share": 1.0}
+    parity = bundle.typed.parity or {"tolerance": reference.FLOAT_TOLERANCE, "share": 1.0}
     tolerance = float(parity["tolerance"])
     if parity.get("scale") == "reference":  # float: relative to the outputs' magnitude
         largest = max((float(np.max(np.abs(e), initial=0.0)) for e in expected), default=0.0)
@@ -210,7 +68,7 @@ def checked(
     )
 
 
-def _check_inputs(specs: list[TensorSpec], inputs: list[np.ndarray]) -> None:
+def check_inputs(specs: list[TensorSpec], inputs: list[np.ndarray]) -> None:
     if len(specs) != len(inputs):
         raise EdgecError(f"the model takes {len(specs)} input(s), {len(inputs)} given")
     for spec, array in zip(specs, inputs, strict=True):

@@ -1,4 +1,9 @@
-"""report: everything measured about a build, as report.json (documented schema) and report.md."""
+"""report: everything measured about a build, as report.json (documented schema) and report.md.
+
+The report is assembled from the bundle, the facts its backend gave (edgec.backends.Built) and
+a Measurement, whatever its unit; report.md is written from the typed Report
+(edgec.report_schema), which every report is validated as before it is written.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +12,23 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from edgec import onnx_graph
 from edgec.accuracy import ModelFacts
-from edgec.artifacts import BuiltArtifact, Bundle, Measurement
-from edgec.onnx_graph import ModelStats
-from edgec.relax.tune import TuningSummary
+from edgec.artifacts import Measurement
+from edgec.report_schema import SCHEMA, Report, Stage
 from edgec.staging import replace_bytes
 
 if TYPE_CHECKING:
-    from edgec.stages.firmware import Firmware, McuRun
-    from edgec.stages.quantize import QuantizedModel
-
-SCHEMA = 1
+    from edgec.artifacts import Bundle, OnnxModel
+    from edgec.backends import Built
 
 
 def report(
-    bundle: Bundle,
-    built: BuiltArtifact,
-    stats: ModelStats,
+    built: Built,
+    exported: OnnxModel,
     stage_times: list[tuple[str, float]],
     measurement: Measurement | None,
     skipped: str | None,
-    tuning: TuningSummary | None = None,
     model_facts: dict[str, ModelFacts] | None = None,
 ) -> dict[str, Any]:
     """The report of one build (and its first measurement, unless `skipped` says why not).
@@ -38,162 +37,41 @@ def report(
     (load, prune, distill, export): they go on those stages' entries.
     """
     model_facts = model_facts or {}
-    manifest, profile = bundle.manifest, built.target
+    stats = onnx_graph.stats(onnx_graph.read(exported.path))
+    manifest = built.bundle.typed
+    profile = manifest.profile
     data: dict[str, Any] = {
         "schema": SCHEMA,
-        "versions": manifest["versions"],
-        "target": {
-            "name": profile.name,
-            "description": profile.description,
-            "tvm_target": manifest["tvm_target"],
-            "isa": profile.capabilities.isa,
-            "device": profile.capabilities.device,
-        },
+        "versions": manifest.versions,
+        "target": {"name": profile.name, "description": profile.description, **built.target},
         "model": {
-            "source": manifest["model"],
+            "source": manifest.model,
             "params": stats.params,
             "size_bytes": stats.size_bytes,
-            "macs": stats.macs,
-            "graph_sha256": manifest["files"].get("model.onnx"),  # which model: see compare
-            "inputs": manifest["inputs"],
-            "outputs": manifest["outputs"],
-            "onnx_opset": built.onnx.opset,
-            # a source stamped below opset 7, upgraded by onnx's version converter at load
-            "upgraded_from_opset": built.onnx.upgraded_from,
-            "folded_inputs": list(built.onnx.folded_inputs),
-            "folded_shape_nodes": built.onnx.folded_shape_nodes,
+            "macs": stats.macs if built.macs is None else built.macs,
+            "graph_sha256": manifest.files.get("model.onnx"),  # which model: see compare
+            "inputs": [s.to_json() for s in manifest.inputs],
+            "outputs": [s.to_json() for s in manifest.outputs],
+            **built.model,
         },
         "stages": _stages(stage_times, model_facts),
         "schedules": built.schedules,
         "quantization": built.quantization,
-        "tuning": tuning.to_json() if tuning else None,
-        "memory": {"planned_bytes": built.planned_bytes, "peak_rss_bytes": None},
+        "tuning": built.tuning.to_json() if built.tuning else None,
+        "memory": built.memory,
         "parity": {
-            "reference": "onnxruntime",
-            "export_max_abs_diff": built.onnx.export_max_abs_diff,
+            "reference": built.reference,
+            "export_max_abs_diff": exported.export_max_abs_diff,
         },
-        "bundle": _bundle_facts(bundle),
+        "bundle": _bundle_facts(built.bundle),
     }
     return with_measurement(data, measurement, skipped)
-
-
-def mcu_report(
-    bundle: Bundle,
-    fw: Firmware,
-    quantized: QuantizedModel,
-    stats: ModelStats,
-    stage_times: list[tuple[str, float]],
-    run: McuRun | None,
-    skipped: str | None,
-    model_facts: dict[str, ModelFacts],
-) -> dict[str, Any]:
-    """The report of a microcontroller build: flash and RAM against the board, instructions
-    per inference and per MAC on the emulated core, bit-exact parity with the reference."""
-    from edgec.targets import get_target
-
-    manifest, library, fp, board = bundle.manifest, fw.library, fw.footprint, fw.board
-    profile = get_target(manifest["target"])
-    macs = sum(layer.macs for layer in library.layers)
-    assert board.memory is not None
-    data: dict[str, Any] = {
-        "schema": SCHEMA,
-        "versions": manifest["versions"],
-        "target": {
-            "name": profile.name,
-            "description": profile.description,
-            "board": board.name,
-            "isa": profile.capabilities.isa,
-            "device": "mcu",
-            "dsp": profile.capabilities.has_dsp,
-        },
-        "model": {
-            "source": manifest["model"],
-            "params": stats.params,
-            "size_bytes": stats.size_bytes,
-            "macs": macs,
-            "graph_sha256": manifest["files"].get("model.onnx"),  # which model: see compare
-            "inputs": manifest["inputs"],
-            "outputs": manifest["outputs"],
-        },
-        "stages": _stages(stage_times, model_facts),
-        "quantization": quantized.to_json(),
-        "memory": {
-            "flash_bytes": fp.flash_bytes,
-            "ram_bytes": fp.ram_bytes,
-            "flash": {
-                "code": fp.code_bytes,
-                "weights_and_tables": fp.const_bytes,
-                "data": fp.data_bytes,
-            },
-            "ram": {
-                "arena": library.arena_bytes,
-                "arena_lower_bound": library.arena_lower_bound,
-                "scratch": library.scratch_bytes,
-                "bss_and_data": fp.bss_bytes + fp.data_bytes,
-                "stack": fp.stack_bytes,
-            },
-            "board_flash_bytes": board.memory.flash_bytes,
-            "board_ram_bytes": board.memory.ram_bytes,
-            "firmware_sections": fw.elf_sections,
-            "planned_bytes": library.arena_bytes,
-            "peak_rss_bytes": None,
-        },
-        "mcu": None,
-        "latency_ms": {"where": None, "skipped": skipped},
-        "baseline": None,
-        "schedules": None,
-        "tuning": None,
-        "parity": {
-            "reference": "edgec int8 reference (numpy)",
-            "export_max_abs_diff": quantized.onnx.export_max_abs_diff,
-        },
-        "bundle": _bundle_facts(bundle),
-    }
-    return with_mcu_run(data, library.layers, run, manifest["expected_output"])
-
-
-def with_mcu_run(
-    data: dict[str, Any], layers: Any, run: McuRun | None, expected: list[int]
-) -> dict[str, Any]:
-    """A copy of an MCU report with one emulated run's instructions and parity."""
-    data = json.loads(json.dumps(data))
-    if run is None:
-        data["parity"].update({"max_abs_diff": None, "tolerance": 0, "ok": None})
-        return data
-    diff = int(np.max(np.abs(run.output.astype(np.int32) - np.array(expected)), initial=0))
-    macs = data["model"]["macs"]
-    data["parity"].update(
-        {
-            "max_abs_diff": diff,
-            "tolerance": 0,
-            "within_share": float(diff == 0),
-            "required_share": 1.0,
-            "ok": diff == 0,
-        }
-    )
-    data["latency_ms"] = {"where": "emulated", "skipped": "instructions, not time: see mcu"}
-    data["mcu"] = {
-        "emulator": "qemu-system-arm -icount shift=0",
-        "instructions": run.instructions,
-        "instructions_per_mac": round(run.instructions / macs, 3) if macs else None,
-        "layers": [
-            {
-                "name": layer["name"] if isinstance(layer, dict) else layer.name,
-                "op": layer["op"] if isinstance(layer, dict) else layer.op,
-                "macs": (m := layer["macs"] if isinstance(layer, dict) else layer.macs),
-                "instructions": n,
-                "instructions_per_mac": round(n / m, 3) if m else None,
-            }
-            for layer, n in zip(layers, run.layer_instructions, strict=True)
-        ],
-    }
-    return finite(data)
 
 
 def _bundle_facts(bundle: Bundle) -> dict[str, Any]:
     files = [p for p in bundle.path.iterdir() if p.is_file()]
     return {
-        "files": sorted(bundle.manifest["files"]),
+        "files": sorted(bundle.typed.files),
         "size_bytes": sum(p.stat().st_size for p in files),
     }
 
@@ -217,11 +95,12 @@ def with_measurement(
     skipped: str | None,
     rerun: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
-    """A copy of the report with the latency, memory and parity of measurement `m`.
+    """A copy of the report with the speed, memory and parity of measurement `m`.
 
     At build time the measure stage's row gets the latency; a later measurement (`rerun`: the
     command, e.g. "run", and its seconds) gets a row of its own, so that no row pairs the
-    build's time with another run's latency."""
+    build's time with another run's latency. Instruction counts go to `mcu` (per inference,
+    per MAC, per layer), and `latency_ms` says that they are not time."""
     data = json.loads(json.dumps(data))
     if m is None:
         data["latency_ms"] = {"where": None, "skipped": skipped}
@@ -230,6 +109,25 @@ def with_measurement(
             {"max_abs_diff": None, "tolerance": None, "within_share": None, "ok": None}
         )
         return data
+    data["parity"].update(
+        {
+            "max_abs_diff": m.max_abs_diff,
+            "tolerance": m.tolerance,
+            "within_share": m.within_share,
+            "required_share": m.required_share,
+            "ok": m.parity_ok,
+        }
+    )
+    data["baseline"] = (
+        {"onnxruntime": {k: round(v, 4) for k, v in m.baseline_ms.items()}}
+        if m.baseline_ms
+        else None
+    )
+    if m.unit == "instructions":
+        data["latency_ms"] = {"where": m.where, "skipped": "instructions, not time: see mcu"}
+        data["mcu"] = _instructions(m, data["model"]["macs"])
+        return finite(data)
+    assert m.latency_ms is not None
     data["latency_ms"] = {
         **{k: round(v, 4) for k, v in m.latency_ms.items()},
         "where": m.where,
@@ -252,21 +150,28 @@ def with_measurement(
                 "where": m.where,
             }
         )
-    data["parity"].update(
-        {
-            "max_abs_diff": m.max_abs_diff,
-            "tolerance": m.tolerance,
-            "within_share": m.within_share,
-            "required_share": m.required_share,
-            "ok": m.parity_ok,
-        }
-    )
-    data["baseline"] = (
-        {"onnxruntime": {k: round(v, 4) for k, v in m.baseline_ms.items()}}
-        if m.baseline_ms
-        else None
-    )
     return finite(data)
+
+
+def _instructions(m: Measurement, macs: int) -> dict[str, Any]:
+    assert m.instructions is not None
+    return {
+        "emulator": m.counter,
+        "instructions": m.instructions,
+        "instructions_per_mac": round(m.instructions / macs, 3) if macs else None,
+        "layers": [
+            {
+                "name": layer.name,
+                "op": layer.op,
+                "macs": layer.macs,
+                "instructions": layer.instructions,
+                "instructions_per_mac": (
+                    round(layer.instructions / layer.macs, 3) if layer.macs else None
+                ),
+            }
+            for layer in m.layers
+        ],
+    }
 
 
 def write(directory: Path, data: dict[str, Any]) -> None:
@@ -318,28 +223,28 @@ def _mib(n: int | None) -> str:
     return "—" if n is None else f"{n / 2**20:.2f} MiB"
 
 
-def markdown(data: dict[str, Any]) -> str:
-    """The report for people."""
-    model, lat, mem, parity = data["model"], data["latency_ms"], data["memory"], data["parity"]
+def markdown(report: Report | dict[str, Any]) -> str:
+    """The report for people, from the typed report (a dict is validated as one first)."""
+    r = report if isinstance(report, Report) else Report.from_json(report)
+    model, speed, mem, parity = r.model, r.speed, r.memory, r.parity
     lines = [
-        f"# edgec report: {model['source']} for {data['target']['name']}",
+        f"# edgec report: {model.source} for {r.target.name}",
         "",
-        f"{data['target']['description']}. "
-        f"edgec {data['versions']['edgec']}, TVM {data['versions']['tvm']}.",
+        f"{r.target.description}. "
+        f"edgec {r.versions.get('edgec', '?')}, TVM {r.versions.get('tvm', '?')}.",
         "",
         "| | |",
         "|---|---|",
-        f"| parameters | {model['params']:,} ({_mib(model['size_bytes'])}) |",
-        f"| MACs per inference | {model['macs']:,} |",
+        f"| parameters | {_count(model.params)} ({_mib(model.size_bytes)}) |",
+        f"| MACs per inference | {_count(model.macs)} |",
     ]
-    mcu = data.get("mcu")
-    if mcu:
+    if speed.unit == "instructions":
         lines.append(
-            f"| instructions per inference | {mcu['instructions']:,} "
-            f"({mcu['instructions_per_mac']} per MAC; {mcu['emulator']}: EMULATED, not time) |"
+            f"| instructions per inference | {_count(speed.p50)} "
+            f"({speed.per_mac} per MAC; {speed.counter}: EMULATED, not time) |"
         )
-    elif lat.get("where") is None:
-        lines.append(f"| latency | not measured: {lat.get('skipped')} |")
+    elif speed.where is None:
+        lines.append(f"| latency | not measured: {speed.skipped} |")
     else:
         label = {
             "host": "on this host",
@@ -348,96 +253,101 @@ def markdown(data: dict[str, Any]) -> str:
         }
         lines.append(
             f"| latency p50 / p90 / p99 | "
-            f"{lat['p50']:.3f} / {lat['p90']:.3f} / {lat['p99']:.3f} ms "
-            f"({label[lat['where']]}, {lat['repeat']} runs) |"
+            f"{_ms(speed.p50)} / {_ms(speed.p90)} / {_ms(speed.p99)} ms "
+            f"({label[speed.where]}, {speed.repeat} runs) |"
         )
-    if data.get("baseline"):
-        ort = data["baseline"]["onnxruntime"]
-        ratio = lat["p50"] / ort["p50"] if ort["p50"] else float("nan")
+    if speed.baseline_p50 is not None:
+        ort = speed.baseline_p50
+        ratio = speed.p50 / ort if ort and speed.p50 is not None else float("nan")
         lines.append(
-            f"| ONNX Runtime p50 (same input, threads) | {ort['p50']:.3f} ms "
-            f"(edgec/ORT = {ratio:.2f}×) |"
+            f"| ONNX Runtime p50 (same input, threads) | {ort:.3f} ms (edgec/ORT = {ratio:.2f}×) |"
         )
-    if "flash_bytes" in mem:
-        flash, ram = mem["flash"], mem["ram"]
+    if mem.flash_bytes is not None:
+        flash, ram = mem.flash, mem.ram
         lines += [
-            f"| flash | {mem['flash_bytes']:,} B of {mem['board_flash_bytes']:,} "
-            f"(code {flash['code']:,}, weights and tables {flash['weights_and_tables']:,}) |",
-            f"| RAM | {mem['ram_bytes']:,} B of {mem['board_ram_bytes']:,} (arena "
-            f"{ram['arena']:,}, lower bound {ram['arena_lower_bound']:,}; scratch "
-            f"{ram['scratch']:,}; stack {ram['stack']:,}) |",
+            f"| flash | {mem.flash_bytes:,} B of {_count(mem.board_flash_bytes)} "
+            f"(code {_count(flash.get('code'))}, weights and tables "
+            f"{_count(flash.get('weights_and_tables'))}) |",
+            f"| RAM | {_count(mem.ram_bytes)} B of {_count(mem.board_ram_bytes)} (arena "
+            f"{_count(ram.get('arena'))}, lower bound {_count(ram.get('arena_lower_bound'))}; "
+            f"scratch {_count(ram.get('scratch'))}; stack {_count(ram.get('stack'))}) |",
         ]
     else:
         lines += [
-            f"| planned activation memory | {_mib(mem['planned_bytes'])} |",
-            f"| peak RSS of the runner | {_mib(mem['peak_rss_bytes'])} |",
+            f"| planned activation memory | {_mib(mem.planned_bytes)} |",
+            f"| peak RSS of the runner | {_mib(mem.peak_rss_bytes)} |",
         ]
-    if parity.get("export_max_abs_diff") is not None:
+    if parity.export_max_abs_diff is not None:
         lines.append(
-            "| export parity (PyTorch vs ONNX) | "
-            f"max abs diff {parity['export_max_abs_diff']:.2e} |"
+            f"| export parity (PyTorch vs ONNX) | max abs diff {parity.export_max_abs_diff:.2e} |"
         )
-    if parity.get("max_abs_diff") is not None:
-        verdict = "ok" if parity["ok"] else "FAILED"
+    verdict = "ok" if parity.ok else "FAILED"
+    if parity.max_abs_diff is not None:
         lines.append(
-            f"| output parity vs {parity['reference']} | max abs diff "
-            f"{parity['max_abs_diff']:.3g} (tolerance {parity['tolerance']:.3g}, {verdict}) |"
+            f"| output parity vs {parity.reference} | max abs diff "
+            f"{parity.max_abs_diff:.3g} (tolerance {parity.tolerance or 0:.3g}, {verdict}) |"
         )
-    elif parity.get("max_abs_diff_reason"):
+    elif parity.max_abs_diff_reason:
         lines.append(
-            f"| output parity vs {parity['reference']} | max abs diff "
-            f"{parity['max_abs_diff_reason']} ({'ok' if parity['ok'] else 'FAILED'}) |"
+            f"| output parity vs {parity.reference} | max abs diff "
+            f"{parity.max_abs_diff_reason} ({verdict}) |"
         )
-    quant = data.get("quantization")
-    if quant and quant["mode"] == "fp16":
+    quant = r.quantization
+    if quant and quant.mode == "fp16":
         lines.append("| quantization | fp16 weights and activations, float32 accumulation |")
     elif quant:
-        kept = f"; float: {', '.join(quant['float_layers'])}" if quant["float_layers"] else ""
-        accuracy = quant.get("accuracy") or {}
-        if accuracy:
-            kept += f"; val top-1 {accuracy['fp32']:.1f}% fp32 → {accuracy['int8']:.1f}% int8"
+        kept = f"; float: {', '.join(quant.float_layers)}" if quant.float_layers else ""
+        if quant.accuracy:
+            kept += (
+                f"; val top-1 {quant.accuracy['fp32']:.1f}% fp32 → "
+                f"{quant.accuracy['int8']:.1f}% int8"
+            )
         lines.append(
-            f"| quantization | int8 ({quant['calibration']} ranges): {quant['int8_ops']} int8 ops, "
-            f"{quant['float_ops']} float{kept}; weights {quant['weight_bytes']:,} B "
-            f"(fp32 {quant['float_weight_bytes']:,} B) |"
+            f"| quantization | int8 ({quant.calibration} ranges): {quant.int8_ops} int8 ops, "
+            f"{quant.float_ops} float{kept}; weights {_count(quant.weight_bytes)} B "
+            f"(fp32 {_count(quant.float_weight_bytes)} B) |"
         )
-    sched = data.get("schedules") or {}
-    if sched.get("kernels"):
+    sched = r.schedules
+    if sched and sched.kernels:
         lines.append(
-            f"| kernels | {sched['kernels']}: {sched['default_rules']} by edgec's default rules"
-            + (f", {sched['tuned']} tuned" if sched.get("tuned") else "")
-            + (f"; {sched['int8_dot']} on int8 dot products" if sched.get("int8_dot") else "")
-            + (f", unscheduled: {', '.join(sched['unscheduled'])}" if sched["unscheduled"] else "")
+            f"| kernels | {sched.kernels}: {sched.default_rules} by edgec's default rules"
+            + (f", {sched.tuned} tuned" if sched.tuned else "")
+            + (f"; {sched.int8_dot} on int8 dot products" if sched.int8_dot else "")
+            + (f", unscheduled: {', '.join(sched.unscheduled)}" if sched.unscheduled else "")
             + " |"
         )
-    for where, why in (sched.get("fallbacks") or {}).items():
+    for where, why in (sched.fallbacks if sched else {}).items():
         lines.append(f"| fallback | {where}: {why} |")
-    lines.append(
-        f"| bundle | {_mib(data['bundle']['size_bytes'])}, {len(data['bundle']['files'])} files |"
-    )
+    lines.append(f"| bundle | {_mib(r.bundle_size_bytes)}, {len(r.bundle_files)} files |")
     lines += ["", "| stage | seconds | params | MACs | weights | val top-1 | p50 |"]
     lines += ["|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [_stage_row(s) for s in data["stages"]]
-    if mcu:
+    lines += [_stage_row(s) for s in r.stages]
+    if speed.layers:
         lines += ["", "| layer | op | MACs | instructions | per MAC |", "|---|---|---:|---:|---:|"]
         lines += [
-            f"| {layer['name']} | {layer['op']} | {layer['macs']:,} | {layer['instructions']:,} "
-            f"| {layer['instructions_per_mac'] or ''} |"
-            for layer in mcu["layers"]
+            f"| {x.name} | {x.op} | {x.macs:,} | {x.instructions:,} "
+            f"| {x.instructions_per_mac or ''} |"
+            for x in speed.layers
         ]
     return "\n".join(lines) + "\n"
 
 
-def _stage_row(stage: dict[str, Any]) -> str:
-    def number(key: str) -> str:
-        return f"{stage[key]:,}" if stage.get(key) is not None else ""
+def _count(n: float | None) -> str:
+    return "—" if n is None else f"{n:,}"
 
-    accuracy = f"{stage['accuracy']:.1f}%" if stage.get("accuracy") is not None else ""
+
+def _ms(n: float | None) -> str:
+    return "—" if n is None else f"{n:.3f}"
+
+
+def _stage_row(stage: Stage) -> str:
+    def number(value: int | None) -> str:
+        return f"{value:,}" if value is not None else ""
+
+    accuracy = f"{stage.accuracy:.1f}%" if stage.accuracy is not None else ""
     latency = (
-        f"{stage['latency_ms_p50']:.3f} ms ({stage['where']})"
-        if stage.get("latency_ms_p50") is not None
-        else ""
+        f"{stage.latency_ms_p50:.3f} ms ({stage.where})" if stage.latency_ms_p50 is not None else ""
     )
-    weights = _mib(stage["size_bytes"]) if stage.get("size_bytes") is not None else ""
-    cells = [stage["name"], f"{stage['seconds']:.2f}", number("params"), number("macs"), weights]
+    weights = _mib(stage.size_bytes) if stage.size_bytes is not None else ""
+    cells = [stage.name, f"{stage.seconds:.2f}", number(stage.params), number(stage.macs), weights]
     return "| " + " | ".join([*cells, accuracy, latency]) + " |"

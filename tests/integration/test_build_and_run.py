@@ -12,8 +12,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from edgec.backends.tvm import find_gpu, runnable_here
 from edgec.cli import main
-from edgec.stages.measure import find_gpu, runnable_here
 from edgec.targets import get_target
 from tests.conftest import EXAMPLE, needs
 

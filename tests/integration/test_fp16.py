@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from edgec.backends.tvm import runnable_here
 from edgec.cli import main
-from edgec.stages.measure import runnable_here
 from edgec.targets import get_target
 from tests.conftest import EXAMPLE, needs
 

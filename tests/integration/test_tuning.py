@@ -350,13 +350,13 @@ def test_candidates_for_a_board_are_cross_linked_into_a_shared_object() -> None:
     import tvm
     from tvm import te
 
-    from edgec.relax.tune import _export_shared_library
+    from edgec.relax.ms_workarounds import export_shared_library
 
     a = te.placeholder((8,), name="a")
     b = te.compute((8,), lambda i: a[i] + 1.0, name="b")
     kernel = tvm.IRModule({"main": te.create_prim_func([a, b])})
     built = tvm.compile(kernel, target=tvm_target(get_target("rpi4")))
-    path = Path(_export_shared_library("aarch64-linux-gnu-g++", built))
+    path = Path(export_shared_library("aarch64-linux-gnu-g++", built))
     try:
         assert path.suffix == ".so"
         assert path.read_bytes()[18] == 0xB7  # e_machine = EM_AARCH64: the board loads it as is

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgec.stages.measure import find_gpu, runnable_here
+from edgec.backends.tvm import find_gpu, runnable_here
 from edgec.targets import get_target
 
 

@@ -143,3 +143,12 @@ def test_valid_profile_parses(tmp_path: Path) -> None:
     path = tmp_path / "t.toml"
     path.write_text(VALID)
     assert parse_profile(path).capabilities.vector_bits == 256
+
+
+def test_every_targets_backend_has_the_five_functions_the_pipeline_calls() -> None:
+    from edgec.backends import backend
+
+    for profile in all_targets().values():
+        module = backend(profile)
+        for name in ("check", "preflight", "build", "unavailable", "run"):
+            assert callable(getattr(module, name, None)), (profile.name, name)

@@ -1,0 +1,255 @@
+"""The tvm backend: import → (tune) → compile with TVM → a bundle with the native runner; run it
+here, under the target's emulator, or in process on a GPU."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgec import reference, runtime
+from edgec.artifacts import BuiltArtifact, Bundle, Measurement, Where
+from edgec.backends import Built, How, Model
+from edgec.errors import CheckFailed, EdgecError
+from edgec.manifest import Manifest
+from edgec.progress import StageLog
+from edgec.stages.bundle import bundle
+from edgec.stages.measure import check_inputs, checked, default_repeat
+from edgec.targets import TargetProfile
+
+FP16_TOLERANCE = 2e-2  # fp16 builds: on 99% of the outputs
+
+
+def check(profile: TargetProfile, board: str | None) -> None:
+    if board is not None:
+        raise EdgecError(
+            f"--board links MCU firmware; {profile.name} bundles go to boards with edgec flash"
+        )
+
+
+def preflight(model: object, profile: TargetProfile, board: str | None) -> None:
+    """TVM targets have memory to spare for any model edgec can import: nothing to refuse."""
+
+
+def build(model: Model, profile: TargetProfile, work: Path, log: StageLog) -> Built:
+    """import → (tune) → compile → bundle."""
+    from edgec.relax.compile import compile_model, tune_model, tuning_database
+    from edgec.relax.import_onnx import import_onnx
+    from edgec.relax.lower_int8 import import_qgraph
+    from edgec.relax.mixed_precision import to_fp16
+
+    with log.stage("import") as s:
+        quantized = model.quantized
+        relax_module = import_onnx(model.onnx) if quantized is None else import_qgraph(quantized)
+        if model.fp16:
+            relax_module = to_fp16(relax_module)
+            s.note("fp16 weights and activations, fp32 accumulation")
+    db, summary = None, None
+    if model.tuning is not None:
+        db = tuning_database(profile, model.tuning.database)
+        if model.tuning.trials > 0:
+            with log.stage("tune") as s:
+                summary = tune_model(relax_module, profile, model.tuning, log.say)
+                s.note(summary.note())
+    with log.stage("compile") as s:
+        built = compile_model(relax_module, profile, work, tuning_db=db)
+        parts = (str(built.tvm_target.get(k, "")) for k in ("kind", "mcpu", "arch"))
+        target = " ".join(p for p in parts if p)
+        if dot := built.schedules.get("int8_dot"):
+            target += f"; {dot} int8 kernels on {profile.capabilities.int8_dot}"
+        s.note(target)
+    with log.stage("bundle") as s:
+        result = seal(model, built, work)
+        s.note(f"{len(result.typed.files)} files")
+    onnx = built.onnx
+    return Built(
+        result,
+        reference="onnxruntime",
+        target={
+            "tvm_target": built.tvm_target,
+            "isa": profile.capabilities.isa,
+            "device": profile.capabilities.device,
+        },
+        model={
+            "onnx_opset": onnx.opset,
+            # a source stamped below opset 7, upgraded by onnx's version converter at load
+            "upgraded_from_opset": onnx.upgraded_from,
+            "folded_inputs": list(onnx.folded_inputs),
+            "folded_shape_nodes": onnx.folded_shape_nodes,
+        },
+        memory={"planned_bytes": built.planned_bytes, "peak_rss_bytes": None},
+        schedules=built.schedules,
+        quantization=built.quantization,
+        tuning=summary,
+    )
+
+
+def seal(model: Model, built: BuiltArtifact, work: Path) -> Bundle:
+    """The runner installed beside the library (an explicit step: it may build or download
+    it into edgec's cache once), then the bundle sealed with its manifest."""
+    runner = _install_runner(built.target, work)
+    return bundle(work, _manifest(built, runner), _files(model, built, runner))
+
+
+def _install_runner(profile: TargetProfile, work: Path) -> list[Path]:
+    """The native runner and the TVM runtime it loads, copied from edgec's cache (built or
+    downloaded there once per target); a GPU bundle's library is loaded in process instead."""
+    if profile.capabilities.device != "cpu":  # the runner drives the CPU VM only
+        return []
+    shutil.copy2(runtime.runner(profile), work / runtime.RUNNER)
+    libs = runtime.runtime_libs(profile)
+    for lib in runtime.RUNTIME_LIBS:
+        shutil.copy2(libs / lib, work / lib)
+    return [work / runtime.RUNNER, *(work / lib for lib in runtime.RUNTIME_LIBS)]
+
+
+def _manifest(built: BuiltArtifact, runner: list[Path]) -> Manifest:
+    return Manifest(
+        target=built.target.name,
+        model=built.onnx.source,
+        library=built.library.name,
+        reference=built.onnx.path.name,
+        runner=runtime.RUNNER if runner else None,
+        inputs=built.onnx.inputs,
+        outputs=built.onnx.outputs,
+        parity=_parity(built),
+        files={},
+        tvm_target=built.tvm_target,
+    )
+
+
+def _files(model: Model, built: BuiltArtifact, runner: list[Path]) -> list[Path]:
+    """What the bundle holds: the library, the reference model (int8: the QDQ model, beside the
+    float one it came from, and its calibration), the runner and its runtime."""
+    return list(
+        dict.fromkeys([built.library, built.onnx.path, model.onnx.path, *model.extras, *runner])
+    )
+
+
+def _parity(built: BuiltArtifact) -> dict[str, float | str]:
+    """How close the bundle's outputs must be to ONNX Runtime on its reference model."""
+    if built.quantization is None:
+        # scaled by max(1, max |reference output|): float32 rounding grows with the magnitude
+        return {"tolerance": reference.FLOAT_TOLERANCE, "share": 1.0, "scale": "reference"}
+    if built.quantization["mode"] == "fp16":  # 11-bit mantissas, float32 accumulation
+        return {"tolerance": FP16_TOLERANCE, "share": 0.99}
+    # int8 against the same QDQ model in ONNX Runtime: within one output step (its scale) on
+    # at least 99% of the outputs; ONNX Runtime requantizes in float, edgec in fixed point.
+    return {"tolerance": built.quantization["output_scale"] * 1.0001, "share": 0.99}
+
+
+def unavailable(bundle: Bundle, emulate: bool) -> str | None:
+    return runnable_here(bundle.typed.profile, emulate)
+
+
+def _nvidia_smi(*args: str) -> list[str]:
+    """nvidia-smi's output lines, or [] where it is missing, fails or hangs."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        done = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return []
+    return done.stdout.splitlines() if done.returncode == 0 else []
+
+
+def find_gpu() -> str | None:
+    """This machine's first NVIDIA GPU as nvidia-smi names it (or its device file), or None."""
+    gpus = [line for line in _nvidia_smi("-L") if line.startswith("GPU ")]
+    if gpus:
+        return gpus[0].split(" (UUID")[0]
+    return "/dev/nvidia0" if Path("/dev/nvidia0").exists() else None
+
+
+def gpu_compute_capability() -> tuple[int, int] | None:
+    """The first GPU's compute capability (9.0 for an H100/H200), where nvidia-smi says it."""
+    lines = _nvidia_smi("--query-gpu=compute_cap", "--format=csv,noheader")
+    major, _, minor = (lines[0].strip() if lines else "").partition(".")
+    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else None
+
+
+def runnable_here(profile: TargetProfile, emulate: bool) -> str | None:
+    """Why the profile's bundles cannot run on this machine, or None if they can."""
+    if profile.capabilities.device == "cuda":
+        gpu = find_gpu()
+        if gpu is None:
+            return (
+                f"{profile.name} bundles need a cuda device; none found on this machine "
+                "(nvidia-smi lists no GPU and there is no /dev/nvidia0)"
+            )
+        # TVM embeds SASS for the target's arch and no PTX: an sm_XY binary runs only on
+        # compute capability X.Y up to X.9 (same major), never on a newer major.
+        arch = str(profile.tvm_target.get("arch", ""))
+        have = gpu_compute_capability()
+        if have is not None and arch[3:].isdigit() and len(arch) == 5:
+            want = (int(arch[3]), int(arch[4]))
+            if have[0] != want[0] or have[1] < want[1]:
+                return (
+                    f"{profile.name} bundles hold {arch} code only; the GPU here ({gpu}) is "
+                    f"sm_{have[0]}{have[1]}, which cannot run it"
+                )
+        return None
+    if profile.capabilities.runs_on_host:
+        return None
+    if profile.emulator is None:
+        return f"{profile.name} bundles need the device itself (no emulator); use edgec flash"
+    if not emulate:
+        emulator = profile.emulator.command[0]
+        return f"{profile.name} bundles run on the board; add --emulate to run under {emulator}"
+    return None
+
+
+def run(bundle: Bundle, how: How) -> Measurement:
+    """Time the runner on the inputs, compare its outputs with ONNX Runtime's, and, on the
+    host, time ONNX Runtime on the same input with the same threads."""
+    manifest, profile = bundle.typed, bundle.typed.profile
+    inputs = how.inputs or reference.random_inputs(manifest.inputs)
+    repeat, warmup = how.repeat or default_repeat(profile), runtime.WARMUP
+    check_inputs(list(manifest.inputs), inputs)
+    if profile.capabilities.device == "cuda" and manifest.library is not None:
+        from edgec.relax.run_gpu import run_on_gpu
+
+        outputs, result = run_on_gpu(bundle.path / manifest.library, inputs, repeat, warmup)
+        return checked(bundle, inputs, outputs, result, repeat, "device", None)
+    if manifest.runner is None or manifest.library is None:
+        raise EdgecError(f"{bundle.path} has no runner for {manifest.target}; load its library")
+    where: Where = "host" if profile.capabilities.runs_on_host else "emulated"
+    prefix, env = [], dict(os.environ)
+    if where == "emulated" and profile.emulator is not None:
+        prefix = list(profile.emulator.command)
+        env.update(profile.emulator.env)
+    threads = profile.capabilities.cores if where == "host" else 1
+    env["TVM_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory(prefix="edgec-run-") as tmp:
+        files = [str(Path(tmp) / f"input_{i}.npy") for i in range(len(inputs))]
+        for file, array in zip(files, inputs, strict=True):
+            np.save(file, array)
+        library = str(bundle.path / manifest.library)
+        cmd = [
+            *prefix,
+            str(bundle.path / manifest.runner),
+            *runtime.runner_arguments(library, files, tmp, repeat, warmup),
+        ]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        except FileNotFoundError:
+            raise EdgecError(f"{cmd[0]} is not installed; run scripts/setup.sh") from None
+        if done.returncode != 0:
+            errors = [e for e in done.stderr.splitlines() if e.strip() and "Scope" not in e]
+            raise CheckFailed(
+                f"the runner failed (exit {done.returncode}): {(errors or ['no output'])[-1]}"
+            )
+        result = runtime.runner_result(done.stdout, len(manifest.outputs))
+        outputs = [
+            np.load(Path(tmp) / name, allow_pickle=False) for name in runtime.output_files(manifest)
+        ]
+    baseline = None
+    if where == "host":
+        baseline = reference.latency(
+            bundle.path / manifest.reference, inputs, threads, repeat, warmup
+        )
+    return checked(bundle, inputs, outputs, result, repeat, where, baseline)
