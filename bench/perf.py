@@ -494,6 +494,7 @@ def measure(
     except BenchError as e:
         log(f"  {e}")
         return {"error": str(e)}
+    cell["measured"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     cache.put(key, cell)
     return cell
 
@@ -569,7 +570,10 @@ def main() -> int:
                         cache, key, what, measure_extras, model, args, Path(tmp), cores
                     )
 
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cells = [c for r in results for c in (r.get("x86"), r.get("rpi4"), r.get("extras")) if c]
+    stamps = sorted(c["measured"] for c in cells if "measured" in c)
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = f"measured {stamps[0]} to {stamps[-1]}" if stamps else now
     branch = git("rev-parse", "--abbrev-ref", "HEAD").decode().strip()
     commit = git("rev-parse", "--short", "HEAD").decode().strip()
     dirty = " (uncommitted changes)" if "+" in state else ""

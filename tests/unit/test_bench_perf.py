@@ -139,5 +139,6 @@ def test_measuring_stores_cells_but_not_failures(tmp_path: Path) -> None:
 
     assert perf.measure(cache, "k", "what", fails) == {"error": "count.sh: no qemu"}
     assert cache.get("k") is None
-    assert perf.measure(cache, "k", "what", lambda: {"edgec_p50": 1.0}) == {"edgec_p50": 1.0}
-    assert perf.measure(cache, "k", "what", fails) == {"edgec_p50": 1.0}  # cached
+    cell = perf.measure(cache, "k", "what", lambda: {"edgec_p50": 1.0})
+    assert cell["edgec_p50"] == 1.0 and cell["measured"].endswith("UTC")
+    assert perf.measure(cache, "k", "what", fails) == cell  # cached
