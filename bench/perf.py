@@ -171,7 +171,10 @@ class Cache:
         self.path, self.fresh = path, fresh
         self.cells: dict[str, dict[str, Any]] = {}
         if path is not None and path.is_file():
-            self.cells = json.loads(path.read_text())
+            try:
+                self.cells = json.loads(path.read_text())
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"perf.py: error: {path} is not JSON ({e}); delete it") from None
 
     @staticmethod
     def key(model: str, precision: str, column: str, state: str) -> str:
