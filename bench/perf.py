@@ -234,7 +234,7 @@ def edgec_build(
     if done.returncode != 0 or not report.is_file():
         lines = done.stderr.strip().splitlines() or ["no output"]
         errors = [line for line in lines if line.startswith("edgec: error")] or lines[-1:]
-        raise BenchError(f"edgec build --target {target}: {errors[-1][:160]}")
+        raise BenchError(f"edgec build --target {target}: {errors[-1][:300]}")
     log(f"  built {target} in {time.monotonic() - start:.0f} s")
     return json.loads(report.read_text())
 
@@ -284,7 +284,7 @@ def count_rpi4(model: Model, precision: str, args: argparse.Namespace, tmp: Path
     # exit 1: the outputs disagree, and the row says so; 2: an error, no rows
     if done.returncode not in (0, 1) or not counts.is_file():
         lines = done.stderr.strip().splitlines() or ["no output"]
-        raise BenchError(f"count.sh: {lines[-1][:160]}")
+        raise BenchError(f"count.sh: {lines[-1][:300]}")
     log(f"  counted rpi4 in {time.monotonic() - start:.0f} s")
     row = json.loads(counts.read_text())[0]  # kept whole: the table derives its columns
     del row["bundle"]  # a temporary directory
