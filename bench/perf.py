@@ -229,12 +229,12 @@ def edgec_build(
     try:
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise BenchError(f"edgec build --target {target} timed out after {timeout} s") from None
+        raise BenchError(f"edgec build timed out after {timeout} s") from None
     report = out / "report.json"
     if done.returncode != 0 or not report.is_file():
         lines = done.stderr.strip().splitlines() or ["no output"]
         errors = [line for line in lines if line.startswith("edgec: error")] or lines[-1:]
-        raise BenchError(f"edgec build --target {target}: {errors[-1][:300]}")
+        raise BenchError(f"edgec build: {errors[-1][:300]}")
     log(f"  built {target} in {time.monotonic() - start:.0f} s")
     return json.loads(report.read_text())
 
@@ -406,11 +406,19 @@ def main_table(results: list[dict[str, Any]], notes: list[str]) -> str:
         if r["precision"] == "fp32" and r.get("rpi4") and "error" not in r["rpi4"]
     }
 
+    seen: dict[tuple[str, str], tuple[int, list[str]]] = {}  # one note per row and error
+
     def failed(cell: dict[str, Any] | None, what: str, name: str) -> str | None:
         if cell is None or "error" not in cell:
             return None
-        notes.append(f"{name} {what}: {cell['error']}")
-        return f"fails ({len(notes)})"
+        error = cell["error"]
+        if (name, error) not in seen:
+            notes.append("")
+            seen[name, error] = (len(notes), [])
+        number, columns = seen[name, error]
+        columns.append(what)
+        notes[number - 1] = f"{name} {', '.join(columns)}: {error}"
+        return f"fails ({number})"
 
     for r in results:
         name, x86, arm = f"{r['model']} {r['precision']}", r.get("x86"), r.get("rpi4")

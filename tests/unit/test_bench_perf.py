@@ -115,11 +115,18 @@ def test_partial_and_failed_cells_show_as_such() -> None:
         [
             {"model": "a", "precision": "fp32", "x86": X86},  # --no-arm
             {"model": "b", "precision": "fp32", "rpi4": {"error": "edgec build: boom"}},
+            {
+                "model": "c",
+                "precision": "int8",
+                "x86": {"error": "no int8"},
+                "rpi4": {"error": "no int8"},
+            },
         ]
     )
     assert rows[0]["rpi4 edgec insns"] == "-" and rows[0]["x86 edgec ms"] == "0.165"
     assert rows[1]["rpi4 edgec insns"] == "fails (1)" and rows[1]["x86 edgec ms"] == "-"
-    assert notes == ["b fp32 rpi4: edgec build: boom"]
+    assert rows[2]["x86 edgec ms"] == rows[2]["rpi4 edgec insns"] == "fails (2)"
+    assert notes == ["b fp32 rpi4: edgec build: boom", "c int8 x86, rpi4: no int8"]
 
 
 def test_cache_resumes_a_run_and_keys_by_source_state(tmp_path: Path) -> None:
