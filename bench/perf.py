@@ -56,7 +56,13 @@ FMLA_COVERAGE = 0.5
 
 
 class BenchError(Exception):
-    """A build or count that failed: one line for the table's notes."""
+    """A build or count that failed: one line for the table's notes. `lasting`: edgec refused
+    the model in one line (`edgec: error: ...`), which the same sources repeat, so the failure is
+    cached like a measurement; a timeout or a crash is tried again next run."""
+
+    def __init__(self, message: str, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 @dataclass(frozen=True)
@@ -233,8 +239,8 @@ def edgec_build(
     report = out / "report.json"
     if done.returncode != 0 or not report.is_file():
         lines = done.stderr.strip().splitlines() or ["no output"]
-        errors = [line for line in lines if line.startswith("edgec: error")] or lines[-1:]
-        raise BenchError(f"edgec build: {errors[-1][:300]}")
+        errors = [line for line in lines if line.startswith("edgec: error")]
+        raise BenchError(f"edgec build: {(errors or lines)[-1][:300]}", lasting=bool(errors))
     log(f"  built {target} in {time.monotonic() - start:.0f} s")
     return json.loads(report.read_text())
 
@@ -494,7 +500,7 @@ def measure(
     fn: Any,
     *fn_args: Any,
 ) -> dict[str, Any]:
-    """A cached cell, else fn(*fn_args) stored; a failure is returned, not stored."""
+    """A cached cell, else fn(*fn_args) stored; a passing failure is returned, not stored."""
     cell = cache.get(key)
     if cell is not None:
         log(f"{what}: cached")
@@ -504,7 +510,9 @@ def measure(
         cell = fn(*fn_args)
     except BenchError as e:
         log(f"  {e}")
-        return {"error": str(e)}
+        if not e.lasting:
+            return {"error": str(e)}
+        cell = {"error": str(e)}
     cell["measured"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     cache.put(key, cell)
     return cell

@@ -138,7 +138,7 @@ def test_cache_resumes_a_run_and_keys_by_source_state(tmp_path: Path) -> None:
     assert perf.Cache(path, fresh=True).get(key) is None
 
 
-def test_measuring_stores_cells_but_not_failures(tmp_path: Path) -> None:
+def test_measuring_stores_cells_and_lasting_failures_only(tmp_path: Path) -> None:
     cache = perf.Cache(tmp_path / "perf.json")
 
     def fails() -> dict[str, Any]:
@@ -149,3 +149,9 @@ def test_measuring_stores_cells_but_not_failures(tmp_path: Path) -> None:
     cell = perf.measure(cache, "k", "what", lambda: {"edgec_p50": 1.0})
     assert cell["edgec_p50"] == 1.0 and cell["measured"].endswith("UTC")
     assert perf.measure(cache, "k", "what", fails) == cell  # cached
+
+    def refused() -> dict[str, Any]:
+        raise perf.BenchError("edgec build: edgec: error: int8 does not support X", lasting=True)
+
+    assert perf.measure(cache, "j", "what", refused)["error"].endswith("support X")
+    assert perf.measure(cache, "j", "what", fails)["error"].endswith("support X")  # cached
