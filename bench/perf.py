@@ -14,9 +14,11 @@ layer int8 (no sensitivity check), calibrated on 32 seeded random inputs; ONNX R
 bundle's QDQ model (the bundle's reference, `model.qdq.onnx`), on x86 and on Arm.
 
 Each measured cell is kept in a JSON cache (--json, default edgec-out/perf.json) keyed by model,
-precision, column and the source state (git commit, plus a hash of uncommitted edgec/ changes;
-x86 cells also by CPU model): an interrupted run resumes, a re-run after a commit re-measures.
-The Markdown table goes to stdout with date and machine; progress to stderr.
+precision, column (x86: the CPU; rpi4: armcount's sources) and the source state (the git trees
+of edgec/ and examples/, plus a hash of their uncommitted changes): an interrupted run resumes,
+a commit that changes the compiler re-measures, one that changes only bench/ or docs does not.
+The Markdown table goes to stdout with dates, commit and machine; progress to stderr. Exit
+status 1 when a cell failed (its note is under the table).
 """
 
 from __future__ import annotations
