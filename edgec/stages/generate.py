@@ -94,6 +94,10 @@ def generate(
 def _int8_body(graph: QGraph, profile: TargetProfile) -> list[QNode]:
     """The nodes between the input's quantize and the output's dequantize, all int8."""
     nodes = list(graph.nodes)
+    # a flatten at the input (an MLP fed NCHW data) comes before the quantize: the C then takes
+    # the flattened tensor, in the reference's order
+    while len(nodes) > 1 and nodes[0].op == "reshape" and nodes[1].op in ("reshape", "quantize"):
+        nodes = nodes[1:]
     floats = [n.name for n in nodes if n.op in qgraph.COMPUTE_OPS and n.precision != "int8"]
     casts = [n for n in nodes[1:-1] if n.op in qgraph.CAST_OPS]
     if floats or casts or nodes[0].op != "quantize" or nodes[-1].op != "dequantize":
