@@ -13,14 +13,16 @@
 __attribute__((always_inline)) static inline int8_t requant(int32_t acc, int32_t mult,
                                                            int32_t shift, int8_t lo, int8_t hi)
 {
-    /* one SMLAL for acc * mult + rounding; for shift >= 32 (multipliers below 1/4, the usual
-     * case) the result is the high word shifted, which saves a 64-bit shift */
-    const int64_t v = (int64_t)acc * mult + ((int64_t)1 << (shift - 1));
     int32_t r;
-    if (shift >= 32) {
-        r = (int32_t)(v >> 32) >> (shift - 32);
+    if (shift > 32 && shift < 64) {
+        /* multipliers below 1/4, the usual case: the rounding term 2^(shift - 1) is a multiple
+         * of 2^32, so floor((acc * mult + 2^(shift - 1)) / 2^shift) is the high word of
+         * acc * mult (one SMULL) plus 2^(shift - 33), shifted by shift - 32; no 64-bit add.
+         * |high word| < 2^30, so the sum cannot overflow. */
+        const int32_t high = (int32_t)(((int64_t)acc * mult) >> 32);
+        r = (high + (1 << (shift - 33))) >> (shift - 32);
     } else {
-        const int64_t w = v >> shift;
+        const int64_t w = ((int64_t)acc * mult + ((int64_t)1 << (shift - 1))) >> shift;
         r = w > INT32_MAX ? INT32_MAX : w < INT32_MIN ? INT32_MIN : (int32_t)w;
     }
     return (int8_t)(r < lo ? lo : r > hi ? hi : r);
@@ -46,6 +48,22 @@ static inline int32_t sxtb16_ror8(uint32_t v)
 {
     int32_t r;
     __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+/* The low halves of a and b (b's on top), and the high halves; GCC's arm_acle.h has no
+ * __pkhbt/__pkhtb. */
+static inline uint32_t pack_low(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static inline uint32_t pack_high(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
     return r;
 }
 
@@ -158,12 +176,89 @@ static void im2col(const edgec_conv_t *p, const int8_t *in, int oy, int ox, int1
     }
 }
 
+/* Depthwise convolution on the DSP (channels a multiple of 4). The generator lays the weights
+ * out per group of 4 channels, per pair of taps (t0, t1), as two words [w(t0, c) w(t0, c+1)
+ * w(t1, c) w(t1, c+1)] [same for c+2, c+3]; an odd last tap pairs with a zero weight. Input
+ * words of the pair's two taps are packed the same way (PKHBT/PKHTB), so SXTB16 and one SMLAD
+ * add two taps of one channel. Taps outside the input read a run of zeros: per output pixel a
+ * table of tap pointers is built once, and the channel loop has no bounds checks. */
+__attribute__((optimize("O2"))) static void depthwise_dsp(const edgec_conv_t *p,
+                                                          const int8_t *in, int8_t *out,
+                                                          int16_t *scratch)
+{
+    const uint32_t c_n = p->out_c, taps = (uint32_t)p->k_h * p->k_w, pairs = (taps + 1) / 2;
+    const int8_t **table = (const int8_t **)(void *)scratch; /* 2 * pairs tap pointers */
+    int8_t *zeros = (int8_t *)(table + 2 * pairs);          /* c_n bytes */
+    /* locals: the int8 stores below could alias *p, which GCC would then reload per store */
+    const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
+    const int8_t lo = p->lo, hi = p->hi;
+    memset(zeros, 0, c_n);
+    table[2 * pairs - 1] = zeros; /* an odd last tap's partner (weight 0) */
+    for (int oy = 0; oy < p->out_h; oy++) {
+        for (int ox = 0; ox < p->out_w; ox++) {
+            uint32_t t = 0;
+            for (int ky = 0; ky < p->k_h; ky++) {
+                const int iy = oy * p->s_h - p->p_t + ky * p->d_h;
+                for (int kx = 0; kx < p->k_w; kx++, t++) {
+                    const int ix = ox * p->s_w - p->p_l + kx * p->d_w;
+                    const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+                    table[t] =
+                        inside ? in + ((uint32_t)iy * p->in_w + (uint32_t)ix) * c_n : zeros;
+                }
+            }
+            int8_t *o = out + ((uint32_t)oy * p->out_w + (uint32_t)ox) * c_n;
+            const int8_t *w = p->w;
+            for (uint32_t c = 0; c < c_n; c += 4) {
+                int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+                const int8_t *const *tp = table;
+                uint32_t n = pairs, wa, wb, t0, t1, x0, x1;
+                /* per pair of taps: 20 instructions, 8 MACs; written out because GCC spilled
+                 * an accumulator */
+                __asm volatile(
+                    "1:\n\t"
+                    "ldrd %[wa], %[wb], [%[w]], #8\n\t"
+                    "ldrd %[t0], %[t1], [%[tp]], #8\n\t"
+                    "ldr %[x0], [%[t0], %[c]]\n\t"
+                    "ldr %[x1], [%[t1], %[c]]\n\t"
+                    "pkhbt %[t1], %[x0], %[x1], lsl #16\n\t" /* x0[0] x0[1] x1[0] x1[1] */
+                    "pkhtb %[x1], %[x1], %[x0], asr #16\n\t" /* x0[2] x0[3] x1[2] x1[3] */
+                    "sxtb16 %[x0], %[wa]\n\t"
+                    "sxtb16 %[t0], %[t1]\n\t"
+                    "smlad %[a0], %[x0], %[t0], %[a0]\n\t"
+                    "sxtb16 %[x0], %[wa], ror #8\n\t"
+                    "sxtb16 %[t0], %[t1], ror #8\n\t"
+                    "smlad %[a1], %[x0], %[t0], %[a1]\n\t"
+                    "sxtb16 %[x0], %[wb]\n\t"
+                    "sxtb16 %[t0], %[x1]\n\t"
+                    "smlad %[a2], %[x0], %[t0], %[a2]\n\t"
+                    "sxtb16 %[x0], %[wb], ror #8\n\t"
+                    "sxtb16 %[t0], %[x1], ror #8\n\t"
+                    "smlad %[a3], %[x0], %[t0], %[a3]\n\t"
+                    "subs %[n], %[n], #1\n\t"
+                    "bne 1b"
+                    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w),
+                      [tp] "+r"(tp), [n] "+r"(n), [wa] "=&r"(wa), [wb] "=&r"(wb),
+                      [t0] "=&r"(t0), [t1] "=&r"(t1), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                    : [c] "r"(c)
+                    : "cc", "memory");
+                o[c] = requant(a0, mult[c], shift[c], lo, hi);
+                o[c + 1] = requant(a1, mult[c + 1], shift[c + 1], lo, hi);
+                o[c + 2] = requant(a2, mult[c + 2], shift[c + 2], lo, hi);
+                o[c + 3] = requant(a3, mult[c + 3], shift[c + 3], lo, hi);
+            }
+        }
+    }
+}
+
 /* Dense convolution (groups == 1): im2col of two pixels, then SMLAD. Weight rows are padded
  * to a multiple of 4 (the generator does it for DSP targets). */
 static void conv_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch)
 {
     const uint32_t k = ((uint32_t)p->k_h * p->k_w * p->in_c + 3u) & ~3u;
     const uint32_t pixels = (uint32_t)p->out_h * p->out_w;
+    /* locals: the int8 stores below could alias *p, which GCC would then reload per store */
+    const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
+    const int8_t lo = p->lo, hi = p->hi;
     for (uint32_t px = 0; px < pixels; px += 2) {
         const int two = px + 1 < pixels;
         const uint32_t second = two ? px + 1 : px; /* an odd last pixel pairs with itself */
@@ -172,22 +267,21 @@ static void conv_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16
         int8_t *o0 = out + px * p->out_c, *o1 = o0 + p->out_c;
         uint32_t oc = 0;
         for (; oc + 1 < p->out_c; oc += 2) {
-            int32_t acc[4] = {p->bias[oc], p->bias[oc], p->bias[oc + 1], p->bias[oc + 1]};
+            int32_t acc[4] = {bias[oc], bias[oc], bias[oc + 1], bias[oc + 1]};
             dot_2x2(p->w + oc * k, scratch, k, acc); /* the pair's rows, interleaved */
-            o0[oc] = requant(acc[0], p->mult[oc], p->shift[oc], p->lo, p->hi);
-            o0[oc + 1] = requant(acc[2], p->mult[oc + 1], p->shift[oc + 1], p->lo, p->hi);
+            o0[oc] = requant(acc[0], mult[oc], shift[oc], lo, hi);
+            o0[oc + 1] = requant(acc[2], mult[oc + 1], shift[oc + 1], lo, hi);
             if (two) {
-                o1[oc] = requant(acc[1], p->mult[oc], p->shift[oc], p->lo, p->hi);
-                o1[oc + 1] = requant(acc[3], p->mult[oc + 1], p->shift[oc + 1], p->lo, p->hi);
+                o1[oc] = requant(acc[1], mult[oc], shift[oc], lo, hi);
+                o1[oc + 1] = requant(acc[3], mult[oc + 1], shift[oc + 1], lo, hi);
             }
         }
         for (; oc < p->out_c; oc++) {
             const int8_t *w = p->w + oc * k;
-            o0[oc] = requant(dot_1x1(w, scratch, k, 8, p->bias[oc]), p->mult[oc], p->shift[oc],
-                             p->lo, p->hi);
+            o0[oc] = requant(dot_1x1(w, scratch, k, 8, bias[oc]), mult[oc], shift[oc], lo, hi);
             if (two) {
-                o1[oc] = requant(dot_1x1(w, scratch + 4, k, 8, p->bias[oc]), p->mult[oc],
-                                 p->shift[oc], p->lo, p->hi);
+                o1[oc] =
+                    requant(dot_1x1(w, scratch + 4, k, 8, bias[oc]), mult[oc], shift[oc], lo, hi);
             }
         }
     }
@@ -265,6 +359,12 @@ static void conv_direct(const edgec_conv_t *p, const int8_t *in, int8_t *out)
 void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch)
 {
     if (p->groups == p->in_c && p->groups == p->out_c && p->groups > 1) {
+#if EDGEC_DSP
+        if (p->out_c % 4 == 0) {
+            depthwise_dsp(p, in, out, scratch);
+            return;
+        }
+#endif
         depthwise(p, in, out, (int32_t *)(void *)scratch);
         return;
     }

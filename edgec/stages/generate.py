@@ -297,7 +297,10 @@ class _Emitter:
         groups = a["groups"]
         if groups == cin == cout and groups > 1:  # depthwise: taps outermost, channels inner
             weights = p["w"].reshape(cout, kh * kw).T
-            self.scratch = max(self.scratch, 2 * cout)  # int32 accumulators
+            if self.profile.capabilities.has_dsp and cout % 4 == 0:
+                weights = _depthwise_pairs(weights)
+            # int32 accumulators; on DSP builds a table of tap pointers and a run of zeros
+            self.scratch = max(self.scratch, 2 * cout + 2 * (kh * kw + 1))
         elif self.profile.capabilities.has_dsp and groups == 1:
             padded = -(-weights.shape[1] // 4) * 4  # the SMLAD kernels read rows 4 at a time
             weights = _interleave_pairs(np.pad(weights, ((0, 0), (0, padded - weights.shape[1]))))
@@ -392,6 +395,16 @@ def _interleave_pairs(rows: np.ndarray) -> np.ndarray:
     grouped = rows[:pairs].reshape(pairs // 2, 2, k // 4, 4).transpose(0, 2, 1, 3)
     out[:pairs] = grouped.reshape(pairs, k)
     return out
+
+
+def _depthwise_pairs(weights: np.ndarray) -> np.ndarray:
+    """Depthwise weights (taps x C) as the DSP kernel reads them: per group of 4 channels, per
+    pair of taps, [w(t0, c) w(t0, c+1) w(t1, c) w(t1, c+1)] then the same for c+2, c+3; an odd
+    last tap pairs with zeros."""
+    taps, c = weights.shape
+    padded = np.pad(weights, ((0, taps % 2), (0, 0)))  # (2P, C)
+    pairs = padded.reshape(-1, 2, c // 4, 2, 2)  # (P, tap in pair, group, half, channel in half)
+    return pairs.transpose(2, 0, 3, 1, 4).reshape(-1)  # (group, P, half, tap, channel)
 
 
 def _split_tensor(text: str) -> tuple[str, str, str]:

@@ -124,6 +124,7 @@ def mcu_report(
                 "code": fp.code_bytes,
                 "weights_and_tables": fp.const_bytes,
                 "data": fp.data_bytes,
+                "functions": dict(fp.functions),  # code kept in the linked image, by symbol
             },
             "ram": {
                 "arena": library.arena_bytes,
@@ -363,6 +364,9 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [
             f"| flash | {mem['flash_bytes']:,} B of {mem['board_flash_bytes']:,} "
             f"(code {flash['code']:,}, weights and tables {flash['weights_and_tables']:,}) |",
+            "| code in the linked image | "
+            + ", ".join(f"{name} {size:,}" for name, size in flash.get("functions", {}).items())
+            + " |",
             f"| RAM | {mem['ram_bytes']:,} B of {mem['board_ram_bytes']:,} (arena "
             f"{ram['arena']:,}, lower bound {ram['arena_lower_bound']:,}; scratch "
             f"{ram['scratch']:,}; stack {ram['stack']:,}) |",

@@ -21,18 +21,19 @@ from tests.conftest import ROOT, needs
 pytestmark = [pytest.mark.integration, needs("arm-none-eabi-gcc", "qemu-system-arm")]
 CALIBRATION = 16  # synthetic samples: enough for ranges, cheap to run through ORT
 
-# (example, multiply-accumulates of the reference architecture)
+CONV = ("edgec_conv_s8", "edgec_global_avgpool_s8", "edgec_dense_s8")
+# (example, multiply-accumulates of the reference architecture, the entry points it calls)
 MODELS = [
-    pytest.param("resnet8", 12_501_632, id="resnet8-image-classification"),
-    pytest.param("dscnn", 2_656_768, id="dscnn-keyword-spotting"),
-    pytest.param("mobilenetv1", 7_489_664, id="mobilenetv1-0.25-visual-wake-words"),
-    pytest.param("autoencoder", 264_192, id="autoencoder-anomaly-detection"),
+    pytest.param("resnet8", 12_501_632, {*CONV, "edgec_add_s8"}, id="resnet8-image-classification"),
+    pytest.param("dscnn", 2_656_768, set(CONV), id="dscnn-keyword-spotting"),
+    pytest.param("mobilenetv1", 7_489_664, set(CONV), id="mobilenetv1-0.25-visual-wake-words"),
+    pytest.param("autoencoder", 264_192, {"edgec_dense_s8"}, id="autoencoder-anomaly-detection"),
 ]
 
 
-@pytest.mark.parametrize(("example", "macs"), MODELS)
+@pytest.mark.parametrize(("example", "macs", "kernels"), MODELS)
 def test_mlperf_tiny_model_runs_bit_exact_on_cortex_m4(
-    example: str, macs: int, tmp_path: Path
+    example: str, macs: int, kernels: set[str], tmp_path: Path
 ) -> None:
     path = ROOT / "examples" / f"{example}.py"
     onnx_model = export(load(f"{path}:make_model", None, tmp_path), tmp_path)
@@ -45,6 +46,11 @@ def test_mlperf_tiny_model_runs_bit_exact_on_cortex_m4(
     library = generate(quantized, profile, out, data[:1])
     assert sum(layer.macs for layer in library.layers) == macs
     fw = firmware.link(library, profile, get_board(profile.board or ""))
+    # flash counts the code the linked image holds: the kernels this model calls
+    kept = {name for name, _ in fw.footprint.functions if name.startswith("edgec_")}
+    assert kept == {*kernels, "edgec_model_run"}
+    assert fw.footprint.code_bytes == sum(size for _, size in fw.footprint.functions)
+    assert fw.footprint.code_bytes < firmware.footprint(library, profile).code_bytes
     run = firmware.emulate(fw.elf, fw.board.qemu_machine or "")
     assert np.array_equal(run.output, library.expected_output)
     assert len(set(run.output.tolist())) > 1  # not a constant: the input reaches the output
