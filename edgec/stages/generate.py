@@ -299,12 +299,15 @@ class _Emitter:
             weights = p["w"].reshape(cout, kh * kw).T
             if self.profile.capabilities.has_dsp and cout % 4 == 0:
                 weights = _depthwise_pairs(weights)
-            # int32 accumulators; on DSP builds a table of tap pointers and a run of zeros
-            self.scratch = max(self.scratch, 2 * cout + 2 * (kh * kw + 1))
+            # int32 accumulators; on DSP builds also a table of tap pointers and a run of zeros
+            self.scratch = max(self.scratch, 3 * cout + 2 * (kh * kw + 1))
         elif self.profile.capabilities.has_dsp and groups == 1:
             padded = -(-weights.shape[1] // 4) * 4  # the SMLAD kernels read rows 4 at a time
             weights = _interleave_pairs(np.pad(weights, ((0, 0), (0, padded - weights.shape[1]))))
-            self.scratch = max(self.scratch, 2 * padded)
+            # two interleaved int16 columns; for 1-3 channels the field as int8 rows; then
+            # two pixels' int32 accumulators
+            field = padded // 2 if cin % 4 else 0
+            self.scratch = max(self.scratch, 2 * padded + field + 4 * cout)
         self._tables(ident, weights, p)
         self.consts.append(
             f"static const edgec_conv_t {ident} = {{{h}, {w}, {cin}, {oh}, {ow}, {cout}, "
@@ -323,9 +326,10 @@ class _Emitter:
         if order is not None:  # the input was flattened from NHWC: permute the columns
             weights = weights[:, order]
         out_n, in_n = weights.shape
-        self._tables(ident, weights, p)
         if self.profile.capabilities.has_dsp and in_n % 4 == 0:
             self.scratch = max(self.scratch, in_n)
+            weights = _interleave_rows(weights, 4)  # the SMLAD kernel reads 4 rows at a time
+        self._tables(ident, weights, p)
         self.consts.append(
             f"static const edgec_dense_t {ident} = {{{in_n}, {out_n}, {a['lo']}, {a['hi']}, "
             f"{ident}_w, {ident}_b, {ident}_m, {ident}_s}};\n"
@@ -389,22 +393,30 @@ class _Emitter:
 def _interleave_pairs(rows: np.ndarray) -> np.ndarray:
     """Rows 2i and 2i+1 interleaved in groups of 4 bytes (the DSP kernel reads both channels
     of a pair with one doubleword load); an odd last row stays as it is."""
+    return _interleave_rows(rows, 2)
+
+
+def _interleave_rows(rows: np.ndarray, n: int) -> np.ndarray:
+    """Each run of n rows interleaved in groups of 4 bytes (the DSP kernels read the n rows'
+    next 4 weights together); the rows after the last full run stay as they are."""
     out = rows.copy()
-    pairs = len(rows) // 2 * 2
+    full = len(rows) // n * n
     k = rows.shape[1]
-    grouped = rows[:pairs].reshape(pairs // 2, 2, k // 4, 4).transpose(0, 2, 1, 3)
-    out[:pairs] = grouped.reshape(pairs, k)
+    grouped = rows[:full].reshape(full // n, n, k // 4, 4).transpose(0, 2, 1, 3)
+    out[:full] = grouped.reshape(full, k)
     return out
 
 
 def _depthwise_pairs(weights: np.ndarray) -> np.ndarray:
     """Depthwise weights (taps x C) as the DSP kernel reads them: per group of 4 channels, per
     pair of taps, [w(t0, c) w(t0, c+1) w(t1, c) w(t1, c+1)] then the same for c+2, c+3; an odd
-    last tap pairs with zeros."""
+    last tap follows as [w(t, c) .. w(t, c+3)]."""
     taps, c = weights.shape
-    padded = np.pad(weights, ((0, taps % 2), (0, 0)))  # (2P, C)
-    pairs = padded.reshape(-1, 2, c // 4, 2, 2)  # (P, tap in pair, group, half, channel in half)
-    return pairs.transpose(2, 0, 3, 1, 4).reshape(-1)  # (group, P, half, tap, channel)
+    full = taps // 2 * 2
+    pairs = weights[:full].reshape(-1, 2, c // 4, 2, 2)  # (P, tap, group, half, channel)
+    paired = pairs.transpose(2, 0, 3, 1, 4).reshape(c // 4, -1)  # (group, P * 8)
+    last = weights[full:].T.reshape(c // 4, -1)  # (group, 4 or 0)
+    return np.concatenate([paired, last], axis=1).reshape(-1)
 
 
 def _split_tensor(text: str) -> tuple[str, str, str]:
