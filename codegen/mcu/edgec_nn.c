@@ -160,11 +160,21 @@ __attribute__((noinline, optimize("O2"))) static void dot_4rows(const int8_t *w,
 static void im2col_any(const edgec_conv_t *p, const int8_t *in, int oy, int ox, int16_t *col,
                        int8_t *field)
 {
-    const uint32_t c_n = p->in_c;
+    const uint32_t c_n = p->in_c, row = (uint32_t)p->k_w * c_n;
+    const int ix0 = ox * p->s_w - p->p_l, ix1 = ix0 + (p->k_w - 1) * p->d_w;
+    const int dense_row = p->d_w == 1 && ix0 >= 0 && ix1 < p->in_w;
     int8_t *dst = field;
     for (int ky = 0; ky < p->k_h; ky++) {
         const int iy = oy * p->s_h - p->p_t + ky * p->d_h;
         const int row_inside = iy >= 0 && iy < p->in_h;
+        if (row_inside && dense_row) { /* the whole row: contiguous in NHWC */
+            const int8_t *src = in + ((uint32_t)iy * p->in_w + (uint32_t)ix0) * c_n;
+            for (uint32_t i = 0; i < row; i++) {
+                dst[i] = src[i];
+            }
+            dst += row;
+            continue;
+        }
         for (int kx = 0; kx < p->k_w; kx++, dst += c_n) {
             const int ix = ox * p->s_w - p->p_l + kx * p->d_w;
             if (row_inside && ix >= 0 && ix < p->in_w) {
