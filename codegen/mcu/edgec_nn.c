@@ -77,37 +77,41 @@ static inline void expand4(const int8_t *x, int16_t *dst)
     memcpy(dst + 2, &odd, 4);
 }
 
-/* acc[c][p] += w_c . col_p over k (k a multiple of 4): 2 channels x 2 pixels share loads,
- * 16 MACs in 8 SMLAD. `w` interleaves the two channels' rows in groups of 4 bytes (the
+/* acc_p[c] = bias[c] + w_c . col_p over k (k a multiple of 4) for `pairs` pairs of channels:
+ * 2 channels x 2 pixels share loads, 16 MACs in 8 SMLAD. `w` interleaves the two channels' rows in groups of 4 bytes (the
  * generator lays them out so) and `col` the two pixels' columns in groups of 4 int16 (see
  * im2col), so one doubleword and two doublewords feed 16 MACs. Out of line and at -O2 so its
  * live values stay in registers. */
 __attribute__((noinline, optimize("O2"))) static void dot_2x2(const int8_t *w,
                                                                const int16_t *col, uint32_t k,
-                                                               int32_t acc[4])
+                                                               const int32_t *bias,
+                                                               int32_t *acc0, int32_t *acc1,
+                                                               uint32_t pairs)
 {
-    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
-    for (uint32_t n = k / 4; n > 0; n--) {
-        uint32_t wa, wb;
-        int32_t x02, x13, y02, y13;
-        __asm volatile("ldrd %0, %1, [%2], #8" : "=r"(wa), "=r"(wb), "+r"(w) : : "memory");
-        __asm volatile("ldrd %0, %1, [%2], #8" : "=r"(x02), "=r"(x13), "+r"(col) : : "memory");
-        __asm volatile("ldrd %0, %1, [%2], #8" : "=r"(y02), "=r"(y13), "+r"(col) : : "memory");
-        int32_t wa02 = __sxtb16(wa), wb02 = __sxtb16(wb);
-        int32_t wa13 = sxtb16_ror8(wa), wb13 = sxtb16_ror8(wb);
-        a00 = __smlad(wa02, x02, a00);
-        a01 = __smlad(wa02, y02, a01);
-        a10 = __smlad(wb02, x02, a10);
-        a11 = __smlad(wb02, y02, a11);
-        a00 = __smlad(wa13, x13, a00);
-        a01 = __smlad(wa13, y13, a01);
-        a10 = __smlad(wb13, x13, a10);
-        a11 = __smlad(wb13, y13, a11);
+    /* every pair of channels in one call: the rows of consecutive pairs follow each other */
+    for (; pairs > 0; pairs--, bias += 2, acc0 += 2, acc1 += 2) {
+        int32_t a00 = bias[0], a01 = bias[0], a10 = bias[1], a11 = bias[1];
+        const int16_t *c = col;
+        for (uint32_t n = k / 4; n > 0; n--) {
+            uint32_t wa, wb;
+            int32_t x02, x13, y02, y13;
+            __asm volatile("ldrd %0, %1, [%2], #8" : "=r"(wa), "=r"(wb), "+r"(w) : : "memory");
+            __asm volatile("ldrd %0, %1, [%2], #8" : "=r"(x02), "=r"(x13), "+r"(c) : : "memory");
+            __asm volatile("ldrd %0, %1, [%2], #8" : "=r"(y02), "=r"(y13), "+r"(c) : : "memory");
+            int32_t wa02 = __sxtb16(wa), wb02 = __sxtb16(wb);
+            int32_t wa13 = sxtb16_ror8(wa), wb13 = sxtb16_ror8(wb);
+            a00 = __smlad(wa02, x02, a00);
+            a01 = __smlad(wa02, y02, a01);
+            a10 = __smlad(wb02, x02, a10);
+            a11 = __smlad(wb02, y02, a11);
+            a00 = __smlad(wa13, x13, a00);
+            a01 = __smlad(wa13, y13, a01);
+            a10 = __smlad(wb13, x13, a10);
+            a11 = __smlad(wb13, y13, a11);
+        }
+        acc0[0] = a00, acc0[1] = a10;
+        acc1[0] = a01, acc1[1] = a11;
     }
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a10;
-    acc[3] = a11;
 }
 
 /* One channel against one column whose groups of 4 int16 are `step` apart (4: contiguous,
@@ -360,14 +364,11 @@ static void conv_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16
         im2col(p, in, (int)(px / p->out_w), (int)(px % p->out_w), scratch, field);
         im2col(p, in, (int)(second / p->out_w), (int)(second % p->out_w), scratch + 4, field);
         int8_t *o0 = out + px * p->out_c, *o1 = o0 + p->out_c;
-        uint32_t oc = 0;
-        for (; oc + 1 < p->out_c; oc += 2) {
-            int32_t acc[4] = {bias[oc], bias[oc], bias[oc + 1], bias[oc + 1]};
-            dot_2x2(p->w + oc * k, scratch, k, acc); /* the pair's rows, interleaved */
-            acc0[oc] = acc[0], acc0[oc + 1] = acc[2];
-            acc1[oc] = acc[1], acc1[oc + 1] = acc[3];
+        const uint32_t pairs = p->out_c / 2;
+        if (pairs > 0) { /* each pair's rows interleaved */
+            dot_2x2(p->w, scratch, k, bias, acc0, acc1, pairs);
         }
-        for (; oc < p->out_c; oc++) {
+        for (uint32_t oc = 2 * pairs; oc < p->out_c; oc++) {
             const int8_t *w = p->w + oc * k;
             acc0[oc] = dot_1x1(w, scratch, k, 8, bias[oc]);
             acc1[oc] = dot_1x1(w, scratch + 4, k, 8, bias[oc]);
