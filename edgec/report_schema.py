@@ -135,6 +135,7 @@ class Memory:
     board_flash_bytes: int | None = None
     board_ram_bytes: int | None = None
     flash: dict[str, int] = field(default_factory=dict)  # code, weights_and_tables, data
+    flash_functions: dict[str, int] = field(default_factory=dict)  # linked code, by symbol
     ram: dict[str, int] = field(default_factory=dict)  # arena, lower bound, scratch, stack
 
 
@@ -323,6 +324,7 @@ def _memory(m: dict[str, Any]) -> Memory:
         board_flash_bytes=_int(m, "board_flash_bytes"),
         board_ram_bytes=_int(m, "board_ram_bytes"),
         flash=sizes("flash"),
+        flash_functions=sizes("flash_functions"),
         ram=sizes("ram"),
     )
 

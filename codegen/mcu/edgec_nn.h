@@ -6,9 +6,12 @@
  * builds, so outputs agree bit for bit:
  *     out = clamp((acc * mult + 2^(shift - 1)) >> shift, lo, hi)   (64-bit, arithmetic shift)
  * with mult in [2^30, 2^31): the Q31 multiplier of CMSIS-NN, with a single rounding.
- * Built with __ARM_FEATURE_DSP (Cortex-M4/M7/M33), convolutions (groups == 1) and dense layers
- * use SMLAD on sign-extended pairs (SXTB16); their conv weight rows (k_h * k_w * in_c) are
- * then zero-padded to a multiple of 4. Otherwise portable C, rows unpadded.
+ * Built with __ARM_FEATURE_DSP (Cortex-M4/M7/M33), convolutions, depthwise ones and dense layers
+ * use SMLAD on sign-extended pairs (SXTB16), and the generator lays their weights out for it:
+ * conv rows (k_h * k_w * in_c) zero-padded to a multiple of 4 and interleaved by pairs of
+ * output channels; dense rows (in_n a multiple of 4) interleaved by runs of 4; depthwise
+ * weights (out_c a multiple of 4) by groups of 4 channels and pairs of taps (see
+ * depthwise_dsp in edgec_nn.c). Otherwise portable C, weights as described below.
  */
 #ifndef EDGEC_NN_H
 #define EDGEC_NN_H
@@ -70,7 +73,10 @@ typedef struct {
 } edgec_softmax_t;
 
 /* scratch (4-byte aligned): int16 room for two im2col columns (2 * k_h * k_w * in_c, rounded
- * up to 4) on DSP builds, and int32 accumulators for depthwise layers (out_c). */
+ * up to 4, plus as many bytes when in_c is not a multiple of 4) and two pixels' int32
+ * accumulators (2 * out_c) on DSP builds, and for
+ * depthwise layers int32 accumulators (out_c), on DSP builds followed by k_h * k_w + 1 tap
+ * pointers and out_c zero bytes. */
 void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
 void edgec_dense_s8(const edgec_dense_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
 void edgec_add_s8(const edgec_add_t *p, const int8_t *a, const int8_t *b, int8_t *out);

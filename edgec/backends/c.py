@@ -117,6 +117,7 @@ def build(model: Model, profile: TargetProfile, work: Path, log: StageLog) -> Bu
                 "weights_and_tables": fp.const_bytes,
                 "data": fp.data_bytes,
             },
+            "flash_functions": dict(fp.functions),  # code kept in the linked image, by symbol
             "ram": {
                 "arena": library.arena_bytes,
                 "arena_lower_bound": library.arena_lower_bound,

@@ -1,9 +1,11 @@
 """firmware: the generated C library and a test harness, compiled with arm-none-eabi-gcc for a
-board, its flash and RAM accounted from the object files; run under qemu-system-arm.
+board, its flash and RAM accounted from the linked image; run under qemu-system-arm.
 
 Flash is the library's code (.text) and constants (.rodata: weights and tables); RAM is its
 arena, scratch and static data (.bss/.data) plus the worst-case stack of edgec_model_run from
--fstack-usage. Both are checked against the board before anything is linked.
+-fstack-usage. Both are checked against the board before anything is linked, from the object
+files (every kernel counted: an upper bound); the report then counts what the linked image
+holds (-ffunction-sections, --gc-sections: the kernels the model calls), symbol by symbol.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Footprint:
     data_bytes: int  # library .data
     bss_bytes: int  # library .bss: the arena and the scratch buffer
     stack_bytes: int  # worst case of edgec_model_run and the kernels it calls
+    # code symbols of the library in the linked image, largest first (empty before linking)
+    functions: tuple[tuple[str, int], ...] = ()
 
     @property
     def flash_bytes(self) -> int:
@@ -119,9 +123,46 @@ def _stack(directory: Path) -> int:
 
 
 def footprint(library: CLibrary, profile: TargetProfile) -> Footprint:
-    """Compile the library alone and measure it."""
+    """Compile the library alone and measure it (all its kernels, used or not)."""
+    return _object_footprint(library, profile)[0]
+
+
+def _symbols(path: Path) -> list[tuple[str, str, int]]:
+    """(name, nm type letter, size) of each sized symbol an object or image defines."""
+    done = subprocess.run(
+        ["arm-none-eabi-nm", "-S", str(path)], capture_output=True, text=True, check=True
+    )
+    symbols = []
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            symbols.append((parts[3], parts[2], int(parts[1], 16)))
+    return symbols
+
+
+def _linked_footprint(elf: Path, names: frozenset[str], stack: int) -> Footprint:
+    """The library's share of the linked image: its symbols that --gc-sections kept."""
+    sizes = {"t": 0, "r": 0, "d": 0, "b": 0}
+    functions = []
+    for name, kind, size in _symbols(elf):
+        kind = kind.lower()
+        if name in names and kind in sizes:
+            sizes[kind] += size
+            if kind == "t":
+                functions.append((name, size))
+    functions.sort(key=lambda f: (-f[1], f[0]))
+    return Footprint(sizes["t"], sizes["r"], sizes["d"], sizes["b"], stack, tuple(functions))
+
+
+def _object_footprint(
+    library: CLibrary, profile: TargetProfile
+) -> tuple[Footprint, frozenset[str]]:
+    """The library's objects measured, and the names of the symbols they define."""
     directory = library.directory
     _gcc(profile, ["-c", "model.c", "edgec_nn.c"], directory)
+    names = frozenset(
+        name for obj in ("model.o", "edgec_nn.o") for name, _, _ in _symbols(directory / obj)
+    )
     text = rodata = data = bss = 0
     for obj in ("model.o", "edgec_nn.o"):
         for name, size in _sections(directory / obj).items():
@@ -136,7 +177,7 @@ def footprint(library: CLibrary, profile: TargetProfile) -> Footprint:
     stack = _stack(directory)
     for leftover in [*directory.glob("*.o"), *directory.glob("*.su")]:
         leftover.unlink()
-    return Footprint(text, rodata, data, bss, stack)
+    return Footprint(text, rodata, data, bss, stack), names
 
 
 def check_fits(fp: Footprint, board: Board, library: CLibrary) -> None:
@@ -160,8 +201,9 @@ def check_fits(fp: Footprint, board: Board, library: CLibrary) -> None:
 
 
 def link(library: CLibrary, profile: TargetProfile, board: Board) -> Firmware:
-    """The test firmware for `board`, in the library's directory (firmware.elf)."""
-    fp = footprint(library, profile)
+    """The test firmware for `board`, in the library's directory (firmware.elf); its footprint
+    is the library's share of the linked image."""
+    fp, names = _object_footprint(library, profile)
     check_fits(fp, board, library)
     directory = library.directory
     assert board.memory is not None
@@ -207,7 +249,8 @@ def link(library: CLibrary, profile: TargetProfile, board: Board) -> Firmware:
     for leftover in directory.glob("*.su"):
         leftover.unlink()
     elf = directory / "firmware.elf"
-    return Firmware(elf, board, library, fp, _sections(elf))
+    linked = _linked_footprint(elf, names, fp.stack_bytes)
+    return Firmware(elf, board, library, linked, _sections(elf))
 
 
 def _test_input(library: CLibrary) -> str:

@@ -103,6 +103,10 @@ def generate(
 def _int8_body(graph: QGraph, profile: TargetProfile) -> list[QNode]:
     """The nodes between the input's quantize and the output's dequantize, all int8."""
     nodes = list(graph.nodes)
+    # a flatten at the input (an MLP fed NCHW data) comes before the quantize: the C then takes
+    # the flattened tensor, in the reference's order
+    while len(nodes) > 1 and nodes[0].op == "reshape" and nodes[1].op in ("reshape", "quantize"):
+        nodes = nodes[1:]
     floats = [n.name for n in nodes if n.op in COMPUTE_OPS and n.precision != "int8"]
     casts = [n for n in nodes[1:-1] if n.op in CAST_OPS]
     if floats or casts or nodes[0].op != "quantize" or nodes[-1].op != "dequantize":
@@ -306,11 +310,17 @@ def _conv(e: _Emitter, node: QNode, step: int) -> None:
     kh, kw = a.window.kernel
     if a.groups == cin == cout and a.groups > 1:  # depthwise: taps outermost, channels inner
         weights = oihw.reshape(cout, kh * kw).T
-        e.scratch = max(e.scratch, 2 * cout)  # int32 accumulators
+        if e.profile.capabilities.has_dsp and cout % 4 == 0:
+            weights = _depthwise_pairs(weights)
+        # int32 accumulators; on DSP builds also a table of tap pointers and a run of zeros
+        e.scratch = max(e.scratch, 3 * cout + 2 * (kh * kw + 1))
     elif e.profile.capabilities.has_dsp and a.groups == 1:
         padded = -(-weights.shape[1] // 4) * 4  # the SMLAD kernels read rows 4 at a time
         weights = _interleave_pairs(np.pad(weights, ((0, 0), (0, padded - weights.shape[1]))))
-        e.scratch = max(e.scratch, 2 * padded)
+        # two interleaved int16 columns; for 1-3 channels the field as int8 rows; then
+        # two pixels' int32 accumulators
+        field = padded // 2 if cin % 4 else 0
+        e.scratch = max(e.scratch, 2 * padded + field + 4 * cout)
     e.weight_arrays(weights, a.weights, a.out)
     (sh, sw), (pt, pl), (dh, dw) = a.window.strides, a.window.pads[:2], a.dilations
     fields = {"in_h": h, "in_w": w, "in_c": cin, "out_h": oh, "out_w": ow, "out_c": cout,
@@ -329,9 +339,10 @@ def _dense(e: _Emitter, node: QNode, step: int) -> None:
     if order is not None:  # the input was flattened from NHWC: permute the columns
         weights = weights[:, order]
     out_n, in_n = weights.shape
-    e.weight_arrays(weights, a.weights, a.out)
     if e.profile.capabilities.has_dsp and in_n % 4 == 0:
         e.scratch = max(e.scratch, in_n)
+        weights = _interleave_rows(weights, 4)  # the SMLAD kernel reads 4 rows at a time
+    e.weight_arrays(weights, a.weights, a.out)
     fields = {"in_n": in_n, "out_n": out_n, "lo": a.out.lo, "hi": a.out.hi}
     e.layer(node, fields, in_n * out_n, input=node.inputs[0], output=node.output)
 
@@ -415,12 +426,30 @@ KERNELS: dict[str, Callable[[_Emitter, QNode, int], None]] = {
 def _interleave_pairs(rows: np.ndarray) -> np.ndarray:
     """Rows 2i and 2i+1 interleaved in groups of 4 bytes (the DSP kernel reads both channels
     of a pair with one doubleword load); an odd last row stays as it is."""
+    return _interleave_rows(rows, 2)
+
+
+def _interleave_rows(rows: np.ndarray, n: int) -> np.ndarray:
+    """Each run of n rows interleaved in groups of 4 bytes (the DSP kernels read the n rows'
+    next 4 weights together); the rows after the last full run stay as they are."""
     out = rows.copy()
-    pairs = len(rows) // 2 * 2
+    full = len(rows) // n * n
     k = rows.shape[1]
-    grouped = rows[:pairs].reshape(pairs // 2, 2, k // 4, 4).transpose(0, 2, 1, 3)
-    out[:pairs] = grouped.reshape(pairs, k)
+    grouped = rows[:full].reshape(full // n, n, k // 4, 4).transpose(0, 2, 1, 3)
+    out[:full] = grouped.reshape(full, k)
     return out
+
+
+def _depthwise_pairs(weights: np.ndarray) -> np.ndarray:
+    """Depthwise weights (taps x C) as the DSP kernel reads them: per group of 4 channels, per
+    pair of taps, [w(t0, c) w(t0, c+1) w(t1, c) w(t1, c+1)] then the same for c+2, c+3; an odd
+    last tap follows as [w(t, c) .. w(t, c+3)]."""
+    taps, c = weights.shape
+    full = taps // 2 * 2
+    pairs = weights[:full].reshape(-1, 2, c // 4, 2, 2)  # (P, tap, group, half, channel)
+    paired = pairs.transpose(2, 0, 3, 1, 4).reshape(c // 4, -1)  # (group, P * 8)
+    last = weights[full:].T.reshape(c // 4, -1)  # (group, 4 or 0)
+    return np.concatenate([paired, last], axis=1).reshape(-1)
 
 
 def _provenance(model: str, profile: TargetProfile) -> str:

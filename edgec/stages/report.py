@@ -268,6 +268,9 @@ def markdown(report: Report | dict[str, Any]) -> str:
             f"| flash | {mem.flash_bytes:,} B of {_count(mem.board_flash_bytes)} "
             f"(code {_count(flash.get('code'))}, weights and tables "
             f"{_count(flash.get('weights_and_tables'))}) |",
+            "| code in the linked image | "
+            + ", ".join(f"{name} {size:,}" for name, size in mem.flash_functions.items())
+            + " |",
             f"| RAM | {_count(mem.ram_bytes)} B of {_count(mem.board_ram_bytes)} (arena "
             f"{_count(ram.get('arena'))}, lower bound {_count(ram.get('arena_lower_bound'))}; "
             f"scratch {_count(ram.get('scratch'))}; stack {_count(ram.get('stack'))}) |",
