@@ -1,0 +1,179 @@
+"""Per-layer sensitivity: the model's output error with one layer alone in int8.
+
+With one layer L in int8, everything upstream of L is the float model and everything
+downstream is float again. So the float activations are computed once (ONNX Runtime, every
+probe image, only the tensors some layer reads), and each layer costs only its own int8 part
+(the "island": L, the casts around it and layout ops on its int8 output, run by the numpy
+reference) and the float part downstream of it (an ONNX Runtime session on the nodes between
+L's float views and the model's output). Re-running the whole model in numpy per layer took
+ResNet-18 207 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgec import qgraph
+from edgec.qgraph import QGraph
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """One layer's graph split at the float boundary: its island, the ONNX tensors the island's
+    float views stand for, and the upstream float tensors it and the downstream part read."""
+
+    island: QGraph  # inputs: clean float tensors; outputs: the float views of int8 tensors
+    stands_for: dict[str, str]  # island output → the ONNX tensor it replaces downstream
+    downstream: tuple[Any, ...]  # ONNX nodes from the island's views to the model's output
+    clean: tuple[str, ...]  # upstream float tensors the downstream part reads
+
+
+def layer_errors(
+    model: Any, graphs: Iterable[tuple[str, QGraph]], probe: np.ndarray
+) -> dict[str, float]:
+    """Each layer's relative RMS output error on `probe` (N samples, batched) when `graphs`
+    gives, per layer, the QGraph with only that layer in int8. The same figures as running each
+    whole graph in the numpy reference (a test compares), up to float rounding downstream."""
+    cuts: dict[str, _Cut | QGraph] = {}
+    for layer, graph in graphs:
+        cuts[layer] = _cut(model, graph) or graph  # a graph not cut keeps the whole-graph path
+    wanted = {n for c in cuts.values() if isinstance(c, _Cut) for n in (*c.island.inputs, *c.clean)}
+    values = _float_values(model, probe, sorted(wanted))
+    output = model.graph.output[0].name
+    expected = values[output]
+    result: dict[str, float] = {}
+    for layer, cut in cuts.items():
+        if isinstance(cut, QGraph):
+            got = qgraph.run(cut, [probe])[0]
+        else:
+            got = _run_cut(model, cut, values)
+        result[layer] = error(got, expected)
+    return result
+
+
+def error(got: np.ndarray, expected: np.ndarray) -> float:
+    """Relative RMS error of the outputs."""
+    scale = float(np.sqrt(np.mean(expected.astype(np.float64) ** 2))) or 1.0
+    return float(np.sqrt(np.mean((got.astype(np.float64) - expected) ** 2))) / scale
+
+
+def _cut(model: Any, graph: QGraph) -> _Cut | None:
+    """`graph` split into clean float nodes, the island, and float nodes downstream; None if
+    its shape is not the one this module understands (then the whole graph runs in numpy)."""
+    onnx_tensors = {graph.inputs[0], *(o for n in model.graph.node for o in n.output)}
+    clean = {graph.inputs[0]}
+    island, internal, stands_for, dirty = [], set(), {}, set()
+    for node in graph.nodes:
+        if node.op != "dequantize" and node.precision == "float":
+            if all(i in clean for i in node.inputs):
+                clean.add(node.output)
+            elif all(i in clean or i in stands_for or i in dirty for i in node.inputs):
+                dirty.add(node.output)
+            else:
+                return None  # a float node reading an int8 tensor
+            continue
+        if any(i not in clean and i not in internal for i in node.inputs):
+            return None  # the island reads a value computed downstream
+        island.append(node)
+        if node.op == "dequantize":
+            source = node.inputs[0]
+            stands_for[node.output] = source if source in onnx_tensors else node.output
+        else:
+            internal.add(node.output)
+    if not island or not clean <= onnx_tensors:
+        return None
+    fed = {tensor: name for name, tensor in stands_for.items()}
+    downstream, reads = _downstream(model, set(fed), clean)
+    produced = {o for n in downstream for o in n.output}
+    if produced & (internal | set(fed)):
+        return None  # the float model would recompute part of the island
+    inputs = tuple(sorted({i for n in island for i in n.inputs} & clean))
+    outputs = tuple(stands_for)
+    island_graph = QGraph(tuple(island), graph.scales, graph.shapes, inputs, outputs)
+    return _Cut(island_graph, stands_for, tuple(downstream), tuple(sorted(reads & clean)))
+
+
+def _downstream(model: Any, fed: set[str], clean: set[str]) -> tuple[list[Any], set[str]]:
+    """The ONNX nodes that compute the model's output from `fed` and `clean` tensors (in
+    graph order), and which of those tensors they read."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    constants = {i.name for i in model.graph.initializer}
+    needed: set[int] = set()
+    reads: set[str] = set()
+    stack = [model.graph.output[0].name]
+    seen: set[str] = set()
+    while stack:
+        tensor = stack.pop()
+        if tensor in seen or not tensor:
+            continue
+        seen.add(tensor)
+        if tensor in fed or tensor in clean:
+            reads.add(tensor)
+            continue
+        if tensor in constants or tensor not in producer:
+            continue
+        node = producer[tensor]
+        needed.add(id(node))
+        stack.extend(node.input)
+    return [n for n in model.graph.node if id(n) in needed], reads
+
+
+def _float_values(model: Any, probe: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """The model's output and the tensors `names` on every probe sample, from one ONNX Runtime
+    session (batch 1, the shapes the model was exported with)."""
+    import onnx
+    from onnx import helper
+
+    from edgec.reference import session
+
+    input_name, output = model.graph.input[0].name, model.graph.output[0].name
+    names = [n for n in names if n not in (input_name, output)]
+    probe_model = onnx.ModelProto()
+    probe_model.CopyFrom(model)
+    probe_model.graph.output.extend(
+        helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in names
+    )
+    sess = session(probe_model.SerializeToString(), 1)
+    runs = [sess.run([output, *names], {input_name: probe[i : i + 1]}) for i in range(len(probe))]
+    values = {name: np.concatenate([r[k] for r in runs]) for k, name in enumerate([output, *names])}
+    return {input_name: probe, **values}
+
+
+def _run_cut(model: Any, cut: _Cut, values: dict[str, np.ndarray]) -> np.ndarray:
+    """The model's output on the probe samples with the cut's layer alone in int8."""
+    views = qgraph.run(cut.island, [values[n] for n in cut.island.inputs])
+    feeds = {cut.stands_for[name]: v for name, v in zip(cut.island.outputs, views, strict=True)}
+    output = model.graph.output[0].name
+    if output in feeds:
+        return feeds[output]
+    if not cut.downstream:  # the output does not depend on the layer
+        return values[output]
+    from edgec.reference import session
+
+    inputs = {**{n: values[n] for n in cut.clean}, **feeds}
+    used = sorted({n for node in cut.downstream for n in node.input} & set(inputs))
+    sess = session(_submodel(model, cut.downstream, used), 1)
+    count = len(values[output])
+    runs = [sess.run([output], {n: inputs[n][i : i + 1] for n in used})[0] for i in range(count)]
+    return np.concatenate(runs)
+
+
+def _submodel(model: Any, nodes: tuple[Any, ...], inputs: list[str]) -> bytes:
+    """The serialized ONNX model of `nodes` with `inputs` as float graph inputs."""
+    import onnx
+    from onnx import helper
+
+    names = {i for n in nodes for i in n.input}
+    graph = helper.make_graph(
+        list(nodes),
+        "edgec-sensitivity",
+        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in inputs],
+        list(model.graph.output),
+        [i for i in model.graph.initializer if i.name in names],
+    )
+    sub = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    return sub.SerializeToString()
