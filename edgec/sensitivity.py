@@ -11,8 +11,10 @@ ResNet-18 207 s.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,16 +44,13 @@ def layer_errors(
     for layer, graph in graphs:
         cuts[layer] = _cut(model, graph) or graph  # a graph not cut keeps the whole-graph path
     wanted = {n for c in cuts.values() if isinstance(c, _Cut) for n in (*c.island.inputs, *c.clean)}
-    values = _float_values(model, probe, sorted(wanted))
     output = model.graph.output[0].name
-    expected = values[output]
-    result: dict[str, float] = {}
-    for layer, cut in cuts.items():
-        if isinstance(cut, QGraph):
-            got = qgraph.run(cut, [probe])[0]
-        else:
-            got = _run_cut(model, cut, values)
-        result[layer] = error(got, expected)
+    with tempfile.TemporaryDirectory(prefix="edgec-sensitivity-") as tmp:
+        parts = _Parts(model, Path(tmp))
+        values = parts.float_values(probe, sorted(wanted))
+        result: dict[str, float] = {}
+        for layer, cut in cuts.items():
+            result[layer] = error(parts.run(cut, values), values[output])
     return result
 
 
@@ -122,58 +121,79 @@ def _downstream(model: Any, fed: set[str], clean: set[str]) -> tuple[list[Any], 
     return [n for n in model.graph.node if id(n) in needed], reads
 
 
-def _float_values(model: Any, probe: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    """The model's output and the tensors `names` on every probe sample, from one ONNX Runtime
-    session (batch 1, the shapes the model was exported with)."""
-    import onnx
-    from onnx import helper
+class _Parts:
+    """ONNX Runtime sessions on parts of the float model. Its weights are written once to one
+    file beside the parts, which refer to them: no part re-serializes them (45 MB each for
+    ResNet-18)."""
 
-    from edgec.reference import session
+    def __init__(self, model: Any, folder: Path) -> None:
+        import onnx
 
-    input_name, output = model.graph.input[0].name, model.graph.output[0].name
-    names = [n for n in names if n not in (input_name, output)]
-    probe_model = onnx.ModelProto()
-    probe_model.CopyFrom(model)
-    probe_model.graph.output.extend(
-        helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in names
-    )
-    sess = session(probe_model.SerializeToString(), 1)
-    runs = [sess.run([output, *names], {input_name: probe[i : i + 1]}) for i in range(len(probe))]
-    values = {name: np.concatenate([r[k] for r in runs]) for k, name in enumerate([output, *names])}
-    return {input_name: probe, **values}
+        self.folder = folder
+        self.model = onnx.ModelProto()
+        self.model.CopyFrom(model)
+        onnx.save_model(
+            self.model,
+            str(folder / "float.onnx"),
+            save_as_external_data=True,
+            location="weights.bin",
+            size_threshold=1024,
+        )  # self.model's initializers now point into weights.bin
+        self.input = model.graph.input[0].name
+        self.output = model.graph.output[0].name
+        self.threads = 1  # the host is shared (spinning pool threads cost more than they save)
+        self.count = 0
 
+    def session(self, nodes: list[Any], inputs: list[str], outputs: list[str]) -> Any:
+        """A session on `nodes` with `inputs` and `outputs` (float tensors)."""
+        import onnx
+        from onnx import helper
 
-def _run_cut(model: Any, cut: _Cut, values: dict[str, np.ndarray]) -> np.ndarray:
-    """The model's output on the probe samples with the cut's layer alone in int8."""
-    views = qgraph.run(cut.island, [values[n] for n in cut.island.inputs])
-    feeds = {cut.stands_for[name]: v for name, v in zip(cut.island.outputs, views, strict=True)}
-    output = model.graph.output[0].name
-    if output in feeds:
-        return feeds[output]
-    if not cut.downstream:  # the output does not depend on the layer
-        return values[output]
-    from edgec.reference import session
+        from edgec.reference import session
 
-    inputs = {**{n: values[n] for n in cut.clean}, **feeds}
-    used = sorted({n for node in cut.downstream for n in node.input} & set(inputs))
-    sess = session(_submodel(model, cut.downstream, used), 1)
-    count = len(values[output])
-    runs = [sess.run([output], {n: inputs[n][i : i + 1] for n in used})[0] for i in range(count)]
-    return np.concatenate(runs)
+        def floats(names: list[str]) -> list[Any]:
+            return [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names]
 
+        read = {i for n in nodes for i in n.input}
+        graph = helper.make_graph(
+            nodes,
+            "edgec-sensitivity",
+            floats(inputs),
+            floats(outputs),
+            [i for i in self.model.graph.initializer if i.name in read],
+        )
+        part = helper.make_model(
+            graph, opset_imports=self.model.opset_import, ir_version=self.model.ir_version
+        )
+        self.count += 1
+        path = self.folder / f"part{self.count}.onnx"
+        onnx.save_model(part, str(path))
+        return session(path, self.threads)
 
-def _submodel(model: Any, nodes: tuple[Any, ...], inputs: list[str]) -> bytes:
-    """The serialized ONNX model of `nodes` with `inputs` as float graph inputs."""
-    import onnx
-    from onnx import helper
+    def float_values(self, probe: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """The model's output and the tensors `names` on every probe sample (batch 1: the shape
+        the model was exported with)."""
+        names = [n for n in names if n not in (self.input, self.output)]
+        sess = self.session(list(self.model.graph.node), [self.input], [self.output, *names])
+        runs = [sess.run(None, {self.input: probe[i : i + 1]}) for i in range(len(probe))]
+        kept = {
+            n: np.concatenate([r[k] for r in runs]) for k, n in enumerate([self.output, *names])
+        }
+        return {self.input: probe, **kept}
 
-    names = {i for n in nodes for i in n.input}
-    graph = helper.make_graph(
-        list(nodes),
-        "edgec-sensitivity",
-        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in inputs],
-        list(model.graph.output),
-        [i for i in model.graph.initializer if i.name in names],
-    )
-    sub = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
-    return sub.SerializeToString()
+    def run(self, cut: _Cut | QGraph, values: dict[str, np.ndarray]) -> np.ndarray:
+        """The model's output on the probe samples with the cut's layer alone in int8."""
+        if isinstance(cut, QGraph):
+            return qgraph.run(cut, [values[self.input]])[0]
+        views = qgraph.run(cut.island, [values[n] for n in cut.island.inputs])
+        feeds = dict(zip((cut.stands_for[n] for n in cut.island.outputs), views, strict=True))
+        if self.output in feeds:
+            return feeds[self.output]
+        if not cut.downstream:  # the output does not depend on the layer
+            return values[self.output]
+        inputs = {**{n: values[n] for n in cut.clean}, **feeds}
+        used = sorted({i for node in cut.downstream for i in node.input} & set(inputs))
+        sess = self.session(list(cut.downstream), used, [self.output])
+        count = len(values[self.output])
+        runs = [sess.run(None, {n: inputs[n][i : i + 1] for n in used})[0] for i in range(count)]
+        return np.concatenate(runs)
