@@ -43,6 +43,8 @@ def layer_errors(
     cuts: dict[str, _Cut | QGraph] = {}
     for layer, graph in graphs:
         cuts[layer] = _cut(model, graph) or graph  # a graph not cut keeps the whole-graph path
+    if not cuts:
+        return {}
     wanted = {n for c in cuts.values() if isinstance(c, _Cut) for n in (*c.island.inputs, *c.clean)}
     output = model.graph.output[0].name
     with tempfile.TemporaryDirectory(prefix="edgec-sensitivity-") as tmp:
