@@ -1,17 +1,21 @@
 """int8 against float32 on the digits example: accuracy, weight bytes and x86 latency, edgec and
 ONNX Runtime (its int8 runs the same QDQ model edgec checks against), in one run.
 
-    .venv/bin/python bench/quantize.py [--repeat 500] [--larger]
+    .venv/bin/python bench/quantize.py [--repeat 500] [--larger | --larger-only]
 
 Rows: the float32 build, the int8 build (percentile calibration on 256 training images), and
 prune 50% + distill + int8. ONNX Runtime's column times the float model for float rows and the
-int8 QDQ model for int8 rows, with the same threads and input. Prints a Markdown table.
+int8 QDQ model for int8 rows, with the same threads and input. "quantize (s)" is the quantize
+stage's own wall time (calibration, per-layer sensitivity, validation): it depends on the
+machine's load, printed above the tables. Prints Markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
+import platform
 import tempfile
 from pathlib import Path
 
@@ -26,7 +30,14 @@ def main() -> None:
     parser.add_argument(
         "--larger", action="store_true", help="then time ResNet-18 and MobileNetV2 (224x224)"
     )
+    parser.add_argument(
+        "--larger-only", action="store_true", help="only the ResNet-18 and MobileNetV2 table"
+    )
     args = parser.parse_args()
+    print(machine())
+    if args.larger_only:
+        larger()
+        return
 
     from edgec.compress import CompressOptions
     from edgec.pipeline import BuildOptions
@@ -50,9 +61,9 @@ def main() -> None:
     ]
     print(
         "| variant | val top-1 (%) | weight bytes | ops int8 / float | edgec x86 p50 (ms) "
-        "| ONNX Runtime p50 (ms) | edgec / ORT | parity (max abs diff) |"
+        "| ONNX Runtime p50 (ms) | edgec / ORT | parity (max abs diff) | quantize (s) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     base = None
     with tempfile.TemporaryDirectory(prefix="edgec-bench-") as tmp:
         for name, options in variants:
@@ -62,6 +73,7 @@ def main() -> None:
             report = build_bundle(MODEL, "x86", Path(tmp) / "out", options, StageLog(io.StringIO()))
             stages = {s["name"]: s for s in report["stages"]}
             last = stages.get("quantize") or stages["export"]
+            seconds = f"{stages['quantize']['seconds']:.1f}" if "quantize" in stages else "—"
             quant = report["quantization"] or {"int8_ops": 0, "float_ops": "all"}
             p50 = report["latency_ms"]["p50"]
             ort = report["baseline"]["onnxruntime"]["p50"]
@@ -70,36 +82,47 @@ def main() -> None:
                 f"| {name} | {last['accuracy']:.1f} | {last['size_bytes']:,} "
                 f"| {quant['int8_ops']} / {quant['float_ops']} "
                 f"| {p50:.4f} ({p50 / base:.2f}× fp32) "
-                f"| {ort:.4f} | {p50 / ort:.2f}× | {report['parity']['max_abs_diff']:.2e} |"
+                f"| {ort:.4f} | {p50 / ort:.2f}× | {report['parity']['max_abs_diff']:.2e} "
+                f"| {seconds} |"
             )
     if args.larger:
         larger()
 
 
+def machine() -> str:
+    """The CPU, its cores and the load: the quantize stage's time depends on all three."""
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    cpu = names[0] if names else platform.machine()
+    return f"machine: {cpu}, {os.cpu_count()} cores; load average at start {load}\n"
+
+
 def larger(repeat: int = 50) -> None:
-    """Speed only: ResNet-18 and MobileNetV2 in float32 and int8 (every layer int8, calibrated
-    on 32 random images: the accuracy of these untrained models means nothing)."""
+    """Speed only: ResNet-18 and MobileNetV2 in float32 and int8 (calibrated on 32 random images
+    with per-layer sensitivity: the accuracy of these untrained models means nothing)."""
     import numpy as np
 
     from edgec.compress import CompressOptions
     from edgec.pipeline import BuildOptions
     from edgec.pipeline import build as build_bundle
     from edgec.progress import StageLog
-    from edgec.stages.quantize import QuantizeConfig
+    from edgec.stages.quantize import SENSITIVITY_SAMPLES, QuantizeConfig
 
     print()
     print(
         "| model (1x3x224x224) | edgec fp32 p50 (ms) | edgec int8 p50 (ms) | int8 / fp32 "
-        "| ORT fp32 (ms) | ORT int8 QDQ (ms) | edgec int8 / ORT int8 | int8 kernels on VNNI |"
+        "| ORT fp32 (ms) | ORT int8 QDQ (ms) | edgec int8 / ORT int8 | int8 kernels on VNNI "
+        "| quantize (s) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="edgec-bench-") as tmp:
         rng = np.random.default_rng(0)
         data = Path(tmp) / "random224.npz"
         x = rng.standard_normal((48, 3, 224, 224)).astype(np.float32)
         np.savez(data, x=x, y=rng.integers(0, 1000, 48))
         # the 80/20 split leaves 38 of the 48 for training: calibration takes 32 of them
-        int8 = QuantizeConfig("int8", samples=32, sensitivity=None)
+        int8 = QuantizeConfig("int8", samples=32)
         for name in ("resnet18", "mobilenetv2"):
             model = f"{ROOT / 'examples' / name}.py:make_model"
             reports = [
@@ -117,11 +140,16 @@ def larger(repeat: int = 50) -> None:
             ]
             fp32, q = (r["latency_ms"]["p50"] for r in reports)
             ort32, ort8 = (r["baseline"]["onnxruntime"]["p50"] for r in reports)
+            stage = next(s for s in reports[1]["stages"] if s["name"] == "quantize")
             print(
                 f"| {name} | {fp32:.2f} | {q:.2f} | {q / fp32:.2f}× | {ort32:.2f} | {ort8:.2f} "
-                f"| {q / ort8:.2f}× | {reports[1]['schedules']['int8_dot']} |"
+                f"| {q / ort8:.2f}× | {reports[1]['schedules']['int8_dot']} "
+                f"| {stage['seconds']:.1f} |"
             )
-        print(f"\n(int8 calibrated on {int8.samples} random 1x3x224x224 images)")
+        print(
+            f"\n(int8 calibrated on {int8.samples} random 1x3x224x224 images, each layer's "
+            f"sensitivity measured on {SENSITIVITY_SAMPLES} of them)"
+        )
 
 
 if __name__ == "__main__":

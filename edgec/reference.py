@@ -15,15 +15,17 @@ from edgec.artifacts import TensorSpec
 FLOAT_TOLERANCE = 1e-4
 
 
-def session(path: Path, threads: int) -> Any:
-    """An ONNX Runtime CPU session with a fixed thread count, all graph optimizations on."""
+def session(path: Path | bytes, threads: int) -> Any:
+    """An ONNX Runtime CPU session with a fixed thread count, all graph optimizations on, of an
+    ONNX file or a serialized model."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def run(path: Path, inputs: list[np.ndarray], threads: int = 1) -> list[np.ndarray]:

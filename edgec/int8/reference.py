@@ -32,23 +32,59 @@ def trace(graph: QGraph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
 
 def _conv(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
     a = node.attrs
-    w = a.weights.values.astype(np.float64)
-    top, left, bottom, right = a.window.pads
-    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)))
-    kh, kw = w.shape[2:]
-    dh, dw = a.dilations
-    sh, sw = a.window.strides
-    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    windows = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(2, 3))
-    windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # N, C, OH, OW, kh, kw
-    n, c, oh, ow = windows.shape[:4]
-    g = a.groups
-    windows = windows.reshape(n, g, c // g, oh, ow, kh, kw)
-    weights = w.reshape(g, w.shape[0] // g, c // g, kh, kw)
-    acc = np.einsum("ngchwij,gocij->ngohw", windows, weights, optimize=True)
-    acc = acc.reshape(n, w.shape[0], oh, ow)
+    w = a.weights.values
+    acc = conv_sums(x, w, a.window.strides, a.window.pads, a.dilations, a.groups)
     acc += a.weights.bias.astype(np.float64).reshape(1, -1, 1, 1)
     return _finish(a.out, acc, channel_axis=1)
+
+
+EXACT_F32_TERMS = 1024  # int8 products are < 2^14: float32 sums of up to 1024 are exact
+BLOCK_ELEMENTS = 1 << 23  # one im2col block (32 MB in float32): memory stays bounded
+
+
+def conv_sums(
+    x: np.ndarray,
+    w: np.ndarray,
+    strides: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    dilations: tuple[int, int],
+    groups: int,
+) -> np.ndarray:
+    """Each output's sum of input × weight over its window, (N, O, OH, OW) in float64, with
+    zero padding. int8 × int8 sums are exact: blocks of at most 1024 products are summed by a
+    float32 GEMM (every partial sum is an integer below 2^24) and the blocks in float64."""
+    out_channels, per_group, kh, kw = w.shape
+    exact = x.dtype == np.int8 and w.dtype == np.int8 and kh * kw <= EXACT_F32_TERMS
+    dtype = np.float32 if exact else np.float64
+    top, left, bottom, right = pads
+    x = np.pad(x.astype(dtype), ((0, 0), (0, 0), (top, bottom), (left, right)))
+    w = w.astype(dtype)
+    (dh, dw), (sh, sw) = dilations, strides
+    span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    windows = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
+    windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # N, C, OH, OW, kh, kw
+    n, _, oh, ow = windows.shape[:4]
+    per_out = out_channels // groups
+    acc = np.zeros((n, groups, per_out, oh, ow))
+    if per_group == 1:  # depthwise: one multiply-add per tap, no im2col
+        taps = w.reshape(groups, per_out, kh, kw)
+        for i in range(kh):
+            for j in range(kw):
+                tap = windows[..., i, j][:, :, None]  # N, G, 1, OH, OW
+                acc += tap * taps[None, :, :, i, j, None, None]
+        return acc.reshape(n, out_channels, oh, ow)
+    step = max(1, EXACT_F32_TERMS // (kh * kw)) if exact else per_group  # channels per block
+    for g in range(groups):
+        for c in range(0, per_group, step):
+            channels = slice(g * per_group + c, g * per_group + min(c + step, per_group))
+            block = w[g * per_out : (g + 1) * per_out, c : c + step].reshape(per_out, -1)
+            images = max(1, BLOCK_ELEMENTS // (block.shape[1] * oh * ow))
+            for start in range(0, n, images):
+                part = windows[start : start + images, channels].transpose(0, 2, 3, 1, 4, 5)
+                cols = part.reshape(-1, block.shape[1])  # im2col: one copy, one GEMM
+                sums = (cols @ block.T).reshape(len(part), oh, ow, per_out)
+                acc[start : start + images, g] += sums.transpose(0, 3, 1, 2)
+    return acc.reshape(n, out_channels, oh, ow)
 
 
 def _dense(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ only that layer in int8), stay in float: mixed precision, listed in the report.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from edgec.artifacts import OnnxModel
 from edgec.errors import EdgecError, known
 from edgec.int8 import QGraph, QuantizedModel, from_onnx
 from edgec.int8.qdq import to_qdq
+from edgec.sensitivity import layer_errors
 
 MODES = ("int8",)  # no quantization is no QuantizeConfig
-SENSITIVITY_SAMPLES = 32  # enough to rank layers; each layer costs one reference run on them
+SENSITIVITY_SAMPLES = 32  # enough to rank layers; each layer costs a run downstream of it on them
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,6 @@ def quantize(
         raise EdgecError(
             f"--float-layer {missing[0]!r} is not a layer; layers: {', '.join(layers)}"
         )
-    probe = samples[:SENSITIVITY_SAMPLES]
-    batch = np.concatenate(probe)
-    expected = _run_float(model.path, probe)
     forced: set[str] = set()  # layers whose bias does not fit int32 at their scale: float
 
     def build(float_layers: set[str]) -> QGraph:
@@ -84,12 +83,17 @@ def quantize(
             except from_onnx.BiasOverflow as e:
                 forced.add(e.layer)
 
+    def alone() -> Iterator[tuple[str, QGraph]]:
+        """Each layer with only itself in int8."""
+        for layer in layers:
+            one = build(set(layers) - {layer})
+            if layer not in forced:
+                yield layer, one
+
     sensitivity: dict[str, float] = {}
     if cfg.sensitivity is not None:
-        for layer in layers:
-            alone = build(set(layers) - {layer})
-            if layer not in forced:
-                sensitivity[layer] = _error(int8.run(alone, [batch])[0], expected)
+        probe = np.concatenate(samples[:SENSITIVITY_SAMPLES])
+        sensitivity = layer_errors(float_model, alone(), probe)
     sensitive = {n for n, e in sensitivity.items() if cfg.sensitivity and e > cfg.sensitivity}
     qg = build(sensitive | set(cfg.float_layers))
     float_layers = tuple(n for n in layers if n in sensitive | forced or n in cfg.float_layers)
@@ -114,12 +118,6 @@ def _run_float(path: Path, samples: list[np.ndarray]) -> np.ndarray:
     sess = session(path, 1)
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: x})[0] for x in samples])
-
-
-def _error(got: np.ndarray, expected: np.ndarray) -> float:
-    """Relative RMS error of the outputs."""
-    scale = float(np.sqrt(np.mean(expected.astype(np.float64) ** 2))) or 1.0
-    return float(np.sqrt(np.mean((got.astype(np.float64) - expected) ** 2))) / scale
 
 
 def _top1(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -14,7 +14,8 @@ from onnx import TensorProto, helper
 from edgec import calibrate, int8, reference
 from edgec.artifacts import OnnxModel, TensorSpec
 from edgec.errors import EdgecError
-from edgec.stages.quantize import QuantizeConfig, quantize
+from edgec.sensitivity import error
+from edgec.stages.quantize import SENSITIVITY_SAMPLES, QuantizeConfig, quantize
 
 
 def _identity_model(path: Path, size: int) -> Path:
@@ -96,6 +97,47 @@ def test_requantize_matches_exact_rationals_per_channel() -> None:
         assert value == max(-128, min(127, exact.__floor__()))
 
 
+CONV_SUMS = [  # input shape, weight shape, strides, pads (top, left, bottom, right), dilations
+    pytest.param((2, 16, 9, 9), (8, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, id="3x3"),
+    pytest.param((2, 600, 6, 6), (4, 600, 3, 3), (2, 2), (1, 0, 2, 1), (1, 1), 1, id="K-5400"),
+    pytest.param((2, 8, 10, 10), (16, 1, 3, 3), (2, 1), (1, 1, 1, 1), (2, 2), 8, id="depthwise"),
+    pytest.param((2, 12, 7, 7), (6, 4, 3, 2), (1, 1), (0, 1, 0, 1), (1, 2), 3, id="grouped"),
+    pytest.param((1, 2, 36, 36), (2, 2, 33, 33), (1, 1), (0, 0, 0, 0), (1, 1), 1, id="33x33"),
+]
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "strides", "pads", "dilations", "groups"), CONV_SUMS
+)
+def test_int8_conv_sums_are_exact_at_the_largest_magnitudes(
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    strides: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    dilations: tuple[int, int],
+    groups: int,
+) -> None:
+    # -128 x -127 everywhere: the partial sums the float32 GEMM blocks must hold exactly
+    x = np.full(x_shape, -128, np.int8)
+    x.flat[::7] = 127
+    w = np.full(w_shape, -127, np.int8)
+    got = int8.reference.conv_sums(x, w, strides, pads, dilations, groups)
+    top, left, bottom, right = pads
+    padded = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (top, bottom), (left, right)))
+    (kh, kw), (dh, dw), (sh, sw) = w_shape[2:], dilations, strides
+    per_group, per_out = x_shape[1] // groups, w_shape[0] // groups
+    want = np.zeros(got.shape, np.int64)
+    for o in range(w_shape[0]):
+        g = o // per_out
+        for i in range(kh):
+            for j in range(kw):
+                rows = slice(i * dh, i * dh + sh * got.shape[2], sh)
+                cols = slice(j * dw, j * dw + sw * got.shape[3], sw)
+                part = padded[:, g * per_group : (g + 1) * per_group, rows, cols]
+                want[:, o] += np.einsum("nchw,c->nhw", part, w[o, :, i, j].astype(np.int64))
+    assert got.dtype == np.float64 and np.array_equal(got, want)
+
+
 # conv-relu, a residual add with relu6, a depthwise conv, max pooling, a concat with a 3x3
 # average pooling of itself, global pooling, a dense layer and softmax: every int8 op
 def _cnn(path: Path) -> OnnxModel:
@@ -173,6 +215,32 @@ def test_sensitive_and_named_layers_stay_in_float(cnn: OnnxModel, calibration: n
     casts = [(n.op, n.inputs[0]) for n in named.graph.nodes if n.op in ("quantize", "dequantize")]
     # the first layer reads the float input as it is; only its output is quantized, once
     assert [op for op, _ in casts] == ["quantize", "dequantize"] and casts[0][1] != "x"
+
+
+def test_sensitivity_from_cached_float_activations_equals_whole_graph_runs(
+    cnn: OnnxModel, calibration: np.ndarray
+) -> None:
+    # the straightforward way: each layer's whole graph, only that layer int8, in numpy
+    probe = calibration[:SENSITIVITY_SAMPLES]
+    expected = np.concatenate([reference.run(cnn.path, [x[None]])[0] for x in probe])
+    fast = quantize(cnn, calibration, QuantizeConfig(sensitivity=1.0))
+    layers = tuple(fast.sensitivity)
+    slow = {}
+    for layer in layers:
+        others = tuple(n for n in layers if n != layer)
+        alone = quantize(cnn, calibration, QuantizeConfig(sensitivity=None, float_layers=others))
+        slow[layer] = error(int8.run(alone.graph, [probe])[0], expected)
+    assert fast.sensitivity == pytest.approx(slow, rel=1e-3)
+    # a threshold between two layers' errors: the same layers stay float, the same int8 graph
+    ordered = sorted(slow.values())
+    threshold = (ordered[len(ordered) // 2] + ordered[len(ordered) // 2 + 1]) / 2
+    chosen = quantize(cnn, calibration, QuantizeConfig(sensitivity=threshold))
+    chosen_qdq = chosen.onnx.path.read_bytes()
+    sensitive = tuple(n for n in layers if slow[n] > threshold)
+    assert chosen.float_layers == sensitive and 0 < len(sensitive) < len(layers)
+    named = quantize(cnn, calibration, QuantizeConfig(sensitivity=None, float_layers=sensitive))
+    assert chosen.graph.scales == named.graph.scales
+    assert chosen_qdq == named.onnx.path.read_bytes()
 
 
 def _sigmoid_model(path: Path) -> OnnxModel:
