@@ -201,9 +201,10 @@ def test_tvm_int8_kernels_match_the_numpy_reference_bit_for_bit(tmp_path: Path) 
 def test_arm_int8_kernels_match_the_numpy_reference_bit_for_bit(
     tmp_path: Path, target: str, dot_kernels: int
 ) -> None:
+    from edgec.backends import Model
+    from edgec.backends.tvm import seal
     from edgec.relax.compile import compile_model
     from edgec.relax.lower_int8 import import_qgraph
-    from edgec.stages.bundle import bundle
     from edgec.stages.quantize import QuantizeConfig, quantize
     from tests.unit.test_quantize import _cnn
 
@@ -212,7 +213,7 @@ def test_arm_int8_kernels_match_the_numpy_reference_bit_for_bit(
     quantized = quantize(model, calibration, QuantizeConfig(sensitivity=None))
     built = compile_model(import_qgraph(quantized), get_target(target), tmp_path)
     assert built.schedules["int8_dot"] == dot_kernels
-    bundle(built, tmp_path)
+    seal(Model(quantized.onnx, quantized), built, tmp_path)
     for seed in range(3):
         x = np.random.default_rng(seed).standard_normal((1, 1, 16, 16)).astype(np.float32)
         got = _runner_output(tmp_path, x, tmp_path)

@@ -82,8 +82,9 @@ def test_arm_int8_conv_sums_are_exact_on_the_int8_instructions(
     from tvm import relax
 
     from edgec.artifacts import OnnxModel, RelaxModule, TensorSpec
+    from edgec.backends import Model
+    from edgec.backends.tvm import seal
     from edgec.relax.compile import compile_model
-    from edgec.stages.bundle import bundle
 
     rng = np.random.default_rng(cin * cout + size)
     w = _weights(weights, (cout, cin, kernel, kernel), rng)
@@ -116,6 +117,6 @@ def test_arm_int8_conv_sums_are_exact_on_the_int8_instructions(
     )
     built = compile_model(RelaxModule(module, onnx), get_target(target), tmp_path)
     assert built.schedules["int8_dot"] == int(dot in ("both", target))
-    bundle(built, tmp_path)
+    seal(Model(onnx), built, tmp_path)
     assert json.loads((tmp_path / "manifest.json").read_text())["target"] == target
     assert np.array_equal(_runner_output(tmp_path, x, tmp_path), want)
