@@ -120,6 +120,8 @@ class Measurement:
     baseline_ms: dict[str, float] | None  # ONNX Runtime on the same input, same threads
     within_share: float = 1.0  # share of output values within the tolerance
     required_share: float = 1.0  # int8: 0.99 (≤ 1 step on ≥ 99% of outputs)
+    # GPU runs: device memory the runner held (free memory before loading minus after the runs)
+    device_memory_bytes: int | None = None
 
     @property
     def parity_ok(self) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgec.artifacts import TensorSpec
 from edgec.errors import EdgecError
-from edgec.targets import TargetProfile, get_target
+from edgec.targets import TargetProfile, get_target, with_cuda_arch
 
 SCHEMA = 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -54,10 +54,12 @@ class Manifest:
     board: str | None = None  # MCU bundles: the board the firmware was linked for
     memory: dict[str, int] | None = None  # MCU bundles: that board's flash/RAM map
     c_sources: tuple[str, ...] = ()  # MCU bundles: the generated C library
+    cuda_arch: str | None = None  # GPU bundles: the architecture the kernels were built for
 
     @property
     def profile(self) -> TargetProfile:
-        return get_target(self.target)
+        """The bundle's target profile, with the GPU architecture it was built for."""
+        return with_cuda_arch(get_target(self.target), self.cuda_arch)
 
     @staticmethod
     def from_json(data: object, directory: Path | None = None) -> Manifest:
@@ -126,6 +128,14 @@ def _parse(data: dict[str, Any], directory: Path | None, where: str) -> Manifest
         ):
             raise EdgecError(f"{where}: layers must name each layer's op and MACs; rebuild")
     parity = data.get("parity") or {}
+    cuda_arch = None
+    tvm_target = data.get("tvm_target")
+    if isinstance(tvm_target, dict) and tvm_target.get("kind") == "cuda":
+        from edgec.gpu import CUDA_ARCHS
+
+        cuda_arch = tvm_target.get("arch")
+        if cuda_arch not in CUDA_ARCHS:
+            raise EdgecError(f"{where}: cuda arch {cuda_arch!r} is unknown; rebuild the bundle")
     return Manifest(
         target=target,
         model=str(data.get("model", "")),
@@ -140,6 +150,7 @@ def _parse(data: dict[str, Any], directory: Path | None, where: str) -> Manifest
         board=None if board is None else str(board),
         memory=memory,
         c_sources=c_sources,
+        cuda_arch=cuda_arch,
     )
 
 

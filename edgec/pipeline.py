@@ -29,7 +29,7 @@ from edgec.staging import (
     staged_directory,
     update_bundle,
 )
-from edgec.targets import TargetProfile, get_target
+from edgec.targets import TargetProfile, get_target, with_cuda_arch
 
 if TYPE_CHECKING:
     from edgec.boards import Board
@@ -85,6 +85,7 @@ class BuildOptions:
     measure: bool = True
     tuning: TuneOptions | None = None  # None: build without the tuning database
     board: str | None = None  # MCU targets: the board to link for (default: the target's)
+    cuda_arch: str | None = None  # CUDA targets: sm_XY (default: the profile's, "host": this GPU)
     force: bool = False  # replace the output even if edgec did not write it
 
 
@@ -92,7 +93,7 @@ def build(
     model: str, target_name: str, out: Path, options: BuildOptions, log: StageLog
 ) -> dict[str, Any]:
     """Build MODEL for the target into the bundle directory `out`; returns the report."""
-    profile = get_target(target_name)
+    profile = with_cuda_arch(get_target(target_name), options.cuda_arch)
     _check_options(profile, options)
     with staged_directory(out, options.force) as work:
         with log.stage("load") as s:
@@ -127,6 +128,10 @@ def _check_options(profile: TargetProfile, options: BuildOptions) -> None:
     """Options that cannot work for this target fail before any work is done."""
     if options.quantize is not None and not (options.calib_data or options.compress.data):
         raise EdgecError(NO_CALIBRATION)
+    if options.tuning is not None:
+        from edgec.relax.compile import check_tuning
+
+        check_tuning(profile, options.tuning)
     if profile.capabilities.backend == "c":
         _mcu_board(profile, options.board)
     elif options.board is not None:
@@ -480,10 +485,11 @@ def tune(
     """Tune MODEL's kernels for the target into its tuning database; writes nothing else."""
     import tempfile
 
-    from edgec.relax.compile import tune_model
+    from edgec.relax.compile import check_tuning, tune_model
     from edgec.relax.import_onnx import import_onnx
 
-    profile = get_target(target_name)
+    profile = with_cuda_arch(get_target(target_name), None)  # "host": the GPU measuring them
+    check_tuning(profile, options)
     with tempfile.TemporaryDirectory(prefix="edgec-tune-") as tmp:
         work = Path(tmp)
         with log.stage("load") as s:
@@ -598,7 +604,7 @@ class FlashOptions:
     run: bool = False  # run the bundle on the board and record the measurement
     repeat: int = 20
     clean: bool = False  # remove the bundle from the board afterwards
-    dry_run: bool = False  # MCU probes: print the command, do not flash
+    dry_run: bool = False  # print the commands (ssh/scp, or the probe's), run none
     boards_dir: Path | None = None
 
 
@@ -619,9 +625,18 @@ def flash(path: Path, board_name: str, options: FlashOptions, log: StageLog) -> 
             assert board.ssh is not None
             known_hosts = Path(board.ssh.known_hosts or cache_dir() / "known_hosts")
             flashed = flashing.flash_ssh(
-                result, board, known_hosts, options.run, options.repeat, options.clean
+                result,
+                board,
+                known_hosts,
+                options.run,
+                options.repeat,
+                options.clean,
+                options.dry_run,
             )
-            s.note(f"{board.name}:{flashed.location}")
+            dry = "dry run, nothing sent: " if options.dry_run else ""
+            s.note(f"{dry}{board.name}:{flashed.location}")
+        if options.dry_run:
+            return {"flash": {"board": board.name, "commands": [list(c) for c in flashed.sent]}}
     elif board.transport in ("pyocd", "openocd"):
         with log.stage("flash") as s:
             flashed = flashing.flash_probe(result, board, options.dry_run)
@@ -688,7 +703,8 @@ def build_many(
 def _measure_one(built: BuiltTarget, options: BuildOptions) -> BuiltTarget:
     import io
 
-    if runnable_here(get_target(built.target), options.emulate) is not None:
+    profile = with_cuda_arch(get_target(built.target), options.cuda_arch)
+    if runnable_here(profile, options.emulate) is not None:
         return built  # e.g. a GPU bundle here: the report says why it was not measured
     stream = io.StringIO()
     try:

@@ -30,12 +30,10 @@ REPORTS = ("report.json", "report.md")  # rewritten by `edgec run`, so not check
 def bundle(built: BuiltArtifact, directory: Path) -> Bundle:
     """Complete `directory` (which holds model.so and model.onnx) into a deployable bundle."""
     profile = built.target
-    runs_cpu_runner = profile.capabilities.device == "cpu"  # the runner drives the CPU VM only
-    if runs_cpu_runner:
-        shutil.copy2(runtime.runner(profile), directory / runtime.RUNNER)
-        libs = runtime.runtime_libs(profile)
-        for lib in runtime.RUNTIME_LIBS:
-            shutil.copy2(libs / lib, directory / lib)
+    shutil.copy2(runtime.runner(profile), directory / runtime.RUNNER)
+    libs = runtime.runtime_libs(profile)
+    for lib in runtime.runtime_names(profile):  # GPU targets: the CUDA runtime too
+        shutil.copy2(libs / lib, directory / lib)
     manifest = {
         "schema": 1,
         "versions": versions(),
@@ -44,7 +42,7 @@ def bundle(built: BuiltArtifact, directory: Path) -> Bundle:
         "model": built.onnx.source,
         "library": built.library.name,
         "reference": built.onnx.path.name,
-        "runner": runtime.RUNNER if runs_cpu_runner else None,
+        "runner": runtime.RUNNER,
         "inputs": [s.to_json() for s in built.onnx.inputs],
         "outputs": [s.to_json() for s in built.onnx.outputs],
         "parity": _parity(built),

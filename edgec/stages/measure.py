@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -15,58 +14,32 @@ import numpy as np
 from edgec import reference
 from edgec.artifacts import Bundle, Measurement, TensorSpec, Where
 from edgec.errors import CheckFailed, EdgecError
+from edgec.gpu import find_gpu, gpu_compute_capability, runs_arch
 from edgec.manifest import Manifest
 from edgec.targets import TargetProfile
 
 TOLERANCE = 1e-4  # max abs difference from ONNX Runtime's outputs
 
 
-def _nvidia_smi(*args: str) -> list[str]:
-    """nvidia-smi's output lines, or [] where it is missing, fails or hangs."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        done = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        return []
-    return done.stdout.splitlines() if done.returncode == 0 else []
-
-
-def find_gpu() -> str | None:
-    """This machine's first NVIDIA GPU as nvidia-smi names it (or its device file), or None."""
-    gpus = [line for line in _nvidia_smi("-L") if line.startswith("GPU ")]
-    if gpus:
-        return gpus[0].split(" (UUID")[0]
-    return "/dev/nvidia0" if Path("/dev/nvidia0").exists() else None
-
-
-def gpu_compute_capability() -> tuple[int, int] | None:
-    """The first GPU's compute capability (9.0 for an H100/H200), where nvidia-smi says it."""
-    lines = _nvidia_smi("--query-gpu=compute_cap", "--format=csv,noheader")
-    major, _, minor = (lines[0].strip() if lines else "").partition(".")
-    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else None
-
-
 def runnable_here(profile: TargetProfile, emulate: bool) -> str | None:
     """Why the bundle cannot run on this machine, or None if it can."""
     if profile.capabilities.device == "cuda":
+        if not profile.capabilities.runs_on_host:  # e.g. aarch64 host code for a Jetson
+            return f"{profile.name} bundles run on the board (qemu has no GPU); use edgec flash"
         gpu = find_gpu()
         if gpu is None:
             return (
                 f"{profile.name} bundles need a cuda device; none found on this machine "
                 "(nvidia-smi lists no GPU and there is no /dev/nvidia0)"
             )
-        # TVM embeds SASS for the target's arch and no PTX: an sm_XY binary runs only on
-        # compute capability X.Y up to X.9 (same major), never on a newer major.
+        # TVM embeds SASS for the target's arch and no PTX (edgec.gpu.CUDA_ARCHS)
         arch = str(profile.tvm_target.get("arch", ""))
         have = gpu_compute_capability()
-        if have is not None and arch[3:].isdigit() and len(arch) == 5:
-            want = (int(arch[3]), int(arch[4]))
-            if have[0] != want[0] or have[1] < want[1]:
-                return (
-                    f"{profile.name} bundles hold {arch} code only; the GPU here ({gpu}) is "
-                    f"sm_{have[0]}{have[1]}, which cannot run it"
-                )
+        if have is not None and arch != "host" and not runs_arch(arch, have):
+            return (
+                f"{profile.name} bundles hold {arch} code only; the GPU here ({gpu}) is "
+                f"sm_{have[0]}{have[1]}, which cannot run it"
+            )
         return None
     if profile.capabilities.runs_on_host:
         return None
@@ -96,14 +69,12 @@ def measure(
         raise EdgecError(reason)
     manifest = bundle.typed
     _check_inputs(list(manifest.inputs), inputs)
-    if profile.capabilities.device == "cuda" and manifest.library is not None:
-        from edgec.relax.run_gpu import run_on_gpu
-
-        outputs, result = run_on_gpu(bundle.path / manifest.library, inputs, repeat, warmup)
-        return checked(bundle, inputs, outputs, result, repeat, "device", None)
     if manifest.runner is None or manifest.library is None:
-        raise EdgecError(f"{bundle.path} has no runner for {manifest.target}; load its library")
-    where: Where = "host" if profile.capabilities.runs_on_host else "emulated"
+        raise EdgecError(f"{bundle.path} has no runner for {manifest.target}; rebuild it")
+    on_gpu = profile.capabilities.device == "cuda"
+    where: Where = (
+        "device" if on_gpu else "host" if profile.capabilities.runs_on_host else "emulated"
+    )
     prefix, env = [], dict(os.environ)
     if where == "emulated" and profile.emulator is not None:
         prefix = list(profile.emulator.command)
@@ -126,6 +97,7 @@ def measure(
             str(repeat),
             "--warmup",
             str(warmup),
+            *runner_device(profile),
         ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -146,6 +118,11 @@ def measure(
     return checked(bundle, inputs, outputs, result, repeat, where, baseline)
 
 
+def runner_device(profile: TargetProfile) -> list[str]:
+    """The runner's --device option for the profile (none for the CPU, its default)."""
+    return ["--device", "cuda"] if profile.capabilities.device == "cuda" else []
+
+
 def output_files(manifest: Manifest) -> list[str]:
     """The files the runner writes, one per output: edgec reads these names and no others."""
     return [f"output_{i}.npy" for i in range(len(manifest.outputs))]
@@ -159,6 +136,8 @@ def runner_result(stdout: str, outputs: int) -> dict[str, Any]:
         files = [o["file"] for o in result["outputs"]]
         latency = {k: float(result["latency_ms"][k]) for k in ("p50", "p90", "p99", "mean", "min")}
         int(result["peak_rss_bytes"])
+        if "device" in result:  # GPU runs
+            int(result["device"]["memory_bytes"])
     except (ValueError, KeyError, TypeError):
         raise EdgecError(
             "the runner's result line is not what edgec-run prints; rebuild the bundle"
@@ -207,6 +186,7 @@ def checked(
         baseline_ms=baseline,
         within_share=float(np.mean(errors <= tolerance)) if errors.size else 1.0,
         required_share=float(parity["share"]),
+        device_memory_bytes=int(result["device"]["memory_bytes"]) if "device" in result else None,
     )
 
 

@@ -236,6 +236,8 @@ def with_measurement(
         "repeat": m.repeat,
     }
     data["memory"]["peak_rss_bytes"] = m.peak_rss_bytes
+    if m.device_memory_bytes is not None:
+        data["memory"]["device_bytes"] = m.device_memory_bytes
     if rerun is None:
         for stage in data["stages"]:
             if stage["name"] == "measure":  # the latency the compression stages bought
@@ -372,6 +374,8 @@ def markdown(data: dict[str, Any]) -> str:
             f"| planned activation memory | {_mib(mem['planned_bytes'])} |",
             f"| peak RSS of the runner | {_mib(mem['peak_rss_bytes'])} |",
         ]
+        if mem.get("device_bytes") is not None:
+            lines.append(f"| GPU memory of the runner | {_mib(mem['device_bytes'])} |")
     if parity.get("export_max_abs_diff") is not None:
         lines.append(
             "| export parity (PyTorch vs ONNX) | "
