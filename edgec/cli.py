@@ -795,7 +795,7 @@ def targets() -> None:
     for p in all_targets().values():
         c = p.capabilities
         if c.runs_on_host:
-            runs = "host"
+            runs = "host GPU" if c.device == "cuda" else "host"
         elif c.backend == "c":
             runs = f"emulated (qemu-system-arm, board {p.board})"
         else:

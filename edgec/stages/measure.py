@@ -186,8 +186,14 @@ def checked(
         baseline_ms=baseline,
         within_share=float(np.mean(errors <= tolerance)) if errors.size else 1.0,
         required_share=float(parity["share"]),
-        device_memory_bytes=int(result["device"]["memory_bytes"]) if "device" in result else None,
+        # GPU runs: -1 where the device API could not say how much memory is free
+        device_memory_bytes=_device_bytes(result),
     )
+
+
+def _device_bytes(result: dict[str, Any]) -> int | None:
+    used = int(result["device"]["memory_bytes"]) if "device" in result else -1
+    return used if used >= 0 else None
 
 
 def _check_inputs(specs: list[TensorSpec], inputs: list[np.ndarray]) -> None:
