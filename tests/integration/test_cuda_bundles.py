@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,27 @@ def test_gpu_tuning_without_a_gpu_or_tracker_fails_at_once_in_one_line(
     assert len(errors) == 1 and line in errors[0], result.stderr
     assert "load" not in result.stderr  # refused before any work
     assert not (tmp_path / "o").exists()
+
+
+def test_jetson_tuning_through_a_tracker_extracts_the_gpu_kernels_then_needs_the_tracker(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "db"
+    result = _edgec(
+        "tune", EXAMPLE, "--target", "jetson-orin", "--trials", "8", "--tuning-db", str(db),
+        "--tracker", f"127.0.0.1:{port}", "--key", "orin",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"8 kernels, 0 of them in {db}" in result.stderr  # sm_87 tasks, from the fused module
+    errors = [e for e in result.stderr.splitlines() if e.startswith("edgec: error:")]
+    assert errors == [
+        f"edgec: error: cannot reach the RPC tracker at 127.0.0.1:{port} ([Errno 111] "
+        "Connection refused); start one with python -m tvm.exec.rpc_tracker --host 0.0.0.0 "
+        "--port PORT"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
