@@ -390,9 +390,12 @@ def build(
     from edgec.targets import get_target, with_cuda_arch
 
     names = [t.strip() for t in target.split(",") if t.strip()]
-    profile = with_cuda_arch(get_target(names[0]), cuda_arch)
-    for name in names[1:]:
-        with_cuda_arch(get_target(name), cuda_arch)
+    profiles = [get_target(name) for name in names]
+    if len(names) > 1:  # --cuda-arch is for the CUDA ones among them
+        gpus = [p for p in profiles if p.capabilities.device == "cuda"]
+        for p in gpus or profiles[:1]:
+            with_cuda_arch(p, cuda_arch)
+    profile = with_cuda_arch(profiles[0], cuda_arch if len(names) == 1 else None)
     shapes = [_shape(s) for s in input_shapes] or None
     stem = Path(model.split(":")[0]).stem
     if len(names) == 1:

@@ -681,10 +681,11 @@ def build_many(
     context = multiprocessing.get_context("spawn")
     workers = max(1, min(len(targets), os.cpu_count() or 1))
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        jobs = [
-            pool.submit(_build_one, model, name, out, replace(options, measure=False))
-            for name, out in zip(targets, outs, strict=True)
-        ]
+        jobs = []
+        for name, out in zip(targets, outs, strict=True):
+            arch = options.cuda_arch if _on_gpu(name) else None  # for the CUDA targets only
+            job = replace(options, measure=False, cuda_arch=arch)
+            jobs.append(pool.submit(_build_one, model, name, out, job))
         try:
             built = [job.result() for job in jobs]
         except BaseException:  # Ctrl-C or SIGTERM here: stop the workers, which clean up
@@ -700,11 +701,15 @@ def build_many(
     return [_measure_one(b, options) if b.error is None else b for b in built]
 
 
+def _on_gpu(target: str) -> bool:
+    return get_target(target).capabilities.device == "cuda"
+
+
 def _measure_one(built: BuiltTarget, options: BuildOptions) -> BuiltTarget:
     import io
 
-    profile = with_cuda_arch(get_target(built.target), options.cuda_arch)
-    if runnable_here(profile, options.emulate) is not None:
+    arch = options.cuda_arch if _on_gpu(built.target) else None
+    if runnable_here(with_cuda_arch(get_target(built.target), arch), options.emulate) is not None:
         return built  # e.g. a GPU bundle here: the report says why it was not measured
     stream = io.StringIO()
     try:
