@@ -317,8 +317,8 @@ def measure_prepared(directory: Path, repeat: int) -> list[dict[str, Any]]:
         try:
             shape = tuple(planned["shape"])
             row["torch"] = torch_p50(planned["spec"], shape, planned["precision"], repeat)
-        except ImportError as e:
-            row["torch"] = f"not run: {e}"
+        except Exception as e:  # one device call runs every row: a failure is a cell, not a stop
+            row["torch"] = f"failed: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}"
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     return rows
