@@ -12,8 +12,9 @@
 #  B. the device tool's GPU machine: no network, 64 MiB carried, no TVM (its wheel is 100 MB
 #     and cannot travel), but Python 3.12 with numpy and a CUDA PyTorch. Build here, measure
 #     there:
-#       here:   echo /.gpu/ >> .git/info/exclude && bash bench/gpu_check.sh --prepare
-#               (no GPU needed; untuned sm_90 bundles for the H200, ~52 MiB, into .gpu/)
+#       here:   bash bench/gpu_check.sh --prepare
+#               (no GPU needed; untuned sm_90 bundles for the H200, ~52 MiB, into .gpu/, which
+#               it adds to git's exclude file: an ignored folder travels only when carried)
 #       there:  run(command="bash bench/gpu_check.sh --measure", carry=[".gpu"], timeout_s=480)
 #     which runs every prepared bundle's edgec-run on the GPU, checks its outputs against
 #     ONNX Runtime's (saved here), and times PyTorch eager on the same shapes. Tuned builds and
@@ -28,6 +29,9 @@ mode=${1:-auto}
 
 if [ "$mode" = "--prepare" ]; then
     mkdir -p .gpu
+    if ! git check-ignore -q .gpu; then
+        echo /.gpu/ >> "$(git rev-parse --git-path info/exclude)"
+    fi
     # transformer fp32 and fp16 at batch 1 and 8, MobileNetV2 fp16 at batch 1: what fits the
     # 64 MiB a device call carries (ResNet-18 fp32 alone is 46 MiB, ResNet-50 fp32 98 MiB)
     "$PYTHON" bench/gpu.py --prepare .gpu --cuda-arch "${CUDA_ARCH:-sm_90}" \
