@@ -147,6 +147,8 @@ class Measurement:
     instructions: int | None = None
     layers: tuple[LayerCount, ...] = ()
     counter: str | None = None  # e.g. "qemu-system-arm -icount shift=0"
+    # GPU runs: device memory the runner held (free memory before loading minus after the runs)
+    device_memory_bytes: int | None = None
 
     @property
     def parity_ok(self) -> bool:

@@ -37,6 +37,8 @@ HELP = {
     "tuning_db": "Tuning database directory (default: one per target in edgec's cache).",
     "tracker": "Measure on boards through this TVM RPC tracker, HOST:PORT (needs --key).",
     "key": "The key the boards' rpc_server registered under at the tracker.",
+    "cuda_arch": "CUDA targets: the GPU architecture, e.g. sm_86 (default: the profile's; "
+    "for cuda the GPU found here, else sm_80).",
     "tune": "Tune with this many trials, then build with the tuned kernels (0: measure nothing).",
     "weights": "A state dict (torch.save) to load into a file.py:factory model.",
     "data": "Data for accuracy and training: digits, an .npz with x and y, or a class folder.",
@@ -348,6 +350,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @click.option("--calib-data", default=None, help=HELP["calib_data"])
 @_quantize_flags
 @click.option("--board", default=None, help="MCU targets: link the firmware for this board.")
+@click.option("--cuda-arch", default=None, help=HELP["cuda_arch"])
 @click.option("--force", is_flag=True, help=HELP["force"])
 def build(
     model: str,
@@ -373,6 +376,7 @@ def build(
     float_layers: tuple[str, ...],
     sensitivity: float,
     board: str | None,
+    cuda_arch: str | None,
     force: bool,
     **flags: Any,
 ) -> None:
@@ -384,18 +388,25 @@ def build(
     from edgec.pipeline import build as build_bundle
     from edgec.progress import StageLog
     from edgec.stages.report import markdown
-    from edgec.targets import get_target
+    from edgec.targets import get_target, with_cuda_arch
 
     names = [t.strip() for t in target.split(",") if t.strip()]
-    profile = get_target(names[0])
-    for name in names[1:]:
-        get_target(name)
+    profiles = [get_target(name) for name in names]
+    if len(names) > 1:  # --cuda-arch is for the CUDA ones among them
+        gpus = [p for p in profiles if p.capabilities.device == "cuda"]
+        for p in gpus or profiles[:1]:
+            with_cuda_arch(p, cuda_arch)
+    profile = with_cuda_arch(profiles[0], cuda_arch if len(names) == 1 else None)
     shapes = [_shape(s) for s in input_shapes] or None
     stem = Path(model.split(":")[0]).stem
     if len(names) == 1:
         out = out or Path("edgec-out") / f"{stem}-{profile.name}"
+        arch = profile.tvm_target.get("arch")
         click.echo(
-            f"edgec build {model} → {out} for {profile.name}: {profile.description}", err=True
+            f"edgec build {model} → {out} for {profile.name}"
+            + (f" ({arch})" if arch else "")
+            + f": {profile.description}",
+            err=True,
         )
     tuning = None
     if trials is not None:
@@ -420,6 +431,7 @@ def build(
         repeat=repeat,
         measure=not no_measure,
         tuning=tuning,
+        cuda_arch=cuda_arch,
         force=force,
     )
     if len(names) > 1:
@@ -666,7 +678,7 @@ def distill(
 @click.option("--run", "run_it", is_flag=True, help="Run the bundle there and record it.")
 @click.option("--repeat", type=click.IntRange(min=1), default=20, help=HELP["repeat"])
 @click.option("--clean", is_flag=True, help="Remove the bundle from the board afterwards.")
-@click.option("--dry-run", is_flag=True, help="MCU boards: print the flash command only.")
+@click.option("--dry-run", is_flag=True, help="Print the commands (ssh/scp or the probe's) only.")
 @click.option(
     "--boards-dir", type=click.Path(path_type=Path), default=None, help=HELP["boards_dir"]
 )
@@ -689,6 +701,11 @@ def flash(
         raise EdgecError(f"bundle directory {bundle} not found; build one with edgec build")
     options = FlashOptions(run_it, repeat, clean, dry_run, boards_dir)
     data = flash_bundle(bundle, board, options, StageLog())
+    if dry_run:
+        import shlex
+
+        for command in data.get("flash", {}).get("commands", []):
+            click.echo(shlex.join(command))
     if run_it and "latency_ms" in data:
         click.echo(markdown(data))
 
@@ -783,7 +800,7 @@ def targets() -> None:
     for p in all_targets().values():
         c = p.capabilities
         if c.runs_on_host:
-            runs = "host"
+            runs = "host GPU" if c.device == "cuda" else "host"
         elif c.backend == "c":
             runs = f"emulated (qemu-system-arm, board {p.board})"
         else:

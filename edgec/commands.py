@@ -25,7 +25,7 @@ from edgec.stages.calibration import NO_CALIBRATION, quantize_note, quantize_wit
 from edgec.stages.export import export
 from edgec.stages.load import load
 from edgec.staging import IN_PLACE, output_lock, replace_file, replace_written, update_bundle
-from edgec.targets import get_target
+from edgec.targets import get_target, with_cuda_arch
 from edgec.tuning import TuneOptions, TuningSummary
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class FlashOptions:
     run: bool = False  # run the bundle on the board and record the measurement
     repeat: int = 20
     clean: bool = False  # remove the bundle from the board afterwards
-    dry_run: bool = False  # MCU probes: print the command, do not flash
+    dry_run: bool = False  # print the commands (ssh/scp, or the probe's), run none
     boards_dir: Path | None = None
 
 
@@ -82,9 +82,18 @@ def flash(path: Path, board_name: str, options: FlashOptions, log: StageLog) -> 
             assert board.ssh is not None
             known_hosts = Path(board.ssh.known_hosts or cache_dir() / "known_hosts")
             flashed = flashing.flash_ssh(
-                bundle, board, known_hosts, options.run, options.repeat, options.clean
+                bundle,
+                board,
+                known_hosts,
+                options.run,
+                options.repeat,
+                options.clean,
+                options.dry_run,
             )
-            s.note(f"{board.name}:{flashed.location}")
+            dry = "dry run, nothing sent: " if options.dry_run else ""
+            s.note(f"{dry}{board.name}:{flashed.location}")
+        if options.dry_run:
+            return {"flash": {"board": board.name, "commands": [list(c) for c in flashed.sent]}}
     elif board.transport in ("pyocd", "openocd"):
         with log.stage("flash") as s:
             flashed = flashing.flash_probe(bundle, board, options.dry_run)
@@ -118,7 +127,8 @@ def tune(
     from edgec.relax.compile import tune_model
     from edgec.relax.import_onnx import import_onnx
 
-    profile = get_target(target_name)
+    profile = with_cuda_arch(get_target(target_name), None)  # "host": the GPU measuring them
+    backends.backend(profile).check(profile, None, options)  # CUDA: a GPU here or a tracker
     with tempfile.TemporaryDirectory(prefix="edgec-tune-") as tmp:
         work = Path(tmp)
         with log.stage("load") as s:
@@ -160,10 +170,12 @@ def build_many(
     context = multiprocessing.get_context("spawn")
     workers = max(1, min(len(targets), os.cpu_count() or 1))
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        jobs = [
-            pool.submit(_build_one, model, name, out, replace(options, measure=False))
-            for name, out in zip(targets, outs, strict=True)
-        ]
+        jobs = []
+        for name, out in zip(targets, outs, strict=True):
+            gpu = get_target(name).capabilities.device == "cuda"
+            arch = options.cuda_arch if gpu else None  # --cuda-arch: for the CUDA targets only
+            job = replace(options, measure=False, cuda_arch=arch)
+            jobs.append(pool.submit(_build_one, model, name, out, job))
         try:
             built = [job.result() for job in jobs]
         except BaseException:  # Ctrl-C or SIGTERM here: stop the workers, which clean up

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgec.artifacts import TensorSpec
 from edgec.errors import EdgecError
-from edgec.targets import TargetProfile, get_target
+from edgec.targets import TargetProfile, get_target, with_cuda_arch
 
 SCHEMA = 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -71,8 +71,15 @@ class Manifest:
     layers: tuple[Layer, ...] = ()  # MCU bundles: the layers the firmware counts
 
     @property
+    def cuda_arch(self) -> str | None:
+        """GPU bundles: the architecture the kernels were built for (from tvm_target)."""
+        target = self.tvm_target or {}
+        return str(target["arch"]) if target.get("kind") == "cuda" else None
+
+    @property
     def profile(self) -> TargetProfile:
-        return get_target(self.target)
+        """The bundle's target profile, with the GPU architecture it was built for."""
+        return with_cuda_arch(get_target(self.target), self.cuda_arch)
 
     def to_json(self) -> dict[str, Any]:
         """manifest.json's content."""
@@ -169,6 +176,12 @@ def _parse(data: dict[str, Any], directory: Path | None, where: str) -> Manifest
     tvm_target = data.get("tvm_target")
     if tvm_target is not None and not isinstance(tvm_target, dict):
         raise EdgecError(f"{where}: tvm_target must be a table; rebuild the bundle")
+    if tvm_target is not None and tvm_target.get("kind") == "cuda":
+        from edgec.gpu import CUDA_ARCHS
+
+        if tvm_target.get("arch") not in CUDA_ARCHS:
+            arch = tvm_target.get("arch")
+            raise EdgecError(f"{where}: cuda arch {arch!r} is unknown; rebuild the bundle")
     parity = data.get("parity") or {}
     return Manifest(
         target=target,

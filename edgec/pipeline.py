@@ -26,7 +26,7 @@ from edgec.stages.export import export
 from edgec.stages.load import load
 from edgec.stages.measure import measure
 from edgec.staging import replace_file, staged_directory
-from edgec.targets import TargetProfile, get_target
+from edgec.targets import TargetProfile, get_target, with_cuda_arch
 from edgec.tuning import TuneOptions
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class BuildOptions:
     measure: bool = True
     tuning: TuneOptions | None = None  # None: build without the tuning database
     board: str | None = None  # MCU targets: the board to link for (default: the target's)
+    cuda_arch: str | None = None  # CUDA targets: sm_XY (default: the profile's, "host": this GPU)
     force: bool = False  # replace the output even if edgec did not write it
 
 
@@ -55,7 +56,7 @@ def build(
     model: str, target_name: str, out: Path, options: BuildOptions, log: StageLog
 ) -> dict[str, Any]:
     """Build MODEL for the target into the bundle directory `out`; returns the report."""
-    profile = get_target(target_name)
+    profile = with_cuda_arch(get_target(target_name), options.cuda_arch)
     backend = backends.backend(profile)
     check_options(profile, options)
     with staged_directory(out, options.force) as work:
@@ -95,7 +96,7 @@ def check_options(profile: TargetProfile, options: BuildOptions) -> None:
     """Options that cannot work for this target fail before any work is done."""
     if options.quantize is not None and not (options.calib_data or options.compress.data):
         raise EdgecError(NO_CALIBRATION)
-    backends.backend(profile).check(profile, options.board)
+    backends.backend(profile).check(profile, options.board, options.tuning)
     if options.fp16 and not profile.capabilities.has_fp16:
         raise EdgecError(
             f"{profile.name} has no native fp16 arithmetic (it needs CUDA or Armv8.2-A); "

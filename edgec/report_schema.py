@@ -130,6 +130,7 @@ class Speed:
 class Memory:
     planned_bytes: int | None = None
     peak_rss_bytes: int | None = None
+    device_bytes: int | None = None  # GPU runs: the device memory the runner held
     flash_bytes: int | None = None  # MCU: flash and RAM of the linked library
     ram_bytes: int | None = None
     board_flash_bytes: int | None = None
@@ -319,6 +320,7 @@ def _memory(m: dict[str, Any]) -> Memory:
     return Memory(
         planned_bytes=_int(m, "planned_bytes"),
         peak_rss_bytes=_int(m, "peak_rss_bytes"),
+        device_bytes=_int(m, "device_bytes"),
         flash_bytes=_int(m, "flash_bytes"),
         ram_bytes=_int(m, "ram_bytes"),
         board_flash_bytes=_int(m, "board_flash_bytes"),

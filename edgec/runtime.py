@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,8 +26,12 @@ if TYPE_CHECKING:
     from edgec.manifest import Manifest
 
 RUNTIME_LIBS = ("libtvm_ffi.so", "libtvm_runtime.so")
+# GPU bundles also carry TVM's CUDA device API, which edgec-run dlopen()s, and the CUDA runtime
+# it links (libcudart.so.13, redistributable); the driver's libcuda.so.1 is the machine's own.
+CUDA_LIBS = ("libtvm_runtime_cuda.so", "libcudart.so.13")
 # The wheels whose runtime libraries a bundle ships; apache-tvm-ffi must match the host's pin.
 WHEELS = ("apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1")
+CUDA_WHEEL = "nvidia-cuda-runtime==13.0.96"  # libcudart.so.13, the major TVM's wheels link
 RUNNER = "edgec-run"
 WARMUP = 3  # untimed runs before the timed ones
 
@@ -42,26 +47,55 @@ def ffi_include_dir() -> Path:
     return _package_dir("tvm_ffi") / "include"
 
 
+def runtime_names(profile: TargetProfile) -> tuple[str, ...]:
+    """The runtime libraries a bundle for `profile` ships beside its runner."""
+    return RUNTIME_LIBS + (CUDA_LIBS if profile.capabilities.device == "cuda" else ())
+
+
 def runtime_libs(profile: TargetProfile) -> Path:
-    """A directory holding the target's libtvm_ffi.so and libtvm_runtime.so."""
+    """A directory holding the target's runtime libraries (runtime_names)."""
+    names = runtime_names(profile)
     if profile.runtime_source == "installed":
         libs = cache_dir("runtime", "installed")
-        for lib, package in zip(RUNTIME_LIBS, ("tvm_ffi", "tvm"), strict=True):
-            source = _package_dir(package) / "lib" / lib
+        for lib in names:
+            source = _installed_lib(lib)
             target = libs / lib
             if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
                 shutil.copy2(source, target)
         return libs
     assert profile.runtime_platform is not None
     libs = cache_dir("runtime") / profile.runtime_platform
-    if all((libs / lib).exists() for lib in RUNTIME_LIBS):
+    if all((libs / lib).exists() for lib in names):
         return libs
-    _download_runtime(profile.runtime_platform, libs)
+    _download_runtime(profile.runtime_platform, libs, names)
     return libs
 
 
-def _download_runtime(platform: str, libs: Path) -> None:
-    """Fetch the official wheels for `platform` once and keep only the two runtime libraries."""
+def _installed_lib(lib: str) -> Path:
+    """Where this machine's copy of a runtime library is: the installed wheels', or for
+    libcudart the CUDA toolkit's (the one whose nvcc builds the kernels)."""
+    if lib == "libcudart.so.13":
+        nvcc = shutil.which("nvcc")
+        toolkits = [Path(nvcc).resolve().parent.parent] if nvcc else []
+        toolkits += [Path(p) for p in (os.environ.get("CUDA_HOME"), "/usr/local/cuda") if p]
+        for toolkit in toolkits:
+            for candidate in (toolkit / "lib64" / lib, toolkit / "targets/x86_64-linux/lib" / lib):
+                if candidate.is_file():
+                    return candidate
+        raise EdgecError(
+            f"{lib} is in no CUDA toolkit here ({', '.join(map(str, toolkits))}): CUDA bundles "
+            "need CUDA 13's nvcc and runtime (install the CUDA 13 toolkit, or set CUDA_HOME)"
+        )
+    package = "tvm_ffi" if lib == "libtvm_ffi.so" else "tvm"
+    return _package_dir(package) / "lib" / lib
+
+
+def _download_runtime(platform: str, libs: Path, names: tuple[str, ...]) -> None:
+    """Fetch the official wheels for `platform` once and keep only the runtime libraries."""
+    wheels = [*WHEELS, *([CUDA_WHEEL] if set(CUDA_LIBS) <= set(names) else [])]
+    # NVIDIA's wheels are tagged manylinux2014 (glibc 2.17), TVM's manylinux_2_28: pip takes
+    # a --platform literally, so both are given.
+    arch = "x86_64" if platform.endswith("x86_64") else platform.rsplit("_", 1)[-1]
     with tempfile.TemporaryDirectory(prefix="edgec-wheels-") as tmp:
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         cmd = [
@@ -74,11 +108,13 @@ def _download_runtime(platform: str, libs: Path) -> None:
             "--only-binary=:all:",
             "--platform",
             platform,
+            "--platform",
+            f"manylinux2014_{arch}",
             "--python-version",
             version,
             "-d",
             tmp,
-            *WHEELS,
+            *wheels,
         ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
@@ -89,9 +125,9 @@ def _download_runtime(platform: str, libs: Path) -> None:
         for wheel in Path(tmp).glob("*.whl"):
             with zipfile.ZipFile(wheel) as zf:
                 for member in zf.namelist():
-                    if Path(member).name in RUNTIME_LIBS and "/lib/" in member:
+                    if Path(member).name in names and "/lib/" in member:
                         (staging / Path(member).name).write_bytes(zf.read(member))
-        missing = [lib for lib in RUNTIME_LIBS if not (staging / lib).exists()]
+        missing = [lib for lib in names if not (staging / lib).exists()]
         if missing:
             raise EdgecError(f"the {platform} wheels lack {', '.join(missing)}")
         libs.parent.mkdir(parents=True, exist_ok=True)
@@ -100,9 +136,15 @@ def _download_runtime(platform: str, libs: Path) -> None:
 
 
 def runner_arguments(
-    library: str, inputs: list[str], output_dir: str, repeat: int, warmup: int
+    library: str,
+    inputs: list[str],
+    output_dir: str,
+    repeat: int,
+    warmup: int,
+    device: str = "cpu",
 ) -> list[str]:
-    """The runner's arguments after its own path: how edgec-run is called, here or on a board."""
+    """The runner's arguments after its own path: how edgec-run is called, here or on a board.
+    `device` is the profile's device capability; the runner's default is the CPU."""
     words = [library]
     for path in inputs:
         words += ["--input", path]
@@ -111,6 +153,7 @@ def runner_arguments(
         "--output-dir", output_dir,
         "--repeat", str(repeat),
         "--warmup", str(warmup),
+        *(["--device", device] if device != "cpu" else []),
     ]  # fmt: skip
 
 
@@ -127,6 +170,8 @@ def runner_result(stdout: str, outputs: int) -> dict[str, Any]:
         files = [o["file"] for o in result["outputs"]]
         latency = {k: float(result["latency_ms"][k]) for k in ("p50", "p90", "p99", "mean", "min")}
         int(result["peak_rss_bytes"])
+        if "device" in result:  # GPU runs: the device's memory beside the host's
+            int(result["device"]["memory_bytes"])
     except (ValueError, KeyError, TypeError):
         raise EdgecError(
             "the runner's result line is not what edgec-run prints; rebuild the bundle"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +77,15 @@ class TargetProfile:
             return
         if "kind" not in self.tvm_target:
             raise EdgecError(f"target profile {self.path}: [tvm] target needs a 'kind'")
+        if self.tvm_target["kind"] == "cuda":
+            from edgec.gpu import CUDA_ARCHS
+
+            arch = self.tvm_target.get("arch")
+            if arch != "host" and arch not in CUDA_ARCHS:
+                raise EdgecError(
+                    f"target profile {self.path}: arch = {arch!r}; expected 'host' or one of "
+                    f"{', '.join(CUDA_ARCHS)}"
+                )
         if self.runtime_source == "wheel" and not self.runtime_platform:
             raise EdgecError(
                 f"target profile {self.path}: [runtime] source = 'wheel' needs 'platform'"
@@ -188,3 +197,23 @@ def get_target(name: str) -> TargetProfile:
     if name not in targets:
         raise known("target", name, list(targets))
     return targets[name]
+
+
+def with_cuda_arch(profile: TargetProfile, arch: str | None) -> TargetProfile:
+    """The profile with its GPU architecture decided: `arch` (--cuda-arch) if given, else the
+    profile's own, where "host" is the GPU of this machine (sm_80 where there is none)."""
+    if profile.capabilities.device != "cuda":
+        if arch is not None:
+            raise EdgecError(
+                f"--cuda-arch applies to CUDA targets; {profile.name} is a "
+                f"{profile.capabilities.device} target"
+            )
+        return profile
+    from edgec import gpu
+
+    chosen = gpu.check_arch(arch) if arch is not None else str(profile.tvm_target["arch"])
+    if chosen == "host":
+        chosen = gpu.host_arch()
+    if chosen == profile.tvm_target["arch"]:
+        return profile
+    return replace(profile, tvm_target={**profile.tvm_target, "arch": chosen})

@@ -21,7 +21,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from edgec.backends.tvm import find_gpu
 
-    if config.getoption("--cuda") or not any("cuda" in item.keywords for item in items):
+    # the marker, not item.keywords: those hold every parent's name, e.g. a checkout dir "cuda"
+    marked = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if config.getoption("--cuda") or not marked:
         return
     if find_gpu() is not None:
         return
@@ -29,9 +31,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason="needs a CUDA GPU: nvidia-smi lists none and there is no /dev/nvidia0 "
         "(--cuda runs them anyway)"
     )
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+    for item in marked:
+        item.add_marker(skip)
 
 
 def needs(*commands: str) -> pytest.MarkDecorator:

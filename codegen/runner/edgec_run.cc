@@ -6,12 +6,20 @@
 // exit with status 2.
 //
 //   edgec-run MODEL_SO --input in0.npy [--input in1.npy ...] --output-dir DIR
-//             [--warmup W] [--repeat N] [--threads T]
+//             [--warmup W] [--repeat N] [--threads T] [--device cpu|cuda]
 //
 // Builds against the tvm_ffi headers only and links libtvm_ffi.so and
 // libtvm_runtime.so (the latter with --no-as-needed: nothing references it
 // directly, but its static initialisers register the VM executable loader).
+//
+// --device cuda: the VM runs on GPU 0 with the CPU as host. libtvm_runtime_cuda.so (beside
+// the runner) is dlopen()ed, not linked: it needs the NVIDIA driver's libcuda.so.1, and a
+// machine without one must get a one-line error, not a loader failure before main(). Inputs
+// are copied to the GPU before timing; each timed call ends with a stream sync, since kernels
+// launch asynchronously. Device memory is the drop in the GPU's free memory from before the
+// model is loaded to after the runs (TVM's pooled allocator keeps what it allocated).
 
+#include <dlfcn.h>
 #include <dlpack/dlpack.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -23,6 +31,7 @@
 #include <tvm/ffi/extra/module.h>
 #include <tvm/ffi/function.h>
 #include <tvm/ffi/string.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -34,6 +43,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -238,11 +248,13 @@ struct Options {
   int warmup = 3;
   int repeat = 20;
   int threads = 0;  // 0: leave the runtime's default
+  DLDeviceType device = kDLCPU;
 };
 
 const char kUsage[] =
     "usage: edgec-run MODEL_SO --input IN.npy [--input IN.npy ...] --output-dir DIR\n"
-    "                 [--warmup W (default 3)] [--repeat N (default 20)] [--threads T]\n";
+    "                 [--warmup W (default 3)] [--repeat N (default 20)] [--threads T]\n"
+    "                 [--device cpu|cuda (default cpu)]\n";
 
 int ParseInt(const std::string& flag, const std::string& value, int min) {
   char* end = nullptr;
@@ -279,6 +291,15 @@ Options ParseArgs(int argc, char** argv) {
       opt.repeat = ParseInt(arg, next(), 1);
     } else if (arg == "--threads") {
       opt.threads = ParseInt(arg, next(), 1);
+    } else if (arg == "--device") {
+      const std::string device = next();
+      if (device == "cpu") {
+        opt.device = kDLCPU;
+      } else if (device == "cuda") {
+        opt.device = kDLCUDA;
+      } else {
+        Fail("--device expects cpu or cuda, got '" + device + "'");
+      }
     } else if (arg.size() > 1 && arg[0] == '-') {
       Fail("unknown option '" + arg + "'");
     } else if (opt.model.empty()) {
@@ -333,7 +354,7 @@ struct Model {
   ffi::Function main;
 };
 
-Model LoadModel(const std::string& path) {
+Model LoadModel(const std::string& path, DLDevice device) {
   // dlopen() searches the library path, not the working directory, for a bare
   // file name, so hand it an absolute path.
   char* resolved = realpath(path.c_str(), nullptr);
@@ -343,14 +364,102 @@ Model LoadModel(const std::string& path) {
   try {
     ffi::Module lib = ffi::Module::LoadFromFile(abs_path);
     ffi::Module vm = GetFunc(lib, "vm_load_executable")().cast<ffi::Module>();
-    // Triples of (device_type, device_id, allocator_type); 2 = pooled allocator.
+    // Triples of (device_type, device_id, allocator_type); 2 = pooled allocator. The first
+    // device holds the constants; a GPU model's host (shape math, the VM itself) comes last.
     // A CPU-only model needs no separate host device entry.
-    GetFunc(vm, "vm_initialization")(static_cast<int>(kDLCPU), 0, 2);
+    const ffi::Function init = GetFunc(vm, "vm_initialization");
+    if (device.device_type == kDLCPU) {
+      init(static_cast<int>(kDLCPU), 0, 2);
+    } else {
+      init(static_cast<int>(device.device_type), device.device_id, 2, static_cast<int>(kDLCPU), 0, 2);
+    }
     ffi::Function main = GetFunc(vm, "main");
     return Model{lib, vm, main};
   } catch (const ffi::Error& e) {
     Fail("cannot load model '" + path + "': " + e.kind() + ": " + e.message());
   }
+}
+
+// ---------------------------------------------------------------------------
+// GPU: TVM's device API through its registered global functions, so the runner needs no CUDA
+// headers or libraries to build and runs unchanged where the device is another.
+
+// TVM's DeviceAttrKind (tvm/runtime/device_api.h).
+constexpr int kAttrExist = 0, kAttrComputeVersion = 4, kAttrDeviceName = 5;
+constexpr int kAttrTotalMemory = 14, kAttrAvailableMemory = 15;
+
+ffi::Function Global(const char* name) {
+  std::optional<ffi::Function> f = ffi::Function::GetGlobal(name);
+  if (!f.has_value()) Fail(std::string("the TVM runtime lacks ") + name + "; rebuild the bundle");
+  return *f;
+}
+
+std::string RunnerDir() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  std::string path(buf, static_cast<size_t>(n));
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+// Registers TVM's CUDA device API and module loader; says in one line why it cannot.
+void LoadCudaRuntime() {
+  const std::string lib = RunnerDir() + "/libtvm_runtime_cuda.so";
+  if (dlopen(lib.c_str(), RTLD_NOW | RTLD_GLOBAL) != nullptr) return;
+  const std::string why = dlerror();
+  if (why.find("libcuda.so") != std::string::npos) {
+    Fail("no NVIDIA driver on this machine (libcuda.so.1 not found): a cuda bundle runs on an "
+         "NVIDIA GPU with its driver installed");
+  }
+  Fail("cannot load the CUDA runtime " + lib + ": " + why);
+}
+
+ffi::Any DeviceAttr(DLDevice dev, int kind) {
+  return Global("runtime.GetDeviceAttr")(static_cast<int>(dev.device_type), dev.device_id, kind);
+}
+
+int64_t AvailableMemory(DLDevice dev) {
+  ffi::Any v = DeviceAttr(dev, kAttrAvailableMemory);
+  return v == nullptr ? -1 : v.cast<int64_t>();
+}
+
+struct GpuInfo {
+  std::string name;
+  std::string compute_version;
+  int64_t total_bytes = -1;
+};
+
+GpuInfo OpenGpu(DLDevice dev) {
+  LoadCudaRuntime();
+  ffi::Any exist = DeviceAttr(dev, kAttrExist);
+  if (exist == nullptr || exist.cast<int64_t>() == 0) {
+    Fail("no CUDA device " + std::to_string(dev.device_id) +
+         ": the NVIDIA driver reports no usable GPU (check nvidia-smi)");
+  }
+  GpuInfo info;
+  ffi::Any name = DeviceAttr(dev, kAttrDeviceName);
+  if (name != nullptr) info.name = name.cast<ffi::String>();
+  ffi::Any version = DeviceAttr(dev, kAttrComputeVersion);
+  if (version != nullptr) info.compute_version = version.cast<ffi::String>();
+  ffi::Any total = DeviceAttr(dev, kAttrTotalMemory);
+  if (total != nullptr) info.total_bytes = total.cast<int64_t>();
+  return info;
+}
+
+ffi::Tensor ToDevice(const ffi::Tensor& host, DLDevice dev) {
+  ffi::Tensor t = Global("runtime.TVMTensorAllocWithScope")(
+                      ffi::Shape(host.shape().begin(), host.shape().end()), host.dtype(), dev,
+                      ffi::Optional<ffi::String>())
+                      .cast<ffi::Tensor>();
+  Global("runtime.TVMTensorCopyFromBytes")(t, host.data_ptr(), ffi::GetDataSize(host.numel(), host.dtype()));
+  return t;
+}
+
+std::string ToHostBytes(const ffi::Tensor& t) {
+  std::string bytes(ffi::GetDataSize(t.numel(), t.dtype()), '\0');
+  Global("runtime.TVMTensorCopyToBytes")(t, static_cast<void*>(bytes.data()), bytes.size());
+  return bytes;
 }
 
 double Percentile(const std::vector<double>& sorted, double p) {
@@ -413,7 +522,19 @@ int Run(const Options& opt) {
 
   MakeDirs(opt.output_dir);
 
-  const Model model = LoadModel(opt.model);
+  const DLDevice device{opt.device, 0};
+  const bool on_gpu = opt.device != kDLCPU;
+  GpuInfo gpu;
+  int64_t free_before = -1;
+  if (on_gpu) {
+    gpu = OpenGpu(device);  // fails in one line where there is no driver or no device
+    free_before = AvailableMemory(device);  // after the context exists: its memory not counted
+    for (ffi::Tensor& t : inputs) t = ToDevice(t, device);
+  }
+  ffi::Function sync;
+  if (on_gpu) sync = Global("runtime.Device_StreamSync");
+
+  const Model model = LoadModel(opt.model, device);
   const ffi::Module& vm = model.vm;
   const ffi::Function& fmain = model.main;
 
@@ -436,6 +557,7 @@ int Run(const Options& opt) {
       ffi::Any rv;
       auto t0 = std::chrono::steady_clock::now();
       fmain.CallPacked(args.data(), static_cast<int32_t>(args.size()), &rv);
+      if (on_gpu) sync(device, static_cast<int64_t>(0));  // the call returns before kernels end
       auto t1 = std::chrono::steady_clock::now();
       if (i >= opt.warmup) samples.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
       result = std::move(rv);  // the previous result is released here, outside the timed region
@@ -450,13 +572,17 @@ int Run(const Options& opt) {
   std::string outputs_json;
   for (size_t i = 0; i < outputs.size(); ++i) {
     const ffi::Tensor& t = outputs[i];
-    if (t.device().device_type != kDLCPU) Fail("output " + std::to_string(i) + " is not on the CPU");
+    if (t.device().device_type != opt.device) {
+      Fail("output " + std::to_string(i) + " is not on the " + (on_gpu ? "GPU" : "CPU"));
+    }
     if (!t.IsContiguous()) Fail("output " + std::to_string(i) + " is not contiguous");
     const DTypeInfo* dtype = FindByDL(t.dtype());
     if (dtype == nullptr) Fail("output " + std::to_string(i) + " has unsupported dtype " + DLTypeToString(t.dtype()));
     std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
     const std::string file = "output_" + std::to_string(i) + ".npy";
-    const char* data = static_cast<const char*>(t.data_ptr()) + t.byte_offset();
+    const std::string copied = on_gpu ? ToHostBytes(t) : std::string();
+    const char* data =
+        on_gpu ? copied.data() : static_cast<const char*>(t.data_ptr()) + t.byte_offset();
     WriteNpy(opt.output_dir + "/" + file, *dtype, shape, data, ffi::GetDataSize(t.numel(), t.dtype()));
 
     std::string dims;
@@ -471,6 +597,15 @@ int Run(const Options& opt) {
   for (double s : sorted) sum += s;
 
   const long long peak_rss = PeakRssBytes();
+  std::string device_json;
+  if (on_gpu) {
+    const int64_t free_after = AvailableMemory(device);
+    const int64_t used = free_before < 0 || free_after < 0 ? -1 : std::max<int64_t>(0, free_before - free_after);
+    device_json = ", \"device\": {\"kind\": \"cuda\", \"name\": " + JsonString(gpu.name) +
+                  ", \"compute_version\": " + JsonString(gpu.compute_version) +
+                  ", \"memory_bytes\": " + std::to_string(used) +
+                  ", \"total_memory_bytes\": " + std::to_string(gpu.total_bytes) + "}";
+  }
 
   std::string json = "{\"latency_ms\": {\"p50\": " + Num(Percentile(sorted, 50)) +
                      ", \"p90\": " + Num(Percentile(sorted, 90)) +
@@ -478,7 +613,8 @@ int Run(const Options& opt) {
                      ", \"mean\": " + Num(sum / sorted.size()) + ", \"min\": " + Num(sorted.front()) +
                      ", \"max\": " + Num(sorted.back()) + "}, \"repeat\": " +
                      std::to_string(opt.repeat) + ", \"warmup\": " + std::to_string(opt.warmup) +
-                     ", \"peak_rss_bytes\": " + std::to_string(peak_rss) + ", \"outputs\": [" +
+                     ", \"peak_rss_bytes\": " + std::to_string(peak_rss) + device_json +
+                     ", \"outputs\": [" +
                      outputs_json + "]}\n";
   std::fputs(json.c_str(), stdout);
   std::fflush(stdout);

@@ -69,7 +69,9 @@ class How:
 
 
 class Backend(Protocol):
-    def check(self, profile: TargetProfile, board: str | None) -> None:
+    def check(
+        self, profile: TargetProfile, board: str | None, tuning: TuneOptions | None = None
+    ) -> None:
         """Refuse options this backend cannot honour, before any work is done."""
 
     def preflight(self, model: OnnxModel, profile: TargetProfile, board: str | None) -> None:

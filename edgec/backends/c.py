@@ -16,6 +16,7 @@ from edgec.manifest import Layer, Manifest
 from edgec.progress import StageLog
 from edgec.stages.bundle import bundle
 from edgec.targets import TargetProfile
+from edgec.tuning import TuneOptions
 
 COUNTER = "qemu-system-arm -icount shift=0"
 
@@ -32,7 +33,7 @@ def board_for(profile: TargetProfile, name: str | None) -> Board:
     return board
 
 
-def check(profile: TargetProfile, board: str | None) -> None:
+def check(profile: TargetProfile, board: str | None, tuning: TuneOptions | None = None) -> None:
     board_for(profile, board)
 
 

@@ -1,5 +1,6 @@
 """The tvm backend: import → (tune) → compile with TVM → a bundle with the native runner; run it
-here, under the target's emulator, or in process on a GPU."""
+here (on the CPU, or on the GPU with `edgec-run --device cuda`) or under the target's
+emulator."""
 
 from __future__ import annotations
 
@@ -15,19 +16,35 @@ from edgec import reference, runtime
 from edgec.artifacts import BuiltArtifact, Bundle, Measurement, Where
 from edgec.backends import Built, How, Model
 from edgec.errors import CheckFailed, EdgecError
+from edgec.gpu import find_gpu, gpu_compute_capability, runs_arch
 from edgec.manifest import Manifest
 from edgec.progress import StageLog
 from edgec.stages.bundle import bundle
 from edgec.stages.measure import check_inputs, checked, default_repeat
 from edgec.targets import TargetProfile
+from edgec.tuning import TuneOptions
 
 FP16_TOLERANCE = 2e-2  # fp16 builds: on 99% of the outputs
 
 
-def check(profile: TargetProfile, board: str | None) -> None:
+def check(profile: TargetProfile, board: str | None, tuning: TuneOptions | None = None) -> None:
     if board is not None:
         raise EdgecError(
             f"--board links MCU firmware; {profile.name} bundles go to boards with edgec flash"
+        )
+    if tuning is not None:
+        check_tuning(profile, tuning)
+
+
+def check_tuning(profile: TargetProfile, options: TuneOptions) -> None:
+    """GPU kernels are measured on a GPU: this machine's, or one behind an RPC tracker."""
+    if profile.capabilities.device != "cuda" or options.trials == 0 or options.remote:
+        return
+    why = runnable_here(profile, emulate=False)
+    if why is not None:
+        raise EdgecError(
+            f"tuning {profile.name} measures kernels on a GPU, but {why}; give --tracker "
+            "HOST:PORT --key KEY to measure on a GPU whose rpc_server registered there"
         )
 
 
@@ -97,14 +114,14 @@ def seal(model: Model, built: BuiltArtifact, work: Path) -> Bundle:
 
 def _install_runner(profile: TargetProfile, work: Path) -> list[Path]:
     """The native runner and the TVM runtime it loads, copied from edgec's cache (built or
-    downloaded there once per target); a GPU bundle's library is loaded in process instead."""
-    if profile.capabilities.device != "cpu":  # the runner drives the CPU VM only
-        return []
+    downloaded there once per target); GPU targets also get TVM's CUDA device API and
+    libcudart (runtime.runtime_names)."""
     shutil.copy2(runtime.runner(profile), work / runtime.RUNNER)
     libs = runtime.runtime_libs(profile)
-    for lib in runtime.RUNTIME_LIBS:
+    names = runtime.runtime_names(profile)
+    for lib in names:
         shutil.copy2(libs / lib, work / lib)
-    return [work / runtime.RUNNER, *(work / lib for lib in runtime.RUNTIME_LIBS)]
+    return [work / runtime.RUNNER, *(work / lib for lib in names)]
 
 
 def _manifest(built: BuiltArtifact, runner: list[Path]) -> Manifest:
@@ -146,52 +163,25 @@ def unavailable(bundle: Bundle, emulate: bool) -> str | None:
     return runnable_here(bundle.typed.profile, emulate)
 
 
-def _nvidia_smi(*args: str) -> list[str]:
-    """nvidia-smi's output lines, or [] where it is missing, fails or hangs."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        done = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        return []
-    return done.stdout.splitlines() if done.returncode == 0 else []
-
-
-def find_gpu() -> str | None:
-    """This machine's first NVIDIA GPU as nvidia-smi names it (or its device file), or None."""
-    gpus = [line for line in _nvidia_smi("-L") if line.startswith("GPU ")]
-    if gpus:
-        return gpus[0].split(" (UUID")[0]
-    return "/dev/nvidia0" if Path("/dev/nvidia0").exists() else None
-
-
-def gpu_compute_capability() -> tuple[int, int] | None:
-    """The first GPU's compute capability (9.0 for an H100/H200), where nvidia-smi says it."""
-    lines = _nvidia_smi("--query-gpu=compute_cap", "--format=csv,noheader")
-    major, _, minor = (lines[0].strip() if lines else "").partition(".")
-    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else None
-
-
 def runnable_here(profile: TargetProfile, emulate: bool) -> str | None:
     """Why the profile's bundles cannot run on this machine, or None if they can."""
     if profile.capabilities.device == "cuda":
+        if not profile.capabilities.runs_on_host:  # e.g. aarch64 host code for a Jetson
+            return f"{profile.name} bundles run on the board (qemu has no GPU); use edgec flash"
         gpu = find_gpu()
         if gpu is None:
             return (
                 f"{profile.name} bundles need a cuda device; none found on this machine "
                 "(nvidia-smi lists no GPU and there is no /dev/nvidia0)"
             )
-        # TVM embeds SASS for the target's arch and no PTX: an sm_XY binary runs only on
-        # compute capability X.Y up to X.9 (same major), never on a newer major.
+        # TVM embeds SASS for the target's arch and no PTX (edgec.gpu.CUDA_ARCHS)
         arch = str(profile.tvm_target.get("arch", ""))
         have = gpu_compute_capability()
-        if have is not None and arch[3:].isdigit() and len(arch) == 5:
-            want = (int(arch[3]), int(arch[4]))
-            if have[0] != want[0] or have[1] < want[1]:
-                return (
-                    f"{profile.name} bundles hold {arch} code only; the GPU here ({gpu}) is "
-                    f"sm_{have[0]}{have[1]}, which cannot run it"
-                )
+        if have is not None and arch != "host" and not runs_arch(arch, have):
+            return (
+                f"{profile.name} bundles hold {arch} code only; the GPU here ({gpu}) is "
+                f"sm_{have[0]}{have[1]}, which cannot run it"
+            )
         return None
     if profile.capabilities.runs_on_host:
         return None
@@ -210,14 +200,12 @@ def run(bundle: Bundle, how: How) -> Measurement:
     inputs = how.inputs or reference.random_inputs(manifest.inputs)
     repeat, warmup = how.repeat or default_repeat(profile), runtime.WARMUP
     check_inputs(list(manifest.inputs), inputs)
-    if profile.capabilities.device == "cuda" and manifest.library is not None:
-        from edgec.relax.run_gpu import run_on_gpu
-
-        outputs, result = run_on_gpu(bundle.path / manifest.library, inputs, repeat, warmup)
-        return checked(bundle, inputs, outputs, result, repeat, "device", None)
     if manifest.runner is None or manifest.library is None:
-        raise EdgecError(f"{bundle.path} has no runner for {manifest.target}; load its library")
-    where: Where = "host" if profile.capabilities.runs_on_host else "emulated"
+        raise EdgecError(f"{bundle.path} has no runner for {manifest.target}; rebuild it")
+    device = profile.capabilities.device  # cuda: the runner drives the GPU, the CPU as host
+    where: Where = (
+        "device" if device != "cpu" else "host" if profile.capabilities.runs_on_host else "emulated"
+    )
     prefix, env = [], dict(os.environ)
     if where == "emulated" and profile.emulator is not None:
         prefix = list(profile.emulator.command)
@@ -232,7 +220,7 @@ def run(bundle: Bundle, how: How) -> Measurement:
         cmd = [
             *prefix,
             str(bundle.path / manifest.runner),
-            *runtime.runner_arguments(library, files, tmp, repeat, warmup),
+            *runtime.runner_arguments(library, files, tmp, repeat, warmup, device),
         ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, env=env)

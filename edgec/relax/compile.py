@@ -43,15 +43,11 @@ def lower(module: Any, profile: TargetProfile, tuning_db: Path | None = None) ->
     own pipeline compiles never fails here. Only if that pipeline fails too is it an error.
     """
     import tvm
-    from tvm import relax
 
     target = tvm_target(profile)
     fallbacks: dict[str, str] = {}
     if profile.capabilities.device == "cuda":
-        with target:
-            # The GPU pipeline applies dlight schedules; without thread bindings it fails.
-            scheduled = relax.get_default_pipeline(target)(module)
-            return Lowered(_compile(scheduled, target), scheduled, scheduled, 0, fallbacks)
+        return _lower_gpu(module, target, tuning_db)
     try:
         with target:
             prepared = prepare(module, profile, fallbacks)
@@ -74,6 +70,63 @@ def lower(module: Any, profile: TargetProfile, tuning_db: Path | None = None) ->
         ) from e
     fallbacks["whole model"] = f"TVM's plain pipeline (edgec's failed: {reason})"
     return Lowered(executable, module, module, 0, fallbacks)
+
+
+def _lower_gpu(module: Any, target: Any, tuning_db: Path | None) -> Lowered:
+    """TVM's CUDA pipeline, with the tuned kernels of `tuning_db` before dlight's GPU rules."""
+    import tvm
+    from tvm.relax.backend.cuda import pipeline as cuda
+
+    with target:
+        prepared = prepare_gpu(module)
+        if tuning_db is not None:
+            prepared = apply_database(prepared, target, tuning_db)
+        tuned = sum(_scheduled_kernels(prepared).values())
+        # every kernel needs thread bindings: dlight's rules give them to the untuned ones
+        scheduled = _gpu_schedule()(prepared)
+        lowered = tvm.transform.Sequential(
+            cuda.dataflow_lower_passes(target) + cuda.finalize_passes(target)
+        )(scheduled)
+    return Lowered(_compile(lowered, target), scheduled, lowered, tuned, {})
+
+
+def prepare_gpu(module: Any) -> Any:
+    """TVM's CUDA pipeline up to fused TIR kernels, before any schedule: what tuning acts on.
+    Call under the target (the sort and scan dispatch reads it)."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.backend.cuda import pipeline as cuda
+
+    target = tvm.target.Target.current()
+    return tvm.transform.Sequential(
+        [
+            *cuda.library_dispatch_passes(target),
+            relax.transform.LegalizeOps(),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+        ]
+    )(module)
+
+
+def _gpu_rules() -> list[Any]:
+    """dlight's GPU rules, as TVM's CUDA pipeline applies them."""
+    from tvm.s_tir import dlight as dl
+
+    return [
+        dl.gpu.Matmul(),
+        dl.gpu.GEMV(),
+        dl.gpu.Reduction(),
+        dl.gpu.GeneralReduction(),
+        dl.gpu.Fallback(),
+    ]
+
+
+def _gpu_schedule() -> Any:
+    from tvm.s_tir import dlight as dl
+
+    return dl.ApplyDefaultSchedule(*_gpu_rules())
 
 
 def compile_model(
@@ -109,10 +162,17 @@ def tune_model(
     progress: Callable[[str], None] | None = None,
 ) -> TuningSummary:
     """Tune `model`'s kernels for `profile` into its tuning database (see edgec.relax.tune)."""
-    if profile.capabilities.device != "cpu":
-        raise EdgecError(f"tuning for {profile.capabilities.device} targets is not supported yet")
-    with tvm_target(profile):
-        prepared = prepare(model.module, profile, {})  # the kernels compile_model builds
+    from edgec.backends.tvm import check_tuning
+
+    check_tuning(profile, options)
+    rules = _rules(profile)
+    if profile.capabilities.device == "cuda":
+        with tvm_target(profile):
+            prepared = prepare_gpu(model.module)  # the kernels compile_model builds
+        rules = _gpu_rules()
+    else:
+        with tvm_target(profile):
+            prepared = prepare(model.module, profile, {})  # the kernels compile_model builds
     return tune(
         prepared,
         profile,
@@ -122,7 +182,7 @@ def tune_model(
         remote=options.remote,
         progress=progress,
         # Measured first, so tuning only replaces edgec's rules where it beats them.
-        baseline_rules=_rules(profile),
+        baseline_rules=rules,
     )
 
 

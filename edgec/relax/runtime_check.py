@@ -42,10 +42,12 @@ def _library_bytes(path: str, size: int, mtime_ns: int) -> bytes:
     return Path(path).read_bytes()
 
 
-def runtime_lacks(names: list[str], libs: Path) -> list[str]:
-    """The names that no library in `libs` (libtvm_ffi.so, libtvm_runtime.so) registers."""
+def runtime_lacks(
+    names: list[str], libs: Path, shipped: tuple[str, ...] = runtime.RUNTIME_LIBS
+) -> list[str]:
+    """The names that no library of `shipped` in `libs` registers."""
     blobs = []
-    for lib in runtime.RUNTIME_LIBS:
+    for lib in shipped:
         st = (libs / lib).stat()
         blobs.append(_library_bytes(str(libs / lib), st.st_size, st.st_mtime_ns))
     return [n for n in names if not any(n.encode() + b"\0" in blob for blob in blobs)]
@@ -54,9 +56,8 @@ def runtime_lacks(names: list[str], libs: Path) -> list[str]:
 def check_runtime(executable: Any, profile: TargetProfile, onnx_model: OnnxModel) -> None:
     """One line naming the ONNX op when the executable calls a function the target's runtime
     lacks."""
-    if profile.capabilities.device != "cpu":  # GPU bundles ship no runtime of edgec's
-        return
-    missing = runtime_lacks(called_functions(executable), runtime.runtime_libs(profile))
+    shipped = runtime.runtime_names(profile)  # GPU bundles: libtvm_runtime_cuda.so too
+    missing = runtime_lacks(called_functions(executable), runtime.runtime_libs(profile), shipped)
     if not missing:
         return
     ops = onnx_graph.op_types(onnx_graph.read(onnx_model.path))

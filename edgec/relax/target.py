@@ -8,8 +8,13 @@ from edgec.targets import TargetProfile
 
 
 def resolved_target(profile: TargetProfile) -> dict[str, Any]:
-    """The profile's TVM target dict, `mcpu = "host"` replaced by LLVM's name for this CPU."""
+    """The profile's TVM target dict, `mcpu = "host"` replaced by LLVM's name for this CPU and
+    `arch = "host"` by this machine's GPU (edgec.targets.with_cuda_arch)."""
     target = dict(profile.tvm_target)
+    if target.get("arch") == "host":
+        from edgec.gpu import host_arch
+
+        target["arch"] = host_arch()
     if target.get("mcpu") == "host":
         from tvm.target import codegen
 

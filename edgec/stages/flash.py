@@ -40,6 +40,7 @@ class Flashed:
     location: str  # a path on the board, or the flashed ELF
     measurement: Measurement | None
     command: tuple[str, ...] = ()  # the flashing command, for MCU boards
+    sent: tuple[tuple[str, ...], ...] = ()  # ssh boards, dry run: the ssh/scp commands, unsent
 
 
 def check_target(bundle: Bundle, board: Board) -> None:
@@ -60,10 +61,13 @@ def version(bundle: Bundle) -> str:
 
 
 class _Remote:
-    """ssh and scp to one board, non-interactively."""
+    """ssh and scp to one board, non-interactively; with `dry_run`, commands are only recorded
+    (in `sent`) and answer nothing."""
 
-    def __init__(self, ssh: Ssh, board: str, known_hosts: Path) -> None:
+    def __init__(self, ssh: Ssh, board: str, known_hosts: Path, dry_run: bool = False) -> None:
         self.ssh, self.board = ssh, board
+        self.dry_run = dry_run
+        self.sent: list[tuple[str, ...]] = []
         self.options = [
             "-o", "BatchMode=yes",
             "-o", f"ConnectTimeout={SSH_TIMEOUT_S}",
@@ -90,6 +94,9 @@ class _Remote:
         self._call(cmd, RUN_TIMEOUT_S)
 
     def _call(self, cmd: list[str], timeout: int) -> str:
+        if self.dry_run:
+            self.sent.append(tuple(cmd))
+            return ""
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except FileNotFoundError:
@@ -118,17 +125,24 @@ def _sh(*words: str) -> str:
 
 
 def flash_ssh(
-    bundle: Bundle, board: Board, known_hosts: Path, run: bool, repeat: int, clean: bool
+    bundle: Bundle,
+    board: Board,
+    known_hosts: Path,
+    run: bool,
+    repeat: int,
+    clean: bool,
+    dry_run: bool = False,
 ) -> Flashed:
-    """Copy, verify, switch; then (with `run`) run the runner on the board."""
+    """Copy, verify, switch; then (with `run`) run the runner on the board. A dry run
+    contacts nothing and returns the commands it would have sent."""
     assert board.ssh is not None
     manifest = bundle.typed
     if run and (manifest.runner is None or manifest.library is None):
         raise EdgecError(
-            f"{bundle.path} has no runner for {manifest.target} yet: flash it without "
-            "--run and load model.so from your application"
+            f"{bundle.path} has no runner for {manifest.target}: rebuild it, or flash it "
+            "without --run and load model.so from your application"
         )
-    remote = _Remote(board.ssh, board.name, known_hosts)
+    remote = _Remote(board.ssh, board.name, known_hosts, dry_run)
     home = board.ssh.directory
     name = version(bundle)
     incoming = f"{home}/.incoming-{name}"
@@ -145,7 +159,7 @@ def flash_ssh(
             if len(parts) == 2
         }
         for file, digest in manifest.files.items():
-            if on_board.get(file) != digest:
+            if on_board.get(file) != digest and not dry_run:
                 raise CheckFailed(
                     f"{file} arrived on {board.name} with another sha256; the board keeps its "
                     "previous bundle"
@@ -162,10 +176,12 @@ def flash_ssh(
     measurement = _run_ssh(bundle, board, remote, final, repeat) if run else None
     if clean:
         remote.run(_sh("rm", "-rf", "--", final, link))
-    return Flashed(board, final, measurement)
+    return Flashed(board, final, measurement, sent=tuple(remote.sent))
 
 
-def _run_ssh(bundle: Bundle, board: Board, remote: _Remote, where_on_board: str, repeat: int):
+def _run_ssh(
+    bundle: Bundle, board: Board, remote: _Remote, where_on_board: str, repeat: int
+) -> Measurement | None:
     assert board.ssh is not None
     manifest = bundle.typed
     assert manifest.runner is not None and manifest.library is not None
@@ -182,10 +198,20 @@ def _run_ssh(bundle: Bundle, board: Board, remote: _Remote, where_on_board: str,
             *(["env", *env] if env else []),
             *board.ssh.exec_prefix,
             f"./{manifest.runner}",
-            *runtime.runner_arguments(manifest.library, names, "out", repeat, runtime.WARMUP),
+            *runtime.runner_arguments(
+                manifest.library,
+                names,
+                "out",
+                repeat,
+                runtime.WARMUP,
+                manifest.profile.capabilities.device,
+            ),
         )
         command = f"cd -- {shlex.quote(where_on_board)} && mkdir -p out && {runner}"
-        result = runtime.runner_result(remote.run(command, RUN_TIMEOUT_S), len(manifest.outputs))
+        answer = remote.run(command, RUN_TIMEOUT_S)
+        if remote.dry_run:
+            return None
+        result = runtime.runner_result(answer, len(manifest.outputs))
         # fetched by the names edgec expects, into its own directory: never a remote's path
         fetched = Path(tmp) / "outputs"
         fetched.mkdir()

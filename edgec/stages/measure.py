@@ -65,7 +65,16 @@ def checked(
         baseline_ms=baseline,
         within_share=float(np.mean(errors <= tolerance)) if errors.size else 1.0,
         required_share=float(parity["share"]),
+        # GPU runs: -1 where the device API could not say how much memory is free
+        device_memory_bytes=_device_bytes(result),
     )
+
+
+def _device_bytes(result: dict[str, Any]) -> int | None:
+    """The device memory a GPU run held; None for CPU runs, or where the device API could not
+    say how much memory is free (-1)."""
+    used = int(result["device"]["memory_bytes"]) if "device" in result else -1
+    return used if used >= 0 else None
 
 
 def check_inputs(specs: list[TensorSpec], inputs: list[np.ndarray]) -> None:

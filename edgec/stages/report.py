@@ -134,6 +134,8 @@ def with_measurement(
         "repeat": m.repeat,
     }
     data["memory"]["peak_rss_bytes"] = m.peak_rss_bytes
+    if m.device_memory_bytes is not None:
+        data["memory"]["device_bytes"] = m.device_memory_bytes
     if rerun is None:
         for stage in data["stages"]:
             if stage["name"] == "measure":  # the latency the compression stages bought
@@ -280,6 +282,8 @@ def markdown(report: Report | dict[str, Any]) -> str:
             f"| planned activation memory | {_mib(mem.planned_bytes)} |",
             f"| peak RSS of the runner | {_mib(mem.peak_rss_bytes)} |",
         ]
+        if mem.device_bytes is not None:
+            lines.append(f"| GPU memory of the runner | {_mib(mem.device_bytes)} |")
     if parity.export_max_abs_diff is not None:
         lines.append(
             f"| export parity (PyTorch vs ONNX) | max abs diff {parity.export_max_abs_diff:.2e} |"

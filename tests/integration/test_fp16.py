@@ -37,7 +37,7 @@ def test_fp16_module_runs_its_convolutions_in_half_precision(tmp_path: Path) -> 
     assert model.quantization == {"mode": "fp16"}
 
 
-GPU = runnable_here(get_target("cuda"), emulate=False) is None  # a GPU that runs sm_80 code
+GPU = runnable_here(get_target("cuda"), emulate=False) is None  # cuda builds for the GPU here
 
 
 # (target, where it runs here, the max abs diff from ONNX Runtime's float32 it must stay under)

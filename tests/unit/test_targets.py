@@ -86,8 +86,8 @@ def test_x86_resolves_host_cores_and_vector_width() -> None:
 def test_unknown_target_error_lists_the_known_ones() -> None:
     with pytest.raises(
         EdgecError,
-        match=r"unknown target 'rpi3'; known: cortex-m0plus, cortex-m4, cortex-m7, cuda, rpi4, "
-        r"rpi5, x86",
+        match=r"unknown target 'rpi3'; known: cortex-m0plus, cortex-m4, cortex-m7, cuda, "
+        r"jetson-orin, rpi4, rpi5, x86",
     ):
         get_target("rpi3")
 
