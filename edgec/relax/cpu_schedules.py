@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgec.relax import int8_dot as int8_dot_rules
+from edgec.relax.tiling import extent, guarded, parallel_root, write_back_at
 from edgec.targets import Int8Dot
 
 # Accumulators (rows x vectors) a register tile holds, by the number of SIMD registers: the
@@ -28,8 +30,6 @@ def rules(vector_bits: int, int8_dot: Int8Dot = "none", vector_registers: int = 
     (fp32 lanes = bits/32) and the int8 dot-product instruction `int8_dot`."""
     from tvm.s_tir import dlight as dl
 
-    from edgec.relax import int8_dot as int8_dot_rules
-
     lanes = max(1, vector_bits // 32)
     # int8_dot's rule only matches the kernels its legalization made (on targets that have the
     # instruction); the contraction rule would schedule them too, without the instruction.
@@ -39,28 +39,10 @@ def rules(vector_bits: int, int8_dot: Int8Dot = "none", vector_registers: int = 
     return [rule, contraction, _injective(lanes), dl.cpu.Reduction()]
 
 
-def _extent(sch: Any, loop: Any) -> int:
-    return int(sch.get(loop).extent)
-
-
 def _static(info: Any) -> bool:
     from tvm import tirx
 
     return all(isinstance(i.dom, (int, tirx.IntImm)) for i in info.iters)
-
-
-def guarded(cls: type) -> type:
-    """Wrap a rule's apply so a schedule error falls through to the next rule."""
-    apply = cls.apply
-
-    def safe_apply(self: Any, func: Any, target: Any, tunable: bool) -> Any:
-        try:
-            return apply(self, func, target, tunable)
-        except Exception:  # a failed primitive: leave this kernel to the next rule
-            return None
-
-    cls.apply = safe_apply
-    return cls
 
 
 def _contraction(lanes: int, accumulators: int) -> Any:
@@ -92,8 +74,8 @@ def _contraction(lanes: int, accumulators: int) -> Any:
             reduce = [i.loop_rv for i in info.iters if i.kind == "R"]
             if len(spatial) + len(reduce) != len(kinds) or "RS" in kinds:
                 return None
-            n_ext = _extent(sch, spatial[-1])
-            row_ext = _extent(sch, spatial[-2]) if len(spatial) > 1 else 1
+            n_ext = extent(sch, spatial[-1])
+            row_ext = extent(sch, spatial[-2]) if len(spatial) > 1 else 1
             # Pick (rows, vector columns) with the most accumulators that fit in registers;
             # rows divide the row extent so a tile never straddles two rows of the output
             # (the write-back region would otherwise cover elements other tiles own).
@@ -128,7 +110,7 @@ def _contraction(lanes: int, accumulators: int) -> Any:
             tile = sch.fuse(*tiles) if len(tiles) > 1 else tiles[0]
             write_back = write_back_at(sch, main, tile, consumers)
             for block in producers:
-                _parallel_root(sch, block)
+                parallel_root(sch, block)
             sch.parallel(tile)
             if len(inner) == 2:
                 sch.unroll(inner[0])
@@ -136,53 +118,11 @@ def _contraction(lanes: int, accumulators: int) -> Any:
             init = sch.decompose_reduction(main, reduce[0])
             sch.vectorize(sch.get_loops(init)[-1])
             wb_loops = sch.get_loops(write_back)  # now also computes the inlined epilogue
-            if _extent(sch, wb_loops[-1]) % lanes == 0:
+            if extent(sch, wb_loops[-1]) % lanes == 0:
                 sch.vectorize(wb_loops[-1])
             return sch
 
     return Contraction()
-
-
-def write_back_at(sch: Any, block: Any, tile: Any, consumers: list[Any]) -> Any:
-    """Accumulate `block`'s register tile locally and write it back once per `tile` iteration,
-    with the elementwise `consumers` (bias, requantization, activation) computed in the
-    write-back. Several consumers (GELU: add, divide, erf, add, multiply, multiply): inline
-    all but the last, then reverse-inline the last (reverse-inlining each in turn gave
-    "buffer used before its definition")."""
-    write_back = sch.cache_write(block, 0, "global")
-    _flatten_rows(sch, block)
-    sch.reverse_compute_at(write_back, tile)
-    for consumer in consumers[:-1]:
-        sch.compute_inline(consumer)
-    if consumers:
-        sch.reverse_compute_inline(consumers[-1])
-    return write_back
-
-
-def _flatten_rows(sch: Any, block: Any) -> None:
-    """View the accumulator buffer as [rows, channels]. Its region per tile is then exact, so
-    it is compacted to the tile (rows x vectors, a stack array) instead of a bounding box over
-    image rows (MobileNetV2: 57 KB from the heap, allocated in every tile iteration)."""
-    shape = [int(d) for d in sch.get(block).writes[0].source.shape]
-    if len(shape) <= 2:
-        return
-
-    def index_map(*idx: Any) -> Any:
-        row = idx[0]
-        for i, extent in zip(idx[1:-1], shape[1:-1], strict=True):
-            row = row * extent + i
-        return [row, idx[-1]]
-
-    sch.transform_layout(block, ("write", 0), index_map)
-
-
-def _parallel_root(sch: Any, block: Any) -> None:
-    """Compute a producer (e.g. padding) as its own parallel pass over its outer loops."""
-    loops = sch.get_loops(block)
-    if len(loops) > 1:
-        sch.parallel(sch.fuse(*loops[:2]))
-    elif loops:
-        sch.parallel(loops[0])
 
 
 def _injective(lanes: int) -> Any:
@@ -206,12 +146,12 @@ def _injective(lanes: int) -> Any:
             if not loops:
                 return sch
             fused = sch.fuse(*loops)
-            extent = _extent(sch, fused)
-            if extent % lanes == 0 and extent >= 4 * lanes:
+            size = extent(sch, fused)
+            if size % lanes == 0 and size >= 4 * lanes:
                 outer, vector = sch.split(fused, [None, lanes])
                 sch.parallel(outer)
                 sch.vectorize(vector)
-            elif extent >= 1024:
+            elif size >= 1024:
                 sch.parallel(fused)
             return sch
 
