@@ -107,7 +107,11 @@ def _contraction(lanes: int, accumulators: int, lane_fma: bool = False) -> Any:
                 return None
             n_ext = extent(sch, spatial[-1])
             row_ext = extent(sch, spatial[-2]) if len(spatial) > 1 else 1
-            tile_shape = register_tile(n_ext, row_ext, lanes, accumulators)
+            # Inputs shared by all output channels (conv2d, matmul) or each channel its own
+            # (depthwise: channelwise, no operand is read by every channel).
+            shared = _rows_operand(sch, main)
+            channelwise = shared is None
+            tile_shape = register_tile(n_ext, row_ext, lanes, accumulators, channelwise)
             if tile_shape is None:
                 return None
             rows, cols = tile_shape
@@ -124,7 +128,7 @@ def _contraction(lanes: int, accumulators: int, lane_fma: bool = False) -> Any:
                 tiles, inner = [n_out], [n_in]
             sch.reorder(*tiles, *reduce, *inner)
             tile = sch.fuse(*tiles) if len(tiles) > 1 else tiles[0]
-            rows_operand = _rows_operand(sch, main) if vector_rows and len(inner) == 2 else None
+            rows_operand = shared if vector_rows and len(inner) == 2 else None
             write_back = write_back_at(sch, main, tile, consumers)
             if rows_operand is not None and extent(sch, reduce[-1]) % lanes == 0:
                 # NEON multiplies by one lane of a register: load `lanes` consecutive inputs
@@ -138,6 +142,10 @@ def _contraction(lanes: int, accumulators: int, lane_fma: bool = False) -> Any:
                 cache_loops = sch.get_loops(cache)
                 sch.vectorize(cache_loops[-1])
                 sch.unroll(cache_loops[-2])
+            if channelwise and len(inner) == 2 and extent(sch, reduce[-1]) <= 7:
+                # The window's columns unrolled beside the rows: row i at column j reads the
+                # input row i + 1 reads at column j - 1, so each input vector loads once.
+                sch.unroll(reduce[-1])
             for block in producers:
                 parallel_root(sch, block)
             sch.parallel(tile)

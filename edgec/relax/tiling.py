@@ -19,12 +19,14 @@ def tile_accumulators(vector_registers: int) -> int:
 
 
 def register_tile(
-    channels: int, row_extent: int, lanes: int, accumulators: int
+    channels: int, row_extent: int, lanes: int, accumulators: int, prefer_rows: bool = False
 ) -> tuple[int, int] | None:
     """(rows, vector columns) of a contraction's register tile: the most accumulators that fit
     in registers, columns dividing the `channels` (the vectorized output axis), rows dividing
     the `row_extent` (the output's next axis) so a tile never straddles two rows of the
-    output. None when the channels are too many to take whole and no width divides them."""
+    output. None when the channels are too many to take whole and no width divides them.
+    Between equal tiles the widest wins, or with `prefer_rows` the tallest (a depthwise
+    window's neighbouring rows share input vectors; channels share nothing)."""
     best: tuple[int, int] | None = None
     # Narrower vectors (half or quarter registers) when the channel count is not a multiple of
     # the full width: MobileNetV2's 24-channel layers on AVX-512, a 1000-class head.
@@ -35,7 +37,8 @@ def register_tile(
             continue
         budget = accumulators // max(1, cols // lanes)
         rows = max(f for f in range(1, budget + 1) if row_extent % f == 0)
-        if best is None or rows * cols > best[0] * best[1]:
+        better = rows * cols > best[0] * best[1] if best else True
+        if better or (prefer_rows and best and rows * cols == best[0] * best[1]):
             best = (rows, cols)
     if best is None and channels <= 4 * lanes:
         best = (1, channels)
