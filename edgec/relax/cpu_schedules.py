@@ -58,9 +58,8 @@ def _rows_operand(sch: Any, block: Any) -> int | None:
 
     stmt = sch.get(block)
     written = stmt.writes[0].source
-    channel = stmt.iter_vars[
-        len(stmt.iter_vars) - 1 - sum(v.iter_type == 2 for v in stmt.iter_vars)
-    ]
+    reductions = sum(v.iter_type == 2 for v in stmt.iter_vars)  # 2: IterVar.CommReduce
+    channel = stmt.iter_vars[len(stmt.iter_vars) - 1 - reductions]  # spatial first (normalized)
     found = [
         i
         for i, region in enumerate(stmt.reads)
