@@ -294,7 +294,7 @@ def build_time_child(path: Path) -> None:
     from edgec import reference
     from edgec.backends import How, Model
     from edgec.backends.tvm import seal
-    from edgec.relax import fold_weights, int8_dot, layout
+    from edgec.relax import fold_weights, int8_dot, layout, pack_weights
     from edgec.relax.compile import _compile, _rules, _schedule, compile_model
     from edgec.relax.import_onnx import import_onnx
     from edgec.relax.target import tvm_target
@@ -325,7 +325,12 @@ def build_time_child(path: Path) -> None:
             ("fold_weight_layouts (numpy)", "fold"),
             ("FastMathTransform", relax.transform.FastMathTransform()),
             ("FoldConstant", relax.transform.FoldConstant()),
-            ("LegalizeOps", relax.transform.LegalizeOps(int8_dot.legalize_map(profile, {}))),
+            (
+                "LegalizeOps",
+                relax.transform.LegalizeOps(
+                    pack_weights.legalize_map(profile, int8_dot.legalize_map(profile, {}))
+                ),
+            ),
             ("AnnotateTIROpPattern", relax.transform.AnnotateTIROpPattern()),
             ("FoldConstant (2nd)", relax.transform.FoldConstant()),
             ("FuseOps", relax.transform.FuseOps()),

@@ -15,6 +15,7 @@ from edgec.relax import (
     fold_weights,
     int8_dot,
     layout,
+    pack_weights,
     runtime_check,
     traverse,
 )
@@ -215,8 +216,11 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
             # was 70% of a transformer FFN); error stays far below the 1e-4 parity gate.
             relax.transform.FastMathTransform(),
             relax.transform.FoldConstant(),  # the weight transposes: constants to pack
-            # int8 convolutions become dot-product kernels where the CPU has the instruction
-            relax.transform.LegalizeOps(int8_dot.legalize_map(profile, fallbacks)),
+            # int8 convolutions become dot-product kernels where the CPU has the instruction;
+            # float ones read weights packed in the order of their register tiles
+            relax.transform.LegalizeOps(
+                pack_weights.legalize_map(profile, int8_dot.legalize_map(profile, fallbacks))
+            ),
             relax.transform.AnnotateTIROpPattern(),
             relax.transform.FoldConstant(),
             relax.transform.FuseOps(),
@@ -307,7 +311,8 @@ def _schedule(profile: TargetProfile) -> Any:
 
 def _rules(profile: TargetProfile) -> list[Any]:
     caps = profile.capabilities
-    return cpu_schedules.rules(caps.vector_bits, caps.int8_dot, caps.vector_registers)
+    lane_fma = caps.isa == "aarch64"  # every AArch64 core has NEON's by-element FMLA
+    return cpu_schedules.rules(caps.vector_bits, caps.int8_dot, caps.vector_registers, lane_fma)
 
 
 def _scheduled_kernels(mod: Any) -> dict[str, bool]:

@@ -12,35 +12,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgec.relax import int8_dot as int8_dot_rules
+from edgec.relax.tiling import (
+    extent,
+    guarded,
+    parallel_root,
+    register_tile,
+    tile_accumulators,
+    write_back_at,
+)
 from edgec.targets import Int8Dot
 
-# Accumulators (rows x vectors) a register tile holds, by the number of SIMD registers: the
-# rest hold the weight vectors and a broadcast. With 32 (AArch64 NEON) a 6-row x 4-vector tile
-# reads 10 vectors per 24 FMLAs; rpi4 instructions per inference, cnn 4.02M -> 2.95M and
-# MobileNetV2 198.9M -> 153.4M (armcount) against 12 accumulators x at most 2 vectors.
-# x86 keeps 12: on AVX-512's 32 zmm, 24 accumulators cut ResNet-18's kernel time 15% but cost
-# MobileNetV2 up to 10% (bench/kernels.py): the tile should be chosen per layer first.
-ACCUMULATORS = {16: 12, 32: 24}
 
-
-def rules(vector_bits: int, int8_dot: Int8Dot = "none", vector_registers: int = 16) -> list[Any]:
+def rules(
+    vector_bits: int,
+    int8_dot: Int8Dot = "none",
+    vector_registers: int = 16,
+    lane_fma: bool = False,
+) -> list[Any]:
     """The rule list for a CPU with `vector_registers` SIMD registers of `vector_bits` each
-    (fp32 lanes = bits/32) and the int8 dot-product instruction `int8_dot`."""
+    (fp32 lanes = bits/32), the int8 dot-product instruction `int8_dot`, and, if `lane_fma`,
+    a multiply-add by one lane of a vector register (AArch64 `fmla v.4s, v.4s, v.s[i]`)."""
     from tvm.s_tir import dlight as dl
-
-    from edgec.relax import int8_dot as int8_dot_rules
 
     lanes = max(1, vector_bits // 32)
     # int8_dot's rule only matches the kernels its legalization made (on targets that have the
     # instruction); the contraction rule would schedule them too, without the instruction.
     rule = int8_dot_rules.schedule_rule(int8_dot)
-    accumulators = ACCUMULATORS[32 if vector_registers >= 32 else 16]
-    contraction = _contraction(lanes, accumulators)
+    accumulators = tile_accumulators(vector_registers)
+    contraction = _contraction(lanes, accumulators, lane_fma)
     return [rule, contraction, _injective(lanes), dl.cpu.Reduction()]
-
-
-def _extent(sch: Any, loop: Any) -> int:
-    return int(sch.get(loop).extent)
 
 
 def _static(info: Any) -> bool:
@@ -49,21 +50,26 @@ def _static(info: Any) -> bool:
     return all(isinstance(i.dom, (int, tirx.IntImm)) for i in info.iters)
 
 
-def guarded(cls: type) -> type:
-    """Wrap a rule's apply so a schedule error falls through to the next rule."""
-    apply = cls.apply
+def _rows_operand(sch: Any, block: Any) -> int | None:
+    """The index of `block`'s read that is the same for every output channel (the activations
+    of conv2d, matmul's left operand): the one whose indices do not use the block's last
+    spatial variable. None when there is not exactly one."""
+    from tvm.tirx.analysis import undefined_vars
 
-    def safe_apply(self: Any, func: Any, target: Any, tunable: bool) -> Any:
-        try:
-            return apply(self, func, target, tunable)
-        except Exception:  # a failed primitive: leave this kernel to the next rule
-            return None
+    stmt = sch.get(block)
+    written = stmt.writes[0].source
+    reductions = sum(v.iter_type == 2 for v in stmt.iter_vars)  # 2: IterVar.CommReduce
+    channel = stmt.iter_vars[len(stmt.iter_vars) - 1 - reductions]  # spatial first (normalized)
+    found = [
+        i
+        for i, region in enumerate(stmt.reads)
+        if not region.source.same_as(written)
+        and not any(channel.var.same_as(v) for r in region.region for v in undefined_vars(r.min))
+    ]
+    return found[0] if len(found) == 1 else None
 
-    cls.apply = safe_apply
-    return cls
 
-
-def _contraction(lanes: int, accumulators: int) -> Any:
+def _contraction(lanes: int, accumulators: int, lane_fma: bool = False) -> Any:
     from tvm import s_tir
     from tvm.s_tir.dlight.analysis import normalize_prim_func
     from tvm.s_tir.dlight.base import ScheduleRule
@@ -73,6 +79,12 @@ def _contraction(lanes: int, accumulators: int) -> Any:
         """out[..., m, n] = sum_k a[..., m, k] * b[k, n] shapes: conv2d NHWC/HWIO, matmul."""
 
         def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
+            try:
+                return self.tile(func, lane_fma)
+            except Exception:  # the vector row loads do not hold here: schedule without them
+                return self.tile(func, False) if lane_fma else None
+
+        def tile(self, func: Any, vector_rows: bool) -> Any:
             sch = s_tir.Schedule(func)
             infos = normalize_prim_func(sch)
             if infos is None:
@@ -92,43 +104,49 @@ def _contraction(lanes: int, accumulators: int) -> Any:
             reduce = [i.loop_rv for i in info.iters if i.kind == "R"]
             if len(spatial) + len(reduce) != len(kinds) or "RS" in kinds:
                 return None
-            n_ext = _extent(sch, spatial[-1])
-            row_ext = _extent(sch, spatial[-2]) if len(spatial) > 1 else 1
-            # Pick (rows, vector columns) with the most accumulators that fit in registers;
-            # rows divide the row extent so a tile never straddles two rows of the output
-            # (the write-back region would otherwise cover elements other tiles own).
-            best: tuple[int, int] | None = None
-            # Narrower vectors (half or quarter registers) when the channel count is not a
-            # multiple of the full width: MobileNetV2's 24-channel layers on AVX-512, a
-            # 1000-class head.
-            widest = (4 * lanes,) if accumulators > 12 else ()  # 4 vectors when registers allow
-            widths = [w for w in (*widest, 2 * lanes, lanes, lanes // 2, lanes // 4) if w >= 4]
-            for cols in widths:
-                if n_ext % cols:
-                    continue
-                budget = accumulators // max(1, cols // lanes)
-                rows = max(f for f in range(1, budget + 1) if row_ext % f == 0)
-                if best is None or rows * cols > best[0] * best[1]:
-                    best = (rows, cols)
-            if best is None:
-                if n_ext > 4 * lanes:
-                    return None
-                best = (1, n_ext)
-            rows, cols = best
+            n_ext = extent(sch, spatial[-1])
+            row_ext = extent(sch, spatial[-2]) if len(spatial) > 1 else 1
+            # Inputs shared by all output channels (conv2d, matmul) or each channel its own
+            # (depthwise: channelwise, no operand is read by every channel).
+            shared = _rows_operand(sch, main)
+            channelwise = shared is None
+            tile_shape = register_tile(n_ext, row_ext, lanes, accumulators, channelwise)
+            if tile_shape is None:
+                return None
+            rows, cols = tile_shape
             n_out, n_in = sch.split(spatial[-1], [None, cols])
             if len(spatial) > 1:
-                m = sch.fuse(*spatial[:-1]) if len(spatial) > 2 else spatial[0]
-                m_out, m_in = sch.split(m, [None, rows])
+                # Rows split from the innermost row axis alone (not from all of them fused),
+                # so the row index stays affine in the unrolled row: input regions per tile
+                # are exact (no div/mod by the image width).
+                m_out, m_in = sch.split(spatial[-2], [None, rows])
                 # Output-channel tiles outermost: one tile of weights stays in cache while
                 # all rows of the input stream past it.
-                tiles, inner = [n_out, m_out], [m_in, n_in]
+                tiles, inner = [n_out, *spatial[:-2], m_out], [m_in, n_in]
             else:
                 tiles, inner = [n_out], [n_in]
             sch.reorder(*tiles, *reduce, *inner)
             tile = sch.fuse(*tiles) if len(tiles) > 1 else tiles[0]
+            rows_operand = shared if vector_rows and len(inner) == 2 else None
             write_back = write_back_at(sch, main, tile, consumers)
+            if rows_operand is not None and extent(sch, reduce[-1]) % lanes == 0:
+                # NEON multiplies by one lane of a register: load `lanes` consecutive inputs
+                # of each row with one vector load and use each lane once per reduction step,
+                # instead of one broadcast load per row per step.
+                k_out, k_in = sch.split(reduce[-1], [None, lanes])
+                reduce = [*reduce[:-1], k_out, k_in]
+                sch.unroll(k_in)
+                cache = sch.cache_read(main, rows_operand, "global")
+                sch.compute_at(cache, k_out)
+                cache_loops = sch.get_loops(cache)
+                sch.vectorize(cache_loops[-1])
+                sch.unroll(cache_loops[-2])
+            if channelwise and len(inner) == 2 and extent(sch, reduce[-1]) <= 7:
+                # The window's columns unrolled beside the rows: row i at column j reads the
+                # input row i + 1 reads at column j - 1, so each input vector loads once.
+                sch.unroll(reduce[-1])
             for block in producers:
-                _parallel_root(sch, block)
+                parallel_root(sch, block)
             sch.parallel(tile)
             if len(inner) == 2:
                 sch.unroll(inner[0])
@@ -136,53 +154,11 @@ def _contraction(lanes: int, accumulators: int) -> Any:
             init = sch.decompose_reduction(main, reduce[0])
             sch.vectorize(sch.get_loops(init)[-1])
             wb_loops = sch.get_loops(write_back)  # now also computes the inlined epilogue
-            if _extent(sch, wb_loops[-1]) % lanes == 0:
+            if extent(sch, wb_loops[-1]) % lanes == 0:
                 sch.vectorize(wb_loops[-1])
             return sch
 
     return Contraction()
-
-
-def write_back_at(sch: Any, block: Any, tile: Any, consumers: list[Any]) -> Any:
-    """Accumulate `block`'s register tile locally and write it back once per `tile` iteration,
-    with the elementwise `consumers` (bias, requantization, activation) computed in the
-    write-back. Several consumers (GELU: add, divide, erf, add, multiply, multiply): inline
-    all but the last, then reverse-inline the last (reverse-inlining each in turn gave
-    "buffer used before its definition")."""
-    write_back = sch.cache_write(block, 0, "global")
-    _flatten_rows(sch, block)
-    sch.reverse_compute_at(write_back, tile)
-    for consumer in consumers[:-1]:
-        sch.compute_inline(consumer)
-    if consumers:
-        sch.reverse_compute_inline(consumers[-1])
-    return write_back
-
-
-def _flatten_rows(sch: Any, block: Any) -> None:
-    """View the accumulator buffer as [rows, channels]. Its region per tile is then exact, so
-    it is compacted to the tile (rows x vectors, a stack array) instead of a bounding box over
-    image rows (MobileNetV2: 57 KB from the heap, allocated in every tile iteration)."""
-    shape = [int(d) for d in sch.get(block).writes[0].source.shape]
-    if len(shape) <= 2:
-        return
-
-    def index_map(*idx: Any) -> Any:
-        row = idx[0]
-        for i, extent in zip(idx[1:-1], shape[1:-1], strict=True):
-            row = row * extent + i
-        return [row, idx[-1]]
-
-    sch.transform_layout(block, ("write", 0), index_map)
-
-
-def _parallel_root(sch: Any, block: Any) -> None:
-    """Compute a producer (e.g. padding) as its own parallel pass over its outer loops."""
-    loops = sch.get_loops(block)
-    if len(loops) > 1:
-        sch.parallel(sch.fuse(*loops[:2]))
-    elif loops:
-        sch.parallel(loops[0])
 
 
 def _injective(lanes: int) -> Any:
@@ -206,12 +182,12 @@ def _injective(lanes: int) -> Any:
             if not loops:
                 return sch
             fused = sch.fuse(*loops)
-            extent = _extent(sch, fused)
-            if extent % lanes == 0 and extent >= 4 * lanes:
+            size = extent(sch, fused)
+            if size % lanes == 0 and size >= 4 * lanes:
                 outer, vector = sch.split(fused, [None, lanes])
                 sch.parallel(outer)
                 sch.vectorize(vector)
-            elif extent >= 1024:
+            elif size >= 1024:
                 sch.parallel(fused)
             return sch
 

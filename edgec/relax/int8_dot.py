@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from edgec.relax import tiling
 from edgec.targets import Int8Dot, TargetProfile
 
 GROUP = 4  # int8 products summed into each int32 lane, by both instructions
@@ -402,9 +403,7 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
     from tvm import s_tir
     from tvm.s_tir.dlight.base import ScheduleRule
 
-    from edgec.relax import cpu_schedules
-
-    @cpu_schedules.guarded  # a kernel with no root block (scatter_elements) goes to the next rule
+    @tiling.guarded  # a kernel with no root block (scatter_elements) goes to the next rule
     class Int8DotConv(ScheduleRule):
         def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
             sch = s_tir.Schedule(func)
@@ -431,7 +430,7 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             ow_tile, ow_row = sch.split(ow, [None, rows])
             sch.reorder(k_tile, b, y, ow_tile, ry, rx, rc_out, ow_row, k_vec, k_lane, *rc_in)
             tile = sch.fuse(k_tile, b, y, ow_tile)
-            write_back = cpu_schedules.write_back_at(sch, conv, tile, consumers)
+            write_back = tiling.write_back_at(sch, conv, tile, consumers)
             for pad in pads:
                 loops = sch.get_loops(pad)
                 if int(sch.get(loops[-1]).extent) % 16 == 0:

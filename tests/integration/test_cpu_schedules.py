@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -71,3 +72,63 @@ def test_neon_schedules_match_onnxruntime_under_qemu(tmp_path: Path) -> None:
     report = _build(tmp_path, "rpi4")
     assert report["latency_ms"]["where"] == "emulated"
     assert report["parity"]["max_abs_diff"] < 1e-4
+
+
+def _neon_asm(x_shape: list[int], w: Any, stride: int, groups: int) -> str:
+    """The AArch64 assembly of one conv2d (or, with a 2-D weight, matmul) kernel as edgec's
+    rules schedule it for rpi4."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    from edgec.relax.compile import _schedule, prepare
+    from edgec.relax.target import tvm_target
+    from edgec.targets import get_target
+
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType(x_shape, "float32"))
+    weight = relax.const(np.asarray(w, np.float32))
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            if len(w.shape) == 2:
+                y = relax.op.matmul(arg, weight)
+            else:
+                pad = [w.shape[2] // 2] * 4
+                y = relax.op.nn.conv2d(arg, weight, [stride] * 2, pad, groups=groups)
+            out = bb.emit_output(bb.emit(y))
+        bb.emit_func_output(out)
+    profile = get_target("rpi4")
+    with tvm_target(profile) as target:
+        mod = _schedule(profile)(prepare(bb.get(), profile, {}))
+    (func,) = [f for gv, f in mod.functions.items() if gv.name_hint in ("conv2d", "matmul")]
+    assert func.attrs.get("tirx.is_scheduled")
+    lib = tvm.tirx.build(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
+    return str(lib.inspect_source("asm"))
+
+
+# (input shape, weight shape, stride, groups, whether rows are read as vectors)
+LANE_CASES = [
+    pytest.param([1, 64, 14, 14], (64, 64, 3, 3), 1, 1, True, id="3x3"),
+    pytest.param([1, 32, 14, 14], (64, 32, 3, 3), 2, 1, True, id="3x3-stride2"),
+    pytest.param([1, 24, 28, 28], (144, 24, 1, 1), 1, 1, True, id="pointwise"),
+    pytest.param([7, 64], (64, 1000), 1, 1, True, id="matmul"),
+    pytest.param([1, 6, 8, 8], (16, 6, 3, 3), 1, 1, False, id="channels-not-multiple-of-4"),
+    pytest.param([1, 32, 14, 14], (32, 1, 3, 3), 1, 32, False, id="depthwise"),
+]
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "stride", "groups", "vector_rows"), LANE_CASES)
+def test_neon_contractions_read_input_rows_as_vectors(
+    x_shape: list[int], w_shape: tuple[int, ...], stride: int, groups: int, vector_rows: bool
+) -> None:
+    """On NEON a contraction loads 4 consecutive inputs of a row with one vector load and
+    multiplies by each lane (`fmla v.4s, v.4s, v.s[1..3]`), instead of one broadcast load per
+    row and reduction step (lane 0 only): a 14x14 3x3 layer's inner loop went from 1.86 to
+    about 1.3 instructions per FMLA."""
+    import re
+
+    import numpy as np
+
+    w = np.random.default_rng(0).standard_normal(w_shape)
+    asm = _neon_asm(x_shape, w, stride, groups)
+    assert bool(re.search(r"fmla\tv\d+\.4s, v\d+\.4s, v\d+\.s\[[123]\]", asm)) == vector_rows

@@ -1,0 +1,124 @@
+"""float32 conv2d weights packed at build time in the order the register tile reads them.
+
+In HWIO a register tile of `cols` output channels reads, per reduction step, one `cols`-wide
+slice of a row `O` floats long: consecutive steps are `O * 4` bytes apart, so a 3x3 512->512
+layer touches a new cache line (and, at a 2 KB stride, the same few L1 sets) for every vector
+it loads. Packed to [O/cols, KH, KW, I, cols] the tile's weights are one contiguous stream over
+the whole reduction. The rule (edgec.relax.cpu_schedules) picks the same `cols` from the same
+shapes (edgec.relax.tiling.register_tile), so its split lands exactly on the packed blocks.
+
+A conv2d this does not take (grouped, dilated, not NHWC/HWIO, weights not constant, another
+dtype, no tile width that divides its channels) keeps its usual legalization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from edgec.relax.tiling import register_tile, tile_accumulators
+from edgec.targets import TargetProfile
+
+CONV = "conv2d_nhwc_packed"
+
+
+def legalize_map(
+    profile: TargetProfile, inner: dict[str, Callable[[Any, Any], Any]]
+) -> dict[str, Callable[[Any, Any], Any]]:
+    """LegalizeOps overrides: float32 conv2d with packed weights on CPUs; every other conv2d
+    goes to `inner`'s legalization (int8 dot products), else TVM's own."""
+    from tvm import ir
+
+    caps = profile.capabilities
+    if caps.device != "cpu":
+        return inner
+    lanes = max(1, caps.vector_bits // 32)
+    accumulators = tile_accumulators(caps.vector_registers)
+    otherwise = inner.get("relax.nn.conv2d") or ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
+
+    def legalize(bb: Any, call: Any) -> Any:
+        cols = _packed_width(call, lanes, accumulators)
+        if cols is None:
+            return otherwise(bb, call)
+        return _legalize(bb, call, cols)
+
+    return {**inner, "relax.nn.conv2d": legalize}
+
+
+def _packed_width(call: Any, lanes: int, accumulators: int) -> int | None:
+    """The register tile's vector columns for `call`, or None if it is not packable."""
+    from tvm import ir, tirx
+
+    attrs = call.attrs
+    x, w = call.args
+    if not (
+        isinstance(w, ir.expr.Constant)
+        and str(x.ty.dtype) == "float32"
+        and str(w.ty.dtype) == "float32"
+        and str(attrs.out_dtype) in ("", "None", "void", "float32")  # unset: the input dtype
+        and attrs.data_layout == "NHWC"
+        and attrs.kernel_layout == "HWIO"
+        and attrs.out_layout == "NHWC"
+        and int(attrs.groups) == 1
+        and all(int(d) == 1 for d in attrs.dilation)
+        and all(isinstance(d, tirx.IntImm) for d in call.ty.shape)
+    ):
+        return None
+    _, _, out_width, channels = (int(d) for d in call.ty.shape)
+    tile = register_tile(channels, out_width, lanes, accumulators)
+    if tile is None or tile[1] == channels:  # one block: HWIO is already that order
+        return None
+    return tile[1]
+
+
+def _legalize(bb: Any, call: Any, cols: int) -> Any:
+    import numpy as np
+    from tvm import relax
+
+    w = call.args[1].value.numpy()  # HWIO
+    kh, kw, c, k = w.shape
+    packed = np.ascontiguousarray(w.reshape(kh, kw, c, k // cols, cols).transpose(3, 0, 1, 2, 4))
+    attrs = call.attrs
+    return bb.call_te(
+        _conv_te,
+        call.args[0],
+        relax.const(packed, "float32"),
+        [int(s) for s in attrs.strides],
+        [int(p) for p in attrs.padding],
+        primfunc_name_hint="conv2d",
+    )
+
+
+def _conv_te(x: Any, packed: Any, strides: list[int], pads: list[int]) -> Any:
+    """NHWC conv2d (padding as its own stage, as TOPI's) on weights [O/cols, KH, KW, I, cols]."""
+    from tvm import te, tirx
+
+    n, h, w, c = (int(d) for d in x.shape)
+    blocks, kh, kw, _, cols = (int(d) for d in packed.shape)
+    top, left, bottom, right = pads
+    sh, sw = strides
+    oh = (h + top + bottom - kh) // sh + 1
+    ow = (w + left + right - kw) // sw + 1
+    if any(pads):
+        source = te.compute(
+            (n, h + top + bottom, w + left + right, c),
+            lambda b, y, z, ch: tirx.if_then_else(
+                tirx.all(y >= top, y < h + top, z >= left, z < w + left),
+                x[b, y - top, z - left, ch],
+                tirx.const(0.0, "float32"),
+            ),
+            name="pad_temp",
+        )
+    else:
+        source = x
+    ry = te.reduce_axis((0, kh), "ry")
+    rx = te.reduce_axis((0, kw), "rx")
+    rc = te.reduce_axis((0, c), "rc")
+    return te.compute(
+        (n, oh, ow, blocks * cols),
+        lambda b, y, z, o: te.sum(
+            source[b, y * sh + ry, z * sw + rx, rc] * packed[o // cols, ry, rx, rc, o % cols],
+            axis=[ry, rx, rc],
+        ),
+        name=CONV,
+    )

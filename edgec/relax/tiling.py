@@ -1,0 +1,106 @@
+"""Tiling helpers shared by the CPU schedule rules (edgec.relax.cpu_schedules, int8_dot)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Accumulators (rows x vectors) a register tile holds, by the number of SIMD registers: the
+# rest hold the weight vectors and a broadcast. With 32 (AArch64 NEON) a 6-row x 4-vector tile
+# reads 10 vectors per 24 FMLAs; rpi4 instructions per inference, cnn 4.02M -> 2.95M and
+# MobileNetV2 198.9M -> 153.4M (armcount) against 12 accumulators x at most 2 vectors.
+# x86 keeps 12: on AVX-512's 32 zmm, 24 accumulators cut ResNet-18's kernel time 15% but cost
+# MobileNetV2 up to 10% (bench/kernels.py): the tile should be chosen per layer first.
+ACCUMULATORS = {16: 12, 32: 24}
+
+
+def tile_accumulators(vector_registers: int) -> int:
+    """Accumulator vectors a register tile may hold on a CPU with `vector_registers`."""
+    return ACCUMULATORS[32 if vector_registers >= 32 else 16]
+
+
+def register_tile(
+    channels: int, row_extent: int, lanes: int, accumulators: int, prefer_rows: bool = False
+) -> tuple[int, int] | None:
+    """(rows, vector columns) of a contraction's register tile: the most accumulators that fit
+    in registers, columns dividing the `channels` (the vectorized output axis), rows dividing
+    the `row_extent` (the output's next axis) so a tile never straddles two rows of the
+    output. None when the channels are too many to take whole and no width divides them.
+    Between equal tiles the widest wins, or with `prefer_rows` the tallest (a depthwise
+    window's neighbouring rows share input vectors; channels share nothing)."""
+    best: tuple[int, int] | None = None
+    # Narrower vectors (half or quarter registers) when the channel count is not a multiple of
+    # the full width: MobileNetV2's 24-channel layers on AVX-512, a 1000-class head.
+    widest = (4 * lanes,) if accumulators > 12 else ()  # 4 vectors when registers allow
+    widths = [w for w in (*widest, 2 * lanes, lanes, lanes // 2, lanes // 4) if w >= 4]
+    for cols in widths:
+        if channels % cols:
+            continue
+        budget = accumulators // max(1, cols // lanes)
+        rows = max(f for f in range(1, budget + 1) if row_extent % f == 0)
+        better = rows * cols > best[0] * best[1] if best else True
+        if better or (prefer_rows and best and rows * cols == best[0] * best[1]):
+            best = (rows, cols)
+    if best is None and channels <= 4 * lanes:
+        best = (1, channels)
+    return best
+
+
+def extent(sch: Any, loop: Any) -> int:
+    """A loop's static extent."""
+    return int(sch.get(loop).extent)
+
+
+def guarded(cls: type) -> type:
+    """Wrap a rule's apply so a schedule error falls through to the next rule."""
+    apply = cls.apply
+
+    def safe_apply(self: Any, func: Any, target: Any, tunable: bool) -> Any:
+        try:
+            return apply(self, func, target, tunable)
+        except Exception:  # a failed primitive: leave this kernel to the next rule
+            return None
+
+    cls.apply = safe_apply
+    return cls
+
+
+def write_back_at(sch: Any, block: Any, tile: Any, consumers: list[Any]) -> Any:
+    """Accumulate `block`'s register tile locally and write it back once per `tile` iteration,
+    with the elementwise `consumers` (bias, requantization, activation) computed in the
+    write-back. Several consumers (GELU: add, divide, erf, add, multiply, multiply): inline
+    all but the last, then reverse-inline the last (reverse-inlining each in turn gave
+    "buffer used before its definition")."""
+    write_back = sch.cache_write(block, 0, "global")
+    flatten_rows(sch, block)
+    sch.reverse_compute_at(write_back, tile)
+    for consumer in consumers[:-1]:
+        sch.compute_inline(consumer)
+    if consumers:
+        sch.reverse_compute_inline(consumers[-1])
+    return write_back
+
+
+def flatten_rows(sch: Any, block: Any) -> None:
+    """View the accumulator buffer as [rows, channels]. Its region per tile is then exact, so
+    it is compacted to the tile (rows x vectors, a stack array) instead of a bounding box over
+    image rows (MobileNetV2: 57 KB from the heap, allocated in every tile iteration)."""
+    shape = [int(d) for d in sch.get(block).writes[0].source.shape]
+    if len(shape) <= 2:
+        return
+
+    def index_map(*idx: Any) -> Any:
+        row = idx[0]
+        for i, size in zip(idx[1:-1], shape[1:-1], strict=True):
+            row = row * size + i
+        return [row, idx[-1]]
+
+    sch.transform_layout(block, ("write", 0), index_map)
+
+
+def parallel_root(sch: Any, block: Any) -> None:
+    """Compute a producer (e.g. padding) as its own parallel pass over its outer loops."""
+    loops = sch.get_loops(block)
+    if len(loops) > 1:
+        sch.parallel(sch.fuse(*loops[:2]))
+    elif loops:
+        sch.parallel(loops[0])
