@@ -210,9 +210,10 @@ def log(msg: str) -> None:
 def model_arg(model: Model) -> str:
     if not model.corpus:
         return f"{ROOT / 'examples' / model.name}.py:make_model"
+    zoo = corpus()  # puts the project root on sys.path
     from bench import coverage  # the corpus's ONNX cache, shared with bench/coverage.py
 
-    return str(corpus().export(model.name, 17, model.shape[-1], coverage.CACHE))
+    return str(zoo.export(model.name, 17, model.shape[-1], coverage.CACHE))
 
 
 def calibration(model: Model, directory: Path) -> Path:
