@@ -124,6 +124,10 @@ class LayerCount:
     macs: int
     instructions: int
 
+    @property
+    def instructions_per_mac(self) -> float | None:
+        return round(self.instructions / self.macs, 3) if self.macs else None
+
 
 @dataclass(frozen=True)
 class Measurement:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from edgec.artifacts import LayerCount
 from edgec.errors import EdgecError
 
 SCHEMA = 1
@@ -98,15 +99,6 @@ class Stage:
     accuracy: float | None = None
     latency_ms_p50: float | None = None
     where: str | None = None
-
-
-@dataclass(frozen=True)
-class LayerCount:
-    name: str
-    op: str
-    macs: int
-    instructions: int
-    instructions_per_mac: float | None
 
 
 @dataclass(frozen=True)
@@ -294,7 +286,6 @@ def _speed(data: dict[str, Any]) -> Speed:
                     op=_text(x, "op", required=True) or "",
                     macs=_int(x, "macs") or 0,
                     instructions=_int(x, "instructions") or 0,
-                    instructions_per_mac=_number(x, "instructions_per_mac"),
                 )
                 for x in layers
             ),

@@ -167,9 +167,7 @@ def _instructions(m: Measurement, macs: int) -> dict[str, Any]:
                 "op": layer.op,
                 "macs": layer.macs,
                 "instructions": layer.instructions,
-                "instructions_per_mac": (
-                    round(layer.instructions / layer.macs, 3) if layer.macs else None
-                ),
+                "instructions_per_mac": layer.instructions_per_mac,
             }
             for layer in m.layers
         ],
