@@ -13,8 +13,8 @@ from typing import Any, Literal
 from edgec.errors import EdgecError, known
 from edgec.package_files import data_dir
 
-Transport = Literal["local", "ssh", "emulator", "qemu-system", "pyocd", "openocd"]
-TRANSPORTS = ("local", "ssh", "emulator", "qemu-system", "pyocd", "openocd")
+Transport = Literal["local", "ssh", "adb", "emulator", "qemu-system", "pyocd", "openocd"]
+TRANSPORTS = ("local", "ssh", "adb", "emulator", "qemu-system", "pyocd", "openocd")
 USER_DIR_ENV = "EDGEC_BOARDS_DIR"  # a user's own board files, beside the shipped ones
 
 
@@ -40,6 +40,14 @@ class Ssh:
 
 
 @dataclass(frozen=True)
+class Adb:
+    """An Android device reached with adb: its serial number (`adb devices` lists it; a
+    network device's is host:port). Bundles go to /data/local/tmp/edgec (edgec/stages/adb.py)."""
+
+    serial: str
+
+
+@dataclass(frozen=True)
 class Board:
     name: str
     target: str
@@ -50,6 +58,7 @@ class Board:
     memory: Memory | None = None  # microcontrollers: the linker script's regions
     qemu_machine: str | None = None  # qemu-system: the -M machine
     ssh: Ssh | None = None
+    adb: Adb | None = None
     flash_command: tuple[str, ...] = ()  # pyocd/openocd: {elf} is the firmware
     env: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
@@ -68,6 +77,17 @@ def _word(value: object, key: str, pattern: str, path: Path) -> str:
     if text.startswith("-") or not re.fullmatch(pattern, text):
         raise EdgecError(f"board {path}: [ssh] {key} {text!r} is not a valid {key} name")
     return text
+
+
+def _serial(value: object, path: Path) -> str:
+    """An adb serial as `adb devices` lists it: USB serials are letters and digits, others
+    emulator-5554 or 10.0.0.7:5555. adb reads a word starting with '-' as an option."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]*", value):
+        raise EdgecError(
+            f"board {path}: [adb] serial {value!r} is not an adb serial (letters, digits and "
+            "'._:-', as `adb devices` lists it)"
+        )
+    return value
 
 
 def _env(table: object, path: Path) -> dict[str, str]:
@@ -115,6 +135,12 @@ def parse_board(path: Path) -> Board:
                 exec_prefix=tuple(s.get("exec_prefix", ())),
                 known_hosts=s.get("known_hosts"),
             )
+        adb = None
+        if transport == "adb":
+            table = data["adb"]
+            if not isinstance(table, dict):
+                raise EdgecError(f'board {path}: [adb] must be a table holding serial = "..."')
+            adb = Adb(_serial(table["serial"], path))
         if transport == "qemu-system" and "qemu" not in data:
             raise EdgecError(f"board {path}: transport qemu-system needs [qemu] machine")
         if transport in ("pyocd", "openocd") and "flash" not in data:
@@ -129,6 +155,7 @@ def parse_board(path: Path) -> Board:
             memory=memory,
             qemu_machine=data.get("qemu", {}).get("machine"),
             ssh=ssh,
+            adb=adb,
             flash_command=tuple(data.get("flash", {}).get("command", ())),
             env=_env(data.get("env", {}), path),
             path=path,

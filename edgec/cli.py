@@ -678,7 +678,9 @@ def distill(
 @click.option("--run", "run_it", is_flag=True, help="Run the bundle there and record it.")
 @click.option("--repeat", type=click.IntRange(min=1), default=20, help=HELP["repeat"])
 @click.option("--clean", is_flag=True, help="Remove the bundle from the board afterwards.")
-@click.option("--dry-run", is_flag=True, help="Print the commands (ssh/scp or the probe's) only.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the commands (ssh/scp, adb or the probe's) only."
+)
 @click.option(
     "--boards-dir", type=click.Path(path_type=Path), default=None, help=HELP["boards_dir"]
 )
@@ -691,7 +693,7 @@ def flash(
     dry_run: bool,
     boards_dir: Path | None,
 ) -> None:
-    """Put BUNDLE on a board (ssh, pyOCD/OpenOCD, or an emulator); --run measures it there."""
+    """Put BUNDLE on a board (ssh, adb, pyOCD/OpenOCD, or an emulator); --run measures it there."""
     from edgec.commands import FlashOptions
     from edgec.commands import flash as flash_bundle
     from edgec.progress import StageLog

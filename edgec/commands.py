@@ -62,7 +62,7 @@ class FlashOptions:
     run: bool = False  # run the bundle on the board and record the measurement
     repeat: int = 20
     clean: bool = False  # remove the bundle from the board afterwards
-    dry_run: bool = False  # print the commands (ssh/scp, or the probe's), run none
+    dry_run: bool = False  # print the commands (ssh/scp, adb, or the probe's), run none
     boards_dir: Path | None = None
 
 
@@ -77,19 +77,26 @@ def flash(path: Path, board_name: str, options: FlashOptions, log: StageLog) -> 
     bundle, _ = open_bundle(path)  # checksums first: a corrupted bundle never leaves
     flashing.check_target(bundle, board)
     report_path = path / "report.json"
-    if board.transport == "ssh":
+    if board.transport in ("ssh", "adb"):
         with log.stage("flash") as s:
-            assert board.ssh is not None
-            known_hosts = Path(board.ssh.known_hosts or cache_dir() / "known_hosts")
-            flashed = flashing.flash_ssh(
-                bundle,
-                board,
-                known_hosts,
-                options.run,
-                options.repeat,
-                options.clean,
-                options.dry_run,
-            )
+            if board.transport == "adb":
+                from edgec.stages.adb import flash_adb
+
+                flashed = flash_adb(
+                    bundle, board, options.run, options.repeat, options.clean, options.dry_run
+                )
+            else:
+                assert board.ssh is not None
+                known_hosts = Path(board.ssh.known_hosts or cache_dir() / "known_hosts")
+                flashed = flashing.flash_ssh(
+                    bundle,
+                    board,
+                    known_hosts,
+                    options.run,
+                    options.repeat,
+                    options.clean,
+                    options.dry_run,
+                )
             dry = "dry run, nothing sent: " if options.dry_run else ""
             s.note(f"{dry}{board.name}:{flashed.location}")
         if options.dry_run:

@@ -3,7 +3,8 @@
 Linux boards go over the system's OpenSSH (ssh/scp, the user's keys and config): the bundle is
 copied into a hidden directory on the board, its sha256 sums are checked there against the
 manifest, and only then is it renamed into its versioned directory and the board's
-`<bundle>` link switched to it, so a failed copy leaves the previous bundle in place.
+`<bundle>` link switched to it, so a failed copy leaves the previous bundle in place. Android
+devices take the same protocol over adb (stages/adb.py), through the same `install`.
 Microcontroller boards are flashed with pyOCD or OpenOCD (command lines from the board file),
 or run in qemu-system-arm when the board is emulated.
 """
@@ -18,6 +19,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -40,7 +42,7 @@ class Flashed:
     location: str  # a path on the board, or the flashed ELF
     measurement: Measurement | None
     command: tuple[str, ...] = ()  # the flashing command, for MCU boards
-    sent: tuple[tuple[str, ...], ...] = ()  # ssh boards, dry run: the ssh/scp commands, unsent
+    sent: tuple[tuple[str, ...], ...] = ()  # ssh/adb boards, dry run: the commands, unsent
 
 
 def check_target(bundle: Bundle, board: Board) -> None:
@@ -124,6 +126,37 @@ def _sh(*words: str) -> str:
     return shlex.join(words)
 
 
+class Remote(Protocol):
+    """A Linux-like device edgec reaches with commands: ssh/scp (_Remote) or adb (stages/adb.py);
+    with `dry_run`, commands are only recorded in `sent` and answer nothing."""
+
+    dry_run: bool
+    sent: list[tuple[str, ...]]
+
+    def run(self, command: str, timeout: int = ...) -> str: ...
+    def copy_to(self, files: list[Path], directory: str) -> None: ...
+    def copy_from(self, remote: str, local: Path) -> None: ...
+
+
+@dataclass(frozen=True)
+class Runner:
+    """How the bundle's runner is started on the board: the words before its arguments, and
+    whether what it measures is the device's time or an emulator's."""
+
+    words: tuple[str, ...]
+    where: Where
+
+
+def needs_runner(bundle: Bundle) -> None:
+    """`--run` needs a runner: MCU bundles have none, TVM bundles built without one neither."""
+    manifest = bundle.typed
+    if manifest.runner is None:
+        raise EdgecError(
+            f"{bundle.path} has no runner for {manifest.target}: rebuild it, or flash it "
+            "without --run and load model.so from your application"
+        )
+
+
 def flash_ssh(
     bundle: Bundle,
     board: Board,
@@ -136,14 +169,29 @@ def flash_ssh(
     """Copy, verify, switch; then (with `run`) run the runner on the board. A dry run
     contacts nothing and returns the commands it would have sent."""
     assert board.ssh is not None
-    manifest = bundle.typed
-    if run and (manifest.runner is None or manifest.library is None):
-        raise EdgecError(
-            f"{bundle.path} has no runner for {manifest.target}: rebuild it, or flash it "
-            "without --run and load model.so from your application"
-        )
+    if run:
+        needs_runner(bundle)
     remote = _Remote(board.ssh, board.name, known_hosts, dry_run)
-    home = board.ssh.directory
+    prefix = board.ssh.exec_prefix  # e.g. qemu-aarch64: what it measures is emulated
+    runner = Runner((*prefix, f"./{bundle.typed.runner}"), "emulated" if prefix else "device")
+    return install(
+        bundle, board, remote, board.ssh.directory, runner if run else None, repeat, clean
+    )
+
+
+def install(
+    bundle: Bundle,
+    board: Board,
+    remote: Remote,
+    home: str,
+    runner: Runner | None,
+    repeat: int,
+    clean: bool,
+) -> Flashed:
+    """The atomic protocol, over any remote: copy into `home`/.incoming-<version>, check the
+    sha256 sums on the board, rename it to `home`/<version> and switch the `home`/<bundle>
+    link; then (with a `runner`) run it there and fetch its outputs."""
+    manifest = bundle.typed
     name = version(bundle)
     incoming = f"{home}/.incoming-{name}"
     remote.run(f"{_sh('rm', '-rf', '--', incoming)} && {_sh('mkdir', '-p', '--', incoming)}")
@@ -159,7 +207,7 @@ def flash_ssh(
             if len(parts) == 2
         }
         for file, digest in manifest.files.items():
-            if on_board.get(file) != digest and not dry_run:
+            if on_board.get(file) != digest and not remote.dry_run:
                 raise CheckFailed(
                     f"{file} arrived on {board.name} with another sha256; the board keeps its "
                     "previous bundle"
@@ -173,19 +221,21 @@ def flash_ssh(
         f"{_sh('rm', '-rf', '--', final)} && {_sh('mv', '--', incoming, final)} && "
         f"{_sh('ln', '-sfn', '--', name, link)}"
     )
-    measurement = _run_ssh(bundle, board, remote, final, repeat) if run else None
+    measurement = _run_remote(bundle, board, remote, final, runner, repeat) if runner else None
     if clean:
         remote.run(_sh("rm", "-rf", "--", final, link))
     return Flashed(board, final, measurement, sent=tuple(remote.sent))
 
 
-def _run_ssh(
-    bundle: Bundle, board: Board, remote: _Remote, where_on_board: str, repeat: int
+def _run_remote(
+    bundle: Bundle, board: Board, remote: Remote, where_on_board: str, runner: Runner, repeat: int
 ) -> Measurement | None:
-    assert board.ssh is not None
     manifest = bundle.typed
-    assert manifest.runner is not None and manifest.library is not None
     inputs = reference.random_inputs(manifest.inputs)
+    # a static bundle has no library: the model is linked into the runner, whose argv keeps
+    # the library's place (the runner ignores it there)
+    library = manifest.library or manifest.runner
+    assert library is not None
     with tempfile.TemporaryDirectory(prefix="edgec-flash-") as tmp:
         files = []
         for i, array in enumerate(inputs):
@@ -194,33 +244,26 @@ def _run_ssh(
         remote.copy_to(files, where_on_board)
         env = [f"{k}={v}" for k, v in board.env.items()]  # keys are identifiers (boards.py)
         names = [f"input_{i}.npy" for i in range(len(inputs))]
-        runner = _sh(
+        command = _sh(
             *(["env", *env] if env else []),
-            *board.ssh.exec_prefix,
-            f"./{manifest.runner}",
+            *runner.words,
             *runtime.runner_arguments(
-                manifest.library,
-                names,
-                "out",
-                repeat,
-                runtime.WARMUP,
-                manifest.profile.capabilities.device,
+                library, names, "out", repeat, runtime.WARMUP, manifest.profile.capabilities.device
             ),
         )
-        command = f"cd -- {shlex.quote(where_on_board)} && mkdir -p out && {runner}"
-        answer = remote.run(command, RUN_TIMEOUT_S)
-        if remote.dry_run:
-            return None
-        result = runtime.runner_result(answer, len(manifest.outputs))
+        answer = remote.run(
+            f"cd -- {shlex.quote(where_on_board)} && mkdir -p out && {command}", RUN_TIMEOUT_S
+        )
+        result = None if remote.dry_run else runtime.runner_result(answer, len(manifest.outputs))
         # fetched by the names edgec expects, into its own directory: never a remote's path
         fetched = Path(tmp) / "outputs"
         fetched.mkdir()
-        outputs = []
         for file in runtime.output_files(manifest):
             remote.copy_from(f"{where_on_board}/out/{file}", fetched / file)
-            outputs.append(np.load(fetched / file, allow_pickle=False))
-    where: Where = "emulated" if board.ssh.exec_prefix else "device"
-    return checked(bundle, inputs, outputs, result, repeat, where, None)
+        if result is None:  # a dry run: the commands are recorded, nothing came back
+            return None
+        outputs = [np.load(fetched / f, allow_pickle=False) for f in runtime.output_files(manifest)]
+    return checked(bundle, inputs, outputs, result, repeat, runner.where, None)
 
 
 def tcl_word(text: str) -> str:

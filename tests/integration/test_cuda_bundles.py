@@ -200,9 +200,10 @@ def test_flash_dry_run_to_the_jetson_prints_the_commands_and_contacts_nothing(
     )
     assert result.exit_code == 0, result.output
     commands = result.stdout.splitlines()
-    assert [c.split()[0] for c in commands] == ["ssh", "scp", "ssh", "ssh", "scp", "ssh"]
+    assert [c.split()[0] for c in commands] == ["ssh", "scp", "ssh", "ssh", "scp", "ssh", "scp"]
     assert all("nvidia@jetson.local" in c for c in commands)
-    assert commands[-1].endswith("--repeat 20 --warmup 3 --device cuda'")
+    assert commands[-2].endswith("--repeat 20 --warmup 3 --device cuda'")
+    assert "/out/output_0.npy " in commands[-1]  # the pull of the output it would check
     assert "dry run, nothing sent" in result.stderr
     assert not log.exists()
 
