@@ -13,7 +13,21 @@ import numpy as np
 import pytest
 
 from bench import mcu_vs_cmsis
+from edgec import int8
+from edgec.int8 import QGraph, QNode
 from edgec.int8.fixed_point import quantize_multiplier, requantize
+from edgec.int8.ops import (
+    Add,
+    Cast,
+    Conv,
+    Dense,
+    GlobalAvgPool,
+    Requantize,
+    Rescale,
+    Reshape,
+    Weights,
+    Window,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,3 +147,59 @@ def test_add_parameters_follow_tflite_twice_the_larger_input_scale() -> None:
     assert m1 * 2.0 ** (s1 - 31) == pytest.approx(0.5)
     assert m2 * 2.0 ** (s2 - 31) == pytest.approx(0.25)
     assert mo * 2.0 ** (so - 31) == pytest.approx(0.08 / (2**20 * 0.05))
+
+
+def _residual_graph() -> QGraph:
+    """x → conv 3x3 (1 → 4) → a; conv 1x1 a → b; add(b, a) → c; global average → d; flatten
+    → e; dense (4 → 3) → y: every layer kind the bench maps."""
+    rng = np.random.default_rng(0)
+
+    def weights(shape: tuple[int, ...]) -> Weights:
+        values = rng.integers(-127, 128, shape).astype(np.int8)
+        return Weights(values, rng.integers(-99, 99, shape[0]).astype(np.int32), None)
+
+    def out(n: int, shift: int) -> Requantize:
+        return Requantize(np.full(n, 1_500_000_000), np.full(n, shift), 0, 127)
+
+    same, one = Window((3, 3), (1, 1), (1, 1, 1, 1)), Window((1, 1), (1, 1), (0, 0, 0, 0))
+    conv1 = Conv(same, (1, 1), 1, weights((4, 1, 3, 3)), out(4, 38))
+    conv2 = Conv(one, (1, 1), 1, weights((4, 4, 1, 1)), out(4, 37))
+    add = Add(Rescale(np.array([1 << 30, 1 << 29]), 31))
+    nodes = (
+        QNode("quantize", "x:q", ("x",), "x:q", "int8", Cast()),
+        QNode("conv", "c1", ("x:q",), "a", "int8", conv1),
+        QNode("conv", "c2", ("a",), "b", "int8", conv2),
+        QNode("add", "add", ("b", "a"), "c", "int8", add),
+        QNode("global_avgpool", "gap", ("c",), "d", "int8", GlobalAvgPool(out(1, 35))),
+        QNode("reshape", "flat", ("d",), "e", "int8", Reshape((1, 4))),
+        QNode("dense", "fc", ("e",), "y:q", "int8", Dense(weights((3, 4)), out(3, 38))),
+        QNode("dequantize", "y", ("y:q",), "y", "float", Cast()),
+    )  # fmt: skip
+    scales = {"x:q": 0.05, "a": 0.1, "b": 0.1, "c": 0.12, "d": 0.03, "e": 0.03, "y:q": 0.2}
+    return QGraph(nodes, scales, {}, ("x",), ("y",))
+
+
+def test_cmsis_model_c_calls_each_layer_in_order_with_edgec_arena_places() -> None:
+    graph = _residual_graph()
+    sample = np.random.default_rng(1).standard_normal((1, 1, 5, 5)).astype(np.float32)
+    values = int8.trace(graph, [sample])
+    shapes = {name: tuple(int(d) for d in v.shape) for name, v in values.items()}
+    model = mcu_vs_cmsis.cmsis_model(graph, shapes)
+    assert [layer.kind for layer in model.layers] == [
+        "conv", "conv", "add", "avgpool", "reshape", "dense",
+    ]  # fmt: skip
+    sizes = {t: int(np.prod(s)) for t, s in shapes.items()}
+    source = mcu_vs_cmsis.model_c(model, sizes, scratch=100, provenance="tiny")
+    calls = [line.strip() for line in source.splitlines() if line.startswith("    arm_")]
+    assert calls[0].startswith("arm_convolve_wrapper_s8(&ctx, &l0_p, &l0_q, &l0_id, input,")
+    assert calls[1].startswith("arm_convolve_wrapper_s8(&ctx, &l1_p")
+    # b dies at the add, which writes over it: CMSIS-NN's add reads each element first
+    b = calls[1].split(", ")[-1].removesuffix(");")
+    assert calls[2].startswith(f"arm_elementwise_add_s8({b}, ")
+    assert f", 20, {b}, 0, " in calls[2]
+    assert calls[3].endswith("&l5_od, output);")
+    assert "arm_nn_requantize(sum, 1500000000, -4);" in source  # the mean: shift 35 → -4
+    assert "static const int32_t l0_s[4] __attribute__((aligned(4))) = {\n    -7, -7" in source
+    assert "static int32_t scratch[25];" in source
+    assert [f"EDGEC_LAYER_DONE({k});" in source for k in range(6)] == [True] * 6
+    assert "#define EDGEC_LAYERS 6" in mcu_vs_cmsis.model_h(model)
