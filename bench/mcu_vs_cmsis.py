@@ -649,10 +649,8 @@ def compare(args: argparse.Namespace, cmsis: Path) -> int:
         work = Path(tmp)
         if args.keep:
             work = Path(args.keep)
-            work.mkdir(parents=True)
+            work.mkdir(parents=True)  # main checked that it is new
         for key in args.models.split(","):
-            if key not in MODELS:
-                raise Usage(f"unknown model {key!r}; known: {', '.join(MODELS)}")
             label, factory = MODELS[key]
             model_dir = work / key
             model_dir.mkdir()
@@ -756,9 +754,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cmsis-nn", metavar="DIR", help=f"a CMSIS-NN checkout ({CLONE})")
     parser.add_argument(
-        "--opt", action="append", choices=("-Os", "-O2", "-O3"), help="-O level (repeatable)"
+        "--opt",
+        action="append",
+        choices=("-Os", "-O2", "-O3"),
+        help="repeatable; default -Os and -O3",
     )
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated keys")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated; default all")
     parser.add_argument(
         "--single-rounding", action="store_true", help="CMSIS-NN with CMSIS_NN_USE_SINGLE_ROUNDING"
     )
@@ -772,6 +773,11 @@ def main(argv: list[str] | None = None) -> int:
     args.opt = args.opt or ["-Os", "-O3"]
     try:
         cmsis = cmsis_nn_checkout(args.cmsis_nn)
+        unknown = [key for key in args.models.split(",") if key not in MODELS]
+        if unknown:
+            raise Usage(f"unknown model {unknown[0]!r}; known: {', '.join(MODELS)}")
+        if args.keep and Path(args.keep).exists():
+            raise Usage(f"--keep {args.keep}: it exists; name a new directory")
         return compare(args, cmsis)
     except Usage as e:
         print(f"mcu_vs_cmsis: error: {e}", file=sys.stderr)
