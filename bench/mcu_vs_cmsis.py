@@ -402,6 +402,8 @@ def scratch_bytes(model: CmsisModel, cmsis: Path, work: Path) -> int:
 
 
 def model_c(model: CmsisModel, sizes: dict[str, int], scratch: int, provenance: str) -> str:
+    """model.c: constants, one static arena and scratch, edgec_model_run calling CMSIS-NN and
+    the harness's per-layer hook, as edgec's generated model.c does."""
     places, arena = _places(model, sizes)
     calls = []
     for step, layer in enumerate(model.layers):
@@ -431,6 +433,7 @@ def model_c(model: CmsisModel, sizes: dict[str, int], scratch: int, provenance: 
 
 
 def model_h(model: CmsisModel) -> str:
+    """model.h: what edgec's harness (main.c) reads of a model."""
     return (
         "#ifndef EDGEC_MODEL_H\n#define EDGEC_MODEL_H\n\n#include <stdint.h>\n\n"
         f"#define EDGEC_INPUT_SIZE {model.input_size}\n"
