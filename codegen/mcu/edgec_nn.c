@@ -77,18 +77,151 @@ static inline void expand4(const int8_t *x, int16_t *dst)
     memcpy(dst + 2, &odd, 4);
 }
 
-/* acc_p[c] = bias[c] + w_c . col_p over k (k a multiple of 4) for `pairs` pairs of channels:
- * 2 channels x 2 pixels share loads, 16 MACs in 8 SMLAD. `w` interleaves the two channels' rows in groups of 4 bytes (the
- * generator lays them out so) and `col` the two pixels' columns in groups of 4 int16 (see
- * im2col), so one doubleword and two doublewords feed 16 MACs. Out of line and at -O2 so its
- * live values stay in registers. */
-__attribute__((noinline, optimize("O2"))) static void dot_2x2(const int8_t *w,
-                                                               const int16_t *col, uint32_t k,
-                                                               const int32_t *bias,
-                                                               int32_t *acc0, int32_t *acc1,
-                                                               uint32_t pairs)
+/* SMMUL: the high word of a * b, as requant's one-word path takes it. */
+static inline int32_t smmul(int32_t a, int32_t b)
 {
-    /* every pair of channels in one call: the rows of consecutive pairs follow each other */
+    int32_t r;
+    __asm("smmul %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* The clamp of requant's one-word path as one saturating instruction, which also takes its
+ * final >> 1: SSAT for [-128, 127] (no activation), USAT for [0, 127] (a ReLU). */
+enum { CLAMP_ANY, CLAMP_S8, CLAMP_U7 };
+
+static int clamp_kind(int8_t lo, int8_t hi)
+{
+    return hi != 127 ? CLAMP_ANY : lo == -128 ? CLAMP_S8 : lo == 0 ? CLAMP_U7 : CLAMP_ANY;
+}
+
+/* requant(acc, mult, shift, ...) for shift in (32, 64) and a CLAMP_S8 / CLAMP_U7 range, given
+ * k = shift - 33: (high >> k) + 1, then >> 1 and clamped by SSAT/USAT. */
+__attribute__((always_inline)) static inline int8_t requant_sat(int32_t acc, int32_t mult,
+                                                               int32_t k, int kind)
+{
+    const int32_t t = (smmul(acc, mult) >> k) + 1;
+    int32_t r;
+    if (kind == CLAMP_S8) {
+        __asm("ssat %0, #8, %1, asr #1" : "=r"(r) : "r"(t));
+    } else {
+        __asm("usat %0, #7, %1, asr #1" : "=r"(r) : "r"(t));
+    }
+    return (int8_t)r;
+}
+
+/* 16 MACs: the next 4 weights of two channels (one doubleword, interleaved by the generator)
+ * against the next 4 values of two pixels' columns (two doublewords, see im2col). */
+#define MAC_2X2                                                                             \
+    "ldrd %[wa], %[wb], [%[w]], #8\n\t"                                                     \
+    "ldrd %[x02], %[x13], [%[c]], #8\n\t"                                                   \
+    "ldrd %[y02], %[y13], [%[c]], #8\n\t"                                                   \
+    "sxtb16 %[w02], %[wa]\n\t"                                                              \
+    "sxtb16 %[wa], %[wa], ror #8\n\t"                                                       \
+    "smlad %[a00], %[w02], %[x02], %[a00]\n\t"                                              \
+    "smlad %[a01], %[w02], %[y02], %[a01]\n\t"                                              \
+    "smlad %[a00], %[wa], %[x13], %[a00]\n\t"                                               \
+    "smlad %[a01], %[wa], %[y13], %[a01]\n\t"                                               \
+    "sxtb16 %[w02], %[wb]\n\t"                                                              \
+    "sxtb16 %[wb], %[wb], ror #8\n\t"                                                       \
+    "smlad %[a10], %[w02], %[x02], %[a10]\n\t"                                              \
+    "smlad %[a11], %[w02], %[y02], %[a11]\n\t"                                              \
+    "smlad %[a10], %[wb], %[x13], %[a10]\n\t"                                               \
+    "smlad %[a11], %[wb], %[y13], %[a11]\n\t"
+
+/* Every pair of output channels against two pixels' columns over k (a multiple of 4),
+ * requantized and stored (o1 may equal o0: an odd last pixel paired with itself). One asm
+ * block, as GCC spilled: per pair, the inner loop 16 MACs in 17 instructions (unrolled twice),
+ * then 4 outputs requantized in registers with SSAT/USAT (`sat`), the pointers kept in
+ * memory. `w` interleaves each pair's rows in groups of 4 bytes (the generator lays them out
+ * so), `col` the two pixels' columns in groups of 4 int16. */
+#define DOT_2X2(sat_op, bits)                                                               \
+    __asm volatile(                                                                         \
+        "1:\n\t"                                                                            \
+        "ldr %[wa], %[bias]\n\t"                                                            \
+        "ldrd %[a00], %[a10], [%[wa]], #8\n\t"                                              \
+        "str %[wa], %[bias]\n\t"                                                            \
+        "mov %[a01], %[a00]\n\t"                                                            \
+        "mov %[a11], %[a10]\n\t"                                                            \
+        "ldr %[c], %[col]\n\t"                                                              \
+        "ldr %[n], %[quads]\n\t"                                                            \
+        "tst %[n], #1\n\t"                                                                  \
+        "beq 3f\n\t" MAC_2X2 "3:\n\t"                                                       \
+        "lsrs %[n], %[n], #1\n\t"                                                           \
+        "beq 4f\n\t"                                                                        \
+        "2:\n\t" MAC_2X2 MAC_2X2 "subs %[n], %[n], #1\n\t"                                  \
+        "bne 2b\n\t"                                                                        \
+        "4:\n\t"                                                                            \
+        "ldr %[wa], %[mult]\n\t"                                                            \
+        "ldrd %[x02], %[x13], [%[wa]], #8\n\t"                                              \
+        "str %[wa], %[mult]\n\t"                                                            \
+        "ldr %[wa], %[shift]\n\t"                                                           \
+        "ldrd %[y02], %[y13], [%[wa]], #8\n\t"                                              \
+        "str %[wa], %[shift]\n\t"                                                           \
+        "sub %[y02], %[y02], #33\n\t"                                                       \
+        "sub %[y13], %[y13], #33\n\t"                                                       \
+        "smmul %[a00], %[a00], %[x02]\n\t"                                                  \
+        "smmul %[a01], %[a01], %[x02]\n\t"                                                  \
+        "smmul %[a10], %[a10], %[x13]\n\t"                                                  \
+        "smmul %[a11], %[a11], %[x13]\n\t"                                                  \
+        "asr %[a00], %[a00], %[y02]\n\t"                                                    \
+        "asr %[a01], %[a01], %[y02]\n\t"                                                    \
+        "asr %[a10], %[a10], %[y13]\n\t"                                                    \
+        "asr %[a11], %[a11], %[y13]\n\t"                                                    \
+        "add %[a00], %[a00], #1\n\t"                                                        \
+        "add %[a01], %[a01], #1\n\t"                                                        \
+        "add %[a10], %[a10], #1\n\t"                                                        \
+        "add %[a11], %[a11], #1\n\t" sat_op " %[a00], " bits ", %[a00], asr #1\n\t" sat_op  \
+        " %[a01], " bits ", %[a01], asr #1\n\t" sat_op " %[a10], " bits                     \
+        ", %[a10], asr #1\n\t" sat_op " %[a11], " bits ", %[a11], asr #1\n\t"               \
+        "ldr %[wa], %[o0]\n\t"                                                              \
+        "strb %[a00], [%[wa]]\n\t"                                                          \
+        "strb %[a10], [%[wa], #1]\n\t"                                                      \
+        "add %[wa], %[wa], #2\n\t"                                                          \
+        "str %[wa], %[o0]\n\t"                                                              \
+        "ldr %[wa], %[o1]\n\t"                                                              \
+        "strb %[a01], [%[wa]]\n\t"                                                          \
+        "strb %[a11], [%[wa], #1]\n\t"                                                      \
+        "add %[wa], %[wa], #2\n\t"                                                          \
+        "str %[wa], %[o1]\n\t"                                                              \
+        "ldr %[wa], %[pairs]\n\t"                                                           \
+        "subs %[wa], %[wa], #1\n\t"                                                         \
+        "str %[wa], %[pairs]\n\t"                                                           \
+        "bne 1b\n\t"                                                                        \
+        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11),           \
+          [wa] "=&r"(wa), [wb] "=&r"(wb), [w02] "=&r"(w02), [x02] "=&r"(x02),               \
+          [x13] "=&r"(x13), [y02] "=&r"(y02), [y13] "=&r"(y13), [c] "=&r"(c), [n] "=&r"(n), \
+          [w] "+r"(w), [bias] "+m"(bias), [mult] "+m"(mult), [shift] "+m"(shift),           \
+          [o0] "+m"(o0), [o1] "+m"(o1), [pairs] "+m"(pairs)                                 \
+        : [col] "m"(col), [quads] "m"(quads)                                                \
+        : "cc", "memory")
+
+/* The products of `pairs` (> 0) pairs of output channels with two pixels' columns, requantized
+ * with the clamp of `kind`: see DOT_2X2. */
+__attribute__((noinline)) static void dot_2x2_sat(const int8_t *w, const int16_t *col,
+                                                  uint32_t k, const int32_t *bias,
+                                                  const int32_t *mult, const int32_t *shift,
+                                                  int8_t *o0, int8_t *o1, uint32_t pairs,
+                                                  int kind)
+{
+    const uint32_t quads = k / 4;
+    int32_t a00, a01, a10, a11, wa, wb, w02, x02, x13, y02, y13, n;
+    const int16_t *c;
+    if (kind == CLAMP_S8) {
+        DOT_2X2("ssat", "#8");
+    } else {
+        DOT_2X2("usat", "#7");
+    }
+}
+
+/* acc_p[c] = bias[c] + w_c . col_p for `pairs` pairs of channels, unrequantized (layers whose
+ * shifts or clamp the saturating path does not cover). */
+__attribute__((noinline, optimize("O2"))) static void dot_2x2_acc(const int8_t *w,
+                                                                   const int16_t *col,
+                                                                   uint32_t k,
+                                                                   const int32_t *bias,
+                                                                   int32_t *acc0, int32_t *acc1,
+                                                                   uint32_t pairs)
+{
     for (; pairs > 0; pairs--, bias += 2, acc0 += 2, acc1 += 2) {
         int32_t a00 = bias[0], a01 = bias[0], a10 = bias[1], a11 = bias[1];
         const int16_t *c = col;
@@ -256,6 +389,234 @@ __attribute__((noinline, optimize("O2"))) static void requant_run(const int32_t 
     }
 }
 
+/* The 3x3 depthwise path's geometry: each channel is copied into a plane of int16 with the
+ * padding as zeros (plane_h x plane_w, one spare column so the last tap pair may read one
+ * element past the window). */
+static uint32_t plane_w(const edgec_conv_t *p)
+{
+    const int right = (p->out_w - 1) * p->s_w + p->k_w - p->p_l - p->in_w;
+    return (uint32_t)(p->p_l + p->in_w + (right > 0 ? right : 0) + 1);
+}
+
+static uint32_t plane_h(const edgec_conv_t *p)
+{
+    const int bottom = (p->out_h - 1) * p->s_h + p->k_h - p->p_t - p->in_h;
+    return (uint32_t)(p->p_t + p->in_h + (bottom > 0 ? bottom : 0));
+}
+
+/* One window row of two outputs, ox and ox + 1, at stride 1: (x1, x2) and (x0, x1) times
+ * (w0, w1) by SMLAD, x2 and x3 (the halves of one word) times w2 (the half h of ws). */
+#define DW_ROW_S1(xr, wp, ws, h, first)                                                     \
+    "ldr %[t], [" xr ", #2]\n\t"                                                            \
+    "smlad %[a1], %[t], " wp ", " first "\n\t"                                              \
+    "ldr %[t], [" xr ", #4]\n\t"                                                            \
+    "smlab" h " %[a0], %[t], " ws ", %[a0]\n\t"                                             \
+    "smlat" h " %[a1], %[t], " ws ", %[a1]\n\t"                                             \
+    "ldr %[t], [" xr "], #4\n\t"                                                            \
+    "smlad %[a0], %[t], " wp ", %[a0]\n\t"
+
+/* The same at stride 2: (x2, x3) and (x0, x1) times (w0, w1), x2 and x4 times w2. */
+#define DW_ROW_S2(xr, wp, ws, h, first)                                                     \
+    "ldr %[t], [" xr ", #4]\n\t"                                                            \
+    "smlad %[a1], %[t], " wp ", " first "\n\t"                                              \
+    "smlab" h " %[a0], %[t], " ws ", %[a0]\n\t"                                             \
+    "ldr %[t], [" xr ", #8]\n\t"                                                            \
+    "smlab" h " %[a1], %[t], " ws ", %[a1]\n\t"                                             \
+    "ldr %[t], [" xr "], #8\n\t"                                                            \
+    "smlad %[a0], %[t], " wp ", %[a0]\n\t"
+
+/* Requantize a0 and a1 (shifts in (32, 64); `sat` is "ssat %[a], #8" or "usat %[a], #7")
+ * and store them c_n apart. */
+#define DW_REQUANT_PAIR(sat)                                                                \
+    "ldr %[t], %[mult]\n\t"                                                                 \
+    "smmul %[a0], %[a0], %[t]\n\t"                                                          \
+    "smmul %[a1], %[a1], %[t]\n\t"                                                          \
+    "ldr %[t], %[k]\n\t"                                                                    \
+    "asr %[a0], %[a0], %[t]\n\t"                                                            \
+    "asr %[a1], %[a1], %[t]\n\t"                                                            \
+    "add %[a0], %[a0], #1\n\t"                                                              \
+    "add %[a1], %[a1], #1\n\t"                                                              \
+    sat(a0) ", %[a0], asr #1\n\t"                                                           \
+    sat(a1) ", %[a1], asr #1\n\t"                                                           \
+    "strb %[a0], [%[o]]\n\t"                                                                \
+    "strb %[a1], [%[o], %[c_n]]\n\t"                                                        \
+    "add %[o], %[o], %[c_n], lsl #1\n\t"
+
+/* One output alone (the last of a row of odd width): its window's rows from x0, x1, x2. */
+#define DW_SINGLE(sat)                                                                      \
+    "ldr %[a0], %[bias]\n\t"                                                                \
+    "ldr %[t], [%[x0]]\n\t"                                                                 \
+    "smlad %[a0], %[t], %[w0], %[a0]\n\t"                                                   \
+    "ldr %[t], [%[x0], #4]\n\t"                                                             \
+    "smlabb %[a0], %[t], %[wa], %[a0]\n\t"                                                  \
+    "ldr %[t], [%[x1]]\n\t"                                                                 \
+    "smlad %[a0], %[t], %[w1], %[a0]\n\t"                                                   \
+    "ldr %[t], [%[x1], #4]\n\t"                                                             \
+    "smlabt %[a0], %[t], %[wa], %[a0]\n\t"                                                  \
+    "ldr %[t], [%[x2]]\n\t"                                                                 \
+    "smlad %[a0], %[t], %[w2], %[a0]\n\t"                                                   \
+    "ldr %[t], [%[x2], #4]\n\t"                                                             \
+    "smlabb %[a0], %[t], %[wb], %[a0]\n\t"                                                  \
+    "ldr %[t], %[mult]\n\t"                                                                 \
+    "smmul %[a0], %[a0], %[t]\n\t"                                                          \
+    "ldr %[t], %[k]\n\t"                                                                    \
+    "asr %[a0], %[a0], %[t]\n\t"                                                            \
+    "add %[a0], %[a0], #1\n\t"                                                              \
+    sat(a0) ", %[a0], asr #1\n\t"                                                           \
+    "strb %[a0], [%[o]]\n\t"                                                                \
+    "add %[o], %[o], %[c_n]\n\t"
+
+#define DW_SSAT(a) "ssat %[" #a "], #8"
+#define DW_USAT(a) "usat %[" #a "], #7"
+
+/* A whole channel: per row, its pairs of outputs, then an odd last one alone; then the window
+ * moves down a row (x_step bytes from where the pairs left it) and end a row of outputs on.
+ * Registers: 5 weights, 3 row pointers, 2 accumulators, a temporary, o, c_n, end. */
+#define DW_CHANNEL(ROW, sat)                                                                \
+    __asm volatile("2:\n\t"                                                                 \
+                   "1:\n\t"                                                                 \
+                   "ldr %[a0], %[bias]\n\t" ROW("%[x0]", "%[w0]", "%[wa]", "b", "%[a0]")    \
+                       ROW("%[x1]", "%[w1]", "%[wa]", "t", "%[a1]")                         \
+                           ROW("%[x2]", "%[w2]", "%[wb]", "b", "%[a1]")                     \
+                               DW_REQUANT_PAIR(sat) "cmp %[o], %[end]\n\t"                  \
+                                                    "bne 1b\n\t"                            \
+                                                    "ldr %[t], %[odd]\n\t"                  \
+                                                    "cmp %[t], #0\n\t"                      \
+                                                    "beq 3f\n\t" DW_SINGLE(sat) "3:\n\t"    \
+                                                    "ldr %[t], %[x_step]\n\t"               \
+                                                    "add %[x0], %[x0], %[t]\n\t"            \
+                                                    "add %[x1], %[x1], %[t]\n\t"            \
+                                                    "add %[x2], %[x2], %[t]\n\t"            \
+                                                    "ldr %[t], %[row_bytes]\n\t"            \
+                                                    "add %[end], %[end], %[t]\n\t"          \
+                                                    "ldr %[t], %[rows]\n\t"                 \
+                                                    "subs %[t], %[t], #1\n\t"               \
+                                                    "str %[t], %[rows]\n\t"                 \
+                                                    "bne 2b\n\t"                            \
+                   : [a0] "=&r"(a0), [a1] "=&r"(a1), [t] "=&r"(t), [x0] "+r"(x0),           \
+                     [x1] "+r"(x1), [x2] "+r"(x2), [o] "+r"(o), [end] "+r"(end),            \
+                     [rows] "+m"(rows)                                                      \
+                   : [w0] "r"(w0), [w1] "r"(w1), [w2] "r"(w2), [wa] "r"(wa), [wb] "r"(wb),  \
+                     [c_n] "r"(c_n), [bias] "m"(bias), [mult] "m"(mult), [k] "m"(k),        \
+                     [odd] "m"(odd), [x_step] "m"(x_step), [row_bytes] "m"(row_bytes)       \
+                   : "cc", "memory")
+
+/* One channel of a 3x3 depthwise convolution from its plane (pw int16 per row), requantized
+ * with the clamp of `kind` (shifts in (32, 64)), at least two outputs per row. Outputs go in
+ * pairs along a row, sharing their loads: a row of the pair's windows is three LDR, two SMLAD
+ * on (x0, x1) and (x1, x2) (stride 1) against (w0, w1) held in a register, and two SMLAxy
+ * for the w2 taps (w2 of two rows packed in one register): 36 instructions per 18 MACs with
+ * requantization. All nine weights stay in five registers for the whole channel. */
+__attribute__((always_inline)) static inline void dw3x3_channel(
+    const edgec_conv_t *p, const int16_t *plane, uint32_t pw, const int8_t *w, int32_t bias,
+    int32_t mult, int32_t shift, int8_t *out, uint32_t c_n, int stride, int kind)
+{
+    const int32_t w0 = (int32_t)(((uint32_t)(uint16_t)w[1] << 16) | (uint16_t)w[0]);
+    const int32_t w1 = (int32_t)(((uint32_t)(uint16_t)w[4] << 16) | (uint16_t)w[3]);
+    const int32_t w2 = (int32_t)(((uint32_t)(uint16_t)w[7] << 16) | (uint16_t)w[6]);
+    const int32_t wa = (int32_t)(((uint32_t)(uint16_t)w[5] << 16) | (uint16_t)w[2]);
+    const int32_t wb = (int32_t)(uint16_t)w[8];
+    const int32_t k = shift - 33;
+    const uint32_t ow = p->out_w, pairs = ow / 2, odd = ow % 2;
+    /* bytes from where a row's pairs leave the window (and the odd output, which does not
+     * move it) to the next row's first */
+    const int32_t x_step = (int32_t)(2 * p->s_h * pw) - (int32_t)(pairs * 4 * stride);
+    const uint32_t row_bytes = ow * c_n;
+    uint32_t rows = p->out_h;
+    const int16_t *x0 = plane, *x1 = plane + pw, *x2 = plane + 2 * pw;
+    int8_t *o = out, *end = out + 2 * pairs * c_n;
+    int32_t a0, a1, t;
+    if (stride == 1) {
+        if (kind == CLAMP_S8) {
+            DW_CHANNEL(DW_ROW_S1, DW_SSAT);
+        } else {
+            DW_CHANNEL(DW_ROW_S1, DW_USAT);
+        }
+    } else {
+        if (kind == CLAMP_S8) {
+            DW_CHANNEL(DW_ROW_S2, DW_SSAT);
+        } else {
+            DW_CHANNEL(DW_ROW_S2, DW_USAT);
+        }
+    }
+}
+
+/* dw3x3_channel for each stride and clamp: constants inside. */
+#define DW3X3(name, stride, kind)                                                           \
+    __attribute__((noinline, optimize("O2"))) static void name(                             \
+        const edgec_conv_t *p, const int16_t *plane, uint32_t pw, const int8_t *w,          \
+        int32_t bias, int32_t mult, int32_t shift, int8_t *out, uint32_t c_n)               \
+    {                                                                                       \
+        dw3x3_channel(p, plane, pw, w, bias, mult, shift, out, c_n, stride, kind);          \
+    }
+DW3X3(dw3x3_s1_s8, 1, CLAMP_S8)
+DW3X3(dw3x3_s1_u7, 1, CLAMP_U7)
+DW3X3(dw3x3_s2_s8, 2, CLAMP_S8)
+DW3X3(dw3x3_s2_u7, 2, CLAMP_U7)
+
+/* The same for any stride and clamp: portable C on the plane, requant's general rule. */
+__attribute__((noinline, optimize("O2"))) static void dw3x3_any(
+    const edgec_conv_t *p, const int16_t *plane, uint32_t pw, const int8_t *w, int32_t bias,
+    int32_t mult, int32_t shift, int8_t *out, uint32_t c_n)
+{
+    for (int oy = 0; oy < p->out_h; oy++) {
+        for (int ox = 0; ox < p->out_w; ox++, out += c_n) {
+            const int16_t *x = plane + (oy * p->s_h) * pw + ox * p->s_w;
+            int32_t acc = bias;
+            for (int ky = 0; ky < 3; ky++, x += pw) {
+                acc += x[0] * w[3 * ky] + x[1] * w[3 * ky + 1] + x[2] * w[3 * ky + 2];
+            }
+            *out = requant(acc, mult, shift, p->lo, p->hi);
+        }
+    }
+}
+
+/* One channel of an h x w NHWC input (channel stride c_n) into rows of a plane of int16, pw
+ * apart: two elements per word store (rows may start at odd elements: STR takes unaligned
+ * addresses on Armv7E-M). */
+__attribute__((noinline, optimize("O2"))) static void widen_channel(const int8_t *src,
+                                                                    uint32_t c_n, int16_t *dst,
+                                                                    uint32_t pw, uint32_t h,
+                                                                    uint32_t w)
+{
+    const uint32_t two = 2 * c_n;
+    for (; h > 0; h--, dst += pw) {
+        int16_t *d = dst;
+        uint32_t n = w;
+        for (; n >= 2; n -= 2, d += 2, src += two) {
+            const uint32_t v = pack_low((uint32_t)(int32_t)src[0], (uint32_t)(int32_t)src[c_n]);
+            memcpy(d, &v, 4);
+        }
+        if (n) {
+            *d = *src;
+            src += c_n;
+        }
+    }
+}
+
+/* 3x3 depthwise convolution on the DSP, undilated, any channel count; weights C x 9 (the
+ * generator lays them out so). Channel by channel: the channel is widened into a plane of
+ * int16 (scratch: plane_h x plane_w, padding zeroed once), where a window row's taps are
+ * adjacent, so one LDR and one SMLAD take two of them. */
+static void depthwise_3x3_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out,
+                              int16_t *plane)
+{
+    const uint32_t c_n = p->out_c, pw = plane_w(p), w_n = p->in_w;
+    const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
+    const int kind = one_word_shifts(shift, c_n) ? clamp_kind(p->lo, p->hi) : CLAMP_ANY;
+    void (*channel)(const edgec_conv_t *, const int16_t *, uint32_t, const int8_t *, int32_t,
+                    int32_t, int32_t, int8_t *, uint32_t) = dw3x3_any;
+    if (kind != CLAMP_ANY && p->s_w <= 2 && p->out_w >= 2) {
+        channel = p->s_w == 1 ? (kind == CLAMP_S8 ? dw3x3_s1_s8 : dw3x3_s1_u7)
+                              : (kind == CLAMP_S8 ? dw3x3_s2_s8 : dw3x3_s2_u7);
+    }
+    memset(plane, 0, plane_h(p) * pw * sizeof(int16_t));
+    for (uint32_t c = 0; c < c_n; c++) {
+        widen_channel(in + c, c_n, plane + p->p_t * pw + p->p_l, pw, p->in_h, w_n);
+        channel(p, plane, pw, p->w + 9 * c, bias[c], mult[c], shift[c], out + c, c_n);
+    }
+}
+
 /* Depthwise convolution on the DSP (channels a multiple of 4). The generator lays the weights
  * out per group of 4 channels, per pair of taps (t0, t1), as two words [w(t0, c) w(t0, c+1)
  * w(t1, c) w(t1, c+1)] [same for c+2, c+3]; an odd last tap follows as one word. Input
@@ -358,15 +719,30 @@ static void conv_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16
     int8_t *field = (int8_t *)(scratch + 2 * k); /* int8 rows for im2col_any: k bytes */
     int32_t *acc0 = (int32_t *)(void *)(field + (p->in_c % 4 ? k : 0)), *acc1 = acc0 + p->out_c;
     const int fast = one_word_shifts(shift, p->out_c);
+    const int kind = fast ? clamp_kind(lo, hi) : CLAMP_ANY;
+    const uint32_t pairs = p->out_c / 2;
     for (uint32_t px = 0; px < pixels; px += 2) {
         const int two = px + 1 < pixels;
         const uint32_t second = two ? px + 1 : px; /* an odd last pixel pairs with itself */
         im2col(p, in, (int)(px / p->out_w), (int)(px % p->out_w), scratch, field);
         im2col(p, in, (int)(second / p->out_w), (int)(second % p->out_w), scratch + 4, field);
-        int8_t *o0 = out + px * p->out_c, *o1 = o0 + p->out_c;
-        const uint32_t pairs = p->out_c / 2;
+        int8_t *o0 = out + px * p->out_c, *o1 = two ? o0 + p->out_c : o0;
+        if (kind != CLAMP_ANY) { /* requantized in registers, pair by pair */
+            if (pairs > 0) {
+                dot_2x2_sat(p->w, scratch, k, bias, mult, shift, o0, o1, pairs, kind);
+            }
+            if (p->out_c % 2) {
+                const uint32_t oc = p->out_c - 1;
+                const int8_t *w = p->w + oc * k;
+                o0[oc] = requant(dot_1x1(w, scratch, k, 8, bias[oc]), mult[oc], shift[oc], lo,
+                                 hi);
+                o1[oc] = requant(dot_1x1(w, scratch + 4, k, 8, bias[oc]), mult[oc], shift[oc],
+                                 lo, hi);
+            }
+            continue;
+        }
         if (pairs > 0) { /* each pair's rows interleaved */
-            dot_2x2(p->w, scratch, k, bias, acc0, acc1, pairs);
+            dot_2x2_acc(p->w, scratch, k, bias, acc0, acc1, pairs);
         }
         for (uint32_t oc = 2 * pairs; oc < p->out_c; oc++) {
             const int8_t *w = p->w + oc * k;
@@ -461,6 +837,10 @@ void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t
 {
     if (p->groups == p->in_c && p->groups == p->out_c && p->groups > 1) {
 #if EDGEC_DSP
+        if (p->k_h == 3 && p->k_w == 3 && p->d_h == 1 && p->d_w == 1) { /* as the generator */
+            depthwise_3x3_dsp(p, in, out, scratch);
+            return;
+        }
         if (p->out_c % 4 == 0) {
             depthwise_dsp(p, in, out, scratch);
             return;

@@ -25,7 +25,7 @@ import numpy as np
 from edgec import int8, memplan
 from edgec.errors import EdgecError
 from edgec.int8 import QGraph, QNode, QuantizedModel
-from edgec.int8.ops import CAST_OPS, COMPUTE_OPS, Requantize, Weights
+from edgec.int8.ops import CAST_OPS, COMPUTE_OPS, Requantize, Weights, Window
 from edgec.package_files import data_dir
 from edgec.targets import TargetProfile
 from edgec.versions import versions
@@ -310,7 +310,12 @@ def _conv(e: _Emitter, node: QNode, step: int) -> None:
     kh, kw = a.window.kernel
     if a.groups == cin == cout and a.groups > 1:  # depthwise: taps outermost, channels inner
         weights = oihw.reshape(cout, kh * kw).T
-        if e.profile.capabilities.has_dsp and cout % 4 == 0:
+        dsp = e.profile.capabilities.has_dsp
+        if dsp and (kh, kw) == (3, 3) and a.dilations == (1, 1):
+            # edgec_nn.c's 3x3 path: channel by channel, from a plane of int16 with padding
+            weights = weights.T  # C x 9
+            e.scratch = max(e.scratch, _plane_elements(a.window, h, w, oh, ow))
+        elif dsp and cout % 4 == 0:
             weights = _depthwise_pairs(weights)
         # int32 accumulators; on DSP builds also a table of tap pointers and a run of zeros
         e.scratch = max(e.scratch, 3 * cout + 2 * (kh * kw + 1))
@@ -438,6 +443,15 @@ def _interleave_rows(rows: np.ndarray, n: int) -> np.ndarray:
     grouped = rows[:full].reshape(full // n, n, k // 4, 4).transpose(0, 2, 1, 3)
     out[:full] = grouped.reshape(full, k)
     return out
+
+
+def _plane_elements(window: Window, h: int, w: int, oh: int, ow: int) -> int:
+    """The int16 plane of edgec_nn.c's 3x3 depthwise path (plane_h x plane_w there): the
+    channel with its padding, and a spare column."""
+    (kh, kw), (sh, sw), (pt, pl) = window.kernel, window.strides, window.pads[:2]
+    bottom = max(0, (oh - 1) * sh + kh - pt - h)
+    right = max(0, (ow - 1) * sw + kw - pl - w)
+    return (pt + h + bottom) * (pl + w + right + 1)
 
 
 def _depthwise_pairs(weights: np.ndarray) -> np.ndarray:

@@ -72,6 +72,14 @@ def _edge_model(case: str) -> torch.nn.Module:
         first = (nn.Conv2d(2, 8, 3, padding=1), nn.ReLU())
         dw = nn.Conv2d(8, 8, 5, 2, 4, dilation=2, groups=8)
         return nn.Sequential(*first, dw, nn.ReLU6(), *pool, nn.Linear(8, 5))
+    if case == "depthwise-3x3-stride-2-relu6":  # odd output width, strided pairs, any clamp
+        first = (nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        dw = nn.Conv2d(6, 6, 3, 2, 1, groups=6)
+        return nn.Sequential(*first, dw, nn.ReLU6(), *pool, nn.Linear(6, 4))
+    if case == "depthwise-3x3-unpadded":  # stride 1, one output per row, no activation
+        first = (nn.Conv2d(2, 5, 3, padding=1), nn.ReLU())
+        dw = nn.Conv2d(5, 5, 3, groups=5)
+        return nn.Sequential(*first, dw, *pool, nn.Linear(5, 3))
     if case == "depthwise-2x3-even-taps":
         first = (nn.Conv2d(1, 4, (3, 1), padding=(1, 0)), nn.ReLU())
         dw = nn.Conv2d(4, 4, (2, 3), padding=1, groups=4)
@@ -88,6 +96,9 @@ EDGES = [
     pytest.param("depthwise-1x1", (1, 3, 6, 6), id="depthwise-1x1"),
     pytest.param("depthwise-5x5-stride-2-dilated", (1, 2, 11, 9), id="depthwise-5x5-s2-d2"),
     pytest.param("depthwise-2x3-even-taps", (1, 1, 7, 5), id="depthwise-2x3"),
+    pytest.param("depthwise-3x3-stride-2-relu6", (1, 3, 9, 7), id="depthwise-3x3-s2-relu6"),
+    pytest.param("depthwise-3x3-unpadded", (1, 2, 6, 3), id="depthwise-3x3-unpadded"),
+    pytest.param("depthwise-3x3-unpadded", (1, 2, 5, 6), id="depthwise-3x3-unpadded-even"),
     pytest.param("conv-and-dense-tails", (1, 3, 10, 10), id="conv-and-dense-tails"),
 ]
 
