@@ -292,21 +292,44 @@ __attribute__((noinline, optimize("O2"))) static void dot_4rows(const int8_t *w,
 }
 
 /* im2col for channel counts that are not a multiple of 4 (a first layer's 1 or 3 channels):
- * the field's rows (k_w * in_c contiguous bytes each in NHWC) are copied into `field` as
- * int8, zero where padded and up to a multiple of 4, then expanded 4 values at a time. */
+ * a receptive field's row is k_w * in_c contiguous bytes in NHWC. Rows of a multiple of 4
+ * bytes (a 1-channel 10x4 kernel) are widened straight from the input, 4 values at a time;
+ * others are copied word by word into `field` as int8 rows, zero where padded and up to a
+ * multiple of 4, then widened. */
 static void im2col_any(const edgec_conv_t *p, const int8_t *in, int oy, int ox, int16_t *col,
                        int8_t *field)
 {
     const uint32_t c_n = p->in_c, row = (uint32_t)p->k_w * c_n;
     const int ix0 = ox * p->s_w - p->p_l, ix1 = ix0 + (p->k_w - 1) * p->d_w;
     const int dense_row = p->d_w == 1 && ix0 >= 0 && ix1 < p->in_w;
+    if (row % 4 == 0 && dense_row) { /* whole groups per row: no int8 copy */
+        for (int ky = 0; ky < p->k_h; ky++) {
+            const int iy = oy * p->s_h - p->p_t + ky * p->d_h;
+            if (iy >= 0 && iy < p->in_h) {
+                const int8_t *src = in + ((uint32_t)iy * p->in_w + (uint32_t)ix0) * c_n;
+                for (uint32_t j = 0; j < row; j += 4, col += 8) {
+                    expand4(src + j, col);
+                }
+            } else {
+                for (uint32_t j = 0; j < row; j += 4, col += 8) {
+                    memset(col, 0, 8);
+                }
+            }
+        }
+        return;
+    }
     int8_t *dst = field;
     for (int ky = 0; ky < p->k_h; ky++) {
         const int iy = oy * p->s_h - p->p_t + ky * p->d_h;
         const int row_inside = iy >= 0 && iy < p->in_h;
         if (row_inside && dense_row) { /* the whole row: contiguous in NHWC */
             const int8_t *src = in + ((uint32_t)iy * p->in_w + (uint32_t)ix0) * c_n;
-            for (uint32_t i = 0; i < row; i++) {
+            uint32_t i = 0;
+            for (; i + 4 <= row; i += 4) { /* unaligned words: Armv7E-M allows them */
+                const int32_t v = read_s8x4(src + i);
+                memcpy(dst + i, &v, 4);
+            }
+            for (; i < row; i++) {
                 dst[i] = src[i];
             }
             dst += row;
@@ -926,9 +949,47 @@ void edgec_add_s8(const edgec_add_t *p, const int8_t *a, const int8_t *b, int8_t
     }
 }
 
+#if EDGEC_DSP
+/* SXTAB16 of the word rotated by 8: adds its odd bytes to a's halves. */
+static inline int32_t sxtab16_ror8(int32_t a, uint32_t v)
+{
+    int32_t r;
+    __asm("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+    return r;
+}
+
+/* Four channels at a time, summed in 16-bit halves by SXTAB16: exact while pixels * 128 fits
+ * 15 bits, which the caller checks. */
+__attribute__((noinline, optimize("O2"))) static void global_sum4(const int8_t *in,
+                                                                  uint32_t pixels, uint32_t c_n,
+                                                                  int32_t sums[4])
+{
+    int32_t even = 0, odd = 0;
+    for (; pixels > 0; pixels--, in += c_n) {
+        const uint32_t v = (uint32_t)read_s8x4(in);
+        even = __sxtab16(even, v);
+        odd = sxtab16_ror8(odd, v);
+    }
+    sums[0] = (int16_t)even, sums[1] = (int16_t)odd;
+    sums[2] = even >> 16, sums[3] = odd >> 16;
+}
+#endif
+
 void edgec_global_avgpool_s8(const edgec_avgpool_t *p, const int8_t *in, int8_t *out)
 {
     const uint32_t pixels = (uint32_t)p->in_h * p->in_w;
+#if EDGEC_DSP
+    if (p->c % 4 == 0 && pixels < 256) {
+        for (uint32_t c = 0; c < p->c; c += 4) {
+            int32_t sums[4];
+            global_sum4(in + c, pixels, p->c, sums);
+            for (uint32_t i = 0; i < 4; i++) {
+                out[c + i] = requant(sums[i], p->mult, p->shift, p->lo, p->hi);
+            }
+        }
+        return;
+    }
+#endif
     for (uint32_t c = 0; c < p->c; c++) {
         int32_t sum = 0;
         for (uint32_t i = 0; i < pixels; i++) {
