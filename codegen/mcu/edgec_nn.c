@@ -137,9 +137,8 @@ __attribute__((always_inline)) static inline int8_t requant_sat(int32_t acc, int
 #define DOT_2X2(sat_op, bits)                                                               \
     __asm volatile(                                                                         \
         "1:\n\t"                                                                            \
-        "ldr %[wa], %[bias]\n\t"                                                            \
-        "ldrd %[a00], %[a10], [%[wa]], #8\n\t"                                              \
-        "str %[wa], %[bias]\n\t"                                                            \
+        "ldr %[wa], %[q]\n\t"                                                               \
+        "ldrd %[a00], %[a10], [%[wa]]\n\t"                                                  \
         "mov %[a01], %[a00]\n\t"                                                            \
         "mov %[a11], %[a10]\n\t"                                                            \
         "ldr %[c], %[col]\n\t"                                                              \
@@ -151,14 +150,11 @@ __attribute__((always_inline)) static inline int8_t requant_sat(int32_t acc, int
         "2:\n\t" MAC_2X2 MAC_2X2 "subs %[n], %[n], #1\n\t"                                  \
         "bne 2b\n\t"                                                                        \
         "4:\n\t"                                                                            \
-        "ldr %[wa], %[mult]\n\t"                                                            \
-        "ldrd %[x02], %[x13], [%[wa]], #8\n\t"                                              \
-        "str %[wa], %[mult]\n\t"                                                            \
-        "ldr %[wa], %[shift]\n\t"                                                           \
-        "ldrd %[y02], %[y13], [%[wa]], #8\n\t"                                              \
-        "str %[wa], %[shift]\n\t"                                                           \
-        "sub %[y02], %[y02], #33\n\t"                                                       \
-        "sub %[y13], %[y13], #33\n\t"                                                       \
+        "ldr %[wa], %[q]\n\t"                                                               \
+        "ldrd %[x02], %[x13], [%[wa], #8]\n\t"                                              \
+        "ldrd %[y02], %[y13], [%[wa], #16]\n\t"                                             \
+        "add %[wa], %[wa], #24\n\t"                                                         \
+        "str %[wa], %[q]\n\t"                                                               \
         "smmul %[a00], %[a00], %[x02]\n\t"                                                  \
         "smmul %[a01], %[a01], %[x02]\n\t"                                                  \
         "smmul %[a10], %[a10], %[x13]\n\t"                                                  \
@@ -174,15 +170,14 @@ __attribute__((always_inline)) static inline int8_t requant_sat(int32_t acc, int
         " %[a01], " bits ", %[a01], asr #1\n\t" sat_op " %[a10], " bits                     \
         ", %[a10], asr #1\n\t" sat_op " %[a11], " bits ", %[a11], asr #1\n\t"               \
         "ldr %[wa], %[o0]\n\t"                                                              \
+        "ldr %[wb], %[delta]\n\t"                                                           \
         "strb %[a00], [%[wa]]\n\t"                                                          \
         "strb %[a10], [%[wa], #1]\n\t"                                                      \
+        "add %[wb], %[wb], %[wa]\n\t"                                                       \
+        "strb %[a01], [%[wb]]\n\t"                                                          \
+        "strb %[a11], [%[wb], #1]\n\t"                                                      \
         "add %[wa], %[wa], #2\n\t"                                                          \
         "str %[wa], %[o0]\n\t"                                                              \
-        "ldr %[wa], %[o1]\n\t"                                                              \
-        "strb %[a01], [%[wa]]\n\t"                                                          \
-        "strb %[a11], [%[wa], #1]\n\t"                                                      \
-        "add %[wa], %[wa], #2\n\t"                                                          \
-        "str %[wa], %[o1]\n\t"                                                              \
         "ldr %[wa], %[pairs]\n\t"                                                           \
         "subs %[wa], %[wa], #1\n\t"                                                         \
         "str %[wa], %[pairs]\n\t"                                                           \
@@ -190,18 +185,16 @@ __attribute__((always_inline)) static inline int8_t requant_sat(int32_t acc, int
         : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11),           \
           [wa] "=&r"(wa), [wb] "=&r"(wb), [w02] "=&r"(w02), [x02] "=&r"(x02),               \
           [x13] "=&r"(x13), [y02] "=&r"(y02), [y13] "=&r"(y13), [c] "=&r"(c), [n] "=&r"(n), \
-          [w] "+r"(w), [bias] "+m"(bias), [mult] "+m"(mult), [shift] "+m"(shift),           \
-          [o0] "+m"(o0), [o1] "+m"(o1), [pairs] "+m"(pairs)                                 \
-        : [col] "m"(col), [quads] "m"(quads)                                                \
+          [w] "+r"(w), [q] "+m"(q), [o0] "+m"(o0), [pairs] "+m"(pairs)                      \
+        : [col] "m"(col), [quads] "m"(quads), [delta] "m"(delta)                            \
         : "cc", "memory")
 
 /* The products of `pairs` (> 0) pairs of output channels with two pixels' columns, requantized
- * with the clamp of `kind`: see DOT_2X2. */
+ * with the clamp of `kind`, o1 - o0 = delta bytes apart: see DOT_2X2. `q` holds each pair's
+ * {bias0, bias1, mult0, mult1, shift0 - 33, shift1 - 33} (edgec_conv_t.pairs). */
 __attribute__((noinline)) static void dot_2x2_sat(const int8_t *w, const int16_t *col,
-                                                  uint32_t k, const int32_t *bias,
-                                                  const int32_t *mult, const int32_t *shift,
-                                                  int8_t *o0, int8_t *o1, uint32_t pairs,
-                                                  int kind)
+                                                  uint32_t k, const int32_t *q, int8_t *o0,
+                                                  int32_t delta, uint32_t pairs, int kind)
 {
     const uint32_t quads = k / 4;
     int32_t a00, a01, a10, a11, wa, wb, w02, x02, x13, y02, y13, n;
@@ -617,6 +610,41 @@ __attribute__((noinline, optimize("O2"))) static void widen_channel(const int8_t
     }
 }
 
+/* Two adjacent channels (c, c + 1) into two planes at once: one LDRH per pixel reads both, and
+ * SXTB16 splits two pixels' pairs into the two planes' words. */
+__attribute__((noinline, optimize("O2"))) static void widen_two(const int8_t *src, uint32_t c_n,
+                                                                int16_t *dst0, int16_t *dst1,
+                                                                uint32_t pw, uint32_t h,
+                                                                uint32_t w)
+{
+    const uint32_t two = 2 * c_n;
+    for (; h > 0; h--, dst0 += pw, dst1 += pw) {
+        int16_t *d0 = dst0, *d1 = dst1;
+        uint32_t n = w;
+        for (; n >= 2; n -= 2, d0 += 2, d1 += 2, src += two) {
+            uint16_t a, b;
+            memcpy(&a, src, 2);
+            memcpy(&b, src + c_n, 2);
+            const uint32_t v = a | (uint32_t)b << 16;
+            const int32_t even = __sxtb16(v), odd = sxtb16_ror8(v);
+            memcpy(d0, &even, 4);
+            memcpy(d1, &odd, 4);
+        }
+        if (n) {
+            *d0 = src[0];
+            *d1 = src[1];
+            src += c_n;
+        }
+    }
+}
+
+/* Whether the 3x3 path widens two channels at a time: an even count and two planes in 4 KB
+ * (the generator sizes the scratch by the same rule). */
+static int two_planes(const edgec_conv_t *p)
+{
+    return p->out_c % 2 == 0 && plane_h(p) * plane_w(p) <= 1024;
+}
+
 /* 3x3 depthwise convolution on the DSP, undilated, any channel count; weights C x 9 (the
  * generator lays them out so). Channel by channel: the channel is widened into a plane of
  * int16 (scratch: plane_h x plane_w, padding zeroed once), where a window row's taps are
@@ -624,7 +652,7 @@ __attribute__((noinline, optimize("O2"))) static void widen_channel(const int8_t
 static void depthwise_3x3_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out,
                               int16_t *plane)
 {
-    const uint32_t c_n = p->out_c, pw = plane_w(p), w_n = p->in_w;
+    const uint32_t c_n = p->out_c, pw = plane_w(p), w_n = p->in_w, size = plane_h(p) * pw;
     const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
     const int kind = one_word_shifts(shift, c_n) ? clamp_kind(p->lo, p->hi) : CLAMP_ANY;
     void (*channel)(const edgec_conv_t *, const int16_t *, uint32_t, const int8_t *, int32_t,
@@ -633,9 +661,22 @@ static void depthwise_3x3_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *o
         channel = p->s_w == 1 ? (kind == CLAMP_S8 ? dw3x3_s1_s8 : dw3x3_s1_u7)
                               : (kind == CLAMP_S8 ? dw3x3_s2_s8 : dw3x3_s2_u7);
     }
-    memset(plane, 0, plane_h(p) * pw * sizeof(int16_t));
-    for (uint32_t c = 0; c < c_n; c++) {
-        widen_channel(in + c, c_n, plane + p->p_t * pw + p->p_l, pw, p->in_h, w_n);
+    const uint32_t first = p->p_t * pw + p->p_l;
+    uint32_t c = 0;
+    if (two_planes(p)) {
+        int16_t *plane1 = plane + size;
+        memset(plane, 0, 2 * size * sizeof(int16_t));
+        for (; c < c_n; c += 2) {
+            widen_two(in + c, c_n, plane + first, plane1 + first, pw, p->in_h, w_n);
+            channel(p, plane, pw, p->w + 9 * c, bias[c], mult[c], shift[c], out + c, c_n);
+            channel(p, plane1, pw, p->w + 9 * (c + 1), bias[c + 1], mult[c + 1], shift[c + 1],
+                    out + c + 1, c_n);
+        }
+        return;
+    }
+    memset(plane, 0, size * sizeof(int16_t));
+    for (; c < c_n; c++) {
+        widen_channel(in + c, c_n, plane + first, pw, p->in_h, w_n);
         channel(p, plane, pw, p->w + 9 * c, bias[c], mult[c], shift[c], out + c, c_n);
     }
 }
@@ -741,8 +782,10 @@ static void conv_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16
     const int8_t lo = p->lo, hi = p->hi;
     int8_t *field = (int8_t *)(scratch + 2 * k); /* int8 rows for im2col_any: k bytes */
     int32_t *acc0 = (int32_t *)(void *)(field + (p->in_c % 4 ? k : 0)), *acc1 = acc0 + p->out_c;
-    const int fast = one_word_shifts(shift, p->out_c);
-    const int kind = fast ? clamp_kind(lo, hi) : CLAMP_ANY;
+    /* with pairs (the generator checked shifts and clamp), bias, mult and shift are only
+     * there for an odd last channel */
+    const int kind = p->pairs ? clamp_kind(lo, hi) : CLAMP_ANY;
+    const int fast = kind != CLAMP_ANY || one_word_shifts(shift, p->out_c);
     const uint32_t pairs = p->out_c / 2;
     for (uint32_t px = 0; px < pixels; px += 2) {
         const int two = px + 1 < pixels;
@@ -752,7 +795,7 @@ static void conv_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16
         int8_t *o0 = out + px * p->out_c, *o1 = two ? o0 + p->out_c : o0;
         if (kind != CLAMP_ANY) { /* requantized in registers, pair by pair */
             if (pairs > 0) {
-                dot_2x2_sat(p->w, scratch, k, bias, mult, shift, o0, o1, pairs, kind);
+                dot_2x2_sat(p->w, scratch, k, p->pairs, o0, o1 - o0, pairs, kind);
             }
             if (p->out_c % 2) {
                 const uint32_t oc = p->out_c - 1;

@@ -25,9 +25,13 @@ typedef struct {
     int8_t lo, hi;
     const int8_t *w;       /* OHWI: out_c x k_h x k_w x (in_c / groups); depthwise
                               (groups == in_c == out_c): k_h x k_w x out_c */
-    const int32_t *bias;   /* out_c */
-    const int32_t *mult;   /* out_c */
-    const int32_t *shift;  /* out_c */
+    const int32_t *bias;   /* out_c (0 where pairs holds them all) */
+    const int32_t *mult;   /* out_c (idem) */
+    const int32_t *shift;  /* out_c (idem) */
+    const int32_t *pairs;  /* DSP builds of dense convolutions whose shifts are in (32, 64) and
+                              whose clamp is [-128, 127] or [0, 127], else 0: per pair of output
+                              channels {bias0, bias1, mult0, mult1, shift0 - 33, shift1 - 33};
+                              with an even out_c, bias, mult and shift are then 0 */
 } edgec_conv_t;
 
 typedef struct {
