@@ -351,6 +351,18 @@ static void im2col_any(const edgec_conv_t *p, const int8_t *in, int oy, int ox, 
     }
 }
 
+/* n values (a multiple of 4) as int16 in expand4 order, in groups of 4 every 8 elements. */
+__attribute__((noinline, optimize("O2"))) static void widen_run(const int8_t *src, uint32_t n,
+                                                                int16_t *col)
+{
+    for (; n > 0; n -= 4, src += 4, col += 8) {
+        const uint32_t v = (uint32_t)read_s8x4(src);
+        const int32_t even = __sxtb16(v), odd = sxtb16_ror8(v);
+        memcpy(col, &even, 4);
+        memcpy(col + 2, &odd, 4);
+    }
+}
+
 /* One output pixel's receptive field as int16 in expand4 order, zeros where padded, written
  * in groups of 4 every 8 elements (its pair pixel fills the gaps). */
 static void im2col(const edgec_conv_t *p, const int8_t *in, int oy, int ox, int16_t *col,
@@ -358,6 +370,11 @@ static void im2col(const edgec_conv_t *p, const int8_t *in, int oy, int ox, int1
 {
     if (p->in_c % 4 != 0) {
         im2col_any(p, in, oy, ox, col, field);
+        return;
+    }
+    if (p->k_h == 1 && p->k_w == 1 && p->p_t == 0 && p->p_l == 0) { /* 1x1: one pixel */
+        const uint32_t iy = (uint32_t)oy * p->s_h, ix = (uint32_t)ox * p->s_w;
+        widen_run(in + (iy * p->in_w + ix) * p->in_c, p->in_c, col);
         return;
     }
     int16_t *dst = col;
