@@ -284,6 +284,36 @@ __attribute__((noinline, optimize("O2"))) static void dot_4rows(const int8_t *w,
     acc[3] = a3;
 }
 
+/* n values (a multiple of 4) as int16 in expand4 order, in groups of 4 every 8 elements. */
+__attribute__((noinline, optimize("O2"))) static void widen_run(const int8_t *src, uint32_t n,
+                                                                int16_t *col)
+{
+    for (; n > 0; n -= 4, src += 4, col += 8) {
+        const uint32_t v = (uint32_t)read_s8x4(src);
+        const int32_t even = __sxtb16(v), odd = sxtb16_ror8(v);
+        memcpy(col, &even, 4);
+        memcpy(col + 2, &odd, 4);
+    }
+}
+
+/* `rows` rows of `row` bytes, `stride` apart in the input, end to end into dst: a word at a
+ * time (Armv7E-M loads and stores unaligned words), then the odd bytes. */
+__attribute__((noinline, optimize("O2"))) static void copy_rows(const int8_t *src, uint32_t row,
+                                                                uint32_t stride, uint32_t rows,
+                                                                int8_t *dst)
+{
+    for (; rows > 0; rows--, src += stride, dst += row) {
+        uint32_t i = 0;
+        for (; i + 4 <= row; i += 4) {
+            const int32_t v = read_s8x4(src + i);
+            memcpy(dst + i, &v, 4);
+        }
+        for (; i < row; i++) {
+            dst[i] = src[i];
+        }
+    }
+}
+
 /* im2col for channel counts that are not a multiple of 4 (a first layer's 1 or 3 channels):
  * a receptive field's row is k_w * in_c contiguous bytes in NHWC. Rows of a multiple of 4
  * bytes (a 1-channel 10x4 kernel) are widened straight from the input, 4 values at a time;
@@ -295,6 +325,17 @@ static void im2col_any(const edgec_conv_t *p, const int8_t *in, int oy, int ox, 
     const uint32_t c_n = p->in_c, row = (uint32_t)p->k_w * c_n;
     const int ix0 = ox * p->s_w - p->p_l, ix1 = ix0 + (p->k_w - 1) * p->d_w;
     const int dense_row = p->d_w == 1 && ix0 >= 0 && ix1 < p->in_w;
+    const int iy0 = oy * p->s_h - p->p_t, iy1 = iy0 + (p->k_h - 1) * p->d_h;
+    if (dense_row && row % 4 && iy0 >= 0 && iy1 < p->in_h) { /* an interior pixel */
+        const uint32_t k = row * p->k_h, stride = (uint32_t)p->d_h * p->in_w * c_n;
+        copy_rows(in + ((uint32_t)iy0 * p->in_w + (uint32_t)ix0) * c_n, row, stride, p->k_h,
+                  field);
+        for (uint32_t j = k; j % 4; j++) {
+            field[j] = 0;
+        }
+        widen_run(field, (k + 3u) & ~3u, col);
+        return;
+    }
     if (row % 4 == 0 && dense_row) { /* whole groups per row: no int8 copy */
         for (int ky = 0; ky < p->k_h; ky++) {
             const int iy = oy * p->s_h - p->p_t + ky * p->d_h;
@@ -348,18 +389,6 @@ static void im2col_any(const edgec_conv_t *p, const int8_t *in, int oy, int ox, 
     }
     for (uint32_t j = 0; j < k; j += 4, col += 8) {
         expand4(field + j, col);
-    }
-}
-
-/* n values (a multiple of 4) as int16 in expand4 order, in groups of 4 every 8 elements. */
-__attribute__((noinline, optimize("O2"))) static void widen_run(const int8_t *src, uint32_t n,
-                                                                int16_t *col)
-{
-    for (; n > 0; n -= 4, src += 4, col += 8) {
-        const uint32_t v = (uint32_t)read_s8x4(src);
-        const int32_t even = __sxtb16(v), odd = sxtb16_ror8(v);
-        memcpy(col, &even, 4);
-        memcpy(col + 2, &odd, 4);
     }
 }
 
