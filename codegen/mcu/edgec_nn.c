@@ -945,22 +945,24 @@ static void conv_direct(const edgec_conv_t *p, const int8_t *in, int8_t *out)
     }
 }
 
-void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch)
+void edgec_depthwise_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out,
+                        int16_t *scratch)
 {
-    if (p->groups == p->in_c && p->groups == p->out_c && p->groups > 1) {
 #if EDGEC_DSP
-        if (p->k_h == 3 && p->k_w == 3 && p->d_h == 1 && p->d_w == 1) { /* as the generator */
-            depthwise_3x3_dsp(p, in, out, scratch);
-            return;
-        }
-        if (p->out_c % 4 == 0) {
-            depthwise_dsp(p, in, out, scratch);
-            return;
-        }
-#endif
-        depthwise(p, in, out, (int32_t *)(void *)scratch);
+    if (p->k_h == 3 && p->k_w == 3 && p->d_h == 1 && p->d_w == 1) { /* as the generator */
+        depthwise_3x3_dsp(p, in, out, scratch);
         return;
     }
+    if (p->out_c % 4 == 0) {
+        depthwise_dsp(p, in, out, scratch);
+        return;
+    }
+#endif
+    depthwise(p, in, out, (int32_t *)(void *)scratch);
+}
+
+void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch)
+{
 #if EDGEC_DSP
     if (p->groups == 1) {
         conv_dsp(p, in, out, scratch);

@@ -81,7 +81,12 @@ typedef struct {
  * accumulators (2 * out_c) on DSP builds, and for
  * depthwise layers int32 accumulators (out_c), on DSP builds followed by k_h * k_w + 1 tap
  * pointers and out_c zero bytes. */
+/* convolutions, grouped ones included, but not depthwise ones */
 void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
+/* depthwise convolutions (groups == in_c == out_c > 1): their own entry point, so that a model
+ * without them links none of their kernels */
+void edgec_depthwise_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out,
+                        int16_t *scratch);
 void edgec_dense_s8(const edgec_dense_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
 void edgec_add_s8(const edgec_add_t *p, const int8_t *a, const int8_t *b, int8_t *out);
 void edgec_global_avgpool_s8(const edgec_avgpool_t *p, const int8_t *in, int8_t *out);

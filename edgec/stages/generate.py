@@ -309,7 +309,8 @@ def _conv(e: _Emitter, node: QNode, step: int) -> None:
     weights = oihw.transpose(0, 2, 3, 1).reshape(cout, -1)  # OIHW → OHWI rows
     kh, kw = a.window.kernel
     pairs = None
-    if a.groups == cin == cout and a.groups > 1:  # depthwise: taps outermost, channels inner
+    depthwise = a.groups == cin == cout and a.groups > 1
+    if depthwise:  # depthwise: taps outermost, channels inner
         weights = oihw.reshape(cout, kh * kw).T
         dsp = e.profile.capabilities.has_dsp
         if dsp and (kh, kw) == (3, 3) and a.dilations == (1, 1):
@@ -343,7 +344,8 @@ def _conv(e: _Emitter, node: QNode, step: int) -> None:
     fields = {"in_h": h, "in_w": w, "in_c": cin, "out_h": oh, "out_w": ow, "out_c": cout,
               "k_h": kh, "k_w": kw, "s_h": sh, "s_w": sw, "p_t": pt, "p_l": pl, "d_h": dh,
               "d_w": dw, "groups": a.groups, "lo": a.out.lo, "hi": a.out.hi,
-              "pairs": "0" if pairs is None else f"{e.ident}_q", **params}  # fmt: skip
+              "pairs": "0" if pairs is None else f"{e.ident}_q", **params,
+              "kernel": "edgec_depthwise_s8" if depthwise else "edgec_conv_s8"}  # fmt: skip
     macs = oh * ow * cout * kh * kw * (cin // a.groups)
     kind = "depthwise" if a.groups > 1 else "conv"
     e.layer(node, fields, macs, kind, input=node.inputs[0], output=node.output)
