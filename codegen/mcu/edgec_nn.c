@@ -130,7 +130,7 @@ __attribute__((always_inline)) static inline int8_t requant_sat(int32_t acc, int
 
 /* Every pair of output channels against two pixels' columns over k (a multiple of 4),
  * requantized and stored (o1 may equal o0: an odd last pixel paired with itself). One asm
- * block, as GCC spilled: per pair, the inner loop 16 MACs in 17 instructions (unrolled twice),
+ * block, as GCC spilled: per pair, the inner loop 15 instructions per 16 MACs (unrolled twice),
  * then 4 outputs requantized in registers with SSAT/USAT (`sat`), the pointers kept in
  * memory. `w` interleaves each pair's rows in groups of 4 bytes (the generator lays them out
  * so), `col` the two pixels' columns in groups of 4 int16. */
