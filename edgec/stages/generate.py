@@ -320,10 +320,11 @@ def _conv(e: _Emitter, node: QNode, step: int) -> None:
             # two planes (two channels widened at once) when even and within 4 KB, as
             # edgec_nn.c's two_planes
             e.scratch = max(e.scratch, plane * (2 if cout % 2 == 0 and plane <= 1024 else 1))
-        elif dsp and cout % 4 == 0:
-            weights = _depthwise_pairs(weights)
-        # int32 accumulators; on DSP builds also a table of tap pointers and a run of zeros
-        e.scratch = max(e.scratch, 3 * cout + 2 * (kh * kw + 1))
+        else:
+            if dsp and cout % 4 == 0:
+                weights = _depthwise_pairs(weights)
+            # int32 accumulators; on DSP builds also a table of tap pointers and a run of zeros
+            e.scratch = max(e.scratch, 3 * cout + 2 * (kh * kw + 1))
     elif e.profile.capabilities.has_dsp and a.groups == 1:
         padded = -(-weights.shape[1] // 4) * 4  # the SMLAD kernels read rows 4 at a time
         weights = _interleave_pairs(np.pad(weights, ((0, 0), (0, padded - weights.shape[1]))))
