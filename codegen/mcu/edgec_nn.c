@@ -77,18 +77,144 @@ static inline void expand4(const int8_t *x, int16_t *dst)
     memcpy(dst + 2, &odd, 4);
 }
 
-/* acc_p[c] = bias[c] + w_c . col_p over k (k a multiple of 4) for `pairs` pairs of channels:
- * 2 channels x 2 pixels share loads, 16 MACs in 8 SMLAD. `w` interleaves the two channels' rows in groups of 4 bytes (the
- * generator lays them out so) and `col` the two pixels' columns in groups of 4 int16 (see
- * im2col), so one doubleword and two doublewords feed 16 MACs. Out of line and at -O2 so its
- * live values stay in registers. */
-__attribute__((noinline, optimize("O2"))) static void dot_2x2(const int8_t *w,
-                                                               const int16_t *col, uint32_t k,
-                                                               const int32_t *bias,
-                                                               int32_t *acc0, int32_t *acc1,
-                                                               uint32_t pairs)
+/* SMMUL: the high word of a * b, as requant's one-word path takes it. */
+static inline int32_t smmul(int32_t a, int32_t b)
 {
-    /* every pair of channels in one call: the rows of consecutive pairs follow each other */
+    int32_t r;
+    __asm("smmul %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* The clamp of requant's one-word path as one saturating instruction, which also takes its
+ * final >> 1: SSAT for [-128, 127] (no activation), USAT for [0, 127] (a ReLU). */
+enum { CLAMP_ANY, CLAMP_S8, CLAMP_U7 };
+
+static int clamp_kind(int8_t lo, int8_t hi)
+{
+    return hi != 127 ? CLAMP_ANY : lo == -128 ? CLAMP_S8 : lo == 0 ? CLAMP_U7 : CLAMP_ANY;
+}
+
+/* requant(acc, mult, shift, ...) for shift in (32, 64) and a CLAMP_S8 / CLAMP_U7 range, given
+ * k = shift - 33: (high >> k) + 1, then >> 1 and clamped by SSAT/USAT. */
+__attribute__((always_inline)) static inline int8_t requant_sat(int32_t acc, int32_t mult,
+                                                               int32_t k, int kind)
+{
+    const int32_t t = (smmul(acc, mult) >> k) + 1;
+    int32_t r;
+    if (kind == CLAMP_S8) {
+        __asm("ssat %0, #8, %1, asr #1" : "=r"(r) : "r"(t));
+    } else {
+        __asm("usat %0, #7, %1, asr #1" : "=r"(r) : "r"(t));
+    }
+    return (int8_t)r;
+}
+
+/* 16 MACs: the next 4 weights of two channels (one doubleword, interleaved by the generator)
+ * against the next 4 values of two pixels' columns (two doublewords, see im2col). */
+#define MAC_2X2                                                                             \
+    "ldrd %[wa], %[wb], [%[w]], #8\n\t"                                                     \
+    "ldrd %[x02], %[x13], [%[c]], #8\n\t"                                                   \
+    "ldrd %[y02], %[y13], [%[c]], #8\n\t"                                                   \
+    "sxtb16 %[w02], %[wa]\n\t"                                                              \
+    "sxtb16 %[wa], %[wa], ror #8\n\t"                                                       \
+    "smlad %[a00], %[w02], %[x02], %[a00]\n\t"                                              \
+    "smlad %[a01], %[w02], %[y02], %[a01]\n\t"                                              \
+    "smlad %[a00], %[wa], %[x13], %[a00]\n\t"                                               \
+    "smlad %[a01], %[wa], %[y13], %[a01]\n\t"                                               \
+    "sxtb16 %[w02], %[wb]\n\t"                                                              \
+    "sxtb16 %[wb], %[wb], ror #8\n\t"                                                       \
+    "smlad %[a10], %[w02], %[x02], %[a10]\n\t"                                              \
+    "smlad %[a11], %[w02], %[y02], %[a11]\n\t"                                              \
+    "smlad %[a10], %[wb], %[x13], %[a10]\n\t"                                               \
+    "smlad %[a11], %[wb], %[y13], %[a11]\n\t"
+
+/* Every pair of output channels against two pixels' columns over k (a multiple of 4),
+ * requantized and stored (o1 may equal o0: an odd last pixel paired with itself). One asm
+ * block, as GCC spilled: per pair, the inner loop 15 instructions per 16 MACs (unrolled twice),
+ * then 4 outputs requantized in registers with SSAT/USAT (`sat`), the pointers kept in
+ * memory. `w` interleaves each pair's rows in groups of 4 bytes (the generator lays them out
+ * so), `col` the two pixels' columns in groups of 4 int16. */
+#define DOT_2X2(sat_op, bits)                                                               \
+    __asm volatile(                                                                         \
+        "1:\n\t"                                                                            \
+        "ldr %[wa], %[q]\n\t"                                                               \
+        "ldrd %[a00], %[a10], [%[wa]]\n\t"                                                  \
+        "mov %[a01], %[a00]\n\t"                                                            \
+        "mov %[a11], %[a10]\n\t"                                                            \
+        "ldr %[c], %[col]\n\t"                                                              \
+        "ldr %[n], %[quads]\n\t"                                                            \
+        "tst %[n], #1\n\t"                                                                  \
+        "beq 3f\n\t" MAC_2X2 "3:\n\t"                                                       \
+        "lsrs %[n], %[n], #1\n\t"                                                           \
+        "beq 4f\n\t"                                                                        \
+        "2:\n\t" MAC_2X2 MAC_2X2 "subs %[n], %[n], #1\n\t"                                  \
+        "bne 2b\n\t"                                                                        \
+        "4:\n\t"                                                                            \
+        "ldr %[wa], %[q]\n\t"                                                               \
+        "ldrd %[x02], %[x13], [%[wa], #8]\n\t"                                              \
+        "ldrd %[y02], %[y13], [%[wa], #16]\n\t"                                             \
+        "add %[wa], %[wa], #24\n\t"                                                         \
+        "str %[wa], %[q]\n\t"                                                               \
+        "smmul %[a00], %[a00], %[x02]\n\t"                                                  \
+        "smmul %[a01], %[a01], %[x02]\n\t"                                                  \
+        "smmul %[a10], %[a10], %[x13]\n\t"                                                  \
+        "smmul %[a11], %[a11], %[x13]\n\t"                                                  \
+        "asr %[a00], %[a00], %[y02]\n\t"                                                    \
+        "asr %[a01], %[a01], %[y02]\n\t"                                                    \
+        "asr %[a10], %[a10], %[y13]\n\t"                                                    \
+        "asr %[a11], %[a11], %[y13]\n\t"                                                    \
+        "add %[a00], %[a00], #1\n\t"                                                        \
+        "add %[a01], %[a01], #1\n\t"                                                        \
+        "add %[a10], %[a10], #1\n\t"                                                        \
+        "add %[a11], %[a11], #1\n\t" sat_op " %[a00], " bits ", %[a00], asr #1\n\t" sat_op  \
+        " %[a01], " bits ", %[a01], asr #1\n\t" sat_op " %[a10], " bits                     \
+        ", %[a10], asr #1\n\t" sat_op " %[a11], " bits ", %[a11], asr #1\n\t"               \
+        "ldr %[wa], %[o0]\n\t"                                                              \
+        "ldr %[wb], %[delta]\n\t"                                                           \
+        "strb %[a00], [%[wa]]\n\t"                                                          \
+        "strb %[a10], [%[wa], #1]\n\t"                                                      \
+        "add %[wb], %[wb], %[wa]\n\t"                                                       \
+        "strb %[a01], [%[wb]]\n\t"                                                          \
+        "strb %[a11], [%[wb], #1]\n\t"                                                      \
+        "add %[wa], %[wa], #2\n\t"                                                          \
+        "str %[wa], %[o0]\n\t"                                                              \
+        "ldr %[wa], %[pairs]\n\t"                                                           \
+        "subs %[wa], %[wa], #1\n\t"                                                         \
+        "str %[wa], %[pairs]\n\t"                                                           \
+        "bne 1b\n\t"                                                                        \
+        : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11),           \
+          [wa] "=&r"(wa), [wb] "=&r"(wb), [w02] "=&r"(w02), [x02] "=&r"(x02),               \
+          [x13] "=&r"(x13), [y02] "=&r"(y02), [y13] "=&r"(y13), [c] "=&r"(c), [n] "=&r"(n), \
+          [w] "+r"(w), [q] "+m"(q), [o0] "+m"(o0), [pairs] "+m"(pairs)                      \
+        : [col] "m"(col), [quads] "m"(quads), [delta] "m"(delta)                            \
+        : "cc", "memory")
+
+/* The products of `pairs` (> 0) pairs of output channels with two pixels' columns, requantized
+ * with the clamp of `kind`, o1 - o0 = delta bytes apart: see DOT_2X2. `q` holds each pair's
+ * {bias0, bias1, mult0, mult1, shift0 - 33, shift1 - 33} (edgec_conv_t.pairs). */
+__attribute__((noinline)) static void dot_2x2_sat(const int8_t *w, const int16_t *col,
+                                                  uint32_t k, const int32_t *q, int8_t *o0,
+                                                  int32_t delta, uint32_t pairs, int kind)
+{
+    const uint32_t quads = k / 4;
+    int32_t a00, a01, a10, a11, wa, wb, w02, x02, x13, y02, y13, n;
+    const int16_t *c;
+    if (kind == CLAMP_S8) {
+        DOT_2X2("ssat", "#8");
+    } else {
+        DOT_2X2("usat", "#7");
+    }
+}
+
+/* acc_p[c] = bias[c] + w_c . col_p for `pairs` pairs of channels, unrequantized (layers whose
+ * shifts or clamp the saturating path does not cover). */
+__attribute__((noinline, optimize("O2"))) static void dot_2x2_acc(const int8_t *w,
+                                                                   const int16_t *col,
+                                                                   uint32_t k,
+                                                                   const int32_t *bias,
+                                                                   int32_t *acc0, int32_t *acc1,
+                                                                   uint32_t pairs)
+{
     for (; pairs > 0; pairs--, bias += 2, acc0 += 2, acc1 += 2) {
         int32_t a00 = bias[0], a01 = bias[0], a10 = bias[1], a11 = bias[1];
         const int16_t *c = col;
@@ -158,22 +284,86 @@ __attribute__((noinline, optimize("O2"))) static void dot_4rows(const int8_t *w,
     acc[3] = a3;
 }
 
+/* n values (a multiple of 4) as int16 in expand4 order, in groups of 4 every 8 elements. */
+__attribute__((noinline, optimize("O2"))) static void widen_run(const int8_t *src, uint32_t n,
+                                                                int16_t *col)
+{
+    for (; n > 0; n -= 4, src += 4, col += 8) {
+        const uint32_t v = (uint32_t)read_s8x4(src);
+        const int32_t even = __sxtb16(v), odd = sxtb16_ror8(v);
+        memcpy(col, &even, 4);
+        memcpy(col + 2, &odd, 4);
+    }
+}
+
+/* `rows` rows of `row` bytes, `stride` apart in the input, end to end into dst: a word at a
+ * time (Armv7E-M loads and stores unaligned words), then the odd bytes. */
+__attribute__((noinline, optimize("O2"))) static void copy_rows(const int8_t *src, uint32_t row,
+                                                                uint32_t stride, uint32_t rows,
+                                                                int8_t *dst)
+{
+    for (; rows > 0; rows--, src += stride, dst += row) {
+        uint32_t i = 0;
+        for (; i + 4 <= row; i += 4) {
+            const int32_t v = read_s8x4(src + i);
+            memcpy(dst + i, &v, 4);
+        }
+        for (; i < row; i++) {
+            dst[i] = src[i];
+        }
+    }
+}
+
 /* im2col for channel counts that are not a multiple of 4 (a first layer's 1 or 3 channels):
- * the field's rows (k_w * in_c contiguous bytes each in NHWC) are copied into `field` as
- * int8, zero where padded and up to a multiple of 4, then expanded 4 values at a time. */
+ * a receptive field's row is k_w * in_c contiguous bytes in NHWC. Rows of a multiple of 4
+ * bytes (a 1-channel 10x4 kernel) are widened straight from the input, 4 values at a time;
+ * others are copied word by word into `field` as int8 rows, zero where padded and up to a
+ * multiple of 4, then widened. */
 static void im2col_any(const edgec_conv_t *p, const int8_t *in, int oy, int ox, int16_t *col,
                        int8_t *field)
 {
     const uint32_t c_n = p->in_c, row = (uint32_t)p->k_w * c_n;
     const int ix0 = ox * p->s_w - p->p_l, ix1 = ix0 + (p->k_w - 1) * p->d_w;
     const int dense_row = p->d_w == 1 && ix0 >= 0 && ix1 < p->in_w;
+    const int iy0 = oy * p->s_h - p->p_t, iy1 = iy0 + (p->k_h - 1) * p->d_h;
+    if (dense_row && row % 4 && iy0 >= 0 && iy1 < p->in_h) { /* an interior pixel */
+        const uint32_t k = row * p->k_h, stride = (uint32_t)p->d_h * p->in_w * c_n;
+        copy_rows(in + ((uint32_t)iy0 * p->in_w + (uint32_t)ix0) * c_n, row, stride, p->k_h,
+                  field);
+        for (uint32_t j = k; j % 4; j++) {
+            field[j] = 0;
+        }
+        widen_run(field, (k + 3u) & ~3u, col);
+        return;
+    }
+    if (row % 4 == 0 && dense_row) { /* whole groups per row: no int8 copy */
+        for (int ky = 0; ky < p->k_h; ky++) {
+            const int iy = oy * p->s_h - p->p_t + ky * p->d_h;
+            if (iy >= 0 && iy < p->in_h) {
+                const int8_t *src = in + ((uint32_t)iy * p->in_w + (uint32_t)ix0) * c_n;
+                for (uint32_t j = 0; j < row; j += 4, col += 8) {
+                    expand4(src + j, col);
+                }
+            } else {
+                for (uint32_t j = 0; j < row; j += 4, col += 8) {
+                    memset(col, 0, 8);
+                }
+            }
+        }
+        return;
+    }
     int8_t *dst = field;
     for (int ky = 0; ky < p->k_h; ky++) {
         const int iy = oy * p->s_h - p->p_t + ky * p->d_h;
         const int row_inside = iy >= 0 && iy < p->in_h;
         if (row_inside && dense_row) { /* the whole row: contiguous in NHWC */
             const int8_t *src = in + ((uint32_t)iy * p->in_w + (uint32_t)ix0) * c_n;
-            for (uint32_t i = 0; i < row; i++) {
+            uint32_t i = 0;
+            for (; i + 4 <= row; i += 4) { /* unaligned words: Armv7E-M allows them */
+                const int32_t v = read_s8x4(src + i);
+                memcpy(dst + i, &v, 4);
+            }
+            for (; i < row; i++) {
                 dst[i] = src[i];
             }
             dst += row;
@@ -209,6 +399,11 @@ static void im2col(const edgec_conv_t *p, const int8_t *in, int oy, int ox, int1
 {
     if (p->in_c % 4 != 0) {
         im2col_any(p, in, oy, ox, col, field);
+        return;
+    }
+    if (p->k_h == 1 && p->k_w == 1 && p->p_t == 0 && p->p_l == 0) { /* 1x1: one pixel */
+        const uint32_t iy = (uint32_t)oy * p->s_h, ix = (uint32_t)ox * p->s_w;
+        widen_run(in + (iy * p->in_w + ix) * p->in_c, p->in_c, col);
         return;
     }
     int16_t *dst = col;
@@ -253,6 +448,282 @@ __attribute__((noinline, optimize("O2"))) static void requant_run(const int32_t 
         const int32_t high = (int32_t)(((int64_t)*acc++ * *mult++) >> 32);
         const int32_t r = ((high >> (*shift++ - 33)) + 1) >> 1; /* = requant's */
         *out++ = (int8_t)(r < lo ? lo : r > hi ? hi : r);
+    }
+}
+
+/* The 3x3 depthwise path's geometry: each channel is copied into a plane of int16 with the
+ * padding as zeros (plane_h x plane_w, one spare column so the last tap pair may read one
+ * element past the window). */
+static uint32_t plane_w(const edgec_conv_t *p)
+{
+    const int right = (p->out_w - 1) * p->s_w + p->k_w - p->p_l - p->in_w;
+    return (uint32_t)(p->p_l + p->in_w + (right > 0 ? right : 0) + 1);
+}
+
+static uint32_t plane_h(const edgec_conv_t *p)
+{
+    const int bottom = (p->out_h - 1) * p->s_h + p->k_h - p->p_t - p->in_h;
+    return (uint32_t)(p->p_t + p->in_h + (bottom > 0 ? bottom : 0));
+}
+
+/* One window row of two outputs, ox and ox + 1, at stride 1: (x1, x2) and (x0, x1) times
+ * (w0, w1) by SMLAD, x2 and x3 (the halves of one word) times w2 (the half h of ws). */
+#define DW_ROW_S1(xr, wp, ws, h, first)                                                     \
+    "ldr %[t], [" xr ", #2]\n\t"                                                            \
+    "smlad %[a1], %[t], " wp ", " first "\n\t"                                              \
+    "ldr %[t], [" xr ", #4]\n\t"                                                            \
+    "smlab" h " %[a0], %[t], " ws ", %[a0]\n\t"                                             \
+    "smlat" h " %[a1], %[t], " ws ", %[a1]\n\t"                                             \
+    "ldr %[t], [" xr "], #4\n\t"                                                            \
+    "smlad %[a0], %[t], " wp ", %[a0]\n\t"
+
+/* The same at stride 2: (x2, x3) and (x0, x1) times (w0, w1), x2 and x4 times w2. */
+#define DW_ROW_S2(xr, wp, ws, h, first)                                                     \
+    "ldr %[t], [" xr ", #4]\n\t"                                                            \
+    "smlad %[a1], %[t], " wp ", " first "\n\t"                                              \
+    "smlab" h " %[a0], %[t], " ws ", %[a0]\n\t"                                             \
+    "ldr %[t], [" xr ", #8]\n\t"                                                            \
+    "smlab" h " %[a1], %[t], " ws ", %[a1]\n\t"                                             \
+    "ldr %[t], [" xr "], #8\n\t"                                                            \
+    "smlad %[a0], %[t], " wp ", %[a0]\n\t"
+
+/* Requantize a0 and a1 (shifts in (32, 64); `sat` is "ssat %[a], #8" or "usat %[a], #7")
+ * and store them c_n apart. */
+#define DW_REQUANT_PAIR(sat)                                                                \
+    "ldr %[t], %[mult]\n\t"                                                                 \
+    "smmul %[a0], %[a0], %[t]\n\t"                                                          \
+    "smmul %[a1], %[a1], %[t]\n\t"                                                          \
+    "ldr %[t], %[k]\n\t"                                                                    \
+    "asr %[a0], %[a0], %[t]\n\t"                                                            \
+    "asr %[a1], %[a1], %[t]\n\t"                                                            \
+    "add %[a0], %[a0], #1\n\t"                                                              \
+    "add %[a1], %[a1], #1\n\t"                                                              \
+    sat(a0) ", %[a0], asr #1\n\t"                                                           \
+    sat(a1) ", %[a1], asr #1\n\t"                                                           \
+    "strb %[a0], [%[o]]\n\t"                                                                \
+    "strb %[a1], [%[o], %[c_n]]\n\t"                                                        \
+    "add %[o], %[o], %[c_n], lsl #1\n\t"
+
+/* One output alone (the last of a row of odd width): its window's rows from x0, x1, x2. */
+#define DW_SINGLE(sat)                                                                      \
+    "ldr %[a0], %[bias]\n\t"                                                                \
+    "ldr %[t], [%[x0]]\n\t"                                                                 \
+    "smlad %[a0], %[t], %[w0], %[a0]\n\t"                                                   \
+    "ldr %[t], [%[x0], #4]\n\t"                                                             \
+    "smlabb %[a0], %[t], %[wa], %[a0]\n\t"                                                  \
+    "ldr %[t], [%[x1]]\n\t"                                                                 \
+    "smlad %[a0], %[t], %[w1], %[a0]\n\t"                                                   \
+    "ldr %[t], [%[x1], #4]\n\t"                                                             \
+    "smlabt %[a0], %[t], %[wa], %[a0]\n\t"                                                  \
+    "ldr %[t], [%[x2]]\n\t"                                                                 \
+    "smlad %[a0], %[t], %[w2], %[a0]\n\t"                                                   \
+    "ldr %[t], [%[x2], #4]\n\t"                                                             \
+    "smlabb %[a0], %[t], %[wb], %[a0]\n\t"                                                  \
+    "ldr %[t], %[mult]\n\t"                                                                 \
+    "smmul %[a0], %[a0], %[t]\n\t"                                                          \
+    "ldr %[t], %[k]\n\t"                                                                    \
+    "asr %[a0], %[a0], %[t]\n\t"                                                            \
+    "add %[a0], %[a0], #1\n\t"                                                              \
+    sat(a0) ", %[a0], asr #1\n\t"                                                           \
+    "strb %[a0], [%[o]]\n\t"                                                                \
+    "add %[o], %[o], %[c_n]\n\t"
+
+#define DW_SSAT(a) "ssat %[" #a "], #8"
+#define DW_USAT(a) "usat %[" #a "], #7"
+
+/* A whole channel: per row, its pairs of outputs, then an odd last one alone; then the window
+ * moves down a row (x_step bytes from where the pairs left it) and end a row of outputs on.
+ * Registers: 5 weights, 3 row pointers, 2 accumulators, a temporary, o, c_n, end. */
+#define DW_CHANNEL(ROW, sat)                                                                \
+    __asm volatile("2:\n\t"                                                                 \
+                   "1:\n\t"                                                                 \
+                   "ldr %[a0], %[bias]\n\t" ROW("%[x0]", "%[w0]", "%[wa]", "b", "%[a0]")    \
+                       ROW("%[x1]", "%[w1]", "%[wa]", "t", "%[a1]")                         \
+                           ROW("%[x2]", "%[w2]", "%[wb]", "b", "%[a1]")                     \
+                               DW_REQUANT_PAIR(sat) "cmp %[o], %[end]\n\t"                  \
+                                                    "bne 1b\n\t"                            \
+                                                    "ldr %[t], %[odd]\n\t"                  \
+                                                    "cmp %[t], #0\n\t"                      \
+                                                    "beq 3f\n\t" DW_SINGLE(sat) "3:\n\t"    \
+                                                    "ldr %[t], %[x_step]\n\t"               \
+                                                    "add %[x0], %[x0], %[t]\n\t"            \
+                                                    "add %[x1], %[x1], %[t]\n\t"            \
+                                                    "add %[x2], %[x2], %[t]\n\t"            \
+                                                    "ldr %[t], %[row_bytes]\n\t"            \
+                                                    "add %[end], %[end], %[t]\n\t"          \
+                                                    "ldr %[t], %[rows]\n\t"                 \
+                                                    "subs %[t], %[t], #1\n\t"               \
+                                                    "str %[t], %[rows]\n\t"                 \
+                                                    "bne 2b\n\t"                            \
+                   : [a0] "=&r"(a0), [a1] "=&r"(a1), [t] "=&r"(t), [x0] "+r"(x0),           \
+                     [x1] "+r"(x1), [x2] "+r"(x2), [o] "+r"(o), [end] "+r"(end),            \
+                     [rows] "+m"(rows)                                                      \
+                   : [w0] "r"(w0), [w1] "r"(w1), [w2] "r"(w2), [wa] "r"(wa), [wb] "r"(wb),  \
+                     [c_n] "r"(c_n), [bias] "m"(bias), [mult] "m"(mult), [k] "m"(k),        \
+                     [odd] "m"(odd), [x_step] "m"(x_step), [row_bytes] "m"(row_bytes)       \
+                   : "cc", "memory")
+
+/* One channel of a 3x3 depthwise convolution from its plane (pw int16 per row), requantized
+ * with the clamp of `kind` (shifts in (32, 64)), at least two outputs per row. Outputs go in
+ * pairs along a row, sharing their loads: a row of the pair's windows is three LDR, two SMLAD
+ * on (x0, x1) and (x1, x2) (stride 1) against (w0, w1) held in a register, and two SMLAxy
+ * for the w2 taps (w2 of two rows packed in one register): 36 instructions per 18 MACs with
+ * requantization. All nine weights stay in five registers for the whole channel. */
+__attribute__((always_inline)) static inline void dw3x3_channel(
+    const edgec_conv_t *p, const int16_t *plane, uint32_t pw, const int8_t *w, int32_t bias,
+    int32_t mult, int32_t shift, int8_t *out, uint32_t c_n, int stride, int kind)
+{
+    const int32_t w0 = (int32_t)(((uint32_t)(uint16_t)w[1] << 16) | (uint16_t)w[0]);
+    const int32_t w1 = (int32_t)(((uint32_t)(uint16_t)w[4] << 16) | (uint16_t)w[3]);
+    const int32_t w2 = (int32_t)(((uint32_t)(uint16_t)w[7] << 16) | (uint16_t)w[6]);
+    const int32_t wa = (int32_t)(((uint32_t)(uint16_t)w[5] << 16) | (uint16_t)w[2]);
+    const int32_t wb = (int32_t)(uint16_t)w[8];
+    const int32_t k = shift - 33;
+    const uint32_t ow = p->out_w, pairs = ow / 2, odd = ow % 2;
+    /* bytes from where a row's pairs leave the window (and the odd output, which does not
+     * move it) to the next row's first */
+    const int32_t x_step = (int32_t)(2 * p->s_h * pw) - (int32_t)(pairs * 4 * stride);
+    const uint32_t row_bytes = ow * c_n;
+    uint32_t rows = p->out_h;
+    const int16_t *x0 = plane, *x1 = plane + pw, *x2 = plane + 2 * pw;
+    int8_t *o = out, *end = out + 2 * pairs * c_n;
+    int32_t a0, a1, t;
+    if (stride == 1) {
+        if (kind == CLAMP_S8) {
+            DW_CHANNEL(DW_ROW_S1, DW_SSAT);
+        } else {
+            DW_CHANNEL(DW_ROW_S1, DW_USAT);
+        }
+    } else {
+        if (kind == CLAMP_S8) {
+            DW_CHANNEL(DW_ROW_S2, DW_SSAT);
+        } else {
+            DW_CHANNEL(DW_ROW_S2, DW_USAT);
+        }
+    }
+}
+
+/* dw3x3_channel for each stride and clamp: constants inside. */
+#define DW3X3(name, stride, kind)                                                           \
+    __attribute__((noinline, optimize("O2"))) static void name(                             \
+        const edgec_conv_t *p, const int16_t *plane, uint32_t pw, const int8_t *w,          \
+        int32_t bias, int32_t mult, int32_t shift, int8_t *out, uint32_t c_n)               \
+    {                                                                                       \
+        dw3x3_channel(p, plane, pw, w, bias, mult, shift, out, c_n, stride, kind);          \
+    }
+DW3X3(dw3x3_s1_s8, 1, CLAMP_S8)
+DW3X3(dw3x3_s1_u7, 1, CLAMP_U7)
+DW3X3(dw3x3_s2_s8, 2, CLAMP_S8)
+DW3X3(dw3x3_s2_u7, 2, CLAMP_U7)
+
+/* The same for any stride and clamp: portable C on the plane, requant's general rule. */
+__attribute__((noinline, optimize("O2"))) static void dw3x3_any(
+    const edgec_conv_t *p, const int16_t *plane, uint32_t pw, const int8_t *w, int32_t bias,
+    int32_t mult, int32_t shift, int8_t *out, uint32_t c_n)
+{
+    for (int oy = 0; oy < p->out_h; oy++) {
+        for (int ox = 0; ox < p->out_w; ox++, out += c_n) {
+            const int16_t *x = plane + (oy * p->s_h) * pw + ox * p->s_w;
+            int32_t acc = bias;
+            for (int ky = 0; ky < 3; ky++, x += pw) {
+                acc += x[0] * w[3 * ky] + x[1] * w[3 * ky + 1] + x[2] * w[3 * ky + 2];
+            }
+            *out = requant(acc, mult, shift, p->lo, p->hi);
+        }
+    }
+}
+
+/* One channel of an h x w NHWC input (channel stride c_n) into rows of a plane of int16, pw
+ * apart: two elements per word store (rows may start at odd elements: STR takes unaligned
+ * addresses on Armv7E-M). */
+__attribute__((noinline, optimize("O2"))) static void widen_channel(const int8_t *src,
+                                                                    uint32_t c_n, int16_t *dst,
+                                                                    uint32_t pw, uint32_t h,
+                                                                    uint32_t w)
+{
+    const uint32_t two = 2 * c_n;
+    for (; h > 0; h--, dst += pw) {
+        int16_t *d = dst;
+        uint32_t n = w;
+        for (; n >= 2; n -= 2, d += 2, src += two) {
+            const uint32_t v = pack_low((uint32_t)(int32_t)src[0], (uint32_t)(int32_t)src[c_n]);
+            memcpy(d, &v, 4);
+        }
+        if (n) {
+            *d = *src;
+            src += c_n;
+        }
+    }
+}
+
+/* Two adjacent channels (c, c + 1) into two planes at once: one LDRH per pixel reads both, and
+ * SXTB16 splits two pixels' pairs into the two planes' words. */
+__attribute__((noinline, optimize("O2"))) static void widen_two(const int8_t *src, uint32_t c_n,
+                                                                int16_t *dst0, int16_t *dst1,
+                                                                uint32_t pw, uint32_t h,
+                                                                uint32_t w)
+{
+    const uint32_t two = 2 * c_n;
+    for (; h > 0; h--, dst0 += pw, dst1 += pw) {
+        int16_t *d0 = dst0, *d1 = dst1;
+        uint32_t n = w;
+        for (; n >= 2; n -= 2, d0 += 2, d1 += 2, src += two) {
+            uint16_t a, b;
+            memcpy(&a, src, 2);
+            memcpy(&b, src + c_n, 2);
+            const uint32_t v = a | (uint32_t)b << 16;
+            const int32_t even = __sxtb16(v), odd = sxtb16_ror8(v);
+            memcpy(d0, &even, 4);
+            memcpy(d1, &odd, 4);
+        }
+        if (n) {
+            *d0 = src[0];
+            *d1 = src[1];
+            src += c_n;
+        }
+    }
+}
+
+/* Whether the 3x3 path widens two channels at a time: an even count and two planes in 4 KB
+ * (the generator sizes the scratch by the same rule). */
+static int two_planes(const edgec_conv_t *p)
+{
+    return p->out_c % 2 == 0 && plane_h(p) * plane_w(p) <= 1024;
+}
+
+/* 3x3 depthwise convolution on the DSP, undilated, any channel count; weights C x 9 (the
+ * generator lays them out so). Channel by channel: the channel is widened into a plane of
+ * int16 (scratch: plane_h x plane_w, padding zeroed once), where a window row's taps are
+ * adjacent, so one LDR and one SMLAD take two of them. */
+static void depthwise_3x3_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out,
+                              int16_t *plane)
+{
+    const uint32_t c_n = p->out_c, pw = plane_w(p), w_n = p->in_w, size = plane_h(p) * pw;
+    const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
+    const int kind = one_word_shifts(shift, c_n) ? clamp_kind(p->lo, p->hi) : CLAMP_ANY;
+    void (*channel)(const edgec_conv_t *, const int16_t *, uint32_t, const int8_t *, int32_t,
+                    int32_t, int32_t, int8_t *, uint32_t) = dw3x3_any;
+    if (kind != CLAMP_ANY && p->s_w <= 2 && p->out_w >= 2) {
+        channel = p->s_w == 1 ? (kind == CLAMP_S8 ? dw3x3_s1_s8 : dw3x3_s1_u7)
+                              : (kind == CLAMP_S8 ? dw3x3_s2_s8 : dw3x3_s2_u7);
+    }
+    const uint32_t first = p->p_t * pw + p->p_l;
+    uint32_t c = 0;
+    if (two_planes(p)) {
+        int16_t *plane1 = plane + size;
+        memset(plane, 0, 2 * size * sizeof(int16_t));
+        for (; c < c_n; c += 2) {
+            widen_two(in + c, c_n, plane + first, plane1 + first, pw, p->in_h, w_n);
+            channel(p, plane, pw, p->w + 9 * c, bias[c], mult[c], shift[c], out + c, c_n);
+            channel(p, plane1, pw, p->w + 9 * (c + 1), bias[c + 1], mult[c + 1], shift[c + 1],
+                    out + c + 1, c_n);
+        }
+        return;
+    }
+    memset(plane, 0, size * sizeof(int16_t));
+    for (; c < c_n; c++) {
+        widen_channel(in + c, c_n, plane + first, pw, p->in_h, w_n);
+        channel(p, plane, pw, p->w + 9 * c, bias[c], mult[c], shift[c], out + c, c_n);
     }
 }
 
@@ -357,16 +828,33 @@ static void conv_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16
     const int8_t lo = p->lo, hi = p->hi;
     int8_t *field = (int8_t *)(scratch + 2 * k); /* int8 rows for im2col_any: k bytes */
     int32_t *acc0 = (int32_t *)(void *)(field + (p->in_c % 4 ? k : 0)), *acc1 = acc0 + p->out_c;
-    const int fast = one_word_shifts(shift, p->out_c);
+    /* with pairs (the generator checked shifts and clamp), bias, mult and shift are only
+     * there for an odd last channel */
+    const int kind = p->pairs ? clamp_kind(lo, hi) : CLAMP_ANY;
+    const int fast = kind != CLAMP_ANY || one_word_shifts(shift, p->out_c);
+    const uint32_t pairs = p->out_c / 2;
     for (uint32_t px = 0; px < pixels; px += 2) {
         const int two = px + 1 < pixels;
         const uint32_t second = two ? px + 1 : px; /* an odd last pixel pairs with itself */
         im2col(p, in, (int)(px / p->out_w), (int)(px % p->out_w), scratch, field);
         im2col(p, in, (int)(second / p->out_w), (int)(second % p->out_w), scratch + 4, field);
-        int8_t *o0 = out + px * p->out_c, *o1 = o0 + p->out_c;
-        const uint32_t pairs = p->out_c / 2;
+        int8_t *o0 = out + px * p->out_c, *o1 = two ? o0 + p->out_c : o0;
+        if (kind != CLAMP_ANY) { /* requantized in registers, pair by pair */
+            if (pairs > 0) {
+                dot_2x2_sat(p->w, scratch, k, p->pairs, o0, o1 - o0, pairs, kind);
+            }
+            if (p->out_c % 2) {
+                const uint32_t oc = p->out_c - 1;
+                const int8_t *w = p->w + oc * k;
+                o0[oc] = requant(dot_1x1(w, scratch, k, 8, bias[oc]), mult[oc], shift[oc], lo,
+                                 hi);
+                o1[oc] = requant(dot_1x1(w, scratch + 4, k, 8, bias[oc]), mult[oc], shift[oc],
+                                 lo, hi);
+            }
+            continue;
+        }
         if (pairs > 0) { /* each pair's rows interleaved */
-            dot_2x2(p->w, scratch, k, bias, acc0, acc1, pairs);
+            dot_2x2_acc(p->w, scratch, k, bias, acc0, acc1, pairs);
         }
         for (uint32_t oc = 2 * pairs; oc < p->out_c; oc++) {
             const int8_t *w = p->w + oc * k;
@@ -457,18 +945,24 @@ static void conv_direct(const edgec_conv_t *p, const int8_t *in, int8_t *out)
     }
 }
 
-void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch)
+void edgec_depthwise_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out,
+                        int16_t *scratch)
 {
-    if (p->groups == p->in_c && p->groups == p->out_c && p->groups > 1) {
 #if EDGEC_DSP
-        if (p->out_c % 4 == 0) {
-            depthwise_dsp(p, in, out, scratch);
-            return;
-        }
-#endif
-        depthwise(p, in, out, (int32_t *)(void *)scratch);
+    if (p->k_h == 3 && p->k_w == 3 && p->d_h == 1 && p->d_w == 1) { /* as the generator */
+        depthwise_3x3_dsp(p, in, out, scratch);
         return;
     }
+    if (p->out_c % 4 == 0) {
+        depthwise_dsp(p, in, out, scratch);
+        return;
+    }
+#endif
+    depthwise(p, in, out, (int32_t *)(void *)scratch);
+}
+
+void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch)
+{
 #if EDGEC_DSP
     if (p->groups == 1) {
         conv_dsp(p, in, out, scratch);
@@ -546,9 +1040,47 @@ void edgec_add_s8(const edgec_add_t *p, const int8_t *a, const int8_t *b, int8_t
     }
 }
 
+#if EDGEC_DSP
+/* SXTAB16 of the word rotated by 8: adds its odd bytes to a's halves. */
+static inline int32_t sxtab16_ror8(int32_t a, uint32_t v)
+{
+    int32_t r;
+    __asm("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+    return r;
+}
+
+/* Four channels at a time, summed in 16-bit halves by SXTAB16: exact while pixels * 128 fits
+ * 15 bits, which the caller checks. */
+__attribute__((noinline, optimize("O2"))) static void global_sum4(const int8_t *in,
+                                                                  uint32_t pixels, uint32_t c_n,
+                                                                  int32_t sums[4])
+{
+    int32_t even = 0, odd = 0;
+    for (; pixels > 0; pixels--, in += c_n) {
+        const uint32_t v = (uint32_t)read_s8x4(in);
+        even = __sxtab16(even, v);
+        odd = sxtab16_ror8(odd, v);
+    }
+    sums[0] = (int16_t)even, sums[1] = (int16_t)odd;
+    sums[2] = even >> 16, sums[3] = odd >> 16;
+}
+#endif
+
 void edgec_global_avgpool_s8(const edgec_avgpool_t *p, const int8_t *in, int8_t *out)
 {
     const uint32_t pixels = (uint32_t)p->in_h * p->in_w;
+#if EDGEC_DSP
+    if (p->c % 4 == 0 && pixels < 256) {
+        for (uint32_t c = 0; c < p->c; c += 4) {
+            int32_t sums[4];
+            global_sum4(in + c, pixels, p->c, sums);
+            for (uint32_t i = 0; i < 4; i++) {
+                out[c + i] = requant(sums[i], p->mult, p->shift, p->lo, p->hi);
+            }
+        }
+        return;
+    }
+#endif
     for (uint32_t c = 0; c < p->c; c++) {
         int32_t sum = 0;
         for (uint32_t i = 0; i < pixels; i++) {

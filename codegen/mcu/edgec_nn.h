@@ -9,9 +9,10 @@
  * Built with __ARM_FEATURE_DSP (Cortex-M4/M7/M33), convolutions, depthwise ones and dense layers
  * use SMLAD on sign-extended pairs (SXTB16), and the generator lays their weights out for it:
  * conv rows (k_h * k_w * in_c) zero-padded to a multiple of 4 and interleaved by pairs of
- * output channels; dense rows (in_n a multiple of 4) interleaved by runs of 4; depthwise
- * weights (out_c a multiple of 4) by groups of 4 channels and pairs of taps (see
- * depthwise_dsp in edgec_nn.c). Otherwise portable C, weights as described below.
+ * output channels; dense rows (in_n a multiple of 4) interleaved by runs of 4; undilated 3x3
+ * depthwise weights C x 9 (per channel, see depthwise_3x3_dsp in edgec_nn.c), other depthwise
+ * weights (out_c a multiple of 4) by groups of 4 channels and pairs of taps (depthwise_dsp).
+ * Otherwise portable C, weights as described below.
  */
 #ifndef EDGEC_NN_H
 #define EDGEC_NN_H
@@ -25,9 +26,13 @@ typedef struct {
     int8_t lo, hi;
     const int8_t *w;       /* OHWI: out_c x k_h x k_w x (in_c / groups); depthwise
                               (groups == in_c == out_c): k_h x k_w x out_c */
-    const int32_t *bias;   /* out_c */
-    const int32_t *mult;   /* out_c */
-    const int32_t *shift;  /* out_c */
+    const int32_t *bias;   /* out_c (0 where pairs holds them all) */
+    const int32_t *mult;   /* out_c (idem) */
+    const int32_t *shift;  /* out_c (idem) */
+    const int32_t *pairs;  /* DSP builds of dense convolutions whose shifts are in (32, 64) and
+                              whose clamp is [-128, 127] or [0, 127], else 0: per pair of output
+                              channels {bias0, bias1, mult0, mult1, shift0 - 33, shift1 - 33};
+                              with an even out_c, bias, mult and shift are then 0 */
 } edgec_conv_t;
 
 typedef struct {
@@ -76,8 +81,15 @@ typedef struct {
  * up to 4, plus as many bytes when in_c is not a multiple of 4) and two pixels' int32
  * accumulators (2 * out_c) on DSP builds, and for
  * depthwise layers int32 accumulators (out_c), on DSP builds followed by k_h * k_w + 1 tap
- * pointers and out_c zero bytes. */
+ * pointers and out_c zero bytes; undilated 3x3 depthwise layers on DSP builds instead take one
+ * int16 plane of the input with its padding and a spare column (plane_h * plane_w in
+ * edgec_nn.c), or two when out_c is even and they fit 4 KB. */
+/* convolutions, grouped ones included, but not depthwise ones */
 void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
+/* depthwise convolutions (groups == in_c == out_c > 1): their own entry point, so that a model
+ * without them links none of their kernels */
+void edgec_depthwise_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out,
+                        int16_t *scratch);
 void edgec_dense_s8(const edgec_dense_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
 void edgec_add_s8(const edgec_add_t *p, const int8_t *a, const int8_t *b, int8_t *out);
 void edgec_global_avgpool_s8(const edgec_avgpool_t *p, const int8_t *in, int8_t *out);

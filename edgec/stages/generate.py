@@ -25,7 +25,7 @@ import numpy as np
 from edgec import int8, memplan
 from edgec.errors import EdgecError
 from edgec.int8 import QGraph, QNode, QuantizedModel
-from edgec.int8.ops import CAST_OPS, COMPUTE_OPS, Requantize, Weights
+from edgec.int8.ops import CAST_OPS, COMPUTE_OPS, Requantize, Weights, Window
 from edgec.package_files import data_dir
 from edgec.targets import TargetProfile
 from edgec.versions import versions
@@ -308,12 +308,23 @@ def _conv(e: _Emitter, node: QNode, step: int) -> None:
     oihw = a.weights.values
     weights = oihw.transpose(0, 2, 3, 1).reshape(cout, -1)  # OIHW → OHWI rows
     kh, kw = a.window.kernel
-    if a.groups == cin == cout and a.groups > 1:  # depthwise: taps outermost, channels inner
+    pairs = None
+    depthwise = a.groups == cin == cout and a.groups > 1
+    if depthwise:  # depthwise: taps outermost, channels inner
         weights = oihw.reshape(cout, kh * kw).T
-        if e.profile.capabilities.has_dsp and cout % 4 == 0:
-            weights = _depthwise_pairs(weights)
-        # int32 accumulators; on DSP builds also a table of tap pointers and a run of zeros
-        e.scratch = max(e.scratch, 3 * cout + 2 * (kh * kw + 1))
+        dsp = e.profile.capabilities.has_dsp
+        if dsp and (kh, kw) == (3, 3) and a.dilations == (1, 1):
+            # edgec_nn.c's 3x3 path: channel by channel, from a plane of int16 with padding
+            weights = weights.T  # C x 9
+            plane = _plane_elements(a.window, h, w, oh, ow)
+            # two planes (two channels widened at once) when even and within 4 KB, as
+            # edgec_nn.c's two_planes
+            e.scratch = max(e.scratch, plane * (2 if cout % 2 == 0 and plane <= 1024 else 1))
+        else:
+            if dsp and cout % 4 == 0:
+                weights = _depthwise_pairs(weights)
+            # int32 accumulators; on DSP builds also a table of tap pointers and a run of zeros
+            e.scratch = max(e.scratch, 3 * cout + 2 * (kh * kw + 1))
     elif e.profile.capabilities.has_dsp and a.groups == 1:
         padded = -(-weights.shape[1] // 4) * 4  # the SMLAD kernels read rows 4 at a time
         weights = _interleave_pairs(np.pad(weights, ((0, 0), (0, padded - weights.shape[1]))))
@@ -321,11 +332,21 @@ def _conv(e: _Emitter, node: QNode, step: int) -> None:
         # two pixels' int32 accumulators
         field = padded // 2 if cin % 4 else 0
         e.scratch = max(e.scratch, 2 * padded + field + 4 * cout)
-    e.weight_arrays(weights, a.weights, a.out)
+        pairs = _requant_pairs(a.weights, a.out)
+    if pairs is not None and cout % 2 == 0:  # the kernel reads nothing else
+        e.arrays(("int8_t", "w", weights), ("int32_t", "q", pairs))
+        params = {"bias": "0", "mult": "0", "shift": "0"}
+    else:
+        e.weight_arrays(weights, a.weights, a.out)
+        if pairs is not None:
+            e.arrays(("int32_t", "q", pairs))
+        params = {"bias": f"{e.ident}_b", "mult": f"{e.ident}_m", "shift": f"{e.ident}_s"}
     (sh, sw), (pt, pl), (dh, dw) = a.window.strides, a.window.pads[:2], a.dilations
     fields = {"in_h": h, "in_w": w, "in_c": cin, "out_h": oh, "out_w": ow, "out_c": cout,
               "k_h": kh, "k_w": kw, "s_h": sh, "s_w": sw, "p_t": pt, "p_l": pl, "d_h": dh,
-              "d_w": dw, "groups": a.groups, "lo": a.out.lo, "hi": a.out.hi}  # fmt: skip
+              "d_w": dw, "groups": a.groups, "lo": a.out.lo, "hi": a.out.hi,
+              "pairs": "0" if pairs is None else f"{e.ident}_q", **params,
+              "kernel": "edgec_depthwise_s8" if depthwise else "edgec_conv_s8"}  # fmt: skip
     macs = oh * ow * cout * kh * kw * (cin // a.groups)
     kind = "depthwise" if a.groups > 1 else "conv"
     e.layer(node, fields, macs, kind, input=node.inputs[0], output=node.output)
@@ -438,6 +459,29 @@ def _interleave_rows(rows: np.ndarray, n: int) -> np.ndarray:
     grouped = rows[:full].reshape(full // n, n, k // 4, 4).transpose(0, 2, 1, 3)
     out[:full] = grouped.reshape(full, k)
     return out
+
+
+def _requant_pairs(w: Weights, out: Requantize) -> np.ndarray | None:
+    """edgec_conv_t.pairs: per pair of output channels {bias0, bias1, mult0, mult1, shift0 - 33,
+    shift1 - 33}, for layers whose every shift is in (32, 64) (requant's one-word path) and
+    whose clamp is one SSAT or USAT ([-128, 127] or [0, 127]); None for other layers."""
+    shift = np.asarray(out.shift, np.int64)
+    if not ((shift > 32) & (shift < 64)).all() or (out.lo, out.hi) not in ((-128, 127), (0, 127)):
+        return None
+    full = len(shift) // 2 * 2
+    if full == 0:
+        return None
+    columns = (np.asarray(w.bias, np.int64), np.asarray(out.multiplier, np.int64), shift - 33)
+    return np.stack([c[:full].reshape(-1, 2) for c in columns], axis=1).reshape(-1)
+
+
+def _plane_elements(window: Window, h: int, w: int, oh: int, ow: int) -> int:
+    """The int16 plane of edgec_nn.c's 3x3 depthwise path (plane_h x plane_w there): the
+    channel with its padding, and a spare column."""
+    (kh, kw), (sh, sw), (pt, pl) = window.kernel, window.strides, window.pads[:2]
+    bottom = max(0, (oh - 1) * sh + kh - pt - h)
+    right = max(0, (ow - 1) * sw + kw - pl - w)
+    return (pt + h + bottom) * (pl + w + right + 1)
 
 
 def _depthwise_pairs(weights: np.ndarray) -> np.ndarray:

@@ -27,18 +27,31 @@ pytestmark = [pytest.mark.integration, needs("arm-none-eabi-gcc", "qemu-system-a
 CALIBRATION = 16  # synthetic samples: enough for ranges, cheap to run through ORT
 
 CONV = ("edgec_conv_s8", "edgec_global_avgpool_s8", "edgec_dense_s8")
-# (example, multiply-accumulates of the reference architecture, the entry points it calls)
+DEPTHWISE = "edgec_depthwise_s8"
+# (example, multiply-accumulates of the reference architecture, the entry points it calls,
+# instructions per MAC at most on the emulated Cortex-M4 over all layers and over the depthwise
+# ones): qemu -icount counts are deterministic. Seen on 2026-11-29 (bench/mcu.py): 1.35, 1.48,
+# 1.59, 1.57 overall; depthwise 2.95 (DS-CNN) and 2.97 (MobileNetV1). The
+# DS-CNN's 1.5 is issue #17's goal (X-CUBE-AI's cycles are 1.58, 1.96, 1.43, 2.20 per MAC).
 MODELS = [
-    pytest.param("resnet8", 12_501_632, {*CONV, "edgec_add_s8"}, id="resnet8-image-classification"),
-    pytest.param("dscnn", 2_656_768, set(CONV), id="dscnn-keyword-spotting"),
-    pytest.param("mobilenetv1", 7_489_664, set(CONV), id="mobilenetv1-0.25-visual-wake-words"),
-    pytest.param("autoencoder", 264_192, {"edgec_dense_s8"}, id="autoencoder-anomaly-detection"),
-]
+    pytest.param("resnet8", 12_501_632, {*CONV, "edgec_add_s8"}, 1.38, None,
+                 id="resnet8-image-classification"),
+    pytest.param("dscnn", 2_656_768, {*CONV, DEPTHWISE}, 1.5, 3.0, id="dscnn-keyword-spotting"),
+    pytest.param("mobilenetv1", 7_489_664, {*CONV, DEPTHWISE}, 1.62, 3.3,
+                 id="mobilenetv1-0.25-visual-wake-words"),
+    pytest.param("autoencoder", 264_192, {"edgec_dense_s8"}, 1.6, None,
+                 id="autoencoder-anomaly-detection"),
+]  # fmt: skip
 
 
-@pytest.mark.parametrize(("example", "macs", "kernels"), MODELS)
+@pytest.mark.parametrize(("example", "macs", "kernels", "per_mac", "depthwise"), MODELS)
 def test_mlperf_tiny_model_runs_bit_exact_on_cortex_m4(
-    example: str, macs: int, kernels: set[str], tmp_path: Path
+    example: str,
+    macs: int,
+    kernels: set[str],
+    per_mac: float,
+    depthwise: float | None,
+    tmp_path: Path,
 ) -> None:
     path = ROOT / "examples" / f"{example}.py"
     onnx_model = export(load(f"{path}:make_model", None, tmp_path), tmp_path)
@@ -59,6 +72,12 @@ def test_mlperf_tiny_model_runs_bit_exact_on_cortex_m4(
     run = firmware.emulate(fw.elf, fw.board.qemu_machine or "")
     assert np.array_equal(run.output, library.expected_output)
     assert len(set(run.output.tolist())) > 1  # not a constant: the input reaches the output
+    assert run.instructions <= per_mac * macs, run.instructions
+    counts = zip(library.layers, run.layer_instructions, strict=True)
+    dw = [(layer.macs, n) for layer, n in counts if layer.op == "depthwise"]
+    if depthwise is not None:
+        dw_macs, dw_instructions = (sum(column) for column in zip(*dw, strict=True))
+        assert dw_instructions <= depthwise * dw_macs, dw_instructions / dw_macs
 
 
 def _edge_model(case: str) -> torch.nn.Module:
@@ -72,6 +91,14 @@ def _edge_model(case: str) -> torch.nn.Module:
         first = (nn.Conv2d(2, 8, 3, padding=1), nn.ReLU())
         dw = nn.Conv2d(8, 8, 5, 2, 4, dilation=2, groups=8)
         return nn.Sequential(*first, dw, nn.ReLU6(), *pool, nn.Linear(8, 5))
+    if case == "depthwise-3x3-stride-2-relu6":  # odd output width, strided pairs, any clamp
+        first = (nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        dw = nn.Conv2d(6, 6, 3, 2, 1, groups=6)
+        return nn.Sequential(*first, dw, nn.ReLU6(), *pool, nn.Linear(6, 4))
+    if case == "depthwise-3x3-unpadded":  # stride 1, one output per row, no activation
+        first = (nn.Conv2d(2, 5, 3, padding=1), nn.ReLU())
+        dw = nn.Conv2d(5, 5, 3, groups=5)
+        return nn.Sequential(*first, dw, *pool, nn.Linear(5, 3))
     if case == "depthwise-2x3-even-taps":
         first = (nn.Conv2d(1, 4, (3, 1), padding=(1, 0)), nn.ReLU())
         dw = nn.Conv2d(4, 4, (2, 3), padding=1, groups=4)
@@ -88,6 +115,9 @@ EDGES = [
     pytest.param("depthwise-1x1", (1, 3, 6, 6), id="depthwise-1x1"),
     pytest.param("depthwise-5x5-stride-2-dilated", (1, 2, 11, 9), id="depthwise-5x5-s2-d2"),
     pytest.param("depthwise-2x3-even-taps", (1, 1, 7, 5), id="depthwise-2x3"),
+    pytest.param("depthwise-3x3-stride-2-relu6", (1, 3, 9, 7), id="depthwise-3x3-s2-relu6"),
+    pytest.param("depthwise-3x3-unpadded", (1, 2, 6, 3), id="depthwise-3x3-unpadded"),
+    pytest.param("depthwise-3x3-unpadded", (1, 2, 5, 6), id="depthwise-3x3-unpadded-even"),
     pytest.param("conv-and-dense-tails", (1, 3, 10, 10), id="conv-and-dense-tails"),
 ]
 
