@@ -138,6 +138,10 @@ struct Info {
 Info ParseTensor(std::istringstream& line, const std::string& text) {
   std::string dtype;
   if (!(line >> dtype)) Fail("bad edgec_signature line '" + text + "'; rebuild the bundle");
+  if (dtype == "unsupported") {
+    Fail("model's main takes or returns a value that is no tensor of known rank (" + text +
+         "): edgec_model runs tensors only");
+  }
   Info info{};
   int code = 0;
   while (code < kNumDTypes && dtype != kDTypes[code].name) ++code;

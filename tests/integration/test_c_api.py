@@ -232,3 +232,37 @@ def test_system_library_linked_into_a_program_opens_without_a_path(
     expected = _runner_outputs("x86", bundle, tmp_path)
     for got, want in zip(printed, expected, strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)  # TVM's plain pipeline vs edgec's
+
+
+def _function(param: tuple[tuple[object, ...], str], body: str) -> object:
+    """main(x) with x of the given (shape, dtype), returning x, (x, (x,)) or a shape value."""
+    import tvm
+    from tvm import relax
+    from tvm.script import relax as R
+
+    shape, dtype = param
+    dims = [tvm.tirx.Var(d, "int64") if isinstance(d, str) else d for d in shape]
+    x = relax.Var("x", R.Tensor(dims, dtype))
+    results = {
+        "x": x,
+        "nested": relax.Tuple([x, relax.Tuple([x])]),
+        "shape": relax.ShapeExpr([3]),
+    }
+    return relax.Function([x], results[body])
+
+
+SIGNATURE_CASES = [
+    pytest.param(((1, 4), "float32"), "x", "in float32 1 4\nout float32 1 4\n", id="static"),
+    pytest.param((("n", 4), "int8"), "x", "in int8 ? 4\nout int8 ? 4\n", id="symbolic-dim-is-?"),
+    pytest.param(((2,), "float16"), "nested", "in float16 2\n" + "out float16 2\n" * 2,
+                 id="nested-tuples-depth-first"),
+    pytest.param(((3,), "int64"), "shape", "in int64 3\nout unsupported\n",
+                 id="non-tensor-is-unsupported"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("param", "body", "text"), SIGNATURE_CASES)
+def test_signature_lists_mains_tensors(param: tuple, body: str, text: str) -> None:
+    from edgec.relax.signature import signature_text
+
+    assert signature_text(_function(param, body)) == text
