@@ -9,6 +9,7 @@ import os
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -202,12 +203,10 @@ def test_runner_refuses_an_input_of_another_shape_in_one_line(
     ]
 
 
-@needs("gcc")
-def test_system_library_linked_into_a_program_opens_without_a_path(
-    bundles: dict[str, Path], onnx_model: Path, tmp_path: Path
-) -> None:
-    """The static build's contract (-DEDGEC_SYSTEM_LIB): a model compiled with
-    system_lib=True and linked into the program is opened by edgec_model_open_system()."""
+@pytest.fixture(scope="module")
+def system_lib_objects(onnx_model: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The tiny model as TVM system-library objects (relax.build(..., system_lib=True)), which
+    register themselves at start-up in whatever program links them."""
     import onnx
     import tvm
     from tvm import relax
@@ -215,23 +214,65 @@ def test_system_library_linked_into_a_program_opens_without_a_path(
 
     from edgec.relax.signature import with_signature
 
-    bundle = bundles["x86"]
+    tmp = tmp_path_factory.mktemp("system-lib")
     module = with_signature(from_onnx(onnx.load(onnx_model)))
     executable = relax.build(module, tvm.target.Target({"kind": "llvm"}), system_lib=True)
-    executable.export_library(str(tmp_path / "model.tar"))
-    with tarfile.open(tmp_path / "model.tar") as tar:
-        tar.extractall(tmp_path / "objects", filter="data")
-    objects = sorted(map(str, (tmp_path / "objects").glob("*.o")))
-    probe = tmp_path / "probe"
+    executable.export_library(str(tmp / "model.tar"))
+    with tarfile.open(tmp / "model.tar") as tar:
+        tar.extractall(tmp / "objects", filter="data")
+    return sorted(map(str, (tmp / "objects").glob("*.o")))
+
+
+def _probe_with_model(bundle: Path, objects: list[str], out: Path) -> list[str]:
+    """tests/data/capi_probe.c, run without a path: it opens the linked-in model."""
     cmd = ["gcc", "-std=c11", str(PROBE), f"-I{bundle}", *objects,
            str(bundle / "libedgec_model.a"), f"-L{bundle}", *STATIC_LINK, f"-Wl,-rpath,{bundle}",
-           "-o", str(probe)]  # fmt: skip
+           "-o", str(out)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    printed = _printed(_run("x86", str(probe), "run"))
-    expected = _runner_outputs("x86", bundle, tmp_path)
-    for got, want in zip(printed, expected, strict=True):
-        np.testing.assert_allclose(got, want, atol=1e-5)  # TVM's plain pipeline vs edgec's
+    return [str(out), "run"]
+
+
+def _runner_with_model(bundle: Path, objects: list[str], out: Path) -> list[str]:
+    """edgec-run compiled with -DEDGEC_SYSTEM_LIB (as the static build compiles it), run with
+    the runner's arguments less MODEL_SO; its output_0.npy... are read back."""
+    runner = ROOT / "codegen" / runtime.RUNNER_SOURCES[0]
+    cmd = ["g++", "-std=c++17", "-DEDGEC_SYSTEM_LIB", "-isystem", str(runtime.ffi_include_dir()),
+           str(runner), *objects, str(bundle / "libedgec_model.a"), f"-L{bundle}", *STATIC_LINK,
+           f"-Wl,-rpath,{bundle}", "-o", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    x = out.parent / "x.npy"
+    np.save(x, _pattern((1, 3, 8, 8)))
+    return [str(out), "--input", str(x), "--output-dir", str(out.parent), "--repeat", "1"]
+
+
+SYSTEM_LIB_CASES = [
+    pytest.param(_probe_with_model, id="c-program-edgec_model_open_system"),
+    pytest.param(_runner_with_model, id="runner-built-with-EDGEC_SYSTEM_LIB"),
+]
+
+
+@needs("gcc")
+@pytest.mark.parametrize("program", SYSTEM_LIB_CASES)
+def test_system_library_linked_into_a_program_opens_without_a_path(
+    bundles: dict[str, Path], system_lib_objects: list[str], program: Any, tmp_path: Path
+) -> None:
+    """The static build's contract: a model compiled with system_lib=True and linked into the
+    program is opened by edgec_model_open_system(), by the runner too when built with
+    -DEDGEC_SYSTEM_LIB; outputs as the bundle's runner gives them."""
+    bundle = bundles["x86"]
+    cmd = program(bundle, system_lib_objects, tmp_path / "program")
+    stdout = _run("x86", *cmd)
+    if program is _runner_with_model:
+        got = [np.load(tmp_path / f"output_{i}.npy").ravel() for i in range(2)]
+        assert json.loads(stdout.splitlines()[-1])["outputs"][1]["shape"] == [1, 5]
+    else:
+        got = _printed(stdout)
+    (tmp_path / "reference").mkdir()
+    expected = _runner_outputs("x86", bundle, tmp_path / "reference")
+    for printed, want in zip(got, expected, strict=True):
+        np.testing.assert_allclose(printed, want, atol=1e-5)  # TVM's plain pipeline vs edgec's
 
 
 def _function(param: tuple[tuple[object, ...], str], body: str) -> object:
