@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -245,12 +246,16 @@ def native(profile: TargetProfile) -> Path:
 def _compile_native(
     profile: TargetProfile, flags: list[str], sources: list[Path], libs: Path, out: Path
 ) -> None:
-    """Each source to an object once; the runner, libedgec_model.so and .a from those."""
-    objects = []
-    for source in sources:
-        objects.append(out / f"{source.stem}.o")
-        compile_ = [profile.cxx, *flags, "-isystem", str(ffi_include_dir()), "-c", str(source)]
-        _tool(profile, [*compile_, "-o", str(objects[-1])], "the runner")
+    """Each source to an object once (side by side: each takes seconds of the tvm_ffi
+    headers), then the runner, libedgec_model.so and .a from those objects."""
+    objects = [out / f"{source.stem}.o" for source in sources]
+    include = ["-isystem", str(ffi_include_dir())]
+    compiles = [
+        [profile.cxx, *flags, *include, "-c", str(source), "-o", str(obj)]
+        for source, obj in zip(sources, objects, strict=True)
+    ]
+    with ThreadPoolExecutor(max_workers=len(compiles)) as pool:
+        list(pool.map(lambda cmd: _tool(profile, cmd, "the runner"), compiles))  # raises
     capi = objects[len(sources) - len(CAPI_SOURCES) :]
     link = [
         "-L",
