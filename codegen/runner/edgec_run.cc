@@ -21,8 +21,9 @@
 // the runner) is dlopen()ed, not linked: it needs the NVIDIA driver's libcuda.so.1, and a
 // machine without one must get a one-line error, not a loader failure before main(). Inputs
 // are copied to the GPU before timing; each timed call ends with a stream sync (inside
-// edgec_model_invoke), since kernels launch asynchronously. Device memory is the drop in the GPU's free memory from before the
-// model is loaded to after the runs (TVM's pooled allocator keeps what it allocated).
+// edgec_model_invoke), since kernels launch asynchronously. Device memory is the drop in the
+// GPU's free memory from before the model is loaded to after the runs (TVM's pooled allocator
+// keeps what it allocated).
 
 #include <dlfcn.h>
 #include <dlpack/dlpack.h>
@@ -46,6 +47,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -323,7 +325,8 @@ Model OpenModel(const Options& opt) {
   if (opt.device != kDLCPU) Fail("this runner's linked-in model runs on the CPU only");
   edgec_model* m = edgec_model_open_system();
 #else
-  edgec_model* m = edgec_model_open_device(opt.model.c_str(), static_cast<edgec_device>(opt.device));
+  const auto device = static_cast<edgec_device>(opt.device);  // DLPack's codes, as the enum's
+  edgec_model* m = edgec_model_open_device(opt.model.c_str(), device);
 #endif
   if (m == nullptr) Fail(edgec_last_error());
   return Model(m);
@@ -481,7 +484,8 @@ int Run(const Options& opt) {
            edgec_dtype_name(arr.dtype->dtype) + " " + ShapeTuple(arr.shape) + "; the model takes " +
            edgec_dtype_name(info.dtype) + " " + ShapeTuple(Dims(info)));
     }
-    Check(edgec_model_set_input(model.get(), i, arr.data.data(), arr.data.size()));  // to the GPU too
+    // on the GPU too: copied there before any timing
+    Check(edgec_model_set_input(model.get(), i, arr.data.data(), arr.data.size()));
   }
 
   std::vector<double> samples;
@@ -491,7 +495,9 @@ int Run(const Options& opt) {
     const int status = edgec_model_invoke(model.get());  // GPU: ends with a stream sync
     auto t1 = std::chrono::steady_clock::now();
     Check(status);
-    if (i >= opt.warmup) samples.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    if (i >= opt.warmup) {
+      samples.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    }
   }
 
   std::string outputs_json;
