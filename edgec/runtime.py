@@ -1,6 +1,7 @@
-"""What a bundle needs beside model.so: the target's TVM runtime libraries and the native runner.
+"""What a bundle needs beside model.so: the target's TVM runtime libraries, the native runner
+and the C API (libedgec_model.so/.a, its header and an example program).
 
-Both are built or fetched once per target and cached; builds copy from the cache.
+All are built or fetched once per target and cached; builds copy from the cache.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgec.errors import EdgecError
 from edgec.package_files import cache_dir, data_dir
-from edgec.staging import replace_written
 from edgec.targets import TargetProfile
 
 if TYPE_CHECKING:
@@ -33,6 +34,13 @@ CUDA_LIBS = ("libtvm_runtime_cuda.so", "libcudart.so.13")
 WHEELS = ("apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1")
 CUDA_WHEEL = "nvidia-cuda-runtime==13.0.96"  # libcudart.so.13, the major TVM's wheels link
 RUNNER = "edgec-run"
+# Under codegen/: the C API is compiled once (as position-independent code) into the runner,
+# the shared library and the archive alike; the runner is a user of the API.
+CAPI_SOURCES = ("capi/edgec_model.cc",)
+RUNNER_SOURCES = ("runner/edgec_run.cc", *CAPI_SOURCES)
+CAPI_HEADER = "capi/edgec_model.h"
+CAPI_EXAMPLE = "capi/example.c"
+CAPI_LIBS = ("libedgec_model.so", "libedgec_model.a")
 WARMUP = 3  # untimed runs before the timed ones
 
 
@@ -187,41 +195,72 @@ def runner_result(stdout: str, outputs: int) -> dict[str, Any]:
 
 
 def runner(profile: TargetProfile) -> Path:
-    """The native runner compiled for the target, built once per (source, compiler, runtime)."""
-    source = data_dir("codegen") / "runner" / "edgec_run.cc"
+    """The native runner compiled for the target (see native)."""
+    return native(profile) / RUNNER
+
+
+def capi_files(profile: TargetProfile) -> list[Path]:
+    """What a bundle ships for embedding the model: the C API's libraries, built for the target
+    (see native), its header and the example program."""
+    built = native(profile)
+    codegen = data_dir("codegen")
+    return [*(built / lib for lib in CAPI_LIBS), codegen / CAPI_HEADER, codegen / CAPI_EXAMPLE]
+
+
+def native(profile: TargetProfile) -> Path:
+    """A directory holding the runner and the C API libraries compiled for the target, built
+    once per (sources, compiler, runtime): every later build copies them."""
+    codegen = data_dir("codegen")
+    sources = [codegen / name for name in RUNNER_SOURCES]
     libs = runtime_libs(profile)
-    flags = ["-O2", "-std=c++17", "-Wall", "-Wextra"]
+    flags = ["-O2", "-std=c++17", "-Wall", "-Wextra", "-fPIC"]
     key = hashlib.sha256()
-    key.update(source.read_bytes())
+    for source in [*sources, codegen / CAPI_HEADER]:
+        key.update(source.read_bytes())
     key.update(" ".join([profile.cxx, *flags]).encode())
     for lib in RUNTIME_LIBS:
         key.update(hashlib.sha256((libs / lib).read_bytes()).digest())
-    out_dir = cache_dir("runner", f"{profile.name}-{key.hexdigest()[:16]}")
-    binary = out_dir / RUNNER
-    if binary.exists():
-        return binary
+    parent = cache_dir("runner")
+    out_dir = parent / f"{profile.name}-{key.hexdigest()[:16]}"
+    products = [RUNNER, *CAPI_LIBS]
+    if all((out_dir / name).is_file() for name in products):
+        return out_dir
     if shutil.which(profile.cxx) is None:
         raise EdgecError(
             f"the {profile.name} C++ compiler {profile.cxx} is not installed; run scripts/setup.sh"
         )
-    replace_written(binary, lambda partial: _compile_runner(profile, flags, source, libs, partial))
-    return binary
+    # Built aside and renamed into place whole: a reader sees all of it or none.
+    with tempfile.TemporaryDirectory(prefix=".building-", dir=parent) as tmp:
+        staging = Path(tmp) / "out"
+        staging.mkdir()
+        _compile_native(profile, flags, sources, libs, staging)
+        shutil.rmtree(out_dir, ignore_errors=True)  # an incomplete one, of edgec's own cache
+        try:
+            staging.rename(out_dir)
+        except OSError:  # another edgec finished the same build first
+            if not all((out_dir / name).is_file() for name in products):
+                raise
+    return out_dir
 
 
-def _compile_runner(
-    profile: TargetProfile, flags: list[str], source: Path, libs: Path, partial: Path
+def _compile_native(
+    profile: TargetProfile, flags: list[str], sources: list[Path], libs: Path, out: Path
 ) -> None:
-    cmd = [
-        profile.cxx,
-        *flags,
-        "-isystem",
-        str(ffi_include_dir()),
-        str(source),
-        "-o",
-        str(partial),
+    """Each source to an object once (side by side: each takes seconds of the tvm_ffi
+    headers), then the runner, libedgec_model.so and .a from those objects."""
+    objects = [out / f"{source.stem}.o" for source in sources]
+    include = ["-isystem", str(ffi_include_dir())]
+    compiles = [
+        [profile.cxx, *flags, *include, "-c", str(source), "-o", str(obj)]
+        for source, obj in zip(sources, objects, strict=True)
+    ]
+    with ThreadPoolExecutor(max_workers=len(compiles)) as pool:
+        list(pool.map(lambda cmd: _tool(profile, cmd, "the runner"), compiles))  # raises
+    capi = objects[len(sources) - len(CAPI_SOURCES) :]
+    link = [
         "-L",
         str(libs),
-        "-Wl,--no-as-needed",
+        "-Wl,--no-as-needed",  # nothing calls libtvm_runtime: its initialisers register the VM
         "-ltvm_ffi",
         "-ltvm_runtime",
         "-Wl,--as-needed",
@@ -229,10 +268,25 @@ def _compile_runner(
         "-lpthread",
         "-ldl",
     ]
+    _tool(profile, [profile.cxx, *map(str, objects), "-o", str(out / RUNNER), *link], "the runner")
+    so = [profile.cxx, "-shared", *map(str, capi), "-o", str(out / CAPI_LIBS[0]), *link]
+    _tool(profile, so, "libedgec_model.so")
+    _tool(profile, [_archiver(profile), "rcs", str(out / CAPI_LIBS[1]), *map(str, capi)], "the API")
+    for obj in objects:
+        obj.unlink()
+
+
+def _archiver(profile: TargetProfile) -> str:
+    """The target's ar beside its compiler (aarch64-linux-gnu-g++ → aarch64-linux-gnu-ar)."""
+    prefix = profile.cxx[: -len("g++")] if profile.cxx.endswith("g++") else ""
+    return f"{prefix}ar" if shutil.which(f"{prefix}ar") else "ar"
+
+
+def _tool(profile: TargetProfile, cmd: list[str], what: str) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         first = next(
             (line for line in lines if "error" in line), lines[0] if lines else "no output"
         )
-        raise EdgecError(f"building the {profile.name} runner with {profile.cxx} failed: {first}")
+        raise EdgecError(f"building {what} for {profile.name} with {cmd[0]} failed: {first}")

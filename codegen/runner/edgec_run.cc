@@ -8,6 +8,11 @@
 //   edgec-run MODEL_SO --input in0.npy [--input in1.npy ...] --output-dir DIR
 //             [--warmup W] [--repeat N] [--threads T] [--device cpu|cuda]
 //
+// The model is opened, fed and run through edgec's C API (codegen/capi/edgec_model.h), which
+// this runner is compiled with: it has no model logic of its own. Built with -DEDGEC_SYSTEM_LIB,
+// the model is the one linked into the executable (edgec_model_open_system) and MODEL_SO may
+// be left out (if given, it is not read).
+//
 // Builds against the tvm_ffi headers only and links libtvm_ffi.so and
 // libtvm_runtime.so (the latter with --no-as-needed: nothing references it
 // directly, but its static initialisers register the VM executable loader).
@@ -15,23 +20,22 @@
 // --device cuda: the VM runs on GPU 0 with the CPU as host. libtvm_runtime_cuda.so (beside
 // the runner) is dlopen()ed, not linked: it needs the NVIDIA driver's libcuda.so.1, and a
 // machine without one must get a one-line error, not a loader failure before main(). Inputs
-// are copied to the GPU before timing; each timed call ends with a stream sync, since kernels
-// launch asynchronously. Device memory is the drop in the GPU's free memory from before the
-// model is loaded to after the runs (TVM's pooled allocator keeps what it allocated).
+// are copied to the GPU before timing; each timed call ends with a stream sync (inside
+// edgec_model_invoke), since kernels launch asynchronously. Device memory is the drop in the
+// GPU's free memory from before the model is loaded to after the runs (TVM's pooled allocator
+// keeps what it allocated).
 
 #include <dlfcn.h>
 #include <dlpack/dlpack.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <tvm/ffi/any.h>
-#include <tvm/ffi/container/array.h>
-#include <tvm/ffi/container/shape.h>
-#include <tvm/ffi/container/tensor.h>
 #include <tvm/ffi/error.h>
-#include <tvm/ffi/extra/module.h>
 #include <tvm/ffi/function.h>
 #include <tvm/ffi/string.h>
 #include <unistd.h>
+
+#include "../capi/edgec_model.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -43,6 +47,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -72,18 +77,16 @@ std::string OneLine(std::string s) {
 // dtypes
 
 struct DTypeInfo {
-  const char* npy;   // npy descr without the byte-order character
-  const char* name;  // numpy dtype name, used in the JSON report
-  DLDataType dl;
+  const char* npy;  // npy descr without the byte-order character
+  edgec_dtype dtype;
+  size_t bytes;  // per element
 };
 
 const DTypeInfo kDTypes[] = {
-    {"f2", "float16", {kDLFloat, 16, 1}}, {"f4", "float32", {kDLFloat, 32, 1}},
-    {"f8", "float64", {kDLFloat, 64, 1}}, {"i1", "int8", {kDLInt, 8, 1}},
-    {"i2", "int16", {kDLInt, 16, 1}},     {"i4", "int32", {kDLInt, 32, 1}},
-    {"i8", "int64", {kDLInt, 64, 1}},     {"u1", "uint8", {kDLUInt, 8, 1}},
-    {"u2", "uint16", {kDLUInt, 16, 1}},   {"u4", "uint32", {kDLUInt, 32, 1}},
-    {"u8", "uint64", {kDLUInt, 64, 1}},   {"b1", "bool", {kDLBool, 8, 1}},
+    {"f2", EDGEC_FLOAT16, 2}, {"f4", EDGEC_FLOAT32, 4}, {"f8", EDGEC_FLOAT64, 8},
+    {"i1", EDGEC_INT8, 1},    {"i2", EDGEC_INT16, 2},   {"i4", EDGEC_INT32, 4},
+    {"i8", EDGEC_INT64, 8},   {"u1", EDGEC_UINT8, 1},   {"u2", EDGEC_UINT16, 2},
+    {"u4", EDGEC_UINT32, 4},  {"u8", EDGEC_UINT64, 8},  {"b1", EDGEC_BOOL, 1},
 };
 
 const DTypeInfo* FindByNpy(const std::string& code) {
@@ -93,35 +96,14 @@ const DTypeInfo* FindByNpy(const std::string& code) {
   return nullptr;
 }
 
-const DTypeInfo* FindByDL(DLDataType t) {
+const DTypeInfo& FindByDType(edgec_dtype dtype) {
   for (const auto& d : kDTypes) {
-    if (d.dl.code == t.code && d.dl.bits == t.bits && d.dl.lanes == t.lanes) return &d;
+    if (d.dtype == dtype) return d;
   }
-  return nullptr;
+  Fail(std::string("the model uses dtype ") + edgec_dtype_name(dtype) + ", which .npy lacks");
 }
 
-std::string DLTypeToString(DLDataType t) {
-  if (const DTypeInfo* d = FindByDL(t)) return d->name;
-  std::ostringstream os;
-  os << "dltype(code=" << int(t.code) << ",bits=" << int(t.bits) << ",lanes=" << t.lanes << ")";
-  return os.str();
-}
-
-// ---------------------------------------------------------------------------
-// CPU tensors
-
-// The generated kernels assume TVM's 64-byte allocation alignment.
-constexpr size_t kAlign = 64;
-
-struct AlignedCPUAlloc {
-  void AllocData(DLTensor* t) {
-    size_t bytes = ffi::GetDataSize(*t);
-    bytes = (std::max<size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
-    t->data = std::aligned_alloc(kAlign, bytes);
-    if (t->data == nullptr) Fail("out of memory allocating an input tensor");
-  }
-  void FreeData(DLTensor* t) { std::free(t->data); }
-};
+constexpr size_t kAlign = 64;  // .npy headers are padded to this
 
 // ---------------------------------------------------------------------------
 // .npy reading and writing (https://numpy.org/neps/nep-0001-npy-format.html)
@@ -197,7 +179,7 @@ NpyArray ReadNpy(const std::string& path) {
 
   size_t numel = 1;
   for (int64_t d : arr.shape) numel *= static_cast<size_t>(d);
-  const size_t nbytes = numel * (arr.dtype->dl.bits / 8);
+  const size_t nbytes = numel * arr.dtype->bytes;
   const size_t data_start = header_start + header_len;
   if (blob.size() - data_start != nbytes) {
     bad("expected " + std::to_string(nbytes) + " data bytes, found " +
@@ -219,7 +201,7 @@ std::string ShapeTuple(const std::vector<int64_t>& shape) {
 
 void WriteNpy(const std::string& path, const DTypeInfo& dtype, const std::vector<int64_t>& shape,
               const void* data, size_t nbytes) {
-  const char order = dtype.dl.bits == 8 ? '|' : '<';
+  const char order = dtype.bytes == 1 ? '|' : '<';
   std::string header = std::string("{'descr': '") + order + dtype.npy +
                        "', 'fortran_order': False, 'shape': " + ShapeTuple(shape) + ", }";
   // Pad with spaces so that magic+version+len+header is a multiple of 64, ending in '\n'.
@@ -308,7 +290,9 @@ Options ParseArgs(int argc, char** argv) {
       Fail("unexpected argument '" + arg + "'");
     }
   }
+#ifndef EDGEC_SYSTEM_LIB
   if (opt.model.empty()) Fail("missing MODEL_SO");
+#endif
   if (opt.inputs.empty()) Fail("at least one --input is required");
   if (opt.output_dir.empty()) Fail("missing --output-dir");
   return opt;
@@ -316,23 +300,6 @@ Options ParseArgs(int argc, char** argv) {
 
 // ---------------------------------------------------------------------------
 // Model
-
-ffi::Function GetFunc(const ffi::Module& mod, const char* name) {
-  ffi::Optional<ffi::Function> f = mod->GetFunction(name, /*query_imports=*/true);
-  if (!f.has_value()) Fail(std::string("model has no function '") + name + "'");
-  return f.value();
-}
-
-// Flattens a (possibly nested) tuple result into tensors, depth first.
-void Flatten(const ffi::Any& value, std::vector<ffi::Tensor>* out) {
-  if (auto t = value.as<ffi::Tensor>()) {
-    out->push_back(t.value());
-  } else if (const ffi::ArrayObj* arr = value.as<ffi::ArrayObj>()) {
-    for (size_t i = 0; i < arr->size(); ++i) Flatten((*arr)[i], out);
-  } else {
-    Fail("model returned a " + value.GetTypeKey() + ", expected tensors or tuples of tensors");
-  }
-}
 
 // mkdir -p
 void MakeDirs(const std::string& dir) {
@@ -348,36 +315,30 @@ void MakeDirs(const std::string& dir) {
   }
 }
 
-struct Model {
-  ffi::Module lib;  // keeps the kernels loaded as long as the VM lives
-  ffi::Module vm;
-  ffi::Function main;
+struct CloseModel {
+  void operator()(edgec_model* m) const { edgec_model_close(m); }
 };
+using Model = std::unique_ptr<edgec_model, CloseModel>;
 
-Model LoadModel(const std::string& path, DLDevice device) {
-  // dlopen() searches the library path, not the working directory, for a bare
-  // file name, so hand it an absolute path.
-  char* resolved = realpath(path.c_str(), nullptr);
-  if (resolved == nullptr) Fail("cannot open model '" + path + "': " + std::strerror(errno));
-  const std::string abs_path = resolved;
-  std::free(resolved);
-  try {
-    ffi::Module lib = ffi::Module::LoadFromFile(abs_path);
-    ffi::Module vm = GetFunc(lib, "vm_load_executable")().cast<ffi::Module>();
-    // Triples of (device_type, device_id, allocator_type); 2 = pooled allocator. The first
-    // device holds the constants; a GPU model's host (shape math, the VM itself) comes last.
-    // A CPU-only model needs no separate host device entry.
-    const ffi::Function init = GetFunc(vm, "vm_initialization");
-    if (device.device_type == kDLCPU) {
-      init(static_cast<int>(kDLCPU), 0, 2);
-    } else {
-      init(static_cast<int>(device.device_type), device.device_id, 2, static_cast<int>(kDLCPU), 0, 2);
-    }
-    ffi::Function main = GetFunc(vm, "main");
-    return Model{lib, vm, main};
-  } catch (const ffi::Error& e) {
-    Fail("cannot load model '" + path + "': " + e.kind() + ": " + e.message());
-  }
+Model OpenModel(const Options& opt) {
+#ifdef EDGEC_SYSTEM_LIB
+  if (opt.device != kDLCPU) Fail("this runner's linked-in model runs on the CPU only");
+  edgec_model* m = edgec_model_open_system();
+#else
+  const auto device = static_cast<edgec_device>(opt.device);  // DLPack's codes, as the enum's
+  edgec_model* m = edgec_model_open_device(opt.model.c_str(), device);
+#endif
+  if (m == nullptr) Fail(edgec_last_error());
+  return Model(m);
+}
+
+// Fails with the API's message when one of its calls did.
+void Check(int status) {
+  if (status != 0) Fail(edgec_last_error());
+}
+
+std::vector<int64_t> Dims(const edgec_tensor_info& info) {
+  return std::vector<int64_t>(info.dims, info.dims + info.rank);
 }
 
 // ---------------------------------------------------------------------------
@@ -447,21 +408,6 @@ GpuInfo OpenGpu(DLDevice dev) {
   return info;
 }
 
-ffi::Tensor ToDevice(const ffi::Tensor& host, DLDevice dev) {
-  ffi::Tensor t = Global("runtime.TVMTensorAllocWithScope")(
-                      ffi::Shape(host.shape().begin(), host.shape().end()), host.dtype(), dev,
-                      ffi::Optional<ffi::String>())
-                      .cast<ffi::Tensor>();
-  Global("runtime.TVMTensorCopyFromBytes")(t, host.data_ptr(), ffi::GetDataSize(host.numel(), host.dtype()));
-  return t;
-}
-
-std::string ToHostBytes(const ffi::Tensor& t) {
-  std::string bytes(ffi::GetDataSize(t.numel(), t.dtype()), '\0');
-  Global("runtime.TVMTensorCopyToBytes")(t, static_cast<void*>(bytes.data()), bytes.size());
-  return bytes;
-}
-
 double Percentile(const std::vector<double>& sorted, double p) {
   // Nearest rank: the smallest sample with at least p% of samples <= it.
   size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * sorted.size()));
@@ -510,15 +456,8 @@ int Run(const Options& opt) {
   // Must happen before the runtime's thread pool is first created (on first parallel launch).
   if (opt.threads > 0) setenv("TVM_NUM_THREADS", std::to_string(opt.threads).c_str(), 1);
 
-  const DLDevice cpu{kDLCPU, 0};
-  std::vector<ffi::Tensor> inputs;
-  for (const std::string& path : opt.inputs) {
-    NpyArray arr = ReadNpy(path);
-    ffi::Tensor t = ffi::Tensor::FromNDAlloc(
-        AlignedCPUAlloc(), ffi::ShapeView(arr.shape.data(), arr.shape.size()), arr.dtype->dl, cpu);
-    std::memcpy(t.data_ptr(), arr.data.data(), arr.data.size());
-    inputs.push_back(std::move(t));
-  }
+  std::vector<NpyArray> arrays;
+  for (const std::string& path : opt.inputs) arrays.push_back(ReadNpy(path));
 
   MakeDirs(opt.output_dir);
 
@@ -529,66 +468,52 @@ int Run(const Options& opt) {
   if (on_gpu) {
     gpu = OpenGpu(device);  // fails in one line where there is no driver or no device
     free_before = AvailableMemory(device);  // after the context exists: its memory not counted
-    for (ffi::Tensor& t : inputs) t = ToDevice(t, device);
   }
-  ffi::Function sync;
-  if (on_gpu) sync = Global("runtime.Device_StreamSync");
 
-  const Model model = LoadModel(opt.model, device);
-  const ffi::Module& vm = model.vm;
-  const ffi::Function& fmain = model.main;
-
-  // The VM only checks argument count, dtype and shape inside the call; check the
-  // count up front for a clearer message.
-  if (auto arity_fn = vm->GetFunction("get_function_arity", false)) {
-    int arity = (*arity_fn)(ffi::String("main")).cast<int>();
-    if (arity != static_cast<int>(inputs.size())) {
-      Fail("model's main takes " + std::to_string(arity) + " inputs, got " +
-           std::to_string(inputs.size()));
+  const Model model = OpenModel(opt);
+  const int num_inputs = edgec_model_num_inputs(model.get());
+  if (num_inputs != static_cast<int>(arrays.size())) {
+    Fail("model's main takes " + std::to_string(num_inputs) + " inputs, got " +
+         std::to_string(arrays.size()));
+  }
+  for (int i = 0; i < num_inputs; ++i) {
+    const edgec_tensor_info& info = *edgec_model_input(model.get(), i);
+    const NpyArray& arr = arrays[i];
+    if (arr.dtype->dtype != info.dtype || arr.shape != Dims(info)) {
+      Fail("input " + std::to_string(i) + " ('" + opt.inputs[i] + "') is " +
+           edgec_dtype_name(arr.dtype->dtype) + " " + ShapeTuple(arr.shape) + "; the model takes " +
+           edgec_dtype_name(info.dtype) + " " + ShapeTuple(Dims(info)));
     }
+    // on the GPU too: copied there before any timing
+    Check(edgec_model_set_input(model.get(), i, arr.data.data(), arr.data.size()));
   }
 
-  std::vector<ffi::AnyView> args(inputs.begin(), inputs.end());
   std::vector<double> samples;
   samples.reserve(opt.repeat);
-  ffi::Any result;
-  try {
-    for (int i = 0; i < opt.warmup + opt.repeat; ++i) {
-      ffi::Any rv;
-      auto t0 = std::chrono::steady_clock::now();
-      fmain.CallPacked(args.data(), static_cast<int32_t>(args.size()), &rv);
-      if (on_gpu) sync(device, static_cast<int64_t>(0));  // the call returns before kernels end
-      auto t1 = std::chrono::steady_clock::now();
-      if (i >= opt.warmup) samples.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-      result = std::move(rv);  // the previous result is released here, outside the timed region
+  for (int i = 0; i < opt.warmup + opt.repeat; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    const int status = edgec_model_invoke(model.get());  // GPU: ends with a stream sync
+    auto t1 = std::chrono::steady_clock::now();
+    Check(status);
+    if (i >= opt.warmup) {
+      samples.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
     }
-  } catch (const ffi::Error& e) {
-    // Shape/dtype mismatches against the model's signature surface here.
-    Fail("inference failed: " + e.kind() + ": " + e.message());
   }
 
-  std::vector<ffi::Tensor> outputs;
-  Flatten(result, &outputs);
   std::string outputs_json;
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    const ffi::Tensor& t = outputs[i];
-    if (t.device().device_type != opt.device) {
-      Fail("output " + std::to_string(i) + " is not on the " + (on_gpu ? "GPU" : "CPU"));
-    }
-    if (!t.IsContiguous()) Fail("output " + std::to_string(i) + " is not contiguous");
-    const DTypeInfo* dtype = FindByDL(t.dtype());
-    if (dtype == nullptr) Fail("output " + std::to_string(i) + " has unsupported dtype " + DLTypeToString(t.dtype()));
-    std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
+  for (int i = 0; i < edgec_model_num_outputs(model.get()); ++i) {
+    const edgec_tensor_info& info = *edgec_model_output(model.get(), i);
+    std::string data(info.bytes, '\0');
+    Check(edgec_model_get_output(model.get(), i, data.data(), data.size()));
+    const std::vector<int64_t> shape = Dims(info);
     const std::string file = "output_" + std::to_string(i) + ".npy";
-    const std::string copied = on_gpu ? ToHostBytes(t) : std::string();
-    const char* data =
-        on_gpu ? copied.data() : static_cast<const char*>(t.data_ptr()) + t.byte_offset();
-    WriteNpy(opt.output_dir + "/" + file, *dtype, shape, data, ffi::GetDataSize(t.numel(), t.dtype()));
+    WriteNpy(opt.output_dir + "/" + file, FindByDType(info.dtype), shape, data.data(), data.size());
 
     std::string dims;
     for (size_t d = 0; d < shape.size(); ++d) dims += (d ? ", " : "") + std::to_string(shape[d]);
     outputs_json += std::string(i ? ", " : "") + "{\"file\": " + JsonString(file) +
-                    ", \"shape\": [" + dims + "], \"dtype\": " + JsonString(dtype->name) + "}";
+                    ", \"shape\": [" + dims + "], \"dtype\": " +
+                    JsonString(edgec_dtype_name(info.dtype)) + "}";
   }
 
   std::vector<double> sorted = samples;

@@ -115,13 +115,17 @@ def seal(model: Model, built: BuiltArtifact, work: Path) -> Bundle:
 def _install_runner(profile: TargetProfile, work: Path) -> list[Path]:
     """The native runner and the TVM runtime it loads, copied from edgec's cache (built or
     downloaded there once per target); GPU targets also get TVM's CUDA device API and
-    libcudart (runtime.runtime_names)."""
+    libcudart (runtime.runtime_names), CPU targets the C API to embed the model
+    (runtime.capi_files)."""
     shutil.copy2(runtime.runner(profile), work / runtime.RUNNER)
     libs = runtime.runtime_libs(profile)
     names = runtime.runtime_names(profile)
-    for lib in names:
-        shutil.copy2(libs / lib, work / lib)
-    return [work / runtime.RUNNER, *(work / lib for lib in names)]
+    copied = [libs / lib for lib in names]
+    if profile.capabilities.device == "cpu":
+        copied += runtime.capi_files(profile)
+    for source in copied:
+        shutil.copy2(source, work / source.name)
+    return [work / runtime.RUNNER, *(work / source.name for source in copied)]
 
 
 def _manifest(built: BuiltArtifact, runner: list[Path]) -> Manifest:

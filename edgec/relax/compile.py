@@ -17,6 +17,7 @@ from edgec.relax import (
     layout,
     pack_weights,
     runtime_check,
+    signature,
     traverse,
 )
 from edgec.relax.target import resolved_target, tvm_target
@@ -47,6 +48,7 @@ def lower(module: Any, profile: TargetProfile, tuning_db: Path | None = None) ->
 
     target = tvm_target(profile)
     fallbacks: dict[str, str] = {}
+    module = signature.with_signature(module)  # for the C API: sizes known before a run
     if profile.capabilities.device == "cuda":
         return _lower_gpu(module, target, tuning_db)
     try:

@@ -97,6 +97,10 @@ def test_bundle_holds_library_runner_runtime_and_a_verifiable_manifest(x86_bundl
         "edgec-run",
         "libtvm_runtime.so",
         "libtvm_ffi.so",
+        "libedgec_model.so",
+        "libedgec_model.a",
+        "edgec_model.h",
+        "example.c",
     }
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((x86_bundle / name).read_bytes()).hexdigest() == digest
