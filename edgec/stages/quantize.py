@@ -64,10 +64,11 @@ def quantize(
         raise EdgecError("int8 quantization supports models with one input and one output")
     float_model = onnx.load(str(model.path))
     graph = float_model.graph
-    from_onnx.check_ops(graph, model.source)
     samples = [calibration[i : i + 1] for i in range(min(cfg.samples, len(calibration)))]
     ranges = calibrate.ranges(model.path, samples, cfg.method, cfg.percentile)
     shapes = from_onnx.shapes(float_model)
+    types = from_onnx.elem_types(float_model)
+    opsets = tuple(float_model.opset_import)
     layers = from_onnx.compute_layers(graph)
     missing = [name for name in cfg.float_layers if name not in layers]
     if missing:
@@ -79,7 +80,9 @@ def quantize(
     def build(float_layers: set[str]) -> QGraph:
         while True:
             try:
-                return from_onnx.build(graph, model, ranges, shapes, float_layers | forced)
+                return from_onnx.build(
+                    graph, model, ranges, shapes, float_layers | forced, types, opsets
+                )
             except from_onnx.BiasOverflow as e:
                 forced.add(e.layer)
 
