@@ -46,7 +46,7 @@ from edgec.int8.ops import (
 from edgec.onnx_graph import OPSET
 
 ACTIVATIONS = ("Relu", "Clip")  # fused into the conv, dense or add before them
-FUSES_ACTIVATION = ("Conv", "Gemm", "MatMul", "Add")
+FUSES_ACTIVATION = ("Conv", "Gemm", "MatMul", "Add", "Sum")
 
 
 FLOAT = 1  # onnx.TensorProto.FLOAT: int8 takes only float tensors; others stay as they are
@@ -397,8 +397,8 @@ def _weighted(
 
 def _add(b: _Builder, n: _Node) -> None:
     node, name = n.onnx, n.name
-    if any(i in b.consts for i in node.input):
-        raise _Refused("int8 adds two activations, not a constant")
+    if len(node.input) != 2 or any(i in b.consts for i in node.input):
+        raise _Refused("int8 adds exactly two activations, no constant")
     if b.shapes.get(node.input[0]) != b.shapes.get(node.input[1]):
         raise _Refused("int8 adds tensors of one shape (no broadcasting)")
     a, c = b.as_precision(node.input[0], n.precision), b.as_precision(node.input[1], n.precision)
@@ -512,7 +512,9 @@ def _ceil_pads(window: Window, size: tuple[int, ...]) -> Window:
 def _reshape(b: _Builder, n: _Node) -> None:
     node = n.onnx
     shape = b.shapes[node.input[0]]
-    if node.op_type == "Identity":
+    if node.op_type in ("Identity", "Dropout"):  # Dropout: the identity at inference
+        if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
+            raise _Refused("int8 takes Dropout without its mask output")
         target = shape
     elif node.op_type in ("Squeeze", "Unsqueeze"):  # the inferred shape says which axes
         target = b.shapes.get(node.output[0], ())
@@ -628,6 +630,7 @@ FROM_ONNX: dict[str, tuple[str, Callable[[_Builder, _Node], None]]] = {
     "Gemm": ("dense", _dense),
     "MatMul": ("dense", _dense),
     "Add": ("add", _add),
+    "Sum": ("add", _add),  # of two: old converters' Add
     "GlobalAveragePool": ("global_avgpool", _global_avgpool),
     "MaxPool": ("maxpool", _maxpool),
     "AveragePool": ("avgpool", _avgpool),
@@ -636,6 +639,7 @@ FROM_ONNX: dict[str, tuple[str, Callable[[_Builder, _Node], None]]] = {
     "Flatten": ("reshape", _reshape),
     "Reshape": ("reshape", _reshape),
     "Identity": ("reshape", _reshape),
+    "Dropout": ("reshape", _reshape),
     "Squeeze": ("reshape", _reshape),
     "Unsqueeze": ("reshape", _reshape),
     "Transpose": ("transpose", _transpose),

@@ -219,26 +219,34 @@ def _slice(qdq: _Exporter, node: QNode) -> None:
 
 
 def _float_op(qdq: _Exporter, node: QNode) -> None:
-    """The ONNX node itself, reading the QNode's inputs; outputs other than the QNode's (a
-    node with several is one float_op per output) get names of their own."""
+    """The island's ONNX nodes (one; more where onnx's version converter expanded it), reading
+    the QNode's inputs; every other name they use gets the QNode's name before it, so that the
+    float_ops of one node with several outputs, and their constants, never collide."""
     import onnx
 
     model = onnx.load_from_string(node.attrs.model)
-    (onnx_node,) = model.graph.node
-    renamed = {i.name: x for i, x in zip(model.graph.input, node.inputs, strict=True)}
-    inputs = [renamed.get(i, i) for i in onnx_node.input]
     kept = model.graph.output[0].name
-    outputs = [o if o in ("", kept) else f"{node.name}/unused{k}"
-               for k, o in enumerate(onnx_node.output)]  # fmt: skip
-    copy = onnx.NodeProto()
-    copy.CopyFrom(onnx_node)
-    del copy.input[:]
-    del copy.output[:]
-    copy.input.extend(inputs)
-    copy.output.extend(outputs)
-    copy.name = node.name
-    qdq.nodes.append(copy)
-    qdq.inits.extend(model.graph.initializer)
+    names = {i.name: x for i, x in zip(model.graph.input, node.inputs, strict=True)}
+
+    def name(tensor: str) -> str:
+        if not tensor or tensor == kept:
+            return tensor
+        return names.get(tensor, f"{node.name}/{tensor}")
+
+    for k, original in enumerate(model.graph.node):
+        copy = onnx.NodeProto()
+        copy.CopyFrom(original)
+        del copy.input[:]
+        del copy.output[:]
+        copy.input.extend(name(i) for i in original.input)
+        copy.output.extend(name(o) for o in original.output)
+        copy.name = node.name if k == 0 else f"{node.name}/{k}"
+        qdq.nodes.append(copy)
+    for init in model.graph.initializer:
+        renamed = onnx.TensorProto()
+        renamed.CopyFrom(init)
+        renamed.name = name(init.name)
+        qdq.inits.append(renamed)
 
 
 def _quantize(qdq: _Exporter, node: QNode) -> None:
