@@ -248,7 +248,15 @@ def _at_opset(model: Any) -> Any:
     if stamped == OPSET:
         return model
     try:
-        return onnx.version_converter.convert_version(model, OPSET)
+        converted = onnx.version_converter.convert_version(model, OPSET)
+        # an output's type can change with the opset (Dropout's mask: float, then bool)
+        output = converted.graph.output[0]
+        output.type.Clear()
+        inferred = onnx.shape_inference.infer_shapes(converted)
+        if not inferred.graph.output[0].type.tensor_type.elem_type:
+            return model
+        output.CopyFrom(inferred.graph.output[0])
+        return converted
     except Exception:  # a converter gap: the node keeps its own opset
         return model
 

@@ -210,3 +210,33 @@ def test_the_c_generator_refuses_an_int8_channel_shuffle_in_one_line(tmp_path: P
     with pytest.raises(EdgecError, match=r"no kernel for int8 transpose \(t\)") as caught:
         generate(q, get_target("cortex-m4"), tmp_path, calibration[:1])
     assert "\n" not in str(caught.value)
+
+
+# old-converter graphs (bench/legacy_graphs.py): what each keeps in float islands
+LEGACY = [
+    pytest.param("alexnet_style", {"BatchNormalization", "LRN"}, id="alexnet-lrn-batchnorm"),
+    pytest.param("shufflenet_style", {"Sum"}, id="shufflenet-sum-of-three"),
+    pytest.param("inception_style", {"Relu"}, id="inception-relu-after-concat"),
+    pytest.param(
+        "squeezenet_style", {"BatchNormalization", "Dropout", "Sum"}, id="squeezenet-dropout-mask"
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "islands"), LEGACY)
+def test_old_converter_graphs_quantize_with_float_islands_and_match_onnxruntime(
+    tmp_path: Path, name: str, islands: set[str]
+) -> None:
+    from bench import legacy_graphs
+    from edgec.stages.load import load
+
+    model = load(str(legacy_graphs.write(name, tmp_path / "src")), None, tmp_path)
+    shape = model.inputs[0].shape
+    calibration = np.random.default_rng(1).standard_normal((8, *shape[1:]), np.float32)
+    q = quantize(model, calibration, QuantizeConfig(sensitivity=None))
+    assert {why.split(":")[0] for why in q.graph.float_islands.values()} == islands
+    assert q.graph.int8_ops > 0
+    x = calibration[:4]
+    ours = int8.run(q.graph, [x])[0]
+    ort = np.concatenate([reference.run(q.onnx.path, [x[i : i + 1]])[0] for i in range(4)])
+    assert np.mean(np.abs(ours - ort) <= q.output_scale * 1.0001) >= 0.99
