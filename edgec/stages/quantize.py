@@ -20,6 +20,7 @@ from edgec import calibrate, int8
 from edgec.artifacts import OnnxModel
 from edgec.errors import EdgecError, known
 from edgec.int8 import QGraph, QuantizedModel, from_onnx
+from edgec.int8.ops import COMPUTE_OPS
 from edgec.int8.qdq import to_qdq
 from edgec.sensitivity import layer_errors
 
@@ -86,9 +87,14 @@ def quantize(
             except from_onnx.BiasOverflow as e:
                 forced.add(e.layer)
 
+    # the layers that can run in int8: not float islands, nor an Add folded into a MatMul
+    every = build(set())
+    native = {n.name for n in every.nodes if n.op in COMPUTE_OPS and n.op != "float_op"}
+    candidates = [layer for layer in layers if layer in native or layer in forced]
+
     def alone() -> Iterator[tuple[str, QGraph]]:
         """Each layer with only itself in int8."""
-        for layer in layers:
+        for layer in candidates:
             one = build(set(layers) - {layer})
             if layer not in forced:
                 yield layer, one
