@@ -240,3 +240,19 @@ def test_old_converter_graphs_quantize_with_float_islands_and_match_onnxruntime(
     ours = int8.run(q.graph, [x])[0]
     ort = np.concatenate([reference.run(q.onnx.path, [x[i : i + 1]])[0] for i in range(4)])
     assert np.mean(np.abs(ours - ort) <= q.output_scale * 1.0001) >= 0.99
+
+
+def test_quantize_command_calibrates_a_sequence_model_on_synthetic_data(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgec.cli import main
+
+    model = sequence_families(tmp_path / "seq.onnx")
+    out = tmp_path / "seq.int8.onnx"
+    args = ["quantize", str(model.path), "--calib-data", "synthetic", "-o", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "| q0 | " in result.stdout  # the Linear's MatMul, int8, its bias Add folded in
+    assert "| e | - | float island (Erf: int8 has no Erf) |" in result.stdout
+    x = np.zeros((1, 6, 16), np.float32)
+    assert reference.run(out, [x])[0].shape == (1, 6, 16)
