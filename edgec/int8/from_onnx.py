@@ -46,7 +46,7 @@ from edgec.int8.ops import (
 from edgec.onnx_graph import OPSET
 
 ACTIVATIONS = ("Relu", "Clip")  # fused into the conv, dense or add before them
-FUSES_ACTIVATION = ("Conv", "Gemm", "MatMul", "Add", "Sum")
+FUSES_ACTIVATION = ("Conv", "Gemm", "MatMul", "Add", "Sum", "BatchNormalization")
 
 
 FLOAT = 1  # onnx.TensorProto.FLOAT: int8 takes only float tensors; others stay as they are
@@ -357,6 +357,24 @@ def _conv(b: _Builder, n: _Node) -> None:
     b.add(QNode("conv", name, (x,), n.out, n.precision, attrs))
 
 
+def _batchnorm(b: _Builder, n: _Node) -> None:
+    """A BatchNormalization no conv absorbed (DenseNet's pre-activation, old converters): one
+    scale and shift per channel, a 1×1 depthwise conv (its int8 weights exact: one per channel)."""
+    node = n.onnx
+    shape = b.shapes.get(node.input[0], ())
+    params = [b.consts.get(i) for i in node.input[1:5]]
+    if len(shape) != 4 or any(p is None for p in params) or len(node.output) > 1:
+        raise _Refused("int8 takes inference BatchNormalization of NCHW tensors")
+    gamma, beta, mean, var = (p.astype(np.float64) for p in params)  # type: ignore[union-attr]
+    scale = gamma / np.sqrt(var + float(_attr(node, "epsilon", 1e-5)))
+    w = scale.astype(np.float32).reshape(-1, 1, 1, 1)
+    bias = (beta - mean * scale).astype(np.float32)
+    x, weights, out = _weighted(b, n, node.input[0], w, bias)
+    window = Window((1, 1), (1, 1), (0, 0, 0, 0))
+    attrs = Conv(window, (1, 1), len(scale), weights, out)
+    b.add(QNode("conv", n.name, (x,), n.out, n.precision, attrs))
+
+
 def _dense(b: _Builder, n: _Node) -> None:
     node, name, op = n.onnx, n.name, n.onnx.op_type
     w = b.consts.get(node.input[1])
@@ -635,6 +653,7 @@ def _passthrough(
 # ONNX op type → (the int8 op it becomes, its translation)
 FROM_ONNX: dict[str, tuple[str, Callable[[_Builder, _Node], None]]] = {
     "Conv": ("conv", _conv),
+    "BatchNormalization": ("conv", _batchnorm),
     "Gemm": ("dense", _dense),
     "MatMul": ("dense", _dense),
     "Add": ("add", _add),

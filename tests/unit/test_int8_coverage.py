@@ -212,14 +212,13 @@ def test_the_c_generator_refuses_an_int8_channel_shuffle_in_one_line(tmp_path: P
     assert "\n" not in str(caught.value)
 
 
-# old-converter graphs (bench/legacy_graphs.py): what each keeps in float islands
+# old-converter graphs (bench/legacy_graphs.py): what each keeps in float islands (a standalone
+# BatchNormalization is an int8 1x1 depthwise conv)
 LEGACY = [
-    pytest.param("alexnet_style", {"BatchNormalization", "LRN"}, id="alexnet-lrn-batchnorm"),
+    pytest.param("alexnet_style", {"LRN"}, id="alexnet-lrn"),
     pytest.param("shufflenet_style", {"Sum"}, id="shufflenet-sum-of-three"),
     pytest.param("inception_style", {"Relu"}, id="inception-relu-after-concat"),
-    pytest.param(
-        "squeezenet_style", {"BatchNormalization", "Dropout", "Sum"}, id="squeezenet-dropout-mask"
-    ),
+    pytest.param("squeezenet_style", {"Dropout", "Sum"}, id="squeezenet-dropout-mask"),
 ]
 
 
@@ -256,3 +255,28 @@ def test_quantize_command_calibrates_a_sequence_model_on_synthetic_data(tmp_path
     assert "| e | - | float island (Erf: int8 has no Erf) |" in result.stdout
     x = np.zeros((1, 6, 16), np.float32)
     assert reference.run(out, [x])[0].shape == (1, 6, 16)
+
+
+def test_a_standalone_batchnorm_is_an_int8_depthwise_conv_with_its_relu(tmp_path: Path) -> None:
+    channels = 6
+    stats = [np.abs(_RNG.standard_normal(channels)).astype(np.float32) + 0.5 for _ in range(4)]
+    names = ["gamma", "beta", "mean", "var"]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Concat", ["c", "x"], ["cat"], axis=1),
+        helper.make_node("BatchNormalization", ["cat", *names], ["bn"], epsilon=1e-3),
+        helper.make_node("Relu", ["bn"], ["y"]),
+    ]
+    inits = [_weight("w", (3, 3, 3, 3)), *(_const(n, v) for n, v in zip(names, stats, strict=True))]
+    model = _model(tmp_path / "bn.onnx", nodes, inits, (1, 3, 5, 5), (1, 6, 5, 5))
+    calibration = np.random.default_rng(1).standard_normal((8, 3, 5, 5), np.float32)
+    q = quantize(model, calibration, QuantizeConfig(sensitivity=None))
+    bn = next(n for n in q.graph.nodes if n.name == "bn")
+    assert bn.op == "conv" and bn.precision == "int8" and bn.attrs.groups == channels
+    assert bn.output == "y:q" and bn.attrs.out.lo == 0  # the ReLU folded into it
+    x = calibration[:4]
+    ours = int8.run(q.graph, [x])[0]
+    ort = np.concatenate([reference.run(q.onnx.path, [x[i : i + 1]])[0] for i in range(4)])
+    assert np.abs(ours - ort).max() <= q.output_scale * 1.0001
+    exact = np.concatenate([reference.run(model.path, [x[i : i + 1]])[0] for i in range(4)])
+    assert np.abs(ours - exact).max() <= 3 * q.output_scale
