@@ -280,3 +280,32 @@ def test_a_standalone_batchnorm_is_an_int8_depthwise_conv_with_its_relu(tmp_path
     assert np.abs(ours - ort).max() <= q.output_scale * 1.0001
     exact = np.concatenate([reference.run(model.path, [x[i : i + 1]])[0] for i in range(4)])
     assert np.abs(ours - exact).max() <= 3 * q.output_scale
+
+
+def test_a_token_id_model_quantizes_with_its_embedding_as_a_float_island(tmp_path: Path) -> None:
+    from edgec.datasets import load_dataset
+
+    nodes = [
+        helper.make_node("Gather", ["emb", "ids"], ["e"]),
+        helper.make_node("MatMul", ["e", "w"], ["t"]),
+        helper.make_node("Add", ["t", "b"], ["y"]),
+    ]
+    inits = [_weight("emb", (50, 16)), _weight("w", (16, 8)), _weight("b", (8,))]
+    graph = helper.make_graph(
+        nodes,
+        "tokens",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 12, 8])],
+        inits,
+    )
+    path = tmp_path / "tokens.onnx"
+    opsets = [helper.make_opsetid("", 17)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets, ir_version=8), str(path))
+    specs = (TensorSpec("ids", (1, 12), "int64"),), (TensorSpec("y", (1, 12, 8), "float32"),)
+    model = OnnxModel(path, *specs, "tokens", None)
+    ids = load_dataset("synthetic", (1, 12), dtype="int64").train_x
+    q = quantize(model, ids, QuantizeConfig())  # sensitivity too: ONNX Runtime parts take ids
+    assert q.graph.float_islands == {"e": "Gather: input ids is not float32"}
+    assert [n.op for n in q.graph.nodes if n.precision == "int8"] == ["quantize", "dense"]
+    ours = int8.run(q.graph, [ids[:1]])[0]
+    assert np.abs(ours - reference.run(q.onnx.path, [ids[:1]])[0]).max() <= q.output_scale
