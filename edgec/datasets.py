@@ -79,13 +79,13 @@ def load_dataset(
     elif path.is_dir():
         x, y, own = _folder(path)
     elif path.is_file() and path.suffix == ".npz":
-        x, y, own = _npz(path)
+        x, y, own = _npz(path, integer=np.issubdtype(np.dtype(dtype), np.integer))
     else:
         raise EdgecError(
             f"data {spec!r} not found; give 'digits', an .npz with x and y, or a folder of "
             "class sub-folders"
         )
-    x = _fit(x, input_shape, spec)
+    x = _fit(x, input_shape, spec, dtype)
     if y.shape != (len(x),):
         raise EdgecError(f"data {spec!r} has {len(x)} images but labels of shape {y.shape}")
     if len(x) < 2:
@@ -127,12 +127,14 @@ def _digits(input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
     return x, digits.target.astype(np.int64), 10
 
 
-def _npz(path: Path) -> tuple[np.ndarray, np.ndarray, int | None]:
+def _npz(path: Path, integer: bool = False) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """`integer`: the model takes integers (token ids), kept as they are, not scaled pixels."""
     with np.load(path) as data:
         if "x" not in data or "y" not in data:
             raise EdgecError(f"{path} needs arrays named x and y; it has {sorted(data.files)}")
         classes = int(data["classes"]) if "classes" in data else None
-        return _pixels(data["x"]), _labels(data["y"], path), classes
+        x = data["x"] if integer else _pixels(data["x"])
+        return x, _labels(data["y"], path), classes
 
 
 def _folder(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
@@ -204,7 +206,7 @@ def _labels(y: np.ndarray, path: Path) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _fit(x: np.ndarray, input_shape: tuple[int, ...], spec: str) -> np.ndarray:
+def _fit(x: np.ndarray, input_shape: tuple[int, ...], spec: str, dtype: str) -> np.ndarray:
     if x.ndim == 3 and len(input_shape) == 4 and input_shape[1] == 1:
         x = x[:, None]  # N×H×W is single-channel
     if x.ndim != len(input_shape) or x.shape[1:] != tuple(input_shape[1:]):
@@ -212,4 +214,6 @@ def _fit(x: np.ndarray, input_shape: tuple[int, ...], spec: str) -> np.ndarray:
             f"data {spec!r} has inputs of shape {tuple(x.shape[1:])} but the model takes "
             f"{tuple(input_shape[1:])}"
         )
-    return np.ascontiguousarray(x, dtype=np.float32)
+    if np.issubdtype(np.dtype(dtype), np.integer) and not np.issubdtype(x.dtype, np.integer):
+        raise EdgecError(f"data {spec!r} holds {x.dtype} values; the model takes {dtype}")
+    return np.ascontiguousarray(x, dtype=dtype)

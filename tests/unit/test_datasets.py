@@ -44,6 +44,7 @@ SEQUENCES = [
     pytest.param("npz", (1, 128, 256), "float32", id="npz-sequence-features"),
     pytest.param("synthetic", (1, 128, 256), "float32", id="synthetic-sequence-features"),
     pytest.param("synthetic", (1, 16), "int64", id="synthetic-token-ids"),
+    pytest.param("npz-int", (1, 16), "int64", id="npz-token-ids"),
     pytest.param("synthetic", (1, 3, 8, 8), "float32", id="synthetic-images"),
 ]
 
@@ -52,8 +53,9 @@ SEQUENCES = [
 def test_non_image_inputs_are_read_in_the_model_shape_and_dtype(
     spec: str, shape: tuple[int, ...], dtype: str, tmp_path: Path
 ) -> None:
-    if spec == "npz":
-        spec = _npz(tmp_path, x=np.ones((10, *shape[1:])), y=np.zeros(10))
+    if spec.startswith("npz"):
+        kind = np.int64 if spec == "npz-int" else np.float64
+        spec = _npz(tmp_path, x=np.ones((10, *shape[1:]), kind), y=np.zeros(10))
     data = load_dataset(spec, shape, dtype=dtype)
     assert data.train_x.shape[1:] == shape[1:] and data.train_x.dtype == np.dtype(dtype)
     assert len(data.train_x) >= 8
