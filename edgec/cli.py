@@ -610,6 +610,8 @@ def quantize(
     for layer, error in quantized.sensitivity.items():
         where = "float" if layer in quantized.float_layers else "int8"
         click.echo(f"| {layer} | {error:.4f} | {where} |")
+    for layer, why in quantized.graph.float_islands.items():
+        click.echo(f"| {layer} | - | float island ({why}) |")
     if quantized.accuracy:
         accuracy = quantized.accuracy
         click.echo(f"\nval top-1: {accuracy['fp32']:.1f}% fp32, {accuracy['int8']:.1f}% int8")

@@ -43,32 +43,49 @@ class Dataset:
     std: float = 1.0
 
 
+SYNTHETIC = "synthetic"
+SYNTHETIC_SAMPLES = 80  # 64 to calibrate on after the 80/20 split
+
+
 def load_dataset(
-    spec: str, input_shape: tuple[int, ...], seed: int = 0, classes: int | None = None
+    spec: str,
+    input_shape: tuple[int, ...],
+    seed: int = 0,
+    classes: int | None = None,
+    dtype: str = "float32",
 ) -> Dataset:
     """Load SPEC for a model taking `input_shape`, split 80/20 by `seed`.
 
     SPEC is "digits" (resized to the input), an .npz holding `x` and `y` (and optionally
-    `classes`), or a folder with one sub-folder of .npy/.pgm/.ppm images per class (labels in
-    sorted sub-folder order). `classes`, the model's output count, bounds the labels when given.
+    `classes`), a folder with one sub-folder of .npy/.pgm/.ppm images per class (labels in
+    sorted sub-folder order), or "synthetic": seeded random inputs of any shape and `dtype`
+    (calibration for timing only: its ranges say nothing of real data). `classes`, the model's
+    output count, bounds the labels when given. Only an .npz and synthetic data take inputs
+    other than NCHW images (sequences, token ids).
     """
-    if len(input_shape) != 4:
-        raise EdgecError(f"data needs an NCHW model input; the model takes {tuple(input_shape)}")
-    mean, std = 0.0, 1.0
     path = Path(spec)
+    if spec == SYNTHETIC:
+        return _synthetic(input_shape, dtype, seed)
+    images = spec == "digits" or path.is_dir()
+    if len(input_shape) != 4 and images:
+        raise EdgecError(
+            f"data {spec!r} is NCHW images; the model takes {tuple(input_shape)}: give an .npz "
+            "of inputs of that shape, or 'synthetic'"
+        )
+    mean, std = 0.0, 1.0
     if spec == "digits":
         x, y, own = _digits(input_shape)
         mean, std = DIGITS_MEAN, DIGITS_STD
     elif path.is_dir():
         x, y, own = _folder(path)
     elif path.is_file() and path.suffix == ".npz":
-        x, y, own = _npz(path)
+        x, y, own = _npz(path, integer=np.issubdtype(np.dtype(dtype), np.integer))
     else:
         raise EdgecError(
             f"data {spec!r} not found; give 'digits', an .npz with x and y, or a folder of "
             "class sub-folders"
         )
-    x = _fit(x, input_shape, spec)
+    x = _fit(x, input_shape, spec, dtype)
     if y.shape != (len(x),):
         raise EdgecError(f"data {spec!r} has {len(x)} images but labels of shape {y.shape}")
     if len(x) < 2:
@@ -81,6 +98,19 @@ def load_dataset(
     cut = len(x) - max(1, round(VAL_SHARE * len(x)))
     train, val = order[:cut], order[cut:]
     return Dataset(spec, x[train], y[train], x[val], y[val], bound, mean, std)
+
+
+def _synthetic(input_shape: tuple[int, ...], dtype: str, seed: int) -> Dataset:
+    """Standard normal floats; integers (token ids) 0 and 1, valid in any vocabulary."""
+    rng = np.random.default_rng(seed)
+    shape = (SYNTHETIC_SAMPLES, *input_shape[1:])
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        x = rng.integers(0, 2, shape).astype(dtype)
+    else:
+        x = rng.standard_normal(shape).astype(dtype)
+    y = np.zeros(SYNTHETIC_SAMPLES, np.int64)
+    cut = SYNTHETIC_SAMPLES - round(VAL_SHARE * SYNTHETIC_SAMPLES)
+    return Dataset(SYNTHETIC, x[:cut], y[:cut], x[cut:], y[cut:], 1)
 
 
 def _digits(input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -97,12 +127,14 @@ def _digits(input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
     return x, digits.target.astype(np.int64), 10
 
 
-def _npz(path: Path) -> tuple[np.ndarray, np.ndarray, int | None]:
+def _npz(path: Path, integer: bool = False) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """`integer`: the model takes integers (token ids), kept as they are, not scaled pixels."""
     with np.load(path) as data:
         if "x" not in data or "y" not in data:
             raise EdgecError(f"{path} needs arrays named x and y; it has {sorted(data.files)}")
         classes = int(data["classes"]) if "classes" in data else None
-        return _pixels(data["x"]), _labels(data["y"], path), classes
+        x = data["x"] if integer else _pixels(data["x"])
+        return x, _labels(data["y"], path), classes
 
 
 def _folder(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
@@ -174,12 +206,14 @@ def _labels(y: np.ndarray, path: Path) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _fit(x: np.ndarray, input_shape: tuple[int, ...], spec: str) -> np.ndarray:
-    if x.ndim == 3 and input_shape[1] == 1:
+def _fit(x: np.ndarray, input_shape: tuple[int, ...], spec: str, dtype: str) -> np.ndarray:
+    if x.ndim == 3 and len(input_shape) == 4 and input_shape[1] == 1:
         x = x[:, None]  # N×H×W is single-channel
-    if x.ndim != 4 or x.shape[1:] != tuple(input_shape[1:]):
+    if x.ndim != len(input_shape) or x.shape[1:] != tuple(input_shape[1:]):
         raise EdgecError(
-            f"data {spec!r} has images of shape {tuple(x.shape[1:])} but the model takes "
+            f"data {spec!r} has inputs of shape {tuple(x.shape[1:])} but the model takes "
             f"{tuple(input_shape[1:])}"
         )
-    return np.ascontiguousarray(x, dtype=np.float32)
+    if np.issubdtype(np.dtype(dtype), np.integer) and not np.issubdtype(x.dtype, np.integer):
+        raise EdgecError(f"data {spec!r} holds {x.dtype} values; the model takes {dtype}")
+    return np.ascontiguousarray(x, dtype=dtype)

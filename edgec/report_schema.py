@@ -151,6 +151,7 @@ class Quantization:
     int8_ops: int | None = None
     float_ops: int | None = None
     float_layers: tuple[str, ...] = ()
+    float_islands: dict[str, str] = field(default_factory=dict)  # layer → "Op: why float"
     weight_bytes: int | None = None
     float_weight_bytes: int | None = None
     accuracy: dict[str, float] = field(default_factory=dict)  # fp32, int8: val top-1 %
@@ -344,6 +345,9 @@ def _quantization(q: dict[str, Any]) -> Quantization:
         int8_ops=_int(q, "int8_ops"),
         float_ops=_int(q, "float_ops"),
         float_layers=tuple(str(x) for x in layers),
+        float_islands={
+            str(k): str(v) for k, v in _table(q, "float_islands", required=False).items()
+        },
         weight_bytes=_int(q, "weight_bytes"),
         float_weight_bytes=_int(q, "float_weight_bytes"),
         accuracy={k: v for k in accuracy if (v := _number(accuracy, k)) is not None},

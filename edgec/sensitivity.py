@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgec import int8
-from edgec.int8 import QGraph
+from edgec.int8 import QGraph, from_onnx
 
 
 @dataclass(frozen=True)
@@ -143,18 +143,22 @@ class _Parts:
         )  # self.model's initializers now point into weights.bin
         self.input = model.graph.input[0].name
         self.output = model.graph.output[0].name
+        self.types = from_onnx.elem_types(model)  # token ids, shapes: not every tensor is float
         self.threads = 1  # the host is shared (spinning pool threads cost more than they save)
         self.count = 0
 
     def session(self, nodes: list[Any], inputs: list[str], outputs: list[str]) -> Any:
-        """A session on `nodes` with `inputs` and `outputs` (float tensors)."""
+        """A session on `nodes` with `inputs` and `outputs`."""
         import onnx
         from onnx import helper
 
         from edgec.reference import session
 
         def floats(names: list[str]) -> list[Any]:
-            return [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names]
+            float32 = onnx.TensorProto.FLOAT
+            return [
+                helper.make_tensor_value_info(n, self.types.get(n, float32), None) for n in names
+            ]
 
         read = {i for n in nodes for i in n.input}
         graph = helper.make_graph(

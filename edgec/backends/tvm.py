@@ -151,6 +151,9 @@ def _files(model: Model, built: BuiltArtifact, runner: list[Path]) -> list[Path]
     )
 
 
+ISLAND_STEPS = 4  # parity tolerance, in output steps, of an int8 build with float islands
+
+
 def _parity(built: BuiltArtifact) -> dict[str, float | str]:
     """How close the bundle's outputs must be to ONNX Runtime on its reference model."""
     if built.quantization is None:
@@ -160,7 +163,11 @@ def _parity(built: BuiltArtifact) -> dict[str, float | str]:
         return {"tolerance": FP16_TOLERANCE, "share": 0.99}
     # int8 against the same QDQ model in ONNX Runtime: within one output step (its scale) on
     # at least 99% of the outputs; ONNX Runtime requantizes in float, edgec in fixed point.
-    return {"tolerance": built.quantization["output_scale"] * 1.0001, "share": 0.99}
+    # Float islands run TVM's float kernels, not ONNX Runtime's: where their last bits differ,
+    # an int8 value they feed moves by a step, and the steps add up with depth (the example
+    # transformer, 45 islands in 4 layers: 99.3% within 2 steps, all within 3.4)
+    steps = ISLAND_STEPS if built.quantization.get("float_islands") else 1
+    return {"tolerance": built.quantization["output_scale"] * steps * 1.0001, "share": 0.99}
 
 
 def unavailable(bundle: Bundle, emulate: bool) -> str | None:

@@ -4,6 +4,11 @@ Weights are int8, symmetric, one scale per output channel; activations are int8,
 one scale per tensor (its calibrated range / 127). A ReLU or clip after a conv, dense or add is
 fused into its requantization. Layers named in `float_layers` stay in float, with quantize and
 dequantize nodes where precision changes.
+
+A node no int8 op covers (an op type without a translation, or attributes its translation does
+not take) is never a reason to refuse the model: it becomes a float island, a `float_op` that
+runs the node as ONNX defines it, in float, with a dequantize before it and, where an int8 layer
+reads its result, a quantize at the calibrated range after it. Each says why in its `reason`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from edgec.artifacts import OnnxModel
-from edgec.errors import EdgecError
 from edgec.int8.fixed_point import INT8_MAX, INT8_MIN, SOFTMAX_BITS, quantize_multiplier
 from edgec.int8.graph import QGraph, QNode
 from edgec.int8.ops import (
@@ -27,18 +31,33 @@ from edgec.int8.ops import (
     Concat,
     Conv,
     Dense,
+    FloatOp,
     GlobalAvgPool,
     MaxPool,
     Requantize,
     Rescale,
     Reshape,
+    Slice,
     Softmax,
+    Transpose,
     Weights,
     Window,
 )
+from edgec.onnx_graph import OPSET
 
 ACTIVATIONS = ("Relu", "Clip")  # fused into the conv, dense or add before them
-FUSES_ACTIVATION = ("Conv", "Gemm", "MatMul", "Add")
+FUSES_ACTIVATION = ("Conv", "Gemm", "MatMul", "Add", "Sum", "BatchNormalization")
+
+
+FLOAT = 1  # onnx.TensorProto.FLOAT: int8 takes only float tensors; others stay as they are
+
+
+class _Refused(Exception):
+    """A translation that does not cover this node: it becomes a float island, for `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class BiasOverflow(Exception):
@@ -58,13 +77,15 @@ def shapes(model: Any) -> dict[str, tuple[int, ...]]:
     return {v.name: tuple(int(d.dim_value) for d in v.type.tensor_type.shape.dim) for v in infos}
 
 
-def check_ops(graph: Any, source: str) -> None:
-    unsupported = sorted({n.op_type for n in graph.node} - {*SUPPORTED, "Constant"})
-    if unsupported:
-        raise EdgecError(
-            f"int8 does not support {', '.join(unsupported)} (used by {source}); supported: "
-            f"{', '.join(SUPPORTED)}; build with --quantize none"
-        )
+def elem_types(model: Any) -> dict[str, int]:
+    """Every tensor's ONNX element type (onnx.TensorProto), by shape inference."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    infos = [*inferred.input, *inferred.value_info, *inferred.output]
+    types = {v.name: int(v.type.tensor_type.elem_type) for v in infos}
+    types.update({i.name: int(i.data_type) for i in model.graph.initializer})
+    return types
 
 
 def compute_layers(graph: Any) -> list[str]:
@@ -86,6 +107,7 @@ class _Node:
     out: str
     precision: str
     bounds: Clip
+    bias: str | None = None  # a MatMul's bias, from the Add after it
 
 
 class _Builder:
@@ -97,6 +119,8 @@ class _Builder:
         ranges: dict[str, float],
         shapes: dict[str, tuple[int, ...]],
         float_layers: set[str],
+        types: dict[str, int],
+        opsets: tuple[Any, ...],
     ) -> None:
         import onnx.numpy_helper as nh
 
@@ -104,9 +128,11 @@ class _Builder:
         for node in graph.node:
             if node.op_type == "Constant":
                 self.consts[node.output[0]] = nh.to_array(node.attribute[0].t)
-        self.ranges = ranges
+        self.ranges = dict(ranges)
         self.shapes = shapes
         self.float_layers = float_layers
+        self.types = types
+        self.opsets = opsets
         self.nodes: list[QNode] = []
         self.scales: dict[str, float] = {}
         self.precision: dict[str, str] = {}  # tensor → "int8" | "float"
@@ -135,6 +161,13 @@ class _Builder:
         self.nodes.append(node)
         self.precision[node.output] = node.precision
 
+    def value_info(self, tensor: str) -> Any:
+        from onnx import helper
+
+        shape = self.shapes.get(tensor)
+        known = shape if shape and all(d > 0 for d in shape) else None
+        return helper.make_tensor_value_info(tensor, self.types.get(tensor, FLOAT), known)
+
 
 def build(
     graph: Any,
@@ -142,9 +175,17 @@ def build(
     ranges: dict[str, float],
     shapes: dict[str, tuple[int, ...]],
     float_layers: set[str],
+    types: dict[str, int] | None = None,
+    opsets: tuple[Any, ...] = (),
 ) -> QGraph:
-    """The int8 graph of the ONNX `graph`; raises BiasOverflow for a layer that must stay float."""
-    b = _Builder(graph, ranges, shapes, float_layers)
+    """The int8 graph of the ONNX `graph` (`types`: elem_types(), `opsets`: the model's
+    opset_import, which float islands keep); raises BiasOverflow for a layer that must stay
+    float."""
+    if not opsets:
+        from onnx import helper
+
+        opsets = (helper.make_opsetid("", 17),)
+    b = _Builder(graph, ranges, shapes, float_layers, types or {}, tuple(opsets))
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
@@ -159,8 +200,13 @@ def build(
             b.consts[node.output[0]] = b.consts[node.input[0]]
             continue
         out = node.output[0]
-        activation = None
+        activation = bias = None
         users = consumers.get(out, [])
+        if node.op_type == "MatMul" and len(users) == 1 and _bias_of(b, users[0], out):
+            bias = users[0]  # torch's Linear on a sequence: MatMul, then Add of the bias
+            fused.add(layer_name(bias))
+            out = bias.output[0]
+            users = consumers.get(out, [])
         fusable = node.op_type in FUSES_ACTIVATION and len(users) == 1
         if fusable and users[0].op_type in ACTIVATIONS and users[0].input[0] == out:
             activation = users[0]
@@ -168,13 +214,21 @@ def build(
             out = activation.output[0]
         name = layer_name(node)
         precision = "float" if name in b.float_layers else "int8"
-        if node.op_type not in FROM_ONNX:  # Relu/Clip not after a conv, dense or add
-            raise EdgecError(
-                f"int8: {node.op_type} {name} does not follow a Conv, Gemm or Add; "
-                "build with --quantize none"
+        bounds = _clip_bounds(b, activation)
+        try:
+            _, translate = FROM_ONNX.get(node.op_type, (None, _uncovered))
+            _check_inputs(b, node)
+            translate(
+                b,
+                _Node(
+                    node, name, out, precision, bounds, bias and _bias_of(b, bias, node.output[0])
+                ),
             )
-        _, translate = FROM_ONNX[node.op_type]
-        translate(b, _Node(node, name, out, precision, _clip_bounds(b, activation)))
+        except _Refused as e:
+            _island(b, node, name, e.reason)
+            for after in (bias, activation):
+                if after is not None:
+                    _island(b, after, layer_name(after), "follows a float island")
     output = model.outputs[0].name
     if b.precision[output] == "int8":  # the graph's output keeps its name, in float
         renamed = f"{output}:q"
@@ -183,6 +237,71 @@ def build(
         b.precision[renamed] = "int8"
         b.add(QNode("dequantize", output, (renamed,), output, "float", Cast()))
     return QGraph(tuple(b.nodes), b.scales, dict(b.shapes), (input_name,), (output,))
+
+
+def _at_opset(model: Any) -> Any:
+    """The island at the QDQ model's opset (the node's attributes and inputs change meaning
+    between opsets: Split, ReduceMean, Squeeze ...), where onnx's converter knows the way."""
+    import onnx
+
+    stamped = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
+    if stamped == OPSET:
+        return model
+    try:
+        converted = onnx.version_converter.convert_version(model, OPSET)
+        # an output's type can change with the opset (Dropout's mask: float, then bool)
+        output = converted.graph.output[0]
+        output.type.Clear()
+        inferred = onnx.shape_inference.infer_shapes(converted)
+        if not inferred.graph.output[0].type.tensor_type.elem_type:
+            return model
+        output.CopyFrom(inferred.graph.output[0])
+        return converted
+    except Exception:  # a converter gap: the node keeps its own opset
+        return model
+
+
+def _bias_of(b: _Builder, add: Any, product: str) -> str | None:
+    """The constant vector `add` adds to a MatMul's result (`product`), if that is all it does."""
+    if add.op_type != "Add" or sorted(add.input).count(product) != 1 or len(add.input) != 2:
+        return None
+    other = add.input[1] if add.input[0] == product else add.input[0]
+    return other if other in b.consts and b.consts[other].ndim == 1 else None
+
+
+def _uncovered(b: _Builder, n: _Node) -> None:
+    if n.onnx.op_type in ACTIVATIONS:
+        raise _Refused(f"int8 fuses {n.onnx.op_type} only into the Conv, Gemm or Add before it")
+    raise _Refused(f"int8 has no {n.onnx.op_type}")
+
+
+def _check_inputs(b: _Builder, node: Any) -> None:
+    for name in node.input:
+        if name and name not in b.consts and b.types.get(name, FLOAT) != FLOAT:
+            raise _Refused(f"input {name} is not float32")
+
+
+def _island(b: _Builder, node: Any, name: str, reason: str) -> None:
+    """The node as it is, in float: one float_op per output it has."""
+    from onnx import helper, numpy_helper
+
+    inputs = [i for i in dict.fromkeys(node.input) if i]
+    activations = [i for i in inputs if i not in b.consts]
+    xs = tuple(b.as_precision(i, "float") for i in activations)
+    constants = [numpy_helper.from_array(b.consts[i], i) for i in inputs if i in b.consts]
+    for k, out in enumerate(node.output):
+        if not out:
+            continue
+        graph = helper.make_graph(
+            [node],
+            "edgec-float-island",
+            [b.value_info(i) for i in activations],
+            [b.value_info(out)],
+            constants,
+        )
+        model = _at_opset(helper.make_model(graph, opset_imports=list(b.opsets), ir_version=8))
+        attrs = FloatOp(node.op_type, model.SerializeToString(), reason)
+        b.add(QNode("float_op", name if k == 0 else f"{name}:{k}", xs, out, "float", attrs))
 
 
 def _clip_bounds(b: _Builder, activation: Any | None) -> Clip:
@@ -220,10 +339,12 @@ def _window(node: Any, kernel: tuple[int, ...]) -> Window:
 
 def _conv(b: _Builder, n: _Node) -> None:
     node, name = n.onnx, n.name
+    if node.input[1] not in b.consts or b.consts[node.input[1]].ndim != 4:
+        raise _Refused("int8 takes 2-D convolutions with constant weights")
     w = b.consts[node.input[1]].astype(np.float32)
     bias = b.consts[node.input[2]] if len(node.input) > 2 and node.input[2] else None
     if _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise EdgecError(f"int8 conv {name}: auto_pad is not supported; export explicit pads")
+        raise _Refused("int8 takes explicit pads, not auto_pad")
     dilations = tuple(_attr(node, "dilations", [1, 1]))
     x, weights, out = _weighted(b, n, node.input[0], w, bias)
     attrs = Conv(
@@ -236,16 +357,40 @@ def _conv(b: _Builder, n: _Node) -> None:
     b.add(QNode("conv", name, (x,), n.out, n.precision, attrs))
 
 
+def _batchnorm(b: _Builder, n: _Node) -> None:
+    """A BatchNormalization no conv absorbed (DenseNet's pre-activation, old converters): one
+    scale and shift per channel, a 1×1 depthwise conv (its int8 weights exact: one per channel)."""
+    node = n.onnx
+    shape = b.shapes.get(node.input[0], ())
+    params = [b.consts.get(i) for i in node.input[1:5]]
+    if len(shape) != 4 or any(p is None for p in params) or len(node.output) > 1:
+        raise _Refused("int8 takes inference BatchNormalization of NCHW tensors")
+    gamma, beta, mean, var = (p.astype(np.float64) for p in params)  # type: ignore[union-attr]
+    scale = gamma / np.sqrt(var + float(_attr(node, "epsilon", 1e-5)))
+    w = scale.astype(np.float32).reshape(-1, 1, 1, 1)
+    bias = (beta - mean * scale).astype(np.float32)
+    x, weights, out = _weighted(b, n, node.input[0], w, bias)
+    window = Window((1, 1), (1, 1), (0, 0, 0, 0))
+    attrs = Conv(window, (1, 1), len(scale), weights, out)
+    b.add(QNode("conv", n.name, (x,), n.out, n.precision, attrs))
+
+
 def _dense(b: _Builder, n: _Node) -> None:
     node, name, op = n.onnx, n.name, n.onnx.op_type
     w = b.consts.get(node.input[1])
-    if w is None:
-        raise EdgecError(f"int8 {op} {name}: the second input must be a constant weight")
+    if w is None or w.ndim != 2:
+        raise _Refused("int8 takes a constant 2-D weight as the second input")
     if op == "MatMul" or not _attr(node, "transB", 0):
         w = w.T
     if op == "Gemm" and (_attr(node, "alpha", 1.0) != 1.0 or _attr(node, "transA", 0)):
-        raise EdgecError(f"int8 Gemm {name}: alpha ≠ 1 or transA is not supported")
+        raise _Refused("int8 takes Gemm with alpha 1 and no transA")
+    if len(b.shapes.get(node.input[0], ())) < 2:
+        raise _Refused("int8 takes a matrix or a batch of them as the first input")
     bias = b.consts.get(node.input[2]) if len(node.input) > 2 else None
+    if n.bias is not None:
+        bias = b.consts[n.bias]
+        if bias.shape != (w.shape[0],):
+            raise _Refused("int8 adds a bias of one value per output")
     if bias is not None and op == "Gemm":
         bias = bias * float(_attr(node, "beta", 1.0))
     w = np.ascontiguousarray(w, dtype=np.float32)
@@ -278,8 +423,10 @@ def _weighted(
 
 def _add(b: _Builder, n: _Node) -> None:
     node, name = n.onnx, n.name
-    if any(i in b.consts for i in node.input):
-        raise EdgecError(f"int8 Add {name}: adding a constant is not supported")
+    if len(node.input) != 2 or any(i in b.consts for i in node.input):
+        raise _Refused("int8 adds exactly two activations, no constant")
+    if b.shapes.get(node.input[0]) != b.shapes.get(node.input[1]):
+        raise _Refused("int8 adds tensors of one shape (no broadcasting)")
     a, c = b.as_precision(node.input[0], n.precision), b.as_precision(node.input[1], n.precision)
     if n.precision == "float":
         b.add(QNode("add", name, (a, c), n.out, "float", Add(n.bounds)))
@@ -302,6 +449,8 @@ def _pool_requantize(b: _Builder, x: str, out: str, count: int) -> Requantize:
 
 
 def _global_avgpool(b: _Builder, n: _Node) -> None:
+    if len(b.shapes.get(n.onnx.input[0], ())) != 4:
+        raise _Refused("int8 pools NCHW tensors")
     x = b.as_precision(n.onnx.input[0], n.precision)
     if n.precision == "float":
         b.add(QNode("global_avgpool", n.name, (x,), n.out, "float", GlobalAvgPool()))
@@ -315,10 +464,9 @@ def _avgpool(b: _Builder, n: _Node) -> None:
     node = n.onnx
     pads = list(_attr(node, "pads", [0, 0, 0, 0]))
     if _attr(node, "ceil_mode", 0) or (any(pads) and not _attr(node, "count_include_pad", 0)):
-        raise EdgecError(
-            f"int8 AveragePool {n.name}: ceil_mode, or padding left out of the count, is not "
-            "supported"
-        )
+        raise _Refused("int8 averages whole windows: no ceil_mode, padding counted")
+    if len(_attr(node, "kernel_shape", [1, 1])) != 2:
+        raise _Refused("int8 pools NCHW tensors")
     window = _window(node, tuple(_attr(node, "kernel_shape", [1, 1])))
     x = b.as_precision(node.input[0], n.precision)
     if n.precision == "float":
@@ -331,25 +479,26 @@ def _avgpool(b: _Builder, n: _Node) -> None:
 def _concat(b: _Builder, n: _Node) -> None:
     node = n.onnx
     rank = len(b.shapes[node.input[0]])
-    if int(_attr(node, "axis", 1)) not in (1, 1 - rank):
-        raise EdgecError(f"int8 Concat {n.name}: only channel concatenation (axis 1) is supported")
+    axis = int(_attr(node, "axis", 1)) % max(rank, 1)
+    if axis == 0 or any(i in b.consts for i in node.input):
+        raise _Refused("int8 concatenates activations along an axis other than the batch's")
     xs = tuple(b.as_precision(i, n.precision) for i in node.input)
     if n.precision == "float":
-        b.add(QNode("concat", n.name, xs, n.out, "float", Concat()))
+        b.add(QNode("concat", n.name, xs, n.out, "float", Concat(axis=axis)))
         return
     sy = b.scale_of(n.out)
     ratios = np.array([b.scales[x] / sy for x in xs])
     _, shift = quantize_multiplier(np.array(ratios.max()))
     b.scales[n.out] = sy
     rescale = Rescale(np.round(ratios * 2.0 ** int(shift)).astype(np.int64), int(shift))
-    b.add(QNode("concat", n.name, xs, n.out, "int8", Concat(rescale)))
+    b.add(QNode("concat", n.name, xs, n.out, "int8", Concat(rescale, axis)))
 
 
 def _softmax(b: _Builder, n: _Node) -> None:
     node = n.onnx
     shape = b.shapes[node.input[0]]
     if len(shape) != 2 or int(_attr(node, "axis", -1)) not in (-1, 1):
-        raise EdgecError(f"int8 Softmax {n.name}: only over the last axis of (N, C) logits")
+        raise _Refused("int8 takes Softmax over the last axis of (N, C) logits")
     x = b.as_precision(node.input[0], n.precision)
     if n.precision == "float":
         b.add(QNode("softmax", n.name, (x,), n.out, "float", Softmax()))
@@ -362,21 +511,47 @@ def _softmax(b: _Builder, n: _Node) -> None:
 
 def _maxpool(b: _Builder, n: _Node) -> None:
     node = n.onnx
-    if _attr(node, "ceil_mode", 0) or any(d != 1 for d in _attr(node, "dilations", [1, 1])):
-        raise EdgecError(f"int8 MaxPool {n.name}: ceil_mode and dilations are not supported")
-    window = _window(node, tuple(_attr(node, "kernel_shape", [1, 1])))
+    kernel = tuple(_attr(node, "kernel_shape", [1, 1]))
+    if len(kernel) != 2 or any(d != 1 for d in _attr(node, "dilations", [1, 1])):
+        raise _Refused("int8 takes 2-D MaxPool without dilations")
+    if _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or len(node.output) > 1:
+        raise _Refused("int8 takes MaxPool with explicit pads and no indices")
+    window = _window(node, kernel)
+    if _attr(node, "ceil_mode", 0):  # the windows past the floor's end: more padding
+        window = _ceil_pads(window, b.shapes[node.input[0]][2:])
     _passthrough(b, n, "maxpool", MaxPool(window))
+
+
+def _ceil_pads(window: Window, size: tuple[int, ...]) -> Window:
+    """The window with ceil_mode's extra windows as bottom/right padding (a max ignores it)."""
+    top, left, bottom, right = window.pads
+    extra = []
+    for side, k, s, begin, end in zip(size, window.kernel, window.strides, (top, left),
+                                      (bottom, right), strict=True):  # fmt: skip
+        out = -(-(side + begin + end - k) // s) + 1
+        if (out - 1) * s >= side + begin:  # ONNX: the last window starts inside the input
+            out -= 1
+        extra.append(max(0, (out - 1) * s + k - (side + begin + end)))
+    return Window(window.kernel, window.strides, (top, left, bottom + extra[0], right + extra[1]))
 
 
 def _reshape(b: _Builder, n: _Node) -> None:
     node = n.onnx
     shape = b.shapes[node.input[0]]
-    if node.op_type == "Identity":
+    if node.op_type in ("Identity", "Dropout"):  # Dropout: the identity at inference
+        if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
+            raise _Refused("int8 takes Dropout without its mask output")
         target = shape
+    elif node.op_type in ("Squeeze", "Unsqueeze"):  # the inferred shape says which axes
+        target = b.shapes.get(node.output[0], ())
+        if not all(d > 0 for d in target) or int(np.prod(target)) != int(np.prod(shape)):
+            raise _Refused("int8 takes a squeeze of known shape")
     elif node.op_type == "Flatten":
         axis = int(_attr(node, "axis", 1))
         target = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
     else:
+        if node.input[1] not in b.consts:
+            raise _Refused("int8 takes a constant target shape")
         dims = [int(d) for d in b.consts[node.input[1]]]
         size = int(np.prod(shape))
         known = [d if d != 0 else shape[i] for i, d in enumerate(dims)]
@@ -384,24 +559,105 @@ def _reshape(b: _Builder, n: _Node) -> None:
             rest = int(np.prod([d for d in known if d != -1]))
             known[known.index(-1)] = size // rest
         target = tuple(known)
+    if not shape or not target or target[0] != shape[0]:
+        raise _Refused("int8 keeps the batch dimension of a reshape")
     _passthrough(b, n, "reshape", Reshape(target))
 
 
-def _passthrough(b: _Builder, n: _Node, op: str, attrs: MaxPool | Reshape) -> None:
+def _transpose(b: _Builder, n: _Node) -> None:
+    rank = len(b.shapes[n.onnx.input[0]])
+    perm = tuple(int(p) for p in _attr(n.onnx, "perm", list(range(rank))[::-1]))
+    if not perm or perm[0] != 0:
+        raise _Refused("int8 keeps the batch dimension of a transpose")
+    _passthrough(b, n, "transpose", Transpose(perm))
+
+
+def _slice(b: _Builder, n: _Node) -> None:
+    node = n.onnx
+    shape = b.shapes[node.input[0]]
+    if node.input[1:2] and node.input[1]:  # opset 10+: starts, ends, axes, steps as inputs
+        parts = [b.consts.get(i) if i else None for i in node.input[1:5]]
+        if any(p is None for p, i in zip(parts, node.input[1:5], strict=False) if i):
+            raise _Refused("int8 takes constant slice bounds")
+        starts, ends, axes, steps = [*[None if p is None else p.tolist() for p in parts], None][:4]
+    else:
+        starts, ends = _attr(node, "starts", []), _attr(node, "ends", [])
+        axes, steps = _attr(node, "axes", None), None
+    axes = list(range(len(starts))) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    if len(axes) != 1 or not shape:
+        raise _Refused("int8 slices one axis at a time")
+    axis = int(axes[0]) % len(shape)
+    run = range(shape[axis])[slice(int(starts[0]), int(ends[0]), int(steps[0]))]
+    if axis == 0 or run.step < 1 or not len(run):
+        raise _Refused("int8 slices forwards, along an axis other than the batch's")
+    _passthrough(b, n, "slice", Slice(axis, run.start, run.stop, run.step))
+
+
+def _split(b: _Builder, n: _Node) -> None:
+    """One slice per output."""
+    node = n.onnx
+    shape = b.shapes[node.input[0]]
+    axis = int(_attr(node, "axis", 0)) % max(len(shape), 1)
+    if axis == 0:
+        raise _Refused("int8 splits along an axis other than the batch's")
+    if len(node.input) > 1 and node.input[1]:
+        if node.input[1] not in b.consts:
+            raise _Refused("int8 takes constant split sizes")
+        sizes = [int(s) for s in b.consts[node.input[1]]]
+    elif _attr(node, "split", None) is not None:
+        sizes = [int(s) for s in _attr(node, "split", None)]
+    else:  # equal parts; opset 18's num_outputs makes the last one smaller
+        part = -(-shape[axis] // len(node.output))
+        sizes = [min(part, shape[axis] - k * part) for k in range(len(node.output))]
+    start = 0
+    for k, (out, size) in enumerate(zip(node.output, sizes, strict=True)):
+        attrs = Slice(axis, start, start + size)
+        start += size
+        if out:
+            _passthrough(b, replace(n, out=out), "slice", attrs, f"{n.name}:{k}" if k else None)
+
+
+def _reduce_mean(b: _Builder, n: _Node) -> None:
+    """A mean over H and W is a global average pool (and a reshape without keepdims)."""
+    node = n.onnx
+    shape = b.shapes[node.input[0]]
+    axes = _attr(node, "axes", None)
+    if len(node.input) > 1 and node.input[1]:  # opset 18: axes as an input
+        axes = b.consts[node.input[1]].tolist() if node.input[1] in b.consts else None
+    if len(shape) != 4 or axes is None or sorted(int(a) % 4 for a in axes) != [2, 3]:
+        raise _Refused("int8 takes ReduceMean over H and W of an NCHW tensor")
+    if _attr(node, "keepdims", 1):
+        _global_avgpool(b, n)
+        return
+    pooled = f"{n.out}:pool"  # the same values as the output: the same range
+    b.shapes[pooled] = (*shape[:2], 1, 1)
+    b.ranges[pooled] = b.ranges.get(n.out, 0.0)
+    _global_avgpool(b, replace(n, out=pooled))
+    flat = Reshape(tuple(shape[:2]))
+    _passthrough(b, n, "reshape", flat, name=f"{n.name}:flat", x=pooled)
+
+
+def _passthrough(
+    b: _Builder, n: _Node, op: str, attrs: MaxPool | Reshape | Transpose | Slice,
+    name: str | None = None, x: str | None = None,
+) -> None:  # fmt: skip
     """A layout op: runs in whatever precision its input has, with the same scale."""
-    x = n.onnx.input[0]
+    x = x or n.onnx.input[0]
     precision = b.precision[x]
     if precision == "int8":
         b.scales[n.out] = b.scales[x]
-    b.add(QNode(op, n.name, (x,), n.out, precision, attrs))
+    b.add(QNode(op, name or n.name, (x,), n.out, precision, attrs))
 
 
 # ONNX op type → (the int8 op it becomes, its translation)
 FROM_ONNX: dict[str, tuple[str, Callable[[_Builder, _Node], None]]] = {
     "Conv": ("conv", _conv),
+    "BatchNormalization": ("conv", _batchnorm),
     "Gemm": ("dense", _dense),
     "MatMul": ("dense", _dense),
     "Add": ("add", _add),
+    "Sum": ("add", _add),  # of two: old converters' Add
     "GlobalAveragePool": ("global_avgpool", _global_avgpool),
     "MaxPool": ("maxpool", _maxpool),
     "AveragePool": ("avgpool", _avgpool),
@@ -410,6 +666,13 @@ FROM_ONNX: dict[str, tuple[str, Callable[[_Builder, _Node], None]]] = {
     "Flatten": ("reshape", _reshape),
     "Reshape": ("reshape", _reshape),
     "Identity": ("reshape", _reshape),
+    "Dropout": ("reshape", _reshape),
+    "Squeeze": ("reshape", _reshape),
+    "Unsqueeze": ("reshape", _reshape),
+    "Transpose": ("transpose", _transpose),
+    "Slice": ("slice", _slice),
+    "Split": ("slice", _split),
+    "ReduceMean": ("global_avgpool", _reduce_mean),
 }
 SUPPORTED = (*FROM_ONNX, *ACTIVATIONS)
 _COMPUTE_TYPES = {t for t, (op, _) in FROM_ONNX.items() if op in COMPUTE_OPS}

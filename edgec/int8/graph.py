@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgec.int8.ops import COMPUTE_OPS, OPS, Attrs, Conv, Dense
+from edgec.int8.ops import COMPUTE_OPS, OPS, Attrs, Conv, Dense, FloatOp
 
 PRECISIONS = ("int8", "float")
 
@@ -50,6 +50,15 @@ class QGraph:
     @property
     def float_ops(self) -> int:
         return sum(n.op in COMPUTE_OPS and n.precision == "float" for n in self.nodes)
+
+    @property
+    def float_islands(self) -> dict[str, str]:
+        """Each ONNX node int8 does not cover, which runs in float: layer → "Op: why"."""
+        return {
+            n.name: f"{n.attrs.op_type}: {n.attrs.reason}"
+            for n in self.nodes
+            if isinstance(n.attrs, FloatOp)
+        }
 
     @property
     def weight_bytes(self) -> int:

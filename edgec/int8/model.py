@@ -41,6 +41,7 @@ class QuantizedModel:
             "scales": {k: float(v) for k, v in sorted(self.graph.scales.items())},
             "sensitivity": self.sensitivity,
             "float_layers": list(self.float_layers),
+            "float_islands": self.graph.float_islands,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -51,6 +52,7 @@ class QuantizedModel:
             "int8_ops": self.graph.int8_ops,
             "float_ops": self.graph.float_ops,
             "float_layers": list(self.float_layers),
+            "float_islands": self.graph.float_islands,
             "sensitivity": {k: round(v, 5) for k, v in self.sensitivity.items()},
             "weight_bytes": self.graph.weight_bytes,
             "float_weight_bytes": _float_weight_bytes(self.float_model.path),

@@ -7,7 +7,9 @@ consumer's table — the ONNX import (edgec.int8.from_onnx.FROM_ONNX), the numpy
 tests/unit/test_int8_ops.py checks that each of the last four covers every op.
 
 A compute op runs in int8 (its result requantized to the output's scale) or stays float (a
-fused ReLU or clip applied in float); its attributes say which by the type of `out`.
+fused ReLU or clip applied in float); its attributes say which by the type of `out`. An ONNX
+node no int8 op covers becomes a `float_op`: it runs in float, as ONNX defines it, in every
+back-end that has float (a "float island"; the C generator refuses it, naming it).
 """
 
 from __future__ import annotations
@@ -112,9 +114,10 @@ class MaxPool:
 
 @dataclass(frozen=True, eq=False)
 class Concat:
-    """Channel concatenation."""
+    """Concatenation along `axis` (never the batch's)."""
 
     out: Rescale | None = None  # None: float
+    axis: int = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,11 +133,52 @@ class Reshape:
 
 
 @dataclass(frozen=True)
+class Transpose:
+    perm: tuple[int, ...]  # perm[0] == 0: the batch stays first
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One run of indices along one axis (never the batch's); an ONNX Split is one per output."""
+
+    axis: int
+    start: int
+    stop: int
+    step: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class FloatOp:
+    """An ONNX node int8 does not cover, run in float as it is: a float island, between a
+    dequantize of its int8 inputs and a quantize (at the calibrated range) for int8 readers.
+    `model` is a one-node ONNX model (its constants inside) whose graph inputs are the QNode's
+    inputs, in order, and whose one graph output is the QNode's output."""
+
+    op_type: str
+    model: bytes  # serialized onnx.ModelProto
+    reason: str  # why int8 does not cover it, for the report
+
+
+@dataclass(frozen=True)
 class Cast:
     """quantize (float → int8 at the output's scale) or dequantize (at the input's)."""
 
 
-Attrs = Conv | Dense | Add | GlobalAvgPool | AvgPool | MaxPool | Concat | Softmax | Reshape | Cast
+Attrs = (
+    Conv
+    | Dense
+    | Add
+    | GlobalAvgPool
+    | AvgPool
+    | MaxPool
+    | Concat
+    | Softmax
+    | Reshape
+    | Transpose
+    | Slice
+    | FloatOp
+    | Cast
+)
 # compute: a layer that runs in int8 or float and counts as one; layout: moves values, in its
 # input's precision and scale; cast: between float and int8, where precision changes
 Kind = Literal["compute", "layout", "cast"]
@@ -154,8 +198,11 @@ OPS: dict[str, OpSpec] = {
     "avgpool": OpSpec(AvgPool, "compute"),
     "concat": OpSpec(Concat, "compute"),
     "softmax": OpSpec(Softmax, "compute"),
+    "float_op": OpSpec(FloatOp, "compute"),  # always float: a float island
     "maxpool": OpSpec(MaxPool, "layout"),
     "reshape": OpSpec(Reshape, "layout"),
+    "transpose": OpSpec(Transpose, "layout"),
+    "slice": OpSpec(Slice, "layout"),
     "quantize": OpSpec(Cast, "cast"),
     "dequantize": OpSpec(Cast, "cast"),
 }

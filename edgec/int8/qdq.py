@@ -75,21 +75,23 @@ class _Exporter:
         zero = self.const(f"{tensor}/zero", np.int8(0))
         self.node("QuantizeLinear", [value, scale, zero], [tensor])
 
-    def weights(self, node: QNode) -> tuple[str, str]:
-        """A conv or dense layer's weight and bias as float values."""
+    def weights(self, node: QNode, transposed: bool = False) -> tuple[str, str]:
+        """A conv or dense layer's weight and bias as float values (`transposed`: a dense
+        layer's (in, out), as MatMul reads it)."""
         weights = node.attrs.weights
+        values = weights.values.T if transposed else weights.values
         if weights.scale is None:  # a float layer
-            w = self.const(f"{node.name}/w", weights.values)
+            w = self.const(f"{node.name}/w", values)
             return w, self.const(f"{node.name}/b", weights.bias)
         sx, sw = self.graph.scales[node.inputs[0]], weights.scale
         channels = len(sw)
-        wq = self.const(f"{node.name}/wq", weights.values)
+        wq = self.const(f"{node.name}/wq", values)
         ws = self.const(f"{node.name}/ws", sw.astype(np.float32))
         wz = self.const(f"{node.name}/wz", np.zeros(channels, np.int8))
         bq = self.const(f"{node.name}/bq", weights.bias)
         bs = self.const(f"{node.name}/bs", (sx * sw).astype(np.float32))
         bz = self.const(f"{node.name}/bz", np.zeros(channels, np.int32))
-        self.node("DequantizeLinear", [wq, ws, wz], [f"{wq}/dq"], axis=0)
+        self.node("DequantizeLinear", [wq, ws, wz], [f"{wq}/dq"], axis=1 if transposed else 0)
         self.node("DequantizeLinear", [bq, bs, bz], [f"{bq}/dq"], axis=0)
         return f"{wq}/dq", f"{bq}/dq"
 
@@ -116,6 +118,11 @@ def _bounds(node: QNode, graph: QGraph) -> tuple[float | None, float | None]:
             None if out.hi == INT8_MAX else out.hi * sy,
         )
     return None, None
+
+
+def _shape(graph: QGraph, tensor: str) -> tuple[int, ...]:
+    """A tensor's shape; the int8 graph's own names (`t:q`) have their ONNX tensor's."""
+    return graph.shapes.get(tensor) or graph.shapes.get(tensor.rsplit(":", 1)[0], ())
 
 
 Emit = Callable[[_Exporter, QNode, list[str], str], None]
@@ -152,8 +159,13 @@ def _conv(qdq: _Exporter, node: QNode, ins: list[str], value: str) -> None:
 
 @_compute
 def _dense(qdq: _Exporter, node: QNode, ins: list[str], value: str) -> None:
-    w, bias = qdq.weights(node)
-    qdq.node("Gemm", [ins[0], w, bias], [value], transB=1)
+    if node.attrs.weights.values.ndim == len(_shape(qdq.graph, node.output)):
+        w, bias = qdq.weights(node)
+        qdq.node("Gemm", [ins[0], w, bias], [value], transB=1)
+        return
+    w, bias = qdq.weights(node, transposed=True)  # Gemm takes matrices only: MatMul and Add
+    qdq.node("MatMul", [ins[0], w], [f"{value}/mm"])
+    qdq.node("Add", [f"{value}/mm", bias], [value])
 
 
 @_compute
@@ -175,7 +187,7 @@ def _avgpool(qdq: _Exporter, node: QNode, ins: list[str], value: str) -> None:
 
 @_compute
 def _concat(qdq: _Exporter, node: QNode, ins: list[str], value: str) -> None:
-    qdq.node("Concat", ins, [value], axis=1)
+    qdq.node("Concat", ins, [value], axis=node.attrs.axis)
 
 
 @_compute
@@ -192,6 +204,49 @@ def _maxpool(qdq: _Exporter, node: QNode) -> None:
 def _reshape(qdq: _Exporter, node: QNode) -> None:
     shape = qdq.const(f"{node.name}/shape", np.array(node.attrs.shape, np.int64))
     qdq.node("Reshape", [node.inputs[0], shape], [node.output])
+
+
+def _transpose(qdq: _Exporter, node: QNode) -> None:
+    qdq.node("Transpose", [node.inputs[0]], [node.output], perm=list(node.attrs.perm))
+
+
+def _slice(qdq: _Exporter, node: QNode) -> None:
+    a = node.attrs
+    bounds = [qdq.const(f"{node.name}/{k}", np.array([v], np.int64))
+              for k, v in (("start", a.start), ("stop", a.stop), ("axis", a.axis),
+                           ("step", a.step))]  # fmt: skip
+    qdq.node("Slice", [node.inputs[0], *bounds], [node.output])
+
+
+def _float_op(qdq: _Exporter, node: QNode) -> None:
+    """The island's ONNX nodes (one; more where onnx's version converter expanded it), reading
+    the QNode's inputs; every other name they use gets the QNode's name before it, so that the
+    float_ops of one node with several outputs, and their constants, never collide."""
+    import onnx
+
+    model = onnx.load_from_string(node.attrs.model)
+    kept = model.graph.output[0].name
+    names = {i.name: x for i, x in zip(model.graph.input, node.inputs, strict=True)}
+
+    def name(tensor: str) -> str:
+        if not tensor or tensor == kept:
+            return tensor
+        return names.get(tensor, f"{node.name}/{tensor}")
+
+    for k, original in enumerate(model.graph.node):
+        copy = onnx.NodeProto()
+        copy.CopyFrom(original)
+        del copy.input[:]
+        del copy.output[:]
+        copy.input.extend(name(i) for i in original.input)
+        copy.output.extend(name(o) for o in original.output)
+        copy.name = node.name if k == 0 else f"{node.name}/{k}"
+        qdq.nodes.append(copy)
+    for init in model.graph.initializer:
+        renamed = onnx.TensorProto()
+        renamed.CopyFrom(init)
+        renamed.name = name(init.name)
+        qdq.inits.append(renamed)
 
 
 def _quantize(qdq: _Exporter, node: QNode) -> None:
@@ -212,6 +267,9 @@ EXPORT: dict[str, Callable[[_Exporter, QNode], None]] = {
     "softmax": _softmax,
     "maxpool": _maxpool,
     "reshape": _reshape,
+    "transpose": _transpose,
+    "slice": _slice,
+    "float_op": _float_op,
     "quantize": _quantize,
     "dequantize": _dequantize,
 }

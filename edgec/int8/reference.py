@@ -6,13 +6,15 @@ products per output, and requantizes with edgec.int8.fixed_point like the back-e
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from edgec.int8.fixed_point import INT8_MAX, INT8_MIN, dequantize, quantize, requantize
 from edgec.int8.graph import QGraph, QNode
-from edgec.int8.ops import Clip, Requantize, Window
+from edgec.int8.ops import Clip, FloatOp, Requantize, Window
 
 
 def run(graph: QGraph, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -23,6 +25,14 @@ def run(graph: QGraph, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
 def trace(graph: QGraph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Every tensor of the graph on `inputs`."""
+    batch = (graph.shapes.get(graph.inputs[0]) or (1,))[0] or 1
+    if len(inputs[0]) > batch and any(n.op == "float_op" for n in graph.nodes):
+        # a float island is an ONNX node of the batch-sized model (a Reshape to (1, ...)):
+        # the graph runs one model-sized batch at a time
+        parts = [trace(graph, [x[k : k + batch] for x in inputs])
+                 for k in range(0, len(inputs[0]), batch)]  # fmt: skip
+        return {name: np.concatenate([p[name] for p in parts]) if v.ndim else v
+                for name, v in parts[0].items()}  # fmt: skip
     values: dict[str, np.ndarray] = dict(zip(graph.inputs, inputs, strict=True))
     for node in graph.nodes:
         args = [values[name] for name in node.inputs]
@@ -91,7 +101,7 @@ def _dense(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
     a = node.attrs
     acc = x.astype(np.float64) @ a.weights.values.astype(np.float64).T
     acc += a.weights.bias.astype(np.float64)
-    return _finish(a.out, acc, channel_axis=1)
+    return _finish(a.out, acc, channel_axis=-1)
 
 
 def _add(node: QNode, graph: QGraph, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -137,15 +147,15 @@ def _maxpool(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
 
 def _concat(node: QNode, graph: QGraph, *xs: np.ndarray) -> np.ndarray:
     """int8 inputs are first brought to the output's scale."""
-    out = node.attrs.out
+    out, axis = node.attrs.out, node.attrs.axis
     if out is None:
-        return np.concatenate(xs, axis=1)
+        return np.concatenate(xs, axis=axis)
     rounding = np.int64(1) << (out.shift - 1)
     parts = [
         np.clip((x.astype(np.int64) * m + rounding) >> out.shift, out.lo, out.hi)
         for x, m in zip(xs, out.multipliers, strict=True)
     ]
-    return np.concatenate(parts, axis=1).astype(np.int8)
+    return np.concatenate(parts, axis=axis).astype(np.int8)
 
 
 def _softmax(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
@@ -161,6 +171,32 @@ def _softmax(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
 
 def _reshape(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], *node.attrs.shape[1:])  # the batch stays free
+
+
+def _transpose(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(node.attrs.perm))
+
+
+def _slice(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
+    a = node.attrs
+    index = [slice(None)] * x.ndim
+    index[a.axis] = slice(a.start, a.stop, a.step)
+    return np.ascontiguousarray(x[tuple(index)])
+
+
+_SESSIONS: weakref.WeakKeyDictionary[FloatOp, Any] = weakref.WeakKeyDictionary()
+
+
+def _float_op(node: QNode, graph: QGraph, *xs: np.ndarray) -> np.ndarray:
+    """The ONNX node, in ONNX Runtime."""
+    from edgec.reference import session
+
+    a = node.attrs
+    if a not in _SESSIONS:
+        _SESSIONS[a] = session(a.model, 1)
+    sess = _SESSIONS[a]
+    feed = {spec.name: x for spec, x in zip(sess.get_inputs(), xs, strict=True)}
+    return sess.run(None, feed)[0]
 
 
 def _quantize(node: QNode, graph: QGraph, x: np.ndarray) -> np.ndarray:
@@ -197,6 +233,9 @@ KERNELS: dict[str, Callable[..., np.ndarray]] = {
     "softmax": _softmax,
     "maxpool": _maxpool,
     "reshape": _reshape,
+    "transpose": _transpose,
+    "slice": _slice,
+    "float_op": _float_op,
     "quantize": _quantize,
     "dequantize": _dequantize,
 }

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgec.artifacts import RelaxModule
-from edgec.errors import EdgecError
+from edgec.errors import EdgecError, first_line
 from edgec.int8 import QGraph, QNode, QuantizedModel
 from edgec.int8.ops import Clip, Requantize
 from edgec.relax import traverse
@@ -196,16 +196,16 @@ def _avgpool(node: QNode, graph: QGraph, args: list[Any]) -> Any:
 def _concat(node: QNode, graph: QGraph, args: list[Any]) -> Any:
     from tvm.relax import op
 
-    out = node.attrs.out
+    out, axis = node.attrs.out, node.attrs.axis
     if out is None:
-        return op.concat(args, axis=1)
+        return op.concat(args, axis=axis)
     parts = []
     for x, m in zip(args, out.multipliers, strict=True):
         scaled = op.multiply(op.astype(x, "int64"), _const(np.int64(m), "int64"))
         rounded = op.add(scaled, _const(np.int64(1) << (out.shift - 1), "int64"))
         shifted = op.right_shift(rounded, _const(out.shift, "int64"))
         parts.append(op.astype(_clamp(shifted, out.lo, out.hi), "int8"))
-    return op.concat(parts, axis=1)
+    return op.concat(parts, axis=axis)
 
 
 def _softmax(node: QNode, graph: QGraph, args: list[Any]) -> Any:
@@ -238,6 +238,59 @@ def _reshape(node: QNode, graph: QGraph, args: list[Any]) -> Any:
     return op.reshape(args[0], list(node.attrs.shape))
 
 
+def _transpose(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    from tvm.relax import op
+
+    return op.permute_dims(args[0], list(node.attrs.perm))
+
+
+def _slice(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    from tvm.relax import op
+
+    a = node.attrs
+    return op.strided_slice(args[0], axes=[a.axis], begin=[a.start], end=[a.stop],
+                            strides=[a.step])  # fmt: skip
+
+
+def _float_op(node: QNode, graph: QGraph, args: list[Any]) -> Any:
+    """A float island: the node through TVM's own ONNX importer (what a float build does with
+    it), its bindings emitted in place, reading `args`."""
+    import contextlib
+    import io
+
+    import onnx
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    model = onnx.load_from_string(node.attrs.model)
+    names = [i.name for i in model.graph.input]
+    if any(getattr(a.ty, "shape", None) is None for a in args):
+        raise EdgecError(
+            f"the float island {node.name} ({node.attrs.op_type}) reads a tensor of unknown "
+            "shape; fix the model's input shapes (--input-shape)"
+        )
+    shapes = {n: [int(d) for d in a.ty.shape] for n, a in zip(names, args, strict=True)}
+    dtypes = {n: str(a.ty.dtype) for n, a in zip(names, args, strict=True)}
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the importer's own error lines
+            func = from_onnx(model, shape_dict=shapes, dtype_dict=dtypes)["main"]
+    except Exception as e:
+        raise EdgecError(
+            f"TVM could not import the float island {node.name} ({node.attrs.op_type}): "
+            f"{first_line(e)}"
+        ) from e
+    func = func.bind_params(dict(zip(func.params, args, strict=True)))
+    bb = relax.BlockBuilder.current()
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            bb.emit_normalized(binding)
+    result = func.body.body
+    # the importer keeps a Shape's result as a shape value: the QGraph's tensors are tensors
+    if isinstance(result.ty, relax.ShapeType):
+        return relax.op.shape_to_tensor(result)
+    return result
+
+
 # the ops whose int8 lowering holds one conv2d or matmul on int8 inputs
 CONTRACTIONS = ("conv", "dense", "avgpool")
 LOWER: dict[str, Callable[[QNode, QGraph, list[Any]], Any]] = {
@@ -250,6 +303,9 @@ LOWER: dict[str, Callable[[QNode, QGraph, list[Any]], Any]] = {
     "softmax": _softmax,
     "maxpool": _maxpool,
     "reshape": _reshape,
+    "transpose": _transpose,
+    "slice": _slice,
+    "float_op": _float_op,
     "quantize": _quantize,
     "dequantize": _dequantize,
 }

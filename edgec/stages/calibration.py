@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 NO_CALIBRATION = (
     "--quantize int8 needs calibration data: --calib-data digits, an .npz or a folder "
-    "(or --data); ranges from random inputs would be meaningless"
+    "(or --data); ranges from random inputs mean nothing for accuracy (--calib-data synthetic "
+    "takes them anyway, to build and time)"
 )
 
 
@@ -30,7 +31,7 @@ def quantize_with_data(
     """int8 from calibration data (`calib_data`, else `data`, the --data of compression, which
     may be `loaded` already); accuracy on --data's validation split, or on --calib-data's when
     it is the only data and the model is a classifier."""
-    from edgec.datasets import load_dataset
+    from edgec.datasets import SYNTHETIC, load_dataset
     from edgec.stages.quantize import quantize
 
     spec = calib_data or data
@@ -42,9 +43,9 @@ def quantize_with_data(
     if calib_data is None and loaded is not None:
         calib = loaded  # --data: the data stage has loaded it already
     else:
-        calib = load_dataset(spec, shape, classes=classes)
+        calib = load_dataset(spec, shape, classes=classes, dtype=model.inputs[0].dtype)
     validation = None
-    if loaded is None and classes is not None and spec == calib_data:
+    if loaded is None and classes is not None and spec == calib_data != SYNTHETIC:
         loaded = calib
     if loaded is not None and classes is not None:
         validation = (loaded.val_x, loaded.val_y)

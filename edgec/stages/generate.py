@@ -25,7 +25,7 @@ import numpy as np
 from edgec import int8, memplan
 from edgec.errors import EdgecError
 from edgec.int8 import QGraph, QNode, QuantizedModel
-from edgec.int8.ops import CAST_OPS, COMPUTE_OPS, Requantize, Weights, Window
+from edgec.int8.ops import CAST_OPS, COMPUTE_OPS, FloatOp, Requantize, Weights, Window
 from edgec.package_files import data_dir
 from edgec.targets import TargetProfile
 from edgec.versions import versions
@@ -107,6 +107,12 @@ def _int8_body(graph: QGraph, profile: TargetProfile) -> list[QNode]:
     # the flattened tensor, in the reference's order
     while len(nodes) > 1 and nodes[0].op == "reshape" and nodes[1].op in ("reshape", "quantize"):
         nodes = nodes[1:]
+    islands = [f"{n.name} ({n.attrs.op_type})" for n in nodes if isinstance(n.attrs, FloatOp)]
+    if islands:
+        raise EdgecError(
+            f"{profile.name} runs int8 only, and int8 does not cover these ONNX nodes: "
+            f"{', '.join(islands)}; they run in float on TVM targets (x86, rpi4, ...)"
+        )
     floats = [n.name for n in nodes if n.op in COMPUTE_OPS and n.precision != "int8"]
     casts = [n for n in nodes[1:-1] if n.op in CAST_OPS]
     if floats or casts or nodes[0].op != "quantize" or nodes[-1].op != "dequantize":
@@ -402,6 +408,8 @@ def _concat(e: _Emitter, node: QNode, step: int) -> None:
     e.output(node, step)
     r = node.attrs.out
     shapes = [e.layout.shapes[i] for i in node.inputs]
+    if node.attrs.axis != 1:
+        _no_kernel(e, node, f"concatenation along axis {node.attrs.axis}")
     if any(i in e.layout.order for i in node.inputs):
         raise EdgecError(
             f"edgec's C generator cannot concatenate flattened feature maps ({node.name})"
@@ -431,6 +439,25 @@ def _reshape(e: _Emitter, node: QNode, step: int) -> None:
     e.layer(node, {"name": name})
 
 
+def _no_kernel(e: _Emitter, node: QNode, what: str) -> None:
+    raise EdgecError(
+        f"edgec's C generator has no kernel for {what} ({node.name}); build for a TVM target "
+        "(x86, rpi4, ...)"
+    )
+
+
+def _transpose(e: _Emitter, node: QNode, step: int) -> None:
+    _no_kernel(e, node, "int8 transpose")
+
+
+def _slice(e: _Emitter, node: QNode, step: int) -> None:
+    _no_kernel(e, node, "int8 slice / split")
+
+
+def _float_op(e: _Emitter, node: QNode, step: int) -> None:
+    _no_kernel(e, node, f"a float {node.attrs.op_type}")  # _int8_body refuses it first
+
+
 KERNELS: dict[str, Callable[[_Emitter, QNode, int], None]] = {
     "conv": _conv,
     "dense": _dense,
@@ -441,6 +468,9 @@ KERNELS: dict[str, Callable[[_Emitter, QNode, int], None]] = {
     "softmax": _softmax,
     "maxpool": _maxpool,
     "reshape": _reshape,
+    "transpose": _transpose,
+    "slice": _slice,
+    "float_op": _float_op,
 }
 
 

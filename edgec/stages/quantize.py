@@ -20,6 +20,7 @@ from edgec import calibrate, int8
 from edgec.artifacts import OnnxModel
 from edgec.errors import EdgecError, known
 from edgec.int8 import QGraph, QuantizedModel, from_onnx
+from edgec.int8.ops import COMPUTE_OPS
 from edgec.int8.qdq import to_qdq
 from edgec.sensitivity import layer_errors
 
@@ -64,10 +65,11 @@ def quantize(
         raise EdgecError("int8 quantization supports models with one input and one output")
     float_model = onnx.load(str(model.path))
     graph = float_model.graph
-    from_onnx.check_ops(graph, model.source)
     samples = [calibration[i : i + 1] for i in range(min(cfg.samples, len(calibration)))]
     ranges = calibrate.ranges(model.path, samples, cfg.method, cfg.percentile)
     shapes = from_onnx.shapes(float_model)
+    types = from_onnx.elem_types(float_model)
+    opsets = tuple(float_model.opset_import)
     layers = from_onnx.compute_layers(graph)
     missing = [name for name in cfg.float_layers if name not in layers]
     if missing:
@@ -79,13 +81,20 @@ def quantize(
     def build(float_layers: set[str]) -> QGraph:
         while True:
             try:
-                return from_onnx.build(graph, model, ranges, shapes, float_layers | forced)
+                return from_onnx.build(
+                    graph, model, ranges, shapes, float_layers | forced, types, opsets
+                )
             except from_onnx.BiasOverflow as e:
                 forced.add(e.layer)
 
+    # the layers that can run in int8: not float islands, nor an Add folded into a MatMul
+    every = build(set())
+    native = {n.name for n in every.nodes if n.op in COMPUTE_OPS and n.op != "float_op"}
+    candidates = [layer for layer in layers if layer in native or layer in forced]
+
     def alone() -> Iterator[tuple[str, QGraph]]:
         """Each layer with only itself in int8."""
-        for layer in layers:
+        for layer in candidates:
             one = build(set(layers) - {layer})
             if layer not in forced:
                 yield layer, one

@@ -302,6 +302,9 @@ def markdown(report: Report | dict[str, Any]) -> str:
         lines.append("| quantization | fp16 weights and activations, float32 accumulation |")
     elif quant:
         kept = f"; float: {', '.join(quant.float_layers)}" if quant.float_layers else ""
+        if quant.float_islands:  # ops int8 does not cover, by type: the full list is in the JSON
+            types = sorted({why.split(":")[0] for why in quant.float_islands.values()})
+            kept += f"; {len(quant.float_islands)} float islands ({', '.join(types)})"
         if quant.accuracy:
             kept += (
                 f"; val top-1 {quant.accuracy['fp32']:.1f}% fp32 → "

@@ -39,6 +39,38 @@ def test_npz_is_read(image: tuple[int, ...], tmp_path: Path) -> None:
     assert data.train_x.shape == (8, 1, 16, 16) and data.classes == 3
 
 
+# calibration data for models whose input is no image: sequences of features, token ids
+SEQUENCES = [
+    pytest.param("npz", (1, 128, 256), "float32", id="npz-sequence-features"),
+    pytest.param("synthetic", (1, 128, 256), "float32", id="synthetic-sequence-features"),
+    pytest.param("synthetic", (1, 16), "int64", id="synthetic-token-ids"),
+    pytest.param("npz-int", (1, 16), "int64", id="npz-token-ids"),
+    pytest.param("synthetic", (1, 3, 8, 8), "float32", id="synthetic-images"),
+]
+
+
+@pytest.mark.parametrize(("spec", "shape", "dtype"), SEQUENCES)
+def test_non_image_inputs_are_read_in_the_model_shape_and_dtype(
+    spec: str, shape: tuple[int, ...], dtype: str, tmp_path: Path
+) -> None:
+    if spec.startswith("npz"):
+        kind = np.int64 if spec == "npz-int" else np.float64
+        spec = _npz(tmp_path, x=np.ones((10, *shape[1:]), kind), y=np.zeros(10))
+    data = load_dataset(spec, shape, dtype=dtype)
+    assert data.train_x.shape[1:] == shape[1:] and data.train_x.dtype == np.dtype(dtype)
+    assert len(data.train_x) >= 8
+
+
+def test_synthetic_token_ids_are_valid_in_any_vocabulary() -> None:
+    ids = load_dataset("synthetic", (1, 32), dtype="int64").train_x
+    assert set(np.unique(ids)) == {0, 1}
+
+
+def test_image_data_for_a_sequence_model_names_what_to_give() -> None:
+    with pytest.raises(EdgecError, match=r"NCHW images; the model takes \(1, 128, 256\)"):
+        load_dataset("digits", (1, 128, 256))
+
+
 def test_uint8_images_are_scaled_to_unit_range(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", x=np.full((4, 16, 16), 255, np.uint8), y=np.arange(4) % 2)
     data = load_dataset(str(tmp_path / "d.npz"), SHAPE)
@@ -99,7 +131,7 @@ DATA_ERRORS = [
     pytest.param(_png_folder, "no image library is installed", id="png"),
     pytest.param(
         lambda p: _npz(p, x=np.zeros((4, 1, 8, 8)), y=np.zeros(4)),
-        "images of shape (1, 8, 8) but the model takes (1, 16, 16)",
+        "inputs of shape (1, 8, 8) but the model takes (1, 16, 16)",
         id="shape-mismatch",
     ),
     pytest.param(

@@ -256,11 +256,13 @@ def _sigmoid_model(path: Path) -> OnnxModel:
     return OnnxModel(path, (spec,), (TensorSpec("y", (1, 4), "float32"),), "sig", None)
 
 
-def test_unsupported_op_is_named_with_the_supported(tmp_path: Path) -> None:
-    with pytest.raises(EdgecError, match=r"int8 does not support Sigmoid .*supported: Conv"):
-        quantize(
-            _sigmoid_model(tmp_path / "s.onnx"), np.zeros((4, 1, 4), np.float32), QuantizeConfig()
-        )
+def test_an_op_int8_does_not_cover_runs_as_a_float_island(tmp_path: Path) -> None:
+    calibration = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)
+    q = quantize(_sigmoid_model(tmp_path / "s.onnx"), calibration, QuantizeConfig())
+    assert [n.op for n in q.graph.nodes] == ["float_op"]
+    assert q.graph.float_islands == {"y": "Sigmoid: int8 has no Sigmoid"}
+    x = calibration[:1]
+    assert np.allclose(int8.run(q.graph, [x])[0], 1 / (1 + np.exp(-x)), atol=1e-6)
 
 
 def test_unknown_float_layer_lists_the_layers(cnn: OnnxModel, calibration: np.ndarray) -> None:

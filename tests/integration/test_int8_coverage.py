@@ -1,0 +1,70 @@
+"""int8 builds for TVM targets never refuse what int8 does not cover: float islands lower
+through TVM's own ONNX importer, native int8 layout ops (transpose, slice, ceil-mode pooling)
+are integer kernels, and the built module agrees with the numpy reference (bit for bit where
+no island sits upstream; within one output step otherwise); one corpus model end to end."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgec import int8
+from edgec.artifacts import OnnxModel
+from edgec.targets import get_target
+from tests.unit.test_int8_coverage import cnn_families, quantized, sequence_families
+
+pytestmark = pytest.mark.integration
+
+# (graph, int8 contractions the module must hold: convs and denses)
+GRAPHS = [
+    pytest.param(cnn_families, 3, id="cnn-ceil-maxpool-shuffle-split-slice-mean-sigmoid"),
+    pytest.param(sequence_families, 1, id="sequence-layernorm-matmul-bias-gelu"),
+]
+
+
+@pytest.mark.parametrize(("make", "contractions"), GRAPHS)
+def test_int8_graph_with_float_islands_builds_for_x86_and_matches_the_reference(
+    tmp_path: Path, make: Callable[[Path], OnnxModel], contractions: int
+) -> None:
+    import tvm
+    from tvm import relax
+
+    from edgec.relax.compile import compile_model
+    from edgec.relax.lower_int8 import import_qgraph
+
+    q = quantized(make, tmp_path)
+    module = import_qgraph(q)
+    assert module.quantization["relax_contractions"]["int8"] == contractions
+    built = compile_model(module, get_target("x86"), tmp_path)
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(built.library)), tvm.cpu())
+    shape = q.onnx.inputs[0].shape
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+        got = vm["main"](tvm.runtime.tensor(x)).numpy()
+        want = int8.run(q.graph, [x])[0]
+        assert np.abs(got - want).max() <= q.output_scale * 1.0001
+
+
+def test_a_corpus_cnn_builds_int8_for_x86_and_matches_its_qdq_model(tmp_path: Path) -> None:
+    """squeezenet1_1 (ceil-mode max pooling) at 32x32, every layer int8, synthetic data."""
+    from bench import zoo
+    from edgec.pipeline import BuildOptions, build
+    from edgec.progress import StageLog
+    from edgec.stages.quantize import QuantizeConfig
+
+    model = zoo.export("squeezenet1_1", 11, 32, tmp_path / "corpus")
+    options = BuildOptions(
+        quantize=QuantizeConfig(samples=16, sensitivity=None),
+        calib_data="synthetic",
+        repeat=2,
+    )
+    with open(os.devnull, "w") as quiet:
+        report = build(str(model), "x86", tmp_path / "b", options, StageLog(stream=quiet))
+    quant = report["quantization"]
+    assert quant["float_ops"] == 0 and not quant["float_islands"]
+    assert quant["relax_contractions"] == {"int8": 26, "float": 0}
+    assert report["parity"]["ok"] and report["parity"]["within_share"] >= 0.99
