@@ -47,7 +47,7 @@ BAD_INPUTS = [
     ),
     pytest.param(
         ["--prune", "0.5", "--data", "{tmp}/small.npz"],
-        r"images of shape \(1, 8, 8\) but the model takes \(1, 32, 32\)",
+        r"inputs of shape \(1, 8, 8\) but the model takes \(1, 32, 32\)",
         id="data-shape",
     ),
     pytest.param(
