@@ -33,10 +33,14 @@ CUDA_LIBS = ("libtvm_runtime_cuda.so", "libcudart.so.13")
 WHEELS = ("apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1")
 CUDA_WHEEL = "nvidia-cuda-runtime==13.0.96"  # libcudart.so.13, the major TVM's wheels link
 RUNNER = "edgec-run"
+# The C/C++ sources the runner is built from (under codegen/), for every link: the dynamic
+# runner here and the static executable (edgec.static_runtime).
+RUNNER_SOURCES = ("runner/edgec_run.cc",)
+RUNNER_FLAGS = ("-O2", "-std=c++17", "-Wall", "-Wextra")
 WARMUP = 3  # untimed runs before the timed ones
 
 
-def _package_dir(name: str) -> Path:
+def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)  # locates without importing (tvm takes seconds)
     if spec is None or spec.origin is None:
         raise EdgecError(f"the Python package {name} is not installed; run scripts/setup.sh")
@@ -44,7 +48,7 @@ def _package_dir(name: str) -> Path:
 
 
 def ffi_include_dir() -> Path:
-    return _package_dir("tvm_ffi") / "include"
+    return package_dir("tvm_ffi") / "include"
 
 
 def runtime_names(profile: TargetProfile) -> tuple[str, ...]:
@@ -87,7 +91,7 @@ def _installed_lib(lib: str) -> Path:
             "need CUDA 13's nvcc and runtime (install the CUDA 13 toolkit, or set CUDA_HOME)"
         )
     package = "tvm_ffi" if lib == "libtvm_ffi.so" else "tvm"
-    return _package_dir(package) / "lib" / lib
+    return package_dir(package) / "lib" / lib
 
 
 def _download_runtime(platform: str, libs: Path, names: tuple[str, ...]) -> None:
@@ -136,7 +140,7 @@ def _download_runtime(platform: str, libs: Path, names: tuple[str, ...]) -> None
 
 
 def runner_arguments(
-    library: str,
+    library: str | None,
     inputs: list[str],
     output_dir: str,
     repeat: int,
@@ -144,8 +148,9 @@ def runner_arguments(
     device: str = "cpu",
 ) -> list[str]:
     """The runner's arguments after its own path: how edgec-run is called, here or on a board.
-    `device` is the profile's device capability; the runner's default is the CPU."""
-    words = [library]
+    `device` is the profile's device capability; the runner's default is the CPU. A static
+    executable holds its model: no library is given."""
+    words = [] if library is None else [library]
     for path in inputs:
         words += ["--input", path]
     return [
@@ -188,11 +193,12 @@ def runner_result(stdout: str, outputs: int) -> dict[str, Any]:
 
 def runner(profile: TargetProfile) -> Path:
     """The native runner compiled for the target, built once per (source, compiler, runtime)."""
-    source = data_dir("codegen") / "runner" / "edgec_run.cc"
+    sources = runner_sources()
     libs = runtime_libs(profile)
-    flags = ["-O2", "-std=c++17", "-Wall", "-Wextra"]
+    flags = list(RUNNER_FLAGS)
     key = hashlib.sha256()
-    key.update(source.read_bytes())
+    for source in sources:
+        key.update(source.read_bytes())
     key.update(" ".join([profile.cxx, *flags]).encode())
     for lib in RUNTIME_LIBS:
         key.update(hashlib.sha256((libs / lib).read_bytes()).digest())
@@ -204,19 +210,23 @@ def runner(profile: TargetProfile) -> Path:
         raise EdgecError(
             f"the {profile.name} C++ compiler {profile.cxx} is not installed; run scripts/setup.sh"
         )
-    replace_written(binary, lambda partial: _compile_runner(profile, flags, source, libs, partial))
+    replace_written(binary, lambda partial: _compile_runner(profile, flags, sources, libs, partial))
     return binary
 
 
+def runner_sources() -> list[Path]:
+    return [data_dir("codegen") / source for source in RUNNER_SOURCES]
+
+
 def _compile_runner(
-    profile: TargetProfile, flags: list[str], source: Path, libs: Path, partial: Path
+    profile: TargetProfile, flags: list[str], sources: list[Path], libs: Path, partial: Path
 ) -> None:
     cmd = [
         profile.cxx,
         *flags,
         "-isystem",
         str(ffi_include_dir()),
-        str(source),
+        *map(str, sources),
         "-o",
         str(partial),
         "-L",
@@ -229,10 +239,15 @@ def _compile_runner(
         "-lpthread",
         "-ldl",
     ]
+    compile_or_fail(cmd, f"building the {profile.name} runner with {profile.cxx}")
+
+
+def compile_or_fail(cmd: list[str], what: str) -> None:
+    """Run a compiler command; its first error line, if it fails, is the one-line message."""
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         first = next(
             (line for line in lines if "error" in line), lines[0] if lines else "no output"
         )
-        raise EdgecError(f"building the {profile.name} runner with {profile.cxx} failed: {first}")
+        raise EdgecError(f"{what} failed: {first}")

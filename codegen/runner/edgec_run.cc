@@ -12,6 +12,10 @@
 // libtvm_runtime.so (the latter with --no-as-needed: nothing references it
 // directly, but its static initialisers register the VM executable loader).
 //
+// Built with -DEDGEC_SYSTEM_LIB (edgec's static executables), the model is linked into the
+// runner: its kernels and VM bytecode registered themselves in the global system library at
+// start-up, so there is no MODEL_SO argument and nothing is dlopen()ed.
+//
 // --device cuda: the VM runs on GPU 0 with the CPU as host. libtvm_runtime_cuda.so (beside
 // the runner) is dlopen()ed, not linked: it needs the NVIDIA driver's libcuda.so.1, and a
 // machine without one must get a one-line error, not a loader failure before main(). Inputs
@@ -251,8 +255,13 @@ struct Options {
   DLDeviceType device = kDLCPU;
 };
 
+#ifdef EDGEC_SYSTEM_LIB
+const char kUsage[] =
+    "usage: edgec-run --input IN.npy [--input IN.npy ...] --output-dir DIR  (model linked in)\n"
+#else
 const char kUsage[] =
     "usage: edgec-run MODEL_SO --input IN.npy [--input IN.npy ...] --output-dir DIR\n"
+#endif
     "                 [--warmup W (default 3)] [--repeat N (default 20)] [--threads T]\n"
     "                 [--device cpu|cuda (default cpu)]\n";
 
@@ -308,7 +317,11 @@ Options ParseArgs(int argc, char** argv) {
       Fail("unexpected argument '" + arg + "'");
     }
   }
+#ifdef EDGEC_SYSTEM_LIB
+  if (!opt.model.empty()) Fail("this runner has its model linked in; give no MODEL_SO");
+#else
   if (opt.model.empty()) Fail("missing MODEL_SO");
+#endif
   if (opt.inputs.empty()) Fail("at least one --input is required");
   if (opt.output_dir.empty()) Fail("missing --output-dir");
   return opt;
@@ -355,14 +368,21 @@ struct Model {
 };
 
 Model LoadModel(const std::string& path, DLDevice device) {
+#ifndef EDGEC_SYSTEM_LIB
   // dlopen() searches the library path, not the working directory, for a bare
   // file name, so hand it an absolute path.
   char* resolved = realpath(path.c_str(), nullptr);
   if (resolved == nullptr) Fail("cannot open model '" + path + "': " + std::strerror(errno));
   const std::string abs_path = resolved;
   std::free(resolved);
+#endif
   try {
+#ifdef EDGEC_SYSTEM_LIB
+    (void)path;
+    ffi::Module lib = ffi::Function::GetGlobalRequired("ffi.SystemLib")().cast<ffi::Module>();
+#else
     ffi::Module lib = ffi::Module::LoadFromFile(abs_path);
+#endif
     ffi::Module vm = GetFunc(lib, "vm_load_executable")().cast<ffi::Module>();
     // Triples of (device_type, device_id, allocator_type); 2 = pooled allocator. The first
     // device holds the constants; a GPU model's host (shape math, the VM itself) comes last.
