@@ -153,14 +153,23 @@ def archives(profile: TargetProfile) -> Path:
     for header in sorted(_compat_dir().rglob("*.h")):
         key.update(header.read_bytes())
     out = cache_dir("static-runtime") / f"{profile.cxx}-{key.hexdigest()[:16]}"
-    if all((out / name).is_file() for name in ARCHIVES):
+
+    def complete() -> bool:
+        return all((out / name).is_file() for name in ARCHIVES)
+
+    if complete():
         return out
     with tempfile.TemporaryDirectory(prefix=".build-", dir=out.parent) as tmp:
         staging = Path(tmp) / "archives"
         staging.mkdir()
         _build_archives(profile, Path(tmp), staging)
-        shutil.rmtree(out, ignore_errors=True)  # a partial directory from an older edgec
-        staging.rename(out)
+        if not complete():  # another edgec (a multi-target build) may have finished first
+            shutil.rmtree(out, ignore_errors=True)  # what someone left half-deleted
+            try:
+                staging.rename(out)  # atomic: readers see no directory or a whole one
+            except OSError:
+                if not complete():
+                    raise
     return out
 
 
