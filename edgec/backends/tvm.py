@@ -73,6 +73,10 @@ def build(model: Model, profile: TargetProfile, work: Path, log: StageLog) -> Bu
             with log.stage("tune") as s:
                 summary = tune_model(relax_module, profile, model.tuning, log.say)
                 s.note(summary.note())
+    if profile.capabilities.link == "static":  # compiled once per toolchain: minutes, then 0
+        with log.stage("runtime") as s:
+            libs = static_runtime.archives(profile)
+            s.note(f"static TVM runtime for {profile.cxx}: {libs}")
     with log.stage("compile") as s:
         built = compile_model(relax_module, profile, work, tuning_db=db)
         parts = (str(built.tvm_target.get(k, "")) for k in ("kind", "mcpu", "arch"))

@@ -43,7 +43,6 @@ def lower(module: Any, profile: TargetProfile, tuning_db: Path | None = None) ->
     NCHW, a kernel keeps TVM's plain loop nest) and says so in `fallbacks`, so a model that TVM's
     own pipeline compiles never fails here. Only if that pipeline fails too is it an error.
     """
-
     target = tvm_target(profile)
     system_lib = profile.capabilities.link == "static"
     fallbacks: dict[str, str] = {}

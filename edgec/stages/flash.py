@@ -137,7 +137,7 @@ def flash_ssh(
     contacts nothing and returns the commands it would have sent."""
     assert board.ssh is not None
     manifest = bundle.typed
-    if run and (manifest.runner is None or manifest.library is None):
+    if run and (manifest.runner is None or (manifest.library is None and not manifest.static)):
         raise EdgecError(
             f"{bundle.path} has no runner for {manifest.target}: rebuild it, or flash it "
             "without --run and load model.so from your application"
@@ -184,7 +184,7 @@ def _run_ssh(
 ) -> Measurement | None:
     assert board.ssh is not None
     manifest = bundle.typed
-    assert manifest.runner is not None and manifest.library is not None
+    assert manifest.runner is not None and (manifest.library is not None or manifest.static)
     inputs = reference.random_inputs(manifest.inputs)
     with tempfile.TemporaryDirectory(prefix="edgec-flash-") as tmp:
         files = []
