@@ -111,3 +111,15 @@ def test_static_is_refused_in_one_line_where_it_cannot_apply(
     lines = result.output.strip().splitlines()
     assert lines[-1].startswith("edgec: error: --static: ") and says in lines[-1]
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_flashing_a_static_bundle_sends_one_executable_and_runs_it_without_a_model_path(
+    static_bundle: Callable[[str], Path],
+) -> None:
+    out = static_bundle("rpi4-static-float")
+    result = _edgec("flash", str(out), "--board", "rpi4", "--run", "--dry-run")
+    assert result.exit_code == 0, result.output
+    commands = result.output.splitlines()
+    copy = next(line for line in commands if line.startswith("scp") and "edgec-run" in line)
+    assert ".so" not in copy and "model.tar" not in copy
+    assert any("&& ./edgec-run --input input_0.npy --output-dir out " in c for c in commands)
