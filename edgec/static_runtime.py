@@ -100,7 +100,7 @@ class Executable:
 
 
 def _sources() -> list[tuple[str, Path]]:
-    """(object name, source) for every file of both archives, libtvm_runtime.a's first."""
+    """(archive kind, source) for every file of both archives, libtvm_runtime.a's first."""
     tvm, ffi = (
         runtime.package_dir("tvm") / "src" / "runtime",
         runtime.package_dir("tvm_ffi") / "src" / "ffi",
@@ -143,7 +143,7 @@ def _compiler_identity(cxx: str) -> str:
 
 def archives(profile: TargetProfile) -> Path:
     """A directory holding libtvm_runtime.a and libtvm_ffi.a for the profile's compiler,
-    compiled once (in parallel, one object per source) and cached."""
+    compiled once (in parallel, about one unity unit per core) and cached."""
     key = hashlib.sha256(_compiler_identity(profile.cxx).encode())
     key.update(" ".join([*FLAGS, "unity"]).encode())
     for wheel in WHEELS:
