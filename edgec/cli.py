@@ -37,6 +37,8 @@ HELP = {
     "tuning_db": "Tuning database directory (default: one per target in edgec's cache).",
     "tracker": "Measure on boards through this TVM RPC tracker, HOST:PORT (needs --key).",
     "key": "The key the boards' rpc_server registered under at the tracker.",
+    "static": "aarch64 targets: link runner, model and runtime into one static executable "
+    "(no libraries, no loader: Android's adb shell, any aarch64 Linux).",
     "cuda_arch": "CUDA targets: the GPU architecture, e.g. sm_86 (default: the profile's; "
     "for cuda the GPU found here, else sm_80).",
     "tune": "Tune with this many trials, then build with the tuned kernels (0: measure nothing).",
@@ -351,6 +353,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @_quantize_flags
 @click.option("--board", default=None, help="MCU targets: link the firmware for this board.")
 @click.option("--cuda-arch", default=None, help=HELP["cuda_arch"])
+@click.option("--static", is_flag=True, help=HELP["static"])
 @click.option("--force", is_flag=True, help=HELP["force"])
 def build(
     model: str,
@@ -377,6 +380,7 @@ def build(
     sensitivity: float,
     board: str | None,
     cuda_arch: str | None,
+    static: bool,
     force: bool,
     **flags: Any,
 ) -> None:
@@ -388,10 +392,10 @@ def build(
     from edgec.pipeline import build as build_bundle
     from edgec.progress import StageLog
     from edgec.stages.report import markdown
-    from edgec.targets import get_target, with_cuda_arch
+    from edgec.targets import get_target, with_cuda_arch, with_static
 
     names = [t.strip() for t in target.split(",") if t.strip()]
-    profiles = [get_target(name) for name in names]
+    profiles = [with_static(get_target(name), static) for name in names]
     if len(names) > 1:  # --cuda-arch is for the CUDA ones among them
         gpus = [p for p in profiles if p.capabilities.device == "cuda"]
         for p in gpus or profiles[:1]:
@@ -432,6 +436,7 @@ def build(
         measure=not no_measure,
         tuning=tuning,
         cuda_arch=cuda_arch,
+        static=static,
         force=force,
     )
     if len(names) > 1:

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgec.artifacts import TensorSpec
 from edgec.errors import EdgecError
-from edgec.targets import TargetProfile, get_target, with_cuda_arch
+from edgec.targets import TargetProfile, get_target, with_cuda_arch, with_static
 
 SCHEMA = 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -69,6 +69,7 @@ class Manifest:
     tvm_target: dict[str, Any] | None = None  # TVM bundles: the resolved target, as built
     expected_output: tuple[int, ...] = ()  # MCU bundles: the firmware's output on its input
     layers: tuple[Layer, ...] = ()  # MCU bundles: the layers the firmware counts
+    static: bool = False  # TVM bundles: the runner is one static executable holding the model
 
     @property
     def cuda_arch(self) -> str | None:
@@ -79,7 +80,7 @@ class Manifest:
     @property
     def profile(self) -> TargetProfile:
         """The bundle's target profile, with the GPU architecture it was built for."""
-        return with_cuda_arch(get_target(self.target), self.cuda_arch)
+        return with_static(with_cuda_arch(get_target(self.target), self.cuda_arch), self.static)
 
     def to_json(self) -> dict[str, Any]:
         """manifest.json's content."""
@@ -95,6 +96,7 @@ class Manifest:
             "c_sources": list(self.c_sources),
             "firmware": self.firmware,
             "runner": self.runner,
+            "static": self.static,
             "reference": self.reference,
             "inputs": [s.to_json() for s in self.inputs],
             "outputs": [s.to_json() for s in self.outputs],
@@ -183,6 +185,11 @@ def _parse(data: dict[str, Any], directory: Path | None, where: str) -> Manifest
             arch = tvm_target.get("arch")
             raise EdgecError(f"{where}: cuda arch {arch!r} is unknown; rebuild the bundle")
     parity = data.get("parity") or {}
+    static = data.get("static", False)
+    if not isinstance(static, bool) or (static and (runner is None or library is not None)):
+        raise EdgecError(
+            f"{where}: static must be true only for a runner without a library; rebuild the bundle"
+        )
     return Manifest(
         target=target,
         model=str(data.get("model", "")),
@@ -201,6 +208,7 @@ def _parse(data: dict[str, Any], directory: Path | None, where: str) -> Manifest
         tvm_target=tvm_target,
         expected_output=tuple(expected),
         layers=tuple(Layer(str(x["name"]), str(x["op"]), int(x["macs"])) for x in layers),
+        static=static,
     )
 
 

@@ -26,7 +26,7 @@ from edgec.stages.export import export
 from edgec.stages.load import load
 from edgec.stages.measure import measure
 from edgec.staging import replace_file, staged_directory
-from edgec.targets import TargetProfile, get_target, with_cuda_arch
+from edgec.targets import TargetProfile, get_target, with_cuda_arch, with_static
 from edgec.tuning import TuneOptions
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ class BuildOptions:
     tuning: TuneOptions | None = None  # None: build without the tuning database
     board: str | None = None  # MCU targets: the board to link for (default: the target's)
     cuda_arch: str | None = None  # CUDA targets: sm_XY (default: the profile's, "host": this GPU)
+    static: bool = False  # aarch64 targets: one static executable (--static)
     force: bool = False  # replace the output even if edgec did not write it
 
 
@@ -56,7 +57,9 @@ def build(
     model: str, target_name: str, out: Path, options: BuildOptions, log: StageLog
 ) -> dict[str, Any]:
     """Build MODEL for the target into the bundle directory `out`; returns the report."""
-    profile = with_cuda_arch(get_target(target_name), options.cuda_arch)
+    profile = with_static(
+        with_cuda_arch(get_target(target_name), options.cuda_arch), options.static
+    )
     backend = backends.backend(profile)
     check_options(profile, options)
     with staged_directory(out, options.force) as work:

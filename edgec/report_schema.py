@@ -168,6 +168,16 @@ class Schedules:
 
 
 @dataclass(frozen=True)
+class Binary:
+    """A static bundle's one executable: its stripped size and where the bytes go."""
+
+    total_bytes: int
+    runtime_bytes: int  # runner, TVM runtime, C and C++ libraries
+    kernels_bytes: int  # the model's compiled kernels
+    weights_bytes: int  # the model's VM executable: weights and bytecode
+
+
+@dataclass(frozen=True)
 class Report:
     """report.json, checked."""
 
@@ -183,6 +193,8 @@ class Report:
     quantization: Quantization | None = None
     schedules: Schedules | None = None
     board: str | None = None  # the board `edgec flash --run` measured it on
+    bundle_static: bool = False  # one static executable holds runner, model and runtime
+    bundle_binary: Binary | None = None  # static bundles: that executable's sizes
     json: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -247,8 +259,20 @@ def _parse(data: dict[str, Any]) -> Report:
         quantization=_quantization(quant) if quant else None,
         schedules=_schedules(sched) if sched else None,
         board=_text(data, "board"),
+        bundle_static=bool(_flag(bundle, "static")),
+        bundle_binary=_binary(_table(bundle, "binary", required=False)),
         json=data,
     )
+
+
+def _binary(data: dict[str, Any]) -> Binary | None:
+    if not data:
+        return None
+    keys = ("total_bytes", "runtime_bytes", "kernels_bytes", "weights_bytes")
+    sizes = {k: _int(data, k) for k in keys}
+    if any(v is None or v < 0 for v in sizes.values()):
+        raise _Bad(f"bundle binary needs {', '.join(keys)} as byte counts")
+    return Binary(**sizes)  # type: ignore[arg-type]
 
 
 def _stage(s: dict[str, Any]) -> Stage:

@@ -41,10 +41,11 @@ RUNNER_SOURCES = ("runner/edgec_run.cc", *CAPI_SOURCES)
 CAPI_HEADER = "capi/edgec_model.h"
 CAPI_EXAMPLE = "capi/example.c"
 CAPI_LIBS = ("libedgec_model.so", "libedgec_model.a")
+RUNNER_FLAGS = ("-O2", "-std=c++17", "-Wall", "-Wextra")  # every link: dynamic and static
 WARMUP = 3  # untimed runs before the timed ones
 
 
-def _package_dir(name: str) -> Path:
+def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)  # locates without importing (tvm takes seconds)
     if spec is None or spec.origin is None:
         raise EdgecError(f"the Python package {name} is not installed; run scripts/setup.sh")
@@ -52,7 +53,7 @@ def _package_dir(name: str) -> Path:
 
 
 def ffi_include_dir() -> Path:
-    return _package_dir("tvm_ffi") / "include"
+    return package_dir("tvm_ffi") / "include"
 
 
 def runtime_names(profile: TargetProfile) -> tuple[str, ...]:
@@ -95,7 +96,7 @@ def _installed_lib(lib: str) -> Path:
             "need CUDA 13's nvcc and runtime (install the CUDA 13 toolkit, or set CUDA_HOME)"
         )
     package = "tvm_ffi" if lib == "libtvm_ffi.so" else "tvm"
-    return _package_dir(package) / "lib" / lib
+    return package_dir(package) / "lib" / lib
 
 
 def _download_runtime(platform: str, libs: Path, names: tuple[str, ...]) -> None:
@@ -144,7 +145,7 @@ def _download_runtime(platform: str, libs: Path, names: tuple[str, ...]) -> None
 
 
 def runner_arguments(
-    library: str,
+    library: str | None,
     inputs: list[str],
     output_dir: str,
     repeat: int,
@@ -152,8 +153,9 @@ def runner_arguments(
     device: str = "cpu",
 ) -> list[str]:
     """The runner's arguments after its own path: how edgec-run is called, here or on a board.
-    `device` is the profile's device capability; the runner's default is the CPU."""
-    words = [library]
+    `device` is the profile's device capability; the runner's default is the CPU. A static
+    executable holds its model: no library is given."""
+    words = [] if library is None else [library]
     for path in inputs:
         words += ["--input", path]
     return [
@@ -211,9 +213,9 @@ def native(profile: TargetProfile) -> Path:
     """A directory holding the runner and the C API libraries compiled for the target, built
     once per (sources, compiler, runtime): every later build copies them."""
     codegen = data_dir("codegen")
-    sources = [codegen / name for name in RUNNER_SOURCES]
+    sources = runner_sources()
     libs = runtime_libs(profile)
-    flags = ["-O2", "-std=c++17", "-Wall", "-Wextra", "-fPIC"]
+    flags = [*RUNNER_FLAGS, "-fPIC"]
     key = hashlib.sha256()
     for source in [*sources, codegen / CAPI_HEADER]:
         key.update(source.read_bytes())
@@ -282,11 +284,21 @@ def _archiver(profile: TargetProfile) -> str:
     return f"{prefix}ar" if shutil.which(f"{prefix}ar") else "ar"
 
 
+def runner_sources() -> list[Path]:
+    """The runner's C/C++ sources (RUNNER_SOURCES), for the dynamic and the static link."""
+    return [data_dir("codegen") / source for source in RUNNER_SOURCES]
+
+
 def _tool(profile: TargetProfile, cmd: list[str], what: str) -> None:
+    compile_or_fail(cmd, f"building {what} for {profile.name} with {cmd[0]}")
+
+
+def compile_or_fail(cmd: list[str], what: str) -> None:
+    """Run a compiler command; its first error line, if it fails, is the one-line message."""
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         first = next(
             (line for line in lines if "error" in line), lines[0] if lines else "no output"
         )
-        raise EdgecError(f"building {what} for {profile.name} with {cmd[0]} failed: {first}")
+        raise EdgecError(f"{what} failed: {first}")

@@ -24,6 +24,10 @@ Backend = Literal["tvm", "c"]
 # dot product (int8 x int8, 4 lanes), "smull" Armv8.0-A NEON's widening multiplies (int8 x int8
 # to int16 with smull/smlal, pairs added into 4 int32 lanes with sadalp: 3 instructions).
 Int8Dot = Literal["none", "vnni", "sdot", "smull"]
+# How a TVM bundle's runner gets the model and the runtime: "dynamic" loads model.so and links
+# the TVM runtime's shared libraries (glibc's dynamic loader); "static" is one executable that
+# holds the model's objects, the runtime and libc (no loader: Android's adb shell, any Linux).
+Link = Literal["dynamic", "static"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Capabilities:
     has_fp16: bool = False  # native half-precision arithmetic (CUDA, Armv8.2-A and later)
     int8_dot: Int8Dot = "none"  # int8 dot-product instruction the int8 kernels tensorize to
     vector_registers: int = 16  # SIMD registers a register tile may use (AArch64 NEON: 32)
+    link: Link = "dynamic"
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,8 @@ class TargetProfile:
                     f"target profile {self.path}: arch = {arch!r}; expected 'host' or one of "
                     f"{', '.join(CUDA_ARCHS)}"
                 )
+        if self.capabilities.link == "static" and (why := static_refused(self)) is not None:
+            raise EdgecError(f"target profile {self.path}: link = 'static': {why}")
         if self.runtime_source == "wheel" and not self.runtime_platform:
             raise EdgecError(
                 f"target profile {self.path}: [runtime] source = 'wheel' needs 'platform'"
@@ -161,6 +168,9 @@ def parse_profile(path: Path) -> TargetProfile:
             has_fp16=bool(caps.get("has_fp16", False)),
             int8_dot=_int8_dot(caps, path),
             vector_registers=int(caps.get("vector_registers", 16)),
+            link=_choice(caps, "link", ("dynamic", "static"), path)
+            if "link" in caps
+            else "dynamic",
         )
         return TargetProfile(
             name=str(data["name"]),
@@ -197,6 +207,39 @@ def get_target(name: str) -> TargetProfile:
     if name not in targets:
         raise known("target", name, list(targets))
     return targets[name]
+
+
+def static_refused(profile: TargetProfile) -> str | None:
+    """Why `profile` cannot be linked into one static executable, or None if it can: the
+    static runtime is compiled for aarch64 Linux CPUs (edgec.static_runtime)."""
+    caps = profile.capabilities
+    if caps.backend != "tvm":
+        return f"{profile.name} is a microcontroller target: its firmware is already static"
+    if caps.device != "cpu":
+        return f"{profile.name} kernels run on a {caps.device} device, whose runtime is dynamic"
+    if caps.isa != "aarch64":
+        return (
+            f"static executables are built for aarch64 Linux; {profile.name} ({caps.isa}) "
+            "bundles use the installed runtime: drop --static, or pick an aarch64 target "
+            "(android-arm64, rpi4, rpi5)"
+        )
+    return None
+
+
+def with_static(profile: TargetProfile, static: bool) -> TargetProfile:
+    """The profile linked as one static executable when `static` (--static); the emulator
+    then runs it with no library prefix, since nothing is loaded at run time."""
+    if not static or profile.capabilities.link == "static":
+        return profile
+    why = static_refused(profile)
+    if why is not None:
+        raise EdgecError(f"--static: {why}")
+    emulator = profile.emulator and replace(profile.emulator, env={})
+    return replace(
+        profile,
+        capabilities=replace(profile.capabilities, link="static"),
+        emulator=emulator,
+    )
 
 
 def with_cuda_arch(profile: TargetProfile, arch: str | None) -> TargetProfile:

@@ -9,13 +9,16 @@
 //             [--warmup W] [--repeat N] [--threads T] [--device cpu|cuda]
 //
 // The model is opened, fed and run through edgec's C API (codegen/capi/edgec_model.h), which
-// this runner is compiled with: it has no model logic of its own. Built with -DEDGEC_SYSTEM_LIB,
-// the model is the one linked into the executable (edgec_model_open_system) and MODEL_SO may
-// be left out (if given, it is not read).
+// this runner is compiled with: it has no model logic of its own.
 //
 // Builds against the tvm_ffi headers only and links libtvm_ffi.so and
 // libtvm_runtime.so (the latter with --no-as-needed: nothing references it
 // directly, but its static initialisers register the VM executable loader).
+//
+// Built with -DEDGEC_SYSTEM_LIB (edgec's static executables), the model is linked into the
+// runner: its kernels and VM bytecode registered themselves in the global system library at
+// start-up (edgec_model_open_system), so there is no MODEL_SO argument (one given is
+// refused) and nothing is dlopen()ed.
 //
 // --device cuda: the VM runs on GPU 0 with the CPU as host. libtvm_runtime_cuda.so (beside
 // the runner) is dlopen()ed, not linked: it needs the NVIDIA driver's libcuda.so.1, and a
@@ -233,8 +236,13 @@ struct Options {
   DLDeviceType device = kDLCPU;
 };
 
+#ifdef EDGEC_SYSTEM_LIB
+const char kUsage[] =
+    "usage: edgec-run --input IN.npy [--input IN.npy ...] --output-dir DIR  (model linked in)\n"
+#else
 const char kUsage[] =
     "usage: edgec-run MODEL_SO --input IN.npy [--input IN.npy ...] --output-dir DIR\n"
+#endif
     "                 [--warmup W (default 3)] [--repeat N (default 20)] [--threads T]\n"
     "                 [--device cpu|cuda (default cpu)]\n";
 
@@ -290,7 +298,9 @@ Options ParseArgs(int argc, char** argv) {
       Fail("unexpected argument '" + arg + "'");
     }
   }
-#ifndef EDGEC_SYSTEM_LIB
+#ifdef EDGEC_SYSTEM_LIB
+  if (!opt.model.empty()) Fail("this runner has its model linked in; give no MODEL_SO");
+#else
   if (opt.model.empty()) Fail("missing MODEL_SO");
 #endif
   if (opt.inputs.empty()) Fail("at least one --input is required");

@@ -57,6 +57,8 @@ class Built:
     quantization: dict[str, Any] | None = None
     macs: int | None = None  # MACs per inference as the backend counts them (None: the graph's)
     tuning: TuningSummary | None = None
+    # a static executable's size and its parts: total, runtime, kernels, weights (bytes)
+    binary: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from edgec import reference, runtime
+from edgec import reference, runtime, static_runtime
 from edgec.artifacts import BuiltArtifact, Bundle, Measurement, Where
 from edgec.backends import Built, How, Model
 from edgec.errors import CheckFailed, EdgecError
@@ -72,6 +73,10 @@ def build(model: Model, profile: TargetProfile, work: Path, log: StageLog) -> Bu
             with log.stage("tune") as s:
                 summary = tune_model(relax_module, profile, model.tuning, log.say)
                 s.note(summary.note())
+    if profile.capabilities.link == "static":  # compiled once per toolchain: minutes, then 0
+        with log.stage("runtime") as s:
+            libs = static_runtime.archives(profile)
+            s.note(f"static TVM runtime for {profile.cxx}: {libs}")
     with log.stage("compile") as s:
         built = compile_model(relax_module, profile, work, tuning_db=db)
         parts = (str(built.tvm_target.get(k, "")) for k in ("kind", "mcpu", "arch"))
@@ -80,8 +85,10 @@ def build(model: Model, profile: TargetProfile, work: Path, log: StageLog) -> Bu
             target += f"; {dot} int8 kernels on {profile.capabilities.int8_dot}"
         s.note(target)
     with log.stage("bundle") as s:
-        result = seal(model, built, work)
+        result, executable = _seal(model, built, work)
         s.note(f"{len(result.typed.files)} files")
+        if executable is not None:
+            s.note(f"one static executable, {executable.total_bytes / 1e6:.2f} MB")
     onnx = built.onnx
     return Built(
         result,
@@ -102,14 +109,38 @@ def build(model: Model, profile: TargetProfile, work: Path, log: StageLog) -> Bu
         schedules=built.schedules,
         quantization=built.quantization,
         tuning=summary,
+        binary=None if executable is None else executable.sizes(),
     )
 
 
 def seal(model: Model, built: BuiltArtifact, work: Path) -> Bundle:
     """The runner installed beside the library (an explicit step: it may build or download
     it into edgec's cache once), then the bundle sealed with its manifest."""
+    return _seal(model, built, work)[0]
+
+
+def _seal(
+    model: Model, built: BuiltArtifact, work: Path
+) -> tuple[Bundle, static_runtime.Executable | None]:
+    """seal, and for a static target (one executable: runner, library and runtime linked
+    together) where the executable's bytes go."""
+    if built.target.capabilities.link == "static":
+        executable = _link_static(built, work)
+        manifest = replace(_manifest(built, [executable.path]), library=None, static=True)
+        files = [f for f in _files(model, built, [executable.path]) if f != built.library]
+        return bundle(work, manifest, files), executable
     runner = _install_runner(built.target, work)
-    return bundle(work, _manifest(built, runner), _files(model, built, runner))
+    return bundle(work, _manifest(built, runner), _files(model, built, runner)), None
+
+
+def _link_static(built: BuiltArtifact, work: Path) -> static_runtime.Executable:
+    """work/edgec-run: the model's objects (built.library, a tar edgec wrote), the runner and
+    the runtime in one static executable; the tar is consumed."""
+    with tempfile.TemporaryDirectory(prefix="edgec-objects-") as tmp:
+        objects = static_runtime.model_objects(built.library, Path(tmp))
+        executable = static_runtime.link(built.target, objects, work / runtime.RUNNER)
+    built.library.unlink()
+    return executable
 
 
 def _install_runner(profile: TargetProfile, work: Path) -> list[Path]:
@@ -211,7 +242,7 @@ def run(bundle: Bundle, how: How) -> Measurement:
     inputs = how.inputs or reference.random_inputs(manifest.inputs)
     repeat, warmup = how.repeat or default_repeat(profile), runtime.WARMUP
     check_inputs(list(manifest.inputs), inputs)
-    if manifest.runner is None or manifest.library is None:
+    if manifest.runner is None or (manifest.library is None and not manifest.static):
         raise EdgecError(f"{bundle.path} has no runner for {manifest.target}; rebuild it")
     device = profile.capabilities.device  # cuda: the runner drives the GPU, the CPU as host
     where: Where = (
@@ -227,7 +258,8 @@ def run(bundle: Bundle, how: How) -> Measurement:
         files = [str(Path(tmp) / f"input_{i}.npy") for i in range(len(inputs))]
         for file, array in zip(files, inputs, strict=True):
             np.save(file, array)
-        library = str(bundle.path / manifest.library)
+        # a static executable holds its library
+        library = None if manifest.library is None else str(bundle.path / manifest.library)
         cmd = [
             *prefix,
             str(bundle.path / manifest.runner),

@@ -44,9 +44,8 @@ def lower(module: Any, profile: TargetProfile, tuning_db: Path | None = None) ->
     NCHW, a kernel keeps TVM's plain loop nest) and says so in `fallbacks`, so a model that TVM's
     own pipeline compiles never fails here. Only if that pipeline fails too is it an error.
     """
-    import tvm
-
     target = tvm_target(profile)
+    system_lib = profile.capabilities.link == "static"
     fallbacks: dict[str, str] = {}
     module = signature.with_signature(module)  # for the C API: sizes known before a run
     if profile.capabilities.device == "cuda":
@@ -59,13 +58,15 @@ def lower(module: Any, profile: TargetProfile, tuning_db: Path | None = None) ->
                 prepared = apply_database(prepared, target, tuning_db)
             tuned = sum(_scheduled_kernels(prepared).values())
             scheduled = _schedule(profile)(prepared)
-        executable, lowered = _build_stepping_aside(scheduled, prepared, target, fallbacks)
+        executable, lowered = _build_stepping_aside(
+            scheduled, prepared, target, fallbacks, system_lib
+        )
         return Lowered(executable, scheduled, lowered, tuned, fallbacks)
     except Exception as e:
         reason = _failure(e)
     # Last safety net: TVM's plain pipeline, none of edgec's rewrites.
     try:
-        executable = tvm.compile(module, target=target)
+        executable = _compile(module, target, system_lib, pipeline="default")
     except Exception as e:
         raise EdgecError(
             f"TVM cannot compile this model for {profile.name}, with or without edgec's "
@@ -141,12 +142,16 @@ def compile_model(
     """
     built = lower(model.module, profile, tuning_db)
     runtime_check.check_runtime(built.executable, profile, model.onnx)  # it must load where it runs
-    library = workdir / "model.so"
-    fcompile = None if profile.capabilities.runs_on_host else _cross_compiler(profile)
+    # a static executable's model is a tar of objects, linked into it when the bundle is sealed
+    static = profile.capabilities.link == "static"
+    library = workdir / ("model.tar" if static else "model.so")
+    fcompile = None if profile.capabilities.runs_on_host or static else _cross_compiler(profile)
     try:
         built.executable.export_library(str(library), fcompile=fcompile)
     except Exception as e:
-        raise EdgecError(f"linking model.so with {profile.cxx} failed: {first_line(e)}") from e
+        raise EdgecError(
+            f"linking {library.name} with {profile.cxx} failed: {first_line(e)}"
+        ) from e
     return BuiltArtifact(
         library,
         profile,
@@ -230,7 +235,7 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
 
 
 def _build_stepping_aside(
-    scheduled: Any, prepared: Any, target: Any, fallbacks: dict[str, str]
+    scheduled: Any, prepared: Any, target: Any, fallbacks: dict[str, str], system_lib: bool
 ) -> tuple[Any, Any]:
     """VM-lower and build `scheduled`; a kernel whose schedule does not build gets its plain
     loop nest from `prepared` back (and a line in `fallbacks`) and the build is tried again."""
@@ -240,7 +245,7 @@ def _build_stepping_aside(
         # under the target: DispatchSortScan (cumsum, sort, topk) reads it from the context
         with target:
             lowered = relax.get_pipeline("default")(scheduled)  # memory plan, VM lowering
-        return _compile(lowered, target), lowered
+        return _compile(lowered, target, system_lib), lowered
     except Exception as e:
         error = e
     broken = {
@@ -260,13 +265,15 @@ def _build_stepping_aside(
         )
     with target:
         lowered = relax.get_pipeline("default")(plain)
-    return _compile(lowered, target), lowered
+    return _compile(lowered, target, system_lib), lowered
 
 
-def _compile(mod: Any, target: Any) -> Any:
-    import tvm
+def _compile(mod: Any, target: Any, system_lib: bool = False, pipeline: str | None = None) -> Any:
+    """tvm.compile, or for a static executable relax.build with system_lib (tvm.compile has no
+    such flag in 0.27): kernels and bytecode that register themselves when linked in."""
+    from tvm import relax
 
-    return tvm.compile(mod, target=target, relax_pipeline=None)
+    return relax.build(mod, target=target, relax_pipeline=pipeline, system_lib=system_lib)
 
 
 def _kernel_failure(func: Any, target: Any) -> str | None:

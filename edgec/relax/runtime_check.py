@@ -56,8 +56,14 @@ def runtime_lacks(
 def check_runtime(executable: Any, profile: TargetProfile, onnx_model: OnnxModel) -> None:
     """One line naming the ONNX op when the executable calls a function the target's runtime
     lacks."""
-    shipped = runtime.runtime_names(profile)  # GPU bundles: libtvm_runtime_cuda.so too
-    missing = runtime_lacks(called_functions(executable), runtime.runtime_libs(profile), shipped)
+    if profile.capabilities.link == "static":  # the runtime is edgec's archives, linked in
+        from edgec import static_runtime
+
+        libs, shipped = static_runtime.archives(profile), static_runtime.ARCHIVES
+    else:
+        libs = runtime.runtime_libs(profile)
+        shipped = runtime.runtime_names(profile)  # GPU bundles: libtvm_runtime_cuda.so too
+    missing = runtime_lacks(called_functions(executable), libs, shipped)
     if not missing:
         return
     ops = onnx_graph.op_types(onnx_graph.read(onnx_model.path))

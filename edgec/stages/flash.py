@@ -232,10 +232,7 @@ def _run_remote(
 ) -> Measurement | None:
     manifest = bundle.typed
     inputs = reference.random_inputs(manifest.inputs)
-    # a static bundle has no library: the model is linked into the runner, whose argv keeps
-    # the library's place (the runner ignores it there)
-    library = manifest.library or manifest.runner
-    assert library is not None
+    library = manifest.library  # None for a static bundle: its runner holds the model
     with tempfile.TemporaryDirectory(prefix="edgec-flash-") as tmp:
         files = []
         for i, array in enumerate(inputs):

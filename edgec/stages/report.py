@@ -63,7 +63,11 @@ def report(
             "reference": built.reference,
             "export_max_abs_diff": exported.export_max_abs_diff,
         },
-        "bundle": _bundle_facts(built.bundle),
+        "bundle": {
+            **_bundle_facts(built.bundle),
+            "static": built.bundle.typed.static,
+            **({"binary": built.binary} if built.binary is not None else {}),
+        },
     }
     return with_measurement(data, measurement, skipped)
 
@@ -327,6 +331,12 @@ def markdown(report: Report | dict[str, Any]) -> str:
     for where, why in (sched.fallbacks if sched else {}).items():
         lines.append(f"| fallback | {where}: {why} |")
     lines.append(f"| bundle | {_mib(r.bundle_size_bytes)}, {len(r.bundle_files)} files |")
+    if r.bundle_binary is not None:
+        b = r.bundle_binary
+        lines.append(
+            f"| static executable | {_mib(b.total_bytes)}: runtime {_mib(b.runtime_bytes)}, "
+            f"kernels {_mib(b.kernels_bytes)}, weights {_mib(b.weights_bytes)} |"
+        )
     lines += ["", "| stage | seconds | params | MACs | weights | val top-1 | p50 |"]
     lines += ["|---|---:|---:|---:|---:|---:|---:|"]
     lines += [_stage_row(s) for s in r.stages]

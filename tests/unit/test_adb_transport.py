@@ -93,7 +93,7 @@ DRY_RUNS = [
     pytest.param(["--run"], {}, "", f"./edgec-run model.so {ARGS}", id="run-and-pull"),
     pytest.param(["--run", "--clean"], {}, "", f"./edgec-run model.so {ARGS}",
                  id="run-pull-and-clean"),
-    pytest.param(["--run"], {"library": None}, "", f"./edgec-run edgec-run {ARGS}",
+    pytest.param(["--run"], {"library": None}, "", f"./edgec-run {ARGS}",
                  id="static-bundle-runs-its-one-executable"),
     pytest.param(["--run"], {}, '[env]\nOMP_X = "a b; $(reboot)"\n',
                  f"env 'OMP_X=a b; $(reboot)' ./edgec-run model.so {ARGS}",

@@ -94,8 +94,8 @@ BAD_INPUTS = [
     ),
     pytest.param(
         [f"{EXAMPLE_FILE}:make_model", "-t", "rpi3"],
-        "unknown target 'rpi3'; known: cortex-m0plus, cortex-m4, cortex-m7, cuda, jetson-orin, "
-        "rpi4, rpi5, x86",
+        "unknown target 'rpi3'; known: android-arm64, android-arm64-v8a, cortex-m0plus, "
+        "cortex-m4, cortex-m7, cuda, jetson-orin, rpi4, rpi5, x86",
         id="unknown-target",
     ),
     pytest.param(

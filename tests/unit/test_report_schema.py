@@ -26,7 +26,11 @@ MALFORMED = [
     pytest.param(("parity", "ok"), "yes", "ok must be true, false or null", id="parity-not-bool"),
     pytest.param(("model", "params"), 1.5, "params must be an integer", id="fractional-params"),
     pytest.param(("target",), "x86", "target must be a table", id="target-not-a-table"),
-]
+    pytest.param(("bundle", "static"), "yes", "static must be true, false or null",
+                 id="static-not-bool"),
+    pytest.param(("bundle", "binary"), {"total_bytes": 3}, "bundle binary needs total_bytes",
+                 id="binary-without-its-parts"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("keys", "value", "named"), MALFORMED)
@@ -47,6 +51,15 @@ def test_a_malformed_report_is_refused_in_one_line_naming_the_field(
 def test_a_report_round_trips_unchanged() -> None:
     data = _data()
     assert Report.from_json(data).to_json() == data
+
+
+def test_a_static_bundles_executable_sizes_read_as_typed_fields() -> None:
+    data = _data()
+    sizes = {"total_bytes": 10, "runtime_bytes": 7, "kernels_bytes": 1, "weights_bytes": 2}
+    data["bundle"].update(static=True, binary=sizes)
+    report = Report.from_json(data)
+    assert report.bundle_static and report.bundle_binary is not None
+    assert report.bundle_binary.runtime_bytes == 7 and report.to_json() == data
 
 
 def test_an_instruction_count_report_compares_by_instructions(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from edgec.errors import EdgecError
-from edgec.targets import all_targets, get_target, parse_profile
+from edgec.targets import all_targets, get_target, parse_profile, with_static
 
 
 def test_every_shipped_profile_loads_with_a_backend_and_capabilities() -> None:
@@ -56,6 +56,30 @@ def test_rpi5_is_cortex_a76_with_dot_product_and_fp16_emulated_as_an_a76() -> No
     assert p.emulator is not None and p.emulator.command == ("qemu-aarch64", "-cpu", "cortex-a76")
 
 
+@pytest.mark.parametrize(
+    ("name", "mcpu", "int8_dot", "fp16"),
+    [
+        pytest.param("android-arm64", "cortex-a76", "sdot", True, id="armv8.2-a"),
+        pytest.param("android-arm64-v8a", "cortex-a53", "smull", False, id="armv8.0-a"),
+    ],
+)
+def test_android_targets_are_static_executables_emulated_with_no_library_prefix(
+    name: str, mcpu: str, int8_dot: str, fp16: bool
+) -> None:
+    p = get_target(name)
+    assert p.capabilities.link == "static" and p.runtime_source == "none"
+    assert (p.tvm_target["mtriple"], p.tvm_target["mcpu"]) == ("aarch64-linux-android", mcpu)
+    assert (p.capabilities.int8_dot, p.capabilities.has_fp16) == (int8_dot, fp16)
+    assert p.emulator is not None and p.emulator.command == ("qemu-aarch64", "-cpu", mcpu)
+    assert p.emulator.env == {}  # nothing is loaded at run time: no QEMU_LD_PREFIX
+
+
+def test_static_flag_makes_an_aarch64_linux_target_static_without_a_library_prefix() -> None:
+    p = with_static(get_target("rpi5"), True)
+    assert p.capabilities.link == "static" and p.emulator is not None and p.emulator.env == {}
+    assert with_static(get_target("rpi5"), False) == get_target("rpi5")
+
+
 def _cpuinfo() -> tuple[int, set[str]]:
     """Processors and the first one's feature flags, as /proc/cpuinfo lists them."""
     lines = Path("/proc/cpuinfo").read_text().splitlines()
@@ -86,8 +110,8 @@ def test_x86_resolves_host_cores_and_vector_width() -> None:
 def test_unknown_target_error_lists_the_known_ones() -> None:
     with pytest.raises(
         EdgecError,
-        match=r"unknown target 'rpi3'; known: cortex-m0plus, cortex-m4, cortex-m7, cuda, "
-        r"jetson-orin, rpi4, rpi5, x86",
+        match=r"unknown target 'rpi3'; known: android-arm64, android-arm64-v8a, cortex-m0plus, "
+        r"cortex-m4, cortex-m7, cuda, jetson-orin, rpi4, rpi5, x86",
     ):
         get_target("rpi3")
 
@@ -126,6 +150,12 @@ BAD_PROFILES = [
         id="no-toolchain",
     ),
     pytest.param("name = ", "not valid TOML", id="bad-toml"),
+    pytest.param(
+        VALID + 'link = "shared"\n', "link = 'shared'; expected one of", id="unknown-link"
+    ),
+    pytest.param(
+        VALID + 'link = "static"\n', "static executables are built for aarch64", id="x86-static"
+    ),
 ]
 
 

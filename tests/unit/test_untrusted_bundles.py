@@ -69,6 +69,9 @@ HOSTILE_MANIFESTS = [
                  "inputs tensor", id="inputs-negative-shape"),
     pytest.param({"outputs": "all"}, "outputs must be a non-empty list", id="outputs-not-a-list"),
     pytest.param({"runner": 7}, "runner 7 is not a plain file name", id="runner-not-a-string"),
+    pytest.param({"static": True}, "static must be true only for a runner without a library",
+                 id="static-with-a-library"),
+    pytest.param({"static": "yes"}, "static must be true only", id="static-not-a-bool"),
 ]  # fmt: skip
 
 
