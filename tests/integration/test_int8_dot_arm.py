@@ -131,6 +131,8 @@ REQUANTIZE_LAYERS = {
     "2y": [(TOP, 31), (2**30, 31), (TOP, 32), (0, 31), (2**30 + 12345, 40), (TOP, 61)],
     "n>31": [(TOP, 32), (2**30, 33), (1_234_567_890, 47), (TOP, 62), (2**30, 38), (0, 31)],
     "int64": [(TOP, 31), (TOP, 62), (2**30, 35), (2**30, 31), (TOP, 40), (2**30, 50)],
+    # depthwise (one output channel per input channel): MobileNetV2's other half of int8 layers
+    "depthwise": [(TOP, 31), (2**30, 32), (TOP, 33), (0, 31)] * 4,
 }
 
 
@@ -152,21 +154,22 @@ def test_arm_int32_requantization_matches_the_reference_at_its_edges(
     rng = np.random.default_rng(7)
     cin, size = 16, 6
     layers = []
-    for multipliers in REQUANTIZE_LAYERS.values():
-        w = rng.integers(-127, 128, (len(multipliers), cin, 3, 3)).astype(np.int8)
+    for name, multipliers in REQUANTIZE_LAYERS.items():
+        groups = cin if name == "depthwise" else 1
+        w = rng.integers(-127, 128, (len(multipliers), cin // groups, 3, 3)).astype(np.int8)
         w[0], w[1] = 127, -127
         m, n = (np.array(v, np.int64) for v in zip(*multipliers, strict=True))
         bias = rng.integers(-5000, 5000, len(multipliers)).astype(np.int32)
-        layers.append((w, bias, Requantize(m, n, lo=-128, hi=127)))
+        layers.append((w, groups, bias, Requantize(m, n, lo=-128, hi=127)))
     bb = relax.BlockBuilder()
     arg = relax.Var("x", relax.TensorType([1, cin, size, size], "float32"))
     with bb.function("main", [arg]):
         with bb.dataflow():
             x8 = bb.emit(relax.op.astype(arg, "int8"))
             outs = []
-            for w, bias, out in layers:
+            for w, groups, bias, out in layers:
                 conv = bb.emit(relax.op.nn.conv2d(x8, relax.const(w), padding=[1] * 4,
-                                                  out_dtype="int32"))  # fmt: skip
+                                                  groups=groups, out_dtype="int32"))  # fmt: skip
                 outs.append(bb.emit(_requantize(conv, out, [1, -1, 1, 1], bias=bias)))
             joined = bb.emit(relax.op.concat(outs, axis=1))
             result = bb.emit_output(bb.emit(relax.op.astype(joined, "float32")))
@@ -174,7 +177,7 @@ def test_arm_int32_requantization_matches_the_reference_at_its_edges(
     module = bb.get()
     module["main"] = module["main"].with_attr("num_input", 1)
     prepared = prepare(module, get_target(target), {})
-    assert sum("requantize_int32" in gv.name_hint for gv in prepared.get_global_vars()) == 2
+    assert sum("requantize_int32" in gv.name_hint for gv in prepared.get_global_vars()) == 3
     channels = sum(len(v) for v in REQUANTIZE_LAYERS.values())
     spec = TensorSpec("y", (1, channels, size, size), "float32")
     _onnx_conv(tmp_path / "model.onnx", np.zeros((channels, cin, 3, 3)), (1, cin, size, size), 1)
@@ -185,10 +188,10 @@ def test_arm_int32_requantization_matches_the_reference_at_its_edges(
     extremes = np.full((1, cin, size, size), -128, np.float32)
     for x in (extremes, rng.integers(-128, 128, extremes.shape).astype(np.float32)):
         want = []
-        for w, bias, out in layers:
+        for w, groups, bias, out in layers:
             acc = torch.nn.functional.conv2d(
                 torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
-                padding=1,
+                padding=1, groups=groups,
             ).numpy().astype(np.int64) + bias.reshape(1, -1, 1, 1)  # fmt: skip
             shape = (1, -1, 1, 1)
             want.append(requantize(acc, out.multiplier.reshape(shape), out.shift.reshape(shape),
