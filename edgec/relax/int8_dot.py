@@ -13,10 +13,11 @@ groups of 4 int8 products into int32 lanes (16 lanes for vpdpbusd, 4 for sdot an
 - vpdpbusd multiplies unsigned by signed bytes: activations enter as x + 128 (fused into the
   padding pass, where padding is 128) and -128 * sum(w) per output channel is added to the
   sums, which cancels it; sdot is signed x signed and needs neither;
-- Armv8.0 (smull) is signed too: smull multiplies 8 int8 pairs into int16, smlal adds 8 more
+- Armv8.0 (smull) is signed too: smull multiplies 8 int8 pairs into int16, smlal2 adds 8 more
   products to them, sadalp adds neighbouring int16 into the 4 int32 lanes; its weights are
-  packed as [..., 2, L, 2] (channels 0-1 of each lane, then 2-3); two products fit int16
-  only if no weight is -128 (edgec quantizes weights to [-127, 127]; others stay generic);
+  packed as [..., 2, L, 2] (channels 0-1 of each lane, then 2-3: one 16-byte vector whose
+  halves smull and smlal2 take), the activations spread to match by one `tbl`; two products
+  fit int16 only if no weight is -128 (edgec quantizes weights to [-127, 127]; others stay generic);
 - so the result equals the int8 x int8 sum exactly (integer arithmetic: bit for bit the numpy
   reference's, and the generic build's on any other target).
 
@@ -324,13 +325,12 @@ def _register(dot: DotInstruction) -> str:
 
 def _register_pairs(dot: DotInstruction) -> str:
     """The L x 4 int8 dot product on Armv8.0 NEON: smull multiplies channels (0, 1) of every
-    lane, smlal adds channels (2, 3) to them (int16: weights in [-127, 127] keep it exact),
+    lane, smlal2 adds channels (2, 3) to them (int16: weights in [-127, 127] keep it exact),
     sadalp adds each pair of int16 into its int32 lane."""
     from tvm import s_tir
     from tvm.script import tirx as T
 
     lanes = dot.lanes
-    half = f"int8x{2 * lanes}"  # one smull operand: L lanes x 2 channels
 
     @T.prim_func(s_tir=True)
     def description(
@@ -347,7 +347,17 @@ def _register_pairs(dot: DotInstruction) -> str:
                     c[vi] = c[vi] + T.cast(a[vh * 2 + ve], "int32") * T.cast(b[vh, vi, ve], "int32")
 
     smull, saddlp = dot.llvm, f"llvm.aarch64.neon.saddlp.v{lanes}i32.v{2 * lanes}i16"
-    pair, acc = f"int16x{2 * lanes}", f"int32x{lanes}"
+    pair, acc, full = f"int16x{2 * lanes}", f"int32x{lanes}", f"int8x{4 * lanes}"
+    low, high = list(range(2 * lanes)), list(range(2 * lanes, 4 * lanes))
+    # tbl indices: activation bytes (0, 1) for each lane, then (2, 3)
+    indices = [2 * h + e for h in range(2) for _ in range(lanes) for e in range(2)]
+
+    def spread(a: Any) -> Any:
+        table = T.Shuffle([a.vload([0], "int8x4"), T.Broadcast(T.int8(0), 12)], list(range(16)))
+        index = T.Shuffle([T.Ramp(T.int8(0), T.int8(1), 16)], indices)
+        return T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.tbl1"), table, index, dtype=full
+        )
 
     @T.prim_func(s_tir=True)
     def instruction(
@@ -358,36 +368,27 @@ def _register_pairs(dot: DotInstruction) -> str:
         with T.sblock("root"):
             T.reads(c[0:lanes], a[0:GROUP], b[0:2, 0:lanes, 0:2])
             T.writes(c[0:lanes])
-            # The 4 activation bytes as two int16, (x0 x1) and (x2 x3), each broadcast (dup by
-            # element from one 32-bit load; an ld1r per pair cost an address add each, 7% of
-            # ResNet-18), times the weights of channels (0, 1), plus (2, 3); LLVM makes smull +
-            # smlal of it, and sadalp of add(saddlp). (A Shuffle may not have more lanes than
-            # its inputs, hence the repeated input. No local variables: TVMScript makes each a
+            # The 4 activation bytes, one 32-bit load into lane 0 of a zeroed vector (`ldr s`),
+            # spread by one `tbl`: channels (0, 1) repeated per lane in the low 8 bytes, (2, 3)
+            # in the high 8 (two `dup` by element before: one instruction more per row and
+            # group, 121.2M -> 111.7M on MobileNetV2). The group's 16 weight bytes load as one
+            # vector: LLVM makes `smull` of the low halves, `smlal2` of the high halves, and
+            # `sadalp` of add(saddlp). (Two groups per call, sharing an 8-byte load, lost: LLVM
+            # reassociated c + saddlp(x0) + saddlp(x1) to c + (saddlp(x0) + saddlp(x1)), a
+            # saddlp and an add more, 113.3M. No local variables: TVMScript makes each a
             # buffer, which became two workspace allocations per tile.)
             c[T.ramp(T.int32(0), 1, lanes)] = c.vload([0], dtype=acc) + T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id(saddlp),
                 T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id(smull),
-                    T.reinterpret(
-                        T.Shuffle(
-                            [T.reinterpret(a.vload([0], "int8x4"), dtype="int16x2")] * (lanes // 2),
-                            [0] * lanes,
-                        ),
-                        dtype=half,
-                    ),
-                    b.vload([0, 0, 0], dtype=half),
+                    T.Shuffle([spread(a)], low),
+                    T.Shuffle([b.vload([0, 0, 0], dtype=full)], low),
                     dtype=pair,
                 )
                 + T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id(smull),
-                    T.reinterpret(
-                        T.Shuffle(
-                            [T.reinterpret(a.vload([0], "int8x4"), dtype="int16x2")] * (lanes // 2),
-                            [1] * lanes,
-                        ),
-                        dtype=half,
-                    ),
-                    b.vload([1, 0, 0], dtype=half),
+                    T.Shuffle([spread(a)], high),
+                    T.Shuffle([b.vload([0, 0, 0], dtype=full)], high),
                     dtype=pair,
                 ),
                 dtype=acc,
@@ -395,104 +396,6 @@ def _register_pairs(dot: DotInstruction) -> str:
 
     name = "edgec_" + dot.llvm.replace(".", "_") + "_sadalp"
     s_tir.TensorIntrin.register(name, description, instruction)
-    return name
-
-
-# Armv8.0: channel groups one tensorized call takes when the layer has a multiple of them
-# (one activation load of 4G bytes, G `tbl` spreading each group's channel pairs to the
-# lanes, instead of a 4-byte load and two `dup` per group)
-# (MobileNetV2 rpi4 int8: 121.2M instructions without, 113.3M with 2 groups; 4 groups spilled
-# with 16 accumulators and lost rows with 12: 115.7M)
-TABLE_GROUPS = (2,)
-
-
-@cache
-def _register_pairs_table(dot: DotInstruction, groups: int) -> str:
-    """The L x 4G int8 dot product on Armv8.0 NEON, G groups of 4 channels per call: the 4G
-    activation bytes load once, `tbl` puts channels (0, 1) of group g in the low 8 bytes of a
-    vector and (2, 3) in the high 8, each repeated per lane; each group's 16 weight bytes
-    ([2, L, 2]) load as one vector, so `smull` takes the low halves and `smlal2` the high
-    halves of both, and `sadalp` adds the int16 pairs into the int32 lanes."""
-    from tvm import s_tir
-    from tvm.script import tirx as T
-
-    lanes, width = dot.lanes, GROUP * groups
-    full = f"int8x{4 * lanes}"
-    smull, saddlp = dot.llvm, f"llvm.aarch64.neon.saddlp.v{lanes}i32.v{2 * lanes}i16"
-    pair, acc = f"int16x{2 * lanes}", f"int32x{lanes}"
-
-    @T.prim_func(s_tir=True)
-    def description(
-        a: T.Buffer((width,), "int8", offset_factor=1),
-        b: T.Buffer((groups, 2, lanes, 2), "int8", offset_factor=1),
-        c: T.Buffer((lanes,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(c[0:lanes], a[0:width], b[0:groups, 0:2, 0:lanes, 0:2])
-            T.writes(c[0:lanes])
-            for i, g, h, e in T.grid(lanes, groups, 2, 2):
-                with T.sblock("update"):
-                    vi, vg, vh, ve = T.axis.remap("SRRR", [i, g, h, e])
-                    c[vi] = c[vi] + T.cast(a[vg * 4 + vh * 2 + ve], "int32") * T.cast(
-                        b[vg, vh, vi, ve], "int32"
-                    )
-
-    def spread(g: int) -> list[int]:  # table indices: channels (0, 1) per lane, then (2, 3)
-        return [GROUP * g + 2 * h + e for h in range(2) for _ in range(lanes) for e in range(2)]
-
-    def group_sum(a: Any, b: Any, g: int) -> Any:
-        # (the table as 16 bytes: the 4G loaded bytes repeated; no local variables, which
-        # TVMScript makes buffers, see _register_pairs)
-        table = T.Shuffle([a.vload([0], f"int8x{width}")] * (16 // width), list(range(16)))
-        index = T.Shuffle([T.Ramp(T.int8(0), T.int8(1), 16)], spread(g))
-        spreaded = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.tbl1"), table, index, dtype=full
-        )
-        weights = b.vload([g, 0, 0, 0], dtype=full)
-        low, high = list(range(2 * lanes)), list(range(2 * lanes, 4 * lanes))
-        return T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id(saddlp),
-            T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(smull),
-                T.Shuffle([spreaded], low),
-                T.Shuffle([weights], low),
-                dtype=pair,
-            )
-            + T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(smull),
-                T.Shuffle([spreaded], high),
-                T.Shuffle([weights], high),
-                dtype=pair,
-            ),
-            dtype=acc,
-        )
-
-    def instruction_for(groups: int) -> Any:
-        @T.prim_func(s_tir=True)
-        def instruction(
-            a: T.Buffer((width,), "int8", offset_factor=1),
-            b: T.Buffer((groups, 2, lanes, 2), "int8", offset_factor=1),
-            c: T.Buffer((lanes,), "int32", offset_factor=1),
-        ) -> None:
-            with T.sblock("root"):
-                T.reads(c[0:lanes], a[0:width], b[0:groups, 0:2, 0:lanes, 0:2])
-                T.writes(c[0:lanes])
-                c[T.ramp(T.int32(0), 1, lanes)] = SUMS[groups](c, a, b)
-
-        return instruction
-
-    SUMS = {
-        4: lambda c, a, b: (
-            c.vload([0], dtype=acc)
-            + group_sum(a, b, 0)
-            + group_sum(a, b, 1)
-            + group_sum(a, b, 2)
-            + group_sum(a, b, 3)
-        ),
-        2: lambda c, a, b: c.vload([0], dtype=acc) + group_sum(a, b, 0) + group_sum(a, b, 1),
-    }
-    name = f"edgec_{dot.llvm.replace('.', '_')}_tbl{groups}_sadalp"
-    s_tir.TensorIntrin.register(name, description, instruction_for(groups))
     return name
 
 
@@ -519,22 +422,12 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             dot = next(d for d in INSTRUCTIONS[int8_dot] if d.lanes == lanes)
             pads, consumers = blocks[:at], blocks[at + 1 :]
             b, y, ow, k, ry, rx, rc, *pair = sch.get_loops(conv)
-            groups = 1  # channel groups per tensorized call
-            if dot.pairs:
-                c_groups = int(sch.get(rc).extent)
-                groups = next((g for g in TABLE_GROUPS if c_groups % g == 0), 1)
             blocks_of_k = int(sch.get(k).extent) // dot.lanes
             vectors = max(v for v in range(1, dot.max_vectors + 1) if blocks_of_k % v == 0)
             width = int(sch.get(ow).extent)
             rows = max(r for r in range(1, dot.accumulators // vectors + 1) if width % r == 0)
             k_tile, k_vec, k_lane = sch.split(k, [None, vectors, dot.lanes])
-            if groups > 1:
-                rc_out, rc_g = sch.split(rc, [None, groups])
-                rc_in = [rc_g, *pair]
-            elif dot.pairs:
-                rc_out, rc_in = rc, list(pair)
-            else:
-                rc_out, *rc_in = sch.split(rc, [None, GROUP])
+            rc_out, *rc_in = [rc, *pair] if dot.pairs else sch.split(rc, [None, GROUP])
             ow_tile, ow_row = sch.split(ow, [None, rows])
             sch.reorder(k_tile, b, y, ow_tile, ry, rx, rc_out, ow_row, k_vec, k_lane, *rc_in)
             tile = sch.fuse(k_tile, b, y, ow_tile)
@@ -551,9 +444,7 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             sch.vectorize(sch.get_loops(init)[-1])
             sch.unroll(ow_row)
             sch.unroll(k_vec)
-            sch.tensorize(
-                k_lane, _register_pairs_table(dot, groups) if groups > 1 else _register(dot)
-            )
+            sch.tensorize(k_lane, _register(dot))
             sch.vectorize(sch.get_loops(write_back)[-1])
             sch.annotate(write_back, MARK, 1)
             return sch
