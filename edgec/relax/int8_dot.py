@@ -1,6 +1,6 @@
 """int8 convolutions on the CPU's int8 dot-product instruction: x86 AVX-512 VNNI `vpdpbusd`,
 Arm `sdot` (Armv8.2-A dot product: Cortex-A76, Raspberry Pi 5), and on Armv8.0-A (Cortex-A72,
-Raspberry Pi 4), which has none, the classic sequence `smull` + `smlal` + `sadalp`.
+Raspberry Pi 4), which has none, the classic sequence `smull` + `smlal2` + `sadalp`.
 
 Plain legalization turns `conv2d(int8, int8, out_dtype=int32)` into int32 multiplies (x86
 `vpmulld`): slower than float32. On a target whose `int8_dot` capability names an instruction,
