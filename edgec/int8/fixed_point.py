@@ -49,3 +49,41 @@ def quantize(x: np.ndarray, scale: float) -> np.ndarray:
 
 def dequantize(q: np.ndarray, scale: float) -> np.ndarray:
     return q.astype(np.float32) * np.float32(scale)
+
+
+# |acc + bias| below this keeps every int32 step of `requantize_int32` exact
+INT32_HEADROOM = 1 << 30
+
+
+def int32_form(
+    multiplier: np.ndarray, shift: np.ndarray, bound: int
+) -> tuple[int, np.ndarray] | None:
+    """How `requantize_int32` computes a layer whose |acc + bias| stays below `bound`: (doubled,
+    k per channel), or None where int32 cannot be exact (keep the int64 form).
+
+    With y = acc + bias, 0 <= M < 2^31 and n = 31 + k, k >= 1:
+        floor((y·M + 2^(n-1)) / 2^n) = floor((floor(y·M / 2^31) + 2^(k-1)) / 2^k)
+    (write y·M = q·2^31 + r, 0 <= r < 2^31; floor((A + f) / 2^k) = floor(A / 2^k) for an integer
+    A and 0 <= f < 1). floor(y·M / 2^31) is NEON's `sqdmulh` (it saturates only for
+    -2^31 · -2^31), and the rounding add and shift stay in int32 while |y| < 2^30. A layer with
+    a channel at n = 31 (k = 0) takes 2y and k + 1 instead: the same identity with 2^30."""
+    live = multiplier != 0  # a zero multiplier gives 0 whatever its shift
+    if np.any(multiplier < 0) or np.any(multiplier >= 2**31) or np.any(shift[live] < 31):
+        return None
+    if np.all(shift[live] >= 32) and np.all(shift <= 62) and bound < INT32_HEADROOM:
+        return 0, np.where(live, shift - 31, 1)
+    if np.all(shift[live] <= 61) and 2 * bound < INT32_HEADROOM:
+        return 1, np.where(live, shift - 30, 1)
+    return None
+
+
+def requantize_int32(
+    y: np.ndarray, multiplier: np.ndarray, k: np.ndarray, doubled: int, lo: int, hi: int
+) -> np.ndarray:
+    """`requantize` of y = acc + bias the way the Arm kernels compute it (see `int32_form`): the
+    same int8 values. Every intermediate fits int32 (asserted)."""
+    y = y.astype(np.int64) << doubled
+    high = (y * multiplier) >> 31  # sqdmulh
+    out = (high + (np.int64(1) << (k - 1))) >> k
+    assert np.abs(y).max(initial=0) < INT32_HEADROOM and np.abs(high).max(initial=0) < 2**31
+    return np.clip(out, lo, hi).astype(np.int8)

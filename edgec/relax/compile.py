@@ -15,6 +15,7 @@ from edgec.relax import (
     fold_weights,
     int8_dot,
     layout,
+    lower_int8,
     pack_weights,
     runtime_check,
     signature,
@@ -215,12 +216,17 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
     mod = layout.to_channels_last(mod, fallbacks)
     # Weight transposes and bias reshapes in numpy: FoldConstant builds each with LLVM (seconds).
     mod = fold_weights.fold_weight_layouts(mod)
+    # erf/exp/tanh as vectorizable polynomials instead of scalar libm calls (GELU's erf was 70%
+    # of a transformer FFN); error stays far below the 1e-4 parity gate.
+    mod = relax.transform.FastMathTransform()(mod)
+    mod = relax.transform.FoldConstant()(mod)  # the weight transposes: constants to pack
+    if profile.capabilities.isa == "aarch64":  # NEON has no 64-bit multiply, min or max
+        try:
+            mod = lower_int8.requantize_in_int32(mod)
+        except Exception as e:
+            fallbacks["int8 requantization in int32"] = f"left in int64: {first_line(e)}"
     return tvm.transform.Sequential(
         [
-            # erf/exp/tanh as vectorizable polynomials instead of scalar libm calls (GELU's erf
-            # was 70% of a transformer FFN); error stays far below the 1e-4 parity gate.
-            relax.transform.FastMathTransform(),
-            relax.transform.FoldConstant(),  # the weight transposes: constants to pack
             # int8 convolutions become dot-product kernels where the CPU has the instruction;
             # float ones read weights packed in the order of their register tiles
             relax.transform.LegalizeOps(

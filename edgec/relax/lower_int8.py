@@ -17,6 +17,7 @@ import numpy as np
 from edgec.artifacts import RelaxModule
 from edgec.errors import EdgecError, first_line
 from edgec.int8 import QGraph, QNode, QuantizedModel
+from edgec.int8.fixed_point import int32_form
 from edgec.int8.ops import Clip, Requantize
 from edgec.relax import traverse
 
@@ -309,3 +310,133 @@ LOWER: dict[str, Callable[[QNode, QGraph, list[Any]], Any]] = {
     "quantize": _quantize,
     "dequantize": _dequantize,
 }
+
+
+# ---- Arm: the requantization in int32 lanes ----
+
+
+def requantize_in_int32(module: Any) -> Any:
+    """Each conv/dense requantization `_requantize` emitted in int64, rewritten to int32 where
+    the layer's weights bound its sums well inside int32 (edgec.int8.fixed_point.int32_form
+    proves it the same): NEON has no 64-bit multiply, min or max, and the int64 form cost ~16
+    instructions per 4 outputs, this one ~9 (sqadd, sqdmulh, add, sshl, smax, smin, narrow).
+    The bound is 128 · sum|w| per output channel plus |bias|; a layer without it keeps int64."""
+    from tvm import relax
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    @mutator
+    class Rewrite(PyExprMutator):
+        def visit_call_(self, call: Any) -> Any:
+            call = self.visit_expr_post_order(call)
+            plan = _int32_plan(call, self.lookup_binding)
+            if plan is None:
+                return call
+            acc, consts, doubled, lo, hi = plan
+            return self.builder_.call_te(
+                _requantize_int32_te,
+                acc,
+                *(relax.const(c, "int32") for c in consts),
+                doubled,
+                lo,
+                hi,
+                primfunc_name_hint="requantize_int32",
+            )
+
+    rewrite = Rewrite(module)
+    for gv, func in module.functions_items():
+        if isinstance(func, relax.Function):
+            new = relax.analysis.remove_all_unused(rewrite.visit_expr(func))
+            rewrite.builder_.update_func(gv, new)
+    return rewrite.builder_.get()
+
+
+def _int32_plan(call: Any, binding: Callable[[Any], Any]) -> Any:
+    """(acc, [bias, multiplier, rounding, k], doubled, lo, hi) if `call` ends an int64
+    requantization of a conv2d/matmul with constant weights that int32 computes exactly."""
+    from tvm import ir, relax
+
+    def producer(expr: Any, op: str) -> Any:
+        value = binding(expr) if isinstance(expr, relax.Var) else expr
+        if isinstance(value, relax.Call) and value.op == ir.Op.get(op):
+            return value
+        return None
+
+    def const(expr: Any) -> np.ndarray | None:
+        return expr.value.numpy() if isinstance(expr, ir.expr.Constant) else None
+
+    if call.op != ir.Op.get("relax.astype") or str(call.ty.dtype) != "int8":
+        return None
+    chain = [call]
+    for op in ("relax.minimum", "relax.maximum", "relax.right_shift", "relax.add",
+               "relax.multiply", "relax.astype"):  # fmt: skip
+        found = producer(chain[-1].args[0], op)
+        if found is None:
+            return None
+        chain.append(found)
+    _, minimum, maximum, shift, add, mul, wide = chain
+    acc = wide.args[0]
+    hi, lo, n, rounding, m = (const(c.args[1]) for c in (minimum, maximum, shift, add, mul))
+    if any(v is None for v in (hi, lo, n, rounding, m)) or str(acc.ty.dtype) != "int32":
+        return None
+    if not (n.shape == rounding.shape == m.shape) or hi.ndim or lo.ndim:
+        return None
+    conv = producer(acc, "relax.nn.conv2d")
+    bound = _sum_bound(conv if conv is not None else producer(acc, "relax.matmul"))
+    if bound is None or np.any(n < 1) or np.any(n > 62):
+        return None
+    # `_requantize` folded the bias into the rounding constant: b·M + 2^(n-1)
+    live = m != 0
+    half = np.left_shift(np.int64(1), n - 1)
+    bias = np.where(live, (rounding - half) // np.where(live, m, 1), 0)
+    if not np.array_equal(np.where(live, bias * m + half, rounding), rounding):
+        return None  # not the form `_requantize` emits
+    form = int32_form(m, n, bound + int(np.abs(bias).max(initial=0)))
+    if form is None:
+        return None
+    doubled, k = form
+    consts = [bias, m, np.left_shift(np.int64(1), k - 1), k]
+    return acc, [c.astype(np.int32) for c in consts], doubled, int(lo), int(hi)
+
+
+def _sum_bound(contraction: Any) -> int | None:
+    """The largest |sum of x·w| an int8 conv2d/matmul with constant weights can give: 128 times
+    the largest sum of |w| over one output channel's weights."""
+    from tvm import ir
+
+    if contraction is None or not isinstance(contraction.args[1], ir.expr.Constant):
+        return None
+    if str(contraction.args[0].ty.dtype) != "int8":
+        return None
+    w = np.abs(contraction.args[1].value.numpy().astype(np.int64))
+    if contraction.op == ir.Op.get("relax.matmul"):
+        if w.ndim != 2:
+            return None
+        per_out = w.sum(axis=0)  # (in, out)
+    else:
+        out_axis = str(contraction.attrs.kernel_layout).index("O")
+        per_out = np.moveaxis(w, out_axis, 0).reshape(w.shape[out_axis], -1).sum(axis=1)
+    return 128 * int(per_out.max(initial=0))
+
+
+def _requantize_int32_te(
+    acc: Any, bias: Any, m: Any, rounding: Any, k: Any, doubled: int, lo: int, hi: int
+) -> Any:
+    """edgec.int8.fixed_point.requantize_int32 in TE, per-channel constants broadcast."""
+    from tvm import te, tirx
+
+    def at(c: Any, index: tuple[Any, ...]) -> Any:
+        return c[tuple(i if int(d) != 1 else 0 for i, d in zip(index, c.shape, strict=True))]
+
+    def value(*i: Any) -> Any:
+        # A saturating add that never saturates (the bound): LLVM turns sext(acc + bias) into
+        # two 64-bit widening adds and then multiplies 64 x 64 bits (lane by lane on NEON);
+        # after sadd.sat it multiplies sext(y) x sext(M) as `sqdmulh` (`sqadd` on NEON).
+        y = tirx.call_llvm_pure_intrin("int32", "llvm.sadd.sat", acc[i], at(bias, i))
+        if doubled:  # a channel at n = 31: floor(2y·M / 2^31) = floor(y·M / 2^30)
+            y = tirx.call_llvm_pure_intrin("int32", "llvm.sadd.sat", y, y)
+        wide = y.astype("int64") * at(m, i).astype("int64")
+        high = tirx.min(wide >> 31, tirx.const(2**31 - 1, "int64")).astype("int32")  # sqdmulh
+        out = (high + at(rounding, i)) >> at(k, i)
+        return tirx.max(tirx.min(out, hi), lo).astype("int8")
+
+    return te.compute(acc.shape, value, name="requantize_int32")

@@ -120,3 +120,81 @@ def test_arm_int8_conv_sums_are_exact_on_the_int8_instructions(
     seal(Model(onnx), built, tmp_path)
     assert json.loads((tmp_path / "manifest.json").read_text())["target"] == target
     assert np.array_equal(_runner_output(tmp_path, x, tmp_path), want)
+
+
+# Requantization edges, one output channel each: (multiplier, shift). Each layer has a channel of
+# all +127 and one of all -127 weights, so an input of -128 everywhere gives the most negative
+# and most positive sums its weights allow. "2y": a channel at n = 31 doubles y in int32;
+# "n>31": sqdmulh then the rounding shift; "int64": n = 31 beside n = 62 stays in int64.
+TOP = 2**31 - 1
+REQUANTIZE_LAYERS = {
+    "2y": [(TOP, 31), (2**30, 31), (TOP, 32), (0, 31), (2**30 + 12345, 40), (TOP, 61)],
+    "n>31": [(TOP, 32), (2**30, 33), (1_234_567_890, 47), (TOP, 62), (2**30, 38), (0, 31)],
+    "int64": [(TOP, 31), (TOP, 62), (2**30, 35), (2**30, 31), (TOP, 40), (2**30, 50)],
+    # depthwise (one output channel per input channel): MobileNetV2's other half of int8 layers
+    "depthwise": [(TOP, 31), (2**30, 32), (TOP, 33), (0, 31)] * 4,
+}
+
+
+@pytest.mark.parametrize("target", ["rpi4", "rpi5"])
+def test_arm_int32_requantization_matches_the_reference_at_its_edges(
+    tmp_path: Path, target: str
+) -> None:
+    import torch
+    from tvm import relax
+
+    from edgec.artifacts import OnnxModel, RelaxModule, TensorSpec
+    from edgec.backends import Model
+    from edgec.backends.tvm import seal
+    from edgec.int8.fixed_point import requantize
+    from edgec.int8.ops import Requantize
+    from edgec.relax.compile import compile_model, prepare
+    from edgec.relax.lower_int8 import _requantize
+
+    rng = np.random.default_rng(7)
+    cin, size = 16, 6
+    layers = []
+    for name, multipliers in REQUANTIZE_LAYERS.items():
+        groups = cin if name == "depthwise" else 1
+        w = rng.integers(-127, 128, (len(multipliers), cin // groups, 3, 3)).astype(np.int8)
+        w[0], w[1] = 127, -127
+        m, n = (np.array(v, np.int64) for v in zip(*multipliers, strict=True))
+        bias = rng.integers(-5000, 5000, len(multipliers)).astype(np.int32)
+        layers.append((w, groups, bias, Requantize(m, n, lo=-128, hi=127)))
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType([1, cin, size, size], "float32"))
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            x8 = bb.emit(relax.op.astype(arg, "int8"))
+            outs = []
+            for w, groups, bias, out in layers:
+                conv = bb.emit(relax.op.nn.conv2d(x8, relax.const(w), padding=[1] * 4,
+                                                  groups=groups, out_dtype="int32"))  # fmt: skip
+                outs.append(bb.emit(_requantize(conv, out, [1, -1, 1, 1], bias=bias)))
+            joined = bb.emit(relax.op.concat(outs, axis=1))
+            result = bb.emit_output(bb.emit(relax.op.astype(joined, "float32")))
+        bb.emit_func_output(result)
+    module = bb.get()
+    module["main"] = module["main"].with_attr("num_input", 1)
+    prepared = prepare(module, get_target(target), {})
+    assert sum("requantize_int32" in gv.name_hint for gv in prepared.get_global_vars()) == 3
+    channels = sum(len(v) for v in REQUANTIZE_LAYERS.values())
+    spec = TensorSpec("y", (1, channels, size, size), "float32")
+    _onnx_conv(tmp_path / "model.onnx", np.zeros((channels, cin, 3, 3)), (1, cin, size, size), 1)
+    onnx = OnnxModel(tmp_path / "model.onnx", (TensorSpec("x", (1, cin, size, size), "float32"),),
+                     (spec,), "requantize", None)  # fmt: skip
+    built = compile_model(RelaxModule(module, onnx), get_target(target), tmp_path)
+    seal(Model(onnx), built, tmp_path)
+    extremes = np.full((1, cin, size, size), -128, np.float32)
+    for x in (extremes, rng.integers(-128, 128, extremes.shape).astype(np.float32)):
+        want = []
+        for w, groups, bias, out in layers:
+            acc = torch.nn.functional.conv2d(
+                torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
+                padding=1, groups=groups,
+            ).numpy().astype(np.int64) + bias.reshape(1, -1, 1, 1)  # fmt: skip
+            shape = (1, -1, 1, 1)
+            want.append(requantize(acc, out.multiplier.reshape(shape), out.shift.reshape(shape),
+                                   out.lo, out.hi))  # fmt: skip
+        got = _runner_output(tmp_path, x, tmp_path)
+        assert np.array_equal(got, np.concatenate(want, axis=1).astype(np.float32))
