@@ -128,13 +128,29 @@ __attribute__((always_inline)) static inline int8_t requant_sat(int32_t acc, int
     "smlad %[a10], %[wb], %[x13], %[a10]\n\t"                                               \
     "smlad %[a11], %[wb], %[y13], %[a11]\n\t"
 
+/* The same 16 MACs from weights widened at build time (edgec_conv_t.w16): each channel's next
+ * 4 weights are one doubleword of int16 in SXTB16 order, so no SXTB16: 12 instructions. */
+#define MAC_2X2_W16                                                                         \
+    "ldrd %[w02], %[wa], [%[w]], #8\n\t"                                                    \
+    "ldrd %[x02], %[x13], [%[c]], #8\n\t"                                                   \
+    "ldrd %[y02], %[y13], [%[c]], #8\n\t"                                                   \
+    "smlad %[a00], %[w02], %[x02], %[a00]\n\t"                                              \
+    "smlad %[a01], %[w02], %[y02], %[a01]\n\t"                                              \
+    "smlad %[a00], %[wa], %[x13], %[a00]\n\t"                                               \
+    "smlad %[a01], %[wa], %[y13], %[a01]\n\t"                                               \
+    "ldrd %[w02], %[wa], [%[w]], #8\n\t"                                                    \
+    "smlad %[a10], %[w02], %[x02], %[a10]\n\t"                                              \
+    "smlad %[a11], %[w02], %[y02], %[a11]\n\t"                                              \
+    "smlad %[a10], %[wa], %[x13], %[a10]\n\t"                                               \
+    "smlad %[a11], %[wa], %[y13], %[a11]\n\t"
+
 /* Every pair of output channels against two pixels' columns over k (a multiple of 4),
  * requantized and stored (o1 may equal o0: an odd last pixel paired with itself). One asm
  * block, as GCC spilled: per pair, the inner loop 15 instructions per 16 MACs (unrolled twice),
  * then 4 outputs requantized in registers with SSAT/USAT (`sat`), the pointers kept in
  * memory. `w` interleaves each pair's rows in groups of 4 bytes (the generator lays them out
  * so), `col` the two pixels' columns in groups of 4 int16. */
-#define DOT_2X2(sat_op, bits)                                                               \
+#define DOT_2X2(MAC, sat_op, bits)                                                             \
     __asm volatile(                                                                         \
         "1:\n\t"                                                                            \
         "ldr %[wa], %[q]\n\t"                                                               \
@@ -144,10 +160,10 @@ __attribute__((always_inline)) static inline int8_t requant_sat(int32_t acc, int
         "ldr %[c], %[col]\n\t"                                                              \
         "ldr %[n], %[quads]\n\t"                                                            \
         "tst %[n], #1\n\t"                                                                  \
-        "beq 3f\n\t" MAC_2X2 "3:\n\t"                                                       \
+        "beq 3f\n\t" MAC "3:\n\t"                                                       \
         "lsrs %[n], %[n], #1\n\t"                                                           \
         "beq 4f\n\t"                                                                        \
-        "2:\n\t" MAC_2X2 MAC_2X2 "subs %[n], %[n], #1\n\t"                                  \
+        "2:\n\t" MAC MAC "subs %[n], %[n], #1\n\t"                                  \
         "bne 2b\n\t"                                                                        \
         "4:\n\t"                                                                            \
         "ldr %[wa], %[q]\n\t"                                                               \
@@ -200,9 +216,24 @@ __attribute__((noinline)) static void dot_2x2_sat(const int8_t *w, const int16_t
     int32_t a00, a01, a10, a11, wa, wb, w02, x02, x13, y02, y13, n;
     const int16_t *c;
     if (kind == CLAMP_S8) {
-        DOT_2X2("ssat", "#8");
+        DOT_2X2(MAC_2X2, "ssat", "#8");
     } else {
-        DOT_2X2("usat", "#7");
+        DOT_2X2(MAC_2X2, "usat", "#7");
+    }
+}
+
+/* dot_2x2_sat from weights widened at build time (edgec_conv_t.w16, see MAC_2X2_W16). */
+__attribute__((noinline)) static void dot_2x2_sat16(const int16_t *w, const int16_t *col,
+                                                    uint32_t k, const int32_t *q, int8_t *o0,
+                                                    int32_t delta, uint32_t pairs, int kind)
+{
+    const uint32_t quads = k / 4;
+    int32_t a00, a01, a10, a11, wa, wb, w02, x02, x13, y02, y13, n;
+    const int16_t *c;
+    if (kind == CLAMP_S8) {
+        DOT_2X2(MAC_2X2_W16, "ssat", "#8");
+    } else {
+        DOT_2X2(MAC_2X2_W16, "usat", "#7");
     }
 }
 
@@ -840,6 +871,10 @@ static void conv_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16
         im2col(p, in, (int)(second / p->out_w), (int)(second % p->out_w), scratch + 4, field);
         int8_t *o0 = out + px * p->out_c, *o1 = two ? o0 + p->out_c : o0;
         if (kind != CLAMP_ANY) { /* requantized in registers, pair by pair */
+            if (p->w16) { /* the generator widens only layers of an even out_c */
+                dot_2x2_sat16(p->w16, scratch, k, p->pairs, o0, o1 - o0, pairs, kind);
+                continue;
+            }
             if (pairs > 0) {
                 dot_2x2_sat(p->w, scratch, k, p->pairs, o0, o1 - o0, pairs, kind);
             }
