@@ -9,7 +9,7 @@
  * Built with __ARM_FEATURE_DSP (Cortex-M4/M7/M33), convolutions, depthwise ones and dense layers
  * use SMLAD on sign-extended pairs (SXTB16), and the generator lays their weights out for it:
  * conv rows (k_h * k_w * in_c) zero-padded to a multiple of 4 and interleaved by pairs of
- * output channels; dense rows (in_n a multiple of 4) interleaved by runs of 4; undilated 3x3
+ * output channels (1x1 and 1-3 channel layers: widened to int16 as well, see w16); dense rows (in_n a multiple of 4) interleaved by runs of 4; undilated 3x3
  * depthwise weights C x 9 (per channel, see depthwise_3x3_dsp in edgec_nn.c), other depthwise
  * weights (out_c a multiple of 4) by groups of 4 channels and pairs of taps (depthwise_dsp).
  * Otherwise portable C, weights as described below.
