@@ -128,13 +128,29 @@ __attribute__((always_inline)) static inline int8_t requant_sat(int32_t acc, int
     "smlad %[a10], %[wb], %[x13], %[a10]\n\t"                                               \
     "smlad %[a11], %[wb], %[y13], %[a11]\n\t"
 
+/* The same 16 MACs from weights widened at build time (edgec_conv_t.w16): each channel's next
+ * 4 weights are one doubleword of int16 in SXTB16 order, so no SXTB16: 12 instructions. */
+#define MAC_2X2_W16                                                                         \
+    "ldrd %[w02], %[wa], [%[w]], #8\n\t"                                                    \
+    "ldrd %[x02], %[x13], [%[c]], #8\n\t"                                                   \
+    "ldrd %[y02], %[y13], [%[c]], #8\n\t"                                                   \
+    "smlad %[a00], %[w02], %[x02], %[a00]\n\t"                                              \
+    "smlad %[a01], %[w02], %[y02], %[a01]\n\t"                                              \
+    "smlad %[a00], %[wa], %[x13], %[a00]\n\t"                                               \
+    "smlad %[a01], %[wa], %[y13], %[a01]\n\t"                                               \
+    "ldrd %[w02], %[wa], [%[w]], #8\n\t"                                                    \
+    "smlad %[a10], %[w02], %[x02], %[a10]\n\t"                                              \
+    "smlad %[a11], %[w02], %[y02], %[a11]\n\t"                                              \
+    "smlad %[a10], %[wa], %[x13], %[a10]\n\t"                                               \
+    "smlad %[a11], %[wa], %[y13], %[a11]\n\t"
+
 /* Every pair of output channels against two pixels' columns over k (a multiple of 4),
  * requantized and stored (o1 may equal o0: an odd last pixel paired with itself). One asm
  * block, as GCC spilled: per pair, the inner loop 15 instructions per 16 MACs (unrolled twice),
  * then 4 outputs requantized in registers with SSAT/USAT (`sat`), the pointers kept in
  * memory. `w` interleaves each pair's rows in groups of 4 bytes (the generator lays them out
  * so), `col` the two pixels' columns in groups of 4 int16. */
-#define DOT_2X2(sat_op, bits)                                                               \
+#define DOT_2X2(MAC, sat_op, bits)                                                             \
     __asm volatile(                                                                         \
         "1:\n\t"                                                                            \
         "ldr %[wa], %[q]\n\t"                                                               \
@@ -144,10 +160,10 @@ __attribute__((always_inline)) static inline int8_t requant_sat(int32_t acc, int
         "ldr %[c], %[col]\n\t"                                                              \
         "ldr %[n], %[quads]\n\t"                                                            \
         "tst %[n], #1\n\t"                                                                  \
-        "beq 3f\n\t" MAC_2X2 "3:\n\t"                                                       \
+        "beq 3f\n\t" MAC "3:\n\t"                                                       \
         "lsrs %[n], %[n], #1\n\t"                                                           \
         "beq 4f\n\t"                                                                        \
-        "2:\n\t" MAC_2X2 MAC_2X2 "subs %[n], %[n], #1\n\t"                                  \
+        "2:\n\t" MAC MAC "subs %[n], %[n], #1\n\t"                                  \
         "bne 2b\n\t"                                                                        \
         "4:\n\t"                                                                            \
         "ldr %[wa], %[q]\n\t"                                                               \
@@ -200,9 +216,24 @@ __attribute__((noinline)) static void dot_2x2_sat(const int8_t *w, const int16_t
     int32_t a00, a01, a10, a11, wa, wb, w02, x02, x13, y02, y13, n;
     const int16_t *c;
     if (kind == CLAMP_S8) {
-        DOT_2X2("ssat", "#8");
+        DOT_2X2(MAC_2X2, "ssat", "#8");
     } else {
-        DOT_2X2("usat", "#7");
+        DOT_2X2(MAC_2X2, "usat", "#7");
+    }
+}
+
+/* dot_2x2_sat from weights widened at build time (edgec_conv_t.w16, see MAC_2X2_W16). */
+__attribute__((noinline)) static void dot_2x2_sat16(const int16_t *w, const int16_t *col,
+                                                    uint32_t k, const int32_t *q, int8_t *o0,
+                                                    int32_t delta, uint32_t pairs, int kind)
+{
+    const uint32_t quads = k / 4;
+    int32_t a00, a01, a10, a11, wa, wb, w02, x02, x13, y02, y13, n;
+    const int16_t *c;
+    if (kind == CLAMP_S8) {
+        DOT_2X2(MAC_2X2_W16, "ssat", "#8");
+    } else {
+        DOT_2X2(MAC_2X2_W16, "usat", "#7");
     }
 }
 
@@ -532,7 +563,8 @@ static uint32_t plane_h(const edgec_conv_t *p)
 #define DW_USAT(a) "usat %[" #a "], #7"
 
 /* A whole channel: per row, its pairs of outputs, then an odd last one alone; then the window
- * moves down a row (x_step bytes from where the pairs left it) and end a row of outputs on.
+ * moves down a row (x_step bytes from where the pairs left it), o by o_step (0 unless the
+ * plane is transposed) and end a row of outputs on.
  * Registers: 5 weights, 3 row pointers, 2 accumulators, a temporary, o, c_n, end. */
 #define DW_CHANNEL(ROW, sat)                                                                \
     __asm volatile("2:\n\t"                                                                 \
@@ -545,22 +577,23 @@ static uint32_t plane_h(const edgec_conv_t *p)
                                                     "ldr %[t], %[odd]\n\t"                  \
                                                     "cmp %[t], #0\n\t"                      \
                                                     "beq 3f\n\t" DW_SINGLE(sat) "3:\n\t"    \
+                                                    "ldr %[t], %[o_step]\n\t"               \
+                                                    "add %[o], %[o], %[t]\n\t"              \
                                                     "ldr %[t], %[x_step]\n\t"               \
                                                     "add %[x0], %[x0], %[t]\n\t"            \
                                                     "add %[x1], %[x1], %[t]\n\t"            \
                                                     "add %[x2], %[x2], %[t]\n\t"            \
                                                     "ldr %[t], %[row_bytes]\n\t"            \
                                                     "add %[end], %[end], %[t]\n\t"          \
-                                                    "ldr %[t], %[rows]\n\t"                 \
-                                                    "subs %[t], %[t], #1\n\t"               \
-                                                    "str %[t], %[rows]\n\t"                 \
+                                                    "ldr %[t], %[o_last]\n\t"               \
+                                                    "cmp %[o], %[t]\n\t"                    \
                                                     "bne 2b\n\t"                            \
                    : [a0] "=&r"(a0), [a1] "=&r"(a1), [t] "=&r"(t), [x0] "+r"(x0),           \
-                     [x1] "+r"(x1), [x2] "+r"(x2), [o] "+r"(o), [end] "+r"(end),            \
-                     [rows] "+m"(rows)                                                      \
+                     [x1] "+r"(x1), [x2] "+r"(x2), [o] "+r"(o), [end] "+r"(end)             \
                    : [w0] "r"(w0), [w1] "r"(w1), [w2] "r"(w2), [wa] "r"(wa), [wb] "r"(wb),  \
                      [c_n] "r"(c_n), [bias] "m"(bias), [mult] "m"(mult), [k] "m"(k),        \
-                     [odd] "m"(odd), [x_step] "m"(x_step), [row_bytes] "m"(row_bytes)       \
+                     [odd] "m"(odd), [x_step] "m"(x_step), [row_bytes] "m"(row_bytes),      \
+                     [o_step] "m"(o_step), [o_last] "m"(o_last)                             \
                    : "cc", "memory")
 
 /* One channel of a 3x3 depthwise convolution from its plane (pw int16 per row), requantized
@@ -571,7 +604,8 @@ static uint32_t plane_h(const edgec_conv_t *p)
  * requantization. All nine weights stay in five registers for the whole channel. */
 __attribute__((always_inline)) static inline void dw3x3_channel(
     const edgec_conv_t *p, const int16_t *plane, uint32_t pw, const int8_t *w, int32_t bias,
-    int32_t mult, int32_t shift, int8_t *out, uint32_t c_n, int stride, int kind)
+    int32_t mult, int32_t shift, int8_t *out, uint32_t c_n, uint32_t row, int stride,
+    int kind)
 {
     const int32_t w0 = (int32_t)(((uint32_t)(uint16_t)w[1] << 16) | (uint16_t)w[0]);
     const int32_t w1 = (int32_t)(((uint32_t)(uint16_t)w[4] << 16) | (uint16_t)w[3]);
@@ -583,8 +617,9 @@ __attribute__((always_inline)) static inline void dw3x3_channel(
     /* bytes from where a row's pairs leave the window (and the odd output, which does not
      * move it) to the next row's first */
     const int32_t x_step = (int32_t)(2 * p->s_h * pw) - (int32_t)(pairs * 4 * stride);
-    const uint32_t row_bytes = ow * c_n;
-    uint32_t rows = p->out_h;
+    const uint32_t row_bytes = row; /* outputs c_n bytes apart in a row, rows `row` apart */
+    const int32_t o_step = (int32_t)row - (int32_t)(ow * c_n);
+    const uintptr_t o_last = (uintptr_t)out + p->out_h * row; /* o after the last row */
     const int16_t *x0 = plane, *x1 = plane + pw, *x2 = plane + 2 * pw;
     int8_t *o = out, *end = out + 2 * pairs * c_n;
     int32_t a0, a1, t;
@@ -607,9 +642,9 @@ __attribute__((always_inline)) static inline void dw3x3_channel(
 #define DW3X3(name, stride, kind)                                                           \
     __attribute__((noinline, optimize("O2"))) static void name(                             \
         const edgec_conv_t *p, const int16_t *plane, uint32_t pw, const int8_t *w,          \
-        int32_t bias, int32_t mult, int32_t shift, int8_t *out, uint32_t c_n)               \
+        int32_t bias, int32_t mult, int32_t shift, int8_t *out, uint32_t c_n, uint32_t row) \
     {                                                                                       \
-        dw3x3_channel(p, plane, pw, w, bias, mult, shift, out, c_n, stride, kind);          \
+        dw3x3_channel(p, plane, pw, w, bias, mult, shift, out, c_n, row, stride, kind);     \
     }
 DW3X3(dw3x3_s1_s8, 1, CLAMP_S8)
 DW3X3(dw3x3_s1_u7, 1, CLAMP_U7)
@@ -619,30 +654,33 @@ DW3X3(dw3x3_s2_u7, 2, CLAMP_U7)
 /* The same for any stride and clamp: portable C on the plane, requant's general rule. */
 __attribute__((noinline, optimize("O2"))) static void dw3x3_any(
     const edgec_conv_t *p, const int16_t *plane, uint32_t pw, const int8_t *w, int32_t bias,
-    int32_t mult, int32_t shift, int8_t *out, uint32_t c_n)
+    int32_t mult, int32_t shift, int8_t *out, uint32_t c_n, uint32_t row)
 {
-    for (int oy = 0; oy < p->out_h; oy++) {
-        for (int ox = 0; ox < p->out_w; ox++, out += c_n) {
+    for (int oy = 0; oy < p->out_h; oy++, out += row) {
+        int8_t *o = out;
+        for (int ox = 0; ox < p->out_w; ox++, o += c_n) {
             const int16_t *x = plane + (oy * p->s_h) * pw + ox * p->s_w;
             int32_t acc = bias;
             for (int ky = 0; ky < 3; ky++, x += pw) {
                 acc += x[0] * w[3 * ky] + x[1] * w[3 * ky + 1] + x[2] * w[3 * ky + 2];
             }
-            *out = requant(acc, mult, shift, p->lo, p->hi);
+            *o = requant(acc, mult, shift, p->lo, p->hi);
         }
     }
 }
 
-/* One channel of an h x w NHWC input (channel stride c_n) into rows of a plane of int16, pw
- * apart: two elements per word store (rows may start at odd elements: STR takes unaligned
+/* One channel of an NHWC input into h rows of w elements of a plane of int16, pw apart: the
+ * input's elements c_n bytes apart, its rows `row` bytes apart (transposed: the other way
+ * round); two elements per word store (rows may start at odd elements: STR takes unaligned
  * addresses on Armv7E-M). */
-__attribute__((noinline, optimize("O2"))) static void widen_channel(const int8_t *src,
-                                                                    uint32_t c_n, int16_t *dst,
-                                                                    uint32_t pw, uint32_t h,
-                                                                    uint32_t w)
+__attribute__((noinline, optimize("O2"))) static void widen_channel(const int8_t *first,
+                                                                    uint32_t c_n, uint32_t row,
+                                                                    int16_t *dst, uint32_t pw,
+                                                                    uint32_t h, uint32_t w)
 {
     const uint32_t two = 2 * c_n;
-    for (; h > 0; h--, dst += pw) {
+    for (; h > 0; h--, dst += pw, first += row) {
+        const int8_t *src = first;
         int16_t *d = dst;
         uint32_t n = w;
         for (; n >= 2; n -= 2, d += 2, src += two) {
@@ -651,20 +689,21 @@ __attribute__((noinline, optimize("O2"))) static void widen_channel(const int8_t
         }
         if (n) {
             *d = *src;
-            src += c_n;
         }
     }
 }
 
 /* Two adjacent channels (c, c + 1) into two planes at once: one LDRH per pixel reads both, and
  * SXTB16 splits two pixels' pairs into the two planes' words. */
-__attribute__((noinline, optimize("O2"))) static void widen_two(const int8_t *src, uint32_t c_n,
+__attribute__((noinline, optimize("O2"))) static void widen_two(const int8_t *first,
+                                                                uint32_t c_n, uint32_t row,
                                                                 int16_t *dst0, int16_t *dst1,
                                                                 uint32_t pw, uint32_t h,
                                                                 uint32_t w)
 {
     const uint32_t two = 2 * c_n;
-    for (; h > 0; h--, dst0 += pw, dst1 += pw) {
+    for (; h > 0; h--, dst0 += pw, dst1 += pw, first += row) {
+        const int8_t *src = first;
         int16_t *d0 = dst0, *d1 = dst1;
         uint32_t n = w;
         for (; n >= 2; n -= 2, d0 += 2, d1 += 2, src += two) {
@@ -679,7 +718,6 @@ __attribute__((noinline, optimize("O2"))) static void widen_two(const int8_t *sr
         if (n) {
             *d0 = src[0];
             *d1 = src[1];
-            src += c_n;
         }
     }
 }
@@ -691,39 +729,83 @@ static int two_planes(const edgec_conv_t *p)
     return p->out_c % 2 == 0 && plane_h(p) * plane_w(p) <= 1024;
 }
 
+/* The scratch (int16 elements) the 3x3 path takes for geometry p. */
+static uint32_t planes_size(const edgec_conv_t *p)
+{
+    return plane_h(p) * plane_w(p) * (two_planes(p) ? 2u : 1u);
+}
+
+/* A channel's 3x3 weights: w itself, or transposed into t. */
+static inline const int8_t *weights_3x3(const int8_t *w, int flip, int8_t t[9])
+{
+    if (!flip) {
+        return w;
+    }
+    for (uint32_t i = 0; i < 9; i++) {
+        t[i] = w[i % 3 * 3 + i / 3];
+    }
+    return t;
+}
+
+/* p with height and width exchanged: a layer whose output is taller than wide runs transposed
+ * (the DS-CNN's 25 x 5: rows of 25 outputs, 12 pairs and one odd, instead of 25 rows of 2
+ * pairs and one odd each), so each row's set-up and odd output are paid 5 times, not 25. */
+static edgec_conv_t transposed(const edgec_conv_t *p)
+{
+    edgec_conv_t t = *p;
+    t.in_h = p->in_w, t.in_w = p->in_h, t.out_h = p->out_w, t.out_w = p->out_h;
+    t.k_h = p->k_w, t.k_w = p->k_h, t.s_h = p->s_w, t.s_w = p->s_h, t.p_t = p->p_l;
+    t.p_l = p->p_t;
+    return t;
+}
+
 /* 3x3 depthwise convolution on the DSP, undilated, any channel count; weights C x 9 (the
  * generator lays them out so). Channel by channel: the channel is widened into a plane of
  * int16 (scratch: plane_h x plane_w, padding zeroed once), where a window row's taps are
  * adjacent, so one LDR and one SMLAD take two of them. */
-static void depthwise_3x3_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out,
+static void depthwise_3x3_dsp(const edgec_conv_t *layer, const int8_t *in, int8_t *out,
                               int16_t *plane)
 {
-    const uint32_t c_n = p->out_c, pw = plane_w(p), w_n = p->in_w, size = plane_h(p) * pw;
+    const uint32_t c_n = layer->out_c;
+    /* transposed only within the scratch the generator sized for the layer as it is */
+    const edgec_conv_t t = transposed(layer);
+    const int flip = layer->out_h > layer->out_w && planes_size(&t) <= planes_size(layer);
+    const edgec_conv_t *p = flip ? &t : layer;
+    /* the input's and the output's element and row strides in the plane's orientation */
+    const uint32_t in_row = layer->in_w * c_n, out_row = layer->out_w * c_n;
+    const uint32_t in_step = flip ? in_row : c_n, in_next = flip ? c_n : in_row;
+    const uint32_t out_step = flip ? out_row : c_n, out_next = flip ? c_n : out_row;
+    const uint32_t pw = plane_w(p), size = plane_h(p) * pw;
     const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
     const int kind = one_word_shifts(shift, c_n) ? clamp_kind(p->lo, p->hi) : CLAMP_ANY;
     void (*channel)(const edgec_conv_t *, const int16_t *, uint32_t, const int8_t *, int32_t,
-                    int32_t, int32_t, int8_t *, uint32_t) = dw3x3_any;
+                    int32_t, int32_t, int8_t *, uint32_t, uint32_t) = dw3x3_any;
     if (kind != CLAMP_ANY && p->s_w <= 2 && p->out_w >= 2) {
         channel = p->s_w == 1 ? (kind == CLAMP_S8 ? dw3x3_s1_s8 : dw3x3_s1_u7)
                               : (kind == CLAMP_S8 ? dw3x3_s2_s8 : dw3x3_s2_u7);
     }
     const uint32_t first = p->p_t * pw + p->p_l;
+    int8_t wt[2][9]; /* two channels' 3x3 weights, transposed with the plane */
     uint32_t c = 0;
     if (two_planes(p)) {
         int16_t *plane1 = plane + size;
         memset(plane, 0, 2 * size * sizeof(int16_t));
         for (; c < c_n; c += 2) {
-            widen_two(in + c, c_n, plane + first, plane1 + first, pw, p->in_h, w_n);
-            channel(p, plane, pw, p->w + 9 * c, bias[c], mult[c], shift[c], out + c, c_n);
-            channel(p, plane1, pw, p->w + 9 * (c + 1), bias[c + 1], mult[c + 1], shift[c + 1],
-                    out + c + 1, c_n);
+            widen_two(in + c, in_step, in_next, plane + first, plane1 + first, pw, p->in_h,
+                      p->in_w);
+            const int8_t *w0 = weights_3x3(layer->w + 9 * c, flip, wt[0]);
+            const int8_t *w1 = weights_3x3(layer->w + 9 * (c + 1), flip, wt[1]);
+            channel(p, plane, pw, w0, bias[c], mult[c], shift[c], out + c, out_step, out_next);
+            channel(p, plane1, pw, w1, bias[c + 1], mult[c + 1], shift[c + 1], out + c + 1,
+                    out_step, out_next);
         }
         return;
     }
     memset(plane, 0, size * sizeof(int16_t));
     for (; c < c_n; c++) {
-        widen_channel(in + c, c_n, plane + first, pw, p->in_h, w_n);
-        channel(p, plane, pw, p->w + 9 * c, bias[c], mult[c], shift[c], out + c, c_n);
+        widen_channel(in + c, in_step, in_next, plane + first, pw, p->in_h, p->in_w);
+        const int8_t *w = weights_3x3(layer->w + 9 * c, flip, wt[0]);
+        channel(p, plane, pw, w, bias[c], mult[c], shift[c], out + c, out_step, out_next);
     }
 }
 
@@ -840,6 +922,10 @@ static void conv_dsp(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16
         im2col(p, in, (int)(second / p->out_w), (int)(second % p->out_w), scratch + 4, field);
         int8_t *o0 = out + px * p->out_c, *o1 = two ? o0 + p->out_c : o0;
         if (kind != CLAMP_ANY) { /* requantized in registers, pair by pair */
+            if (p->w16) { /* the generator widens only layers of an even out_c */
+                dot_2x2_sat16(p->w16, scratch, k, p->pairs, o0, o1 - o0, pairs, kind);
+                continue;
+            }
             if (pairs > 0) {
                 dot_2x2_sat(p->w, scratch, k, p->pairs, o0, o1 - o0, pairs, kind);
             }

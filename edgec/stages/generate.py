@@ -339,19 +339,28 @@ def _conv(e: _Emitter, node: QNode, step: int) -> None:
         field = padded // 2 if cin % 4 else 0
         e.scratch = max(e.scratch, 2 * padded + field + 4 * cout)
         pairs = _requant_pairs(a.weights, a.out)
-    if pairs is not None and cout % 2 == 0:  # the kernel reads nothing else
+    w16 = "0"
+    if pairs is not None and cout % 2 == 0 and ((kh, kw) == (1, 1) or cin <= 3):
+        # 1x1 layers (most of a MobileNet's MACs) and first layers (few weights, many pixels)
+        # take their weights widened at build time: 12 instructions per 16 MACs instead of 15,
+        # for twice these weights' flash
+        e.arrays(("int16_t", "w16", _widen_groups(weights)), ("int32_t", "q", pairs))
+        params = {"w": "0", "bias": "0", "mult": "0", "shift": "0"}
+        w16 = f"{e.ident}_w16"
+    elif pairs is not None and cout % 2 == 0:  # the kernel reads nothing else
         e.arrays(("int8_t", "w", weights), ("int32_t", "q", pairs))
-        params = {"bias": "0", "mult": "0", "shift": "0"}
+        params = {"w": f"{e.ident}_w", "bias": "0", "mult": "0", "shift": "0"}
     else:
         e.weight_arrays(weights, a.weights, a.out)
         if pairs is not None:
             e.arrays(("int32_t", "q", pairs))
-        params = {"bias": f"{e.ident}_b", "mult": f"{e.ident}_m", "shift": f"{e.ident}_s"}
+        params = {"w": f"{e.ident}_w", "bias": f"{e.ident}_b", "mult": f"{e.ident}_m",
+                  "shift": f"{e.ident}_s"}  # fmt: skip
     (sh, sw), (pt, pl), (dh, dw) = a.window.strides, a.window.pads[:2], a.dilations
     fields = {"in_h": h, "in_w": w, "in_c": cin, "out_h": oh, "out_w": ow, "out_c": cout,
               "k_h": kh, "k_w": kw, "s_h": sh, "s_w": sw, "p_t": pt, "p_l": pl, "d_h": dh,
               "d_w": dw, "groups": a.groups, "lo": a.out.lo, "hi": a.out.hi,
-              "pairs": "0" if pairs is None else f"{e.ident}_q", **params,
+              "pairs": "0" if pairs is None else f"{e.ident}_q", "w16": w16, **params,
               "kernel": "edgec_depthwise_s8" if depthwise else "edgec_conv_s8"}  # fmt: skip
     macs = oh * ow * cout * kh * kw * (cin // a.groups)
     kind = "depthwise" if a.groups > 1 else "conv"
@@ -489,6 +498,12 @@ def _interleave_rows(rows: np.ndarray, n: int) -> np.ndarray:
     grouped = rows[:full].reshape(full // n, n, k // 4, 4).transpose(0, 2, 1, 3)
     out[:full] = grouped.reshape(full, k)
     return out
+
+
+def _widen_groups(weights: np.ndarray) -> np.ndarray:
+    """Interleaved int8 weights as int16, each group of 4 in SXTB16 order (x0 x2 x1 x3): what
+    edgec_conv_t.w16 holds."""
+    return weights.reshape(-1, 4)[:, [0, 2, 1, 3]].astype(np.int16).reshape(-1)
 
 
 def _requant_pairs(w: Weights, out: Requantize) -> np.ndarray | None:
