@@ -55,10 +55,12 @@ def build(model: Model, profile: TargetProfile, work: Path, log: StageLog) -> Bu
     board = board_for(profile, model.board)
     with log.stage("generate") as s:
         sample = (calib.val_x if len(calib.val_x) else calib.train_x)[:1]
-        library = generate(quantized, profile, work, sample)
+        flash = board.memory.flash_bytes if board.memory else None
+        library = generate(quantized, profile, work, sample, flash)
         s.note(
             f"{len(library.layers)} layers, arena {library.arena_bytes:,} B "
             f"(lower bound {library.arena_lower_bound:,} B)"
+            + (f"; {library.widening}" if library.widening else "")
         )
     with log.stage("firmware") as s:
         fw = firmware.link(library, profile, board)

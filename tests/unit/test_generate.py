@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edgec.artifacts import OnnxModel, TensorSpec
 from edgec.int8 import QGraph, QNode, QuantizedModel
@@ -14,7 +15,7 @@ from edgec.stages.generate import generate
 from edgec.targets import get_target
 
 
-def _tiny_conv(tmp_path: Path) -> QuantizedModel:
+def _tiny_conv(tmp_path: Path, shift: int = 31) -> QuantizedModel:
     """x → quantize → 3x3 conv (1 → 2 channels, fused ReLU) → dequantize → y."""
     rng = np.random.default_rng(0)
     weights = Weights(
@@ -22,7 +23,7 @@ def _tiny_conv(tmp_path: Path) -> QuantizedModel:
         np.array([10, -10], np.int32),
         np.array([0.01, 0.02], np.float32),
     )
-    out = Requantize(np.array([1 << 30, 1 << 30]), np.array([31, 31]), 0, 127)
+    out = Requantize(np.array([1 << 30, 1 << 30]), np.array([shift, shift]), 0, 127)
     window = Window((3, 3), (1, 1), (1, 1, 1, 1))
     nodes = (
         QNode("quantize", "x:q", ("x",), "x:q", "int8", Cast()),
@@ -47,3 +48,24 @@ def test_generated_c_names_its_model_and_each_struct_field(tmp_path: Path) -> No
     assert ".in_c = 1," in source and ".out_c = 2," in source and ".lo = 0, .hi = 127," in source
     assert "edgec_conv_s8(&l0, input, output, scratch);" in source
     assert library.layers[0].op == "conv" and library.layers[0].macs == 4 * 4 * 2 * 9
+
+
+# (board flash, whether the first layer's weights are stored as int16)
+WIDENING = [
+    pytest.param(None, True, id="no-flash-limit-widens"),
+    pytest.param(1 << 20, True, id="fits-the-board-widens"),
+    pytest.param(32 * 1024, False, id="would-not-fit-keeps-int8"),
+]
+
+
+@pytest.mark.parametrize(("flash", "widened"), WIDENING)
+def test_weights_are_widened_to_int16_only_where_they_fit_the_boards_flash(
+    tmp_path: Path, flash: int | None, widened: bool
+) -> None:
+    sample = np.random.default_rng(1).standard_normal((1, 1, 4, 4)).astype(np.float32)
+    model = _tiny_conv(tmp_path, shift=40)  # a shift in (32, 64): the DSP pair path
+    library = generate(model, get_target("cortex-m4"), tmp_path, sample, flash)
+    source = (tmp_path / "model.c").read_text()
+    assert ("int16_t l0_w16" in source) == widened, source
+    assert library.widened_bytes == (24 if widened else 0)  # 2 rows of 9 taps, padded to 12
+    assert ("int8 weights kept" in library.widening) == (not widened)
