@@ -69,6 +69,16 @@ def _rows_operand(sch: Any, block: Any) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
+def _packed_cols(sch: Any, block: Any, channels: int) -> int | None:
+    """The block width of weights packed as [channels/cols, KH, KW, I, cols] that `block`
+    reads (edgec.relax.pack_weights), or None."""
+    for region in sch.get(block).reads:
+        shape = [int(d) for d in region.source.shape]
+        if len(shape) == 5 and shape[0] * shape[4] == channels:
+            return shape[4]
+    return None
+
+
 def _contraction(lanes: int, accumulators: int, lane_fma: bool = False) -> Any:
     from tvm import s_tir
     from tvm.s_tir.dlight.analysis import normalize_prim_func
@@ -110,7 +120,8 @@ def _contraction(lanes: int, accumulators: int, lane_fma: bool = False) -> Any:
             # (depthwise: channelwise, no operand is read by every channel).
             shared = _rows_operand(sch, main)
             channelwise = shared is None
-            tile_shape = register_tile(n_ext, row_ext, lanes, accumulators, channelwise)
+            cols = _packed_cols(sch, main, n_ext)  # the tile the weights were packed for
+            tile_shape = register_tile(n_ext, row_ext, lanes, accumulators, channelwise, cols)
             if tile_shape is None:
                 return None
             rows, cols = tile_shape
