@@ -132,8 +132,13 @@ def _contraction(lanes: int, accumulators: int, lane_fma: bool = False) -> Any:
                 # are exact (no div/mod by the image width).
                 m_out, m_in = sch.split(spatial[-2], [None, rows])
                 # Output-channel tiles outermost: one tile of weights stays in cache while
-                # all rows of the input stream past it.
-                tiles, inner = [n_out, *spatial[:-2], m_out], [m_in, n_in]
+                # all rows of the input stream past it. Depthwise tiles share no input and
+                # their weights are a few vectors: channel tiles innermost, so consecutive
+                # tiles read consecutive memory (MobileNetV2's depthwise kernels -12% on x86).
+                tiles = (
+                    [*spatial[:-2], m_out, n_out] if channelwise else [n_out, *spatial[:-2], m_out]
+                )
+                inner = [m_in, n_in]
             else:
                 tiles, inner = [n_out], [n_in]
             sch.reorder(*tiles, *reduce, *inner)
@@ -157,6 +162,17 @@ def _contraction(lanes: int, accumulators: int, lane_fma: bool = False) -> Any:
                 # input row i + 1 reads at column j - 1, so each input vector loads once.
                 sch.unroll(reduce[-1])
             for block in producers:
+                if channelwise:
+                    # A depthwise window reads each padded input about once: test the border
+                    # in the loads instead of writing a padded copy first (x86: MobileNetV2's
+                    # depthwise kernels 1.75 -> 0.82 ms; rpi4 113.4M -> 112.3M instructions).
+                    # Convolutions read each input once per channel tile: they keep the copy
+                    # (ResNet-18 kernels +8% with the test in the loads).
+                    try:
+                        sch.compute_inline(block)
+                        continue
+                    except Exception:  # not inlinable here: computed as its own pass
+                        pass
                 parallel_root(sch, block)
             sch.parallel(tile)
             if len(inner) == 2:
