@@ -14,8 +14,10 @@ from typing import Any
 
 from edgec.relax import int8_dot as int8_dot_rules
 from edgec.relax.tiling import (
+    contraction_tile,
     extent,
     guarded,
+    most_accumulators,
     parallel_root,
     register_tile,
     tile_accumulators,
@@ -40,7 +42,8 @@ def rules(
     # instruction); the contraction rule would schedule them too, without the instruction.
     rule = int8_dot_rules.schedule_rule(int8_dot)
     accumulators = tile_accumulators(vector_registers)
-    contraction = _contraction(lanes, accumulators, lane_fma)
+    most = most_accumulators(vector_registers, vector_bits)
+    contraction = _contraction(lanes, accumulators, most, lane_fma)
     return [rule, contraction, _injective(lanes), dl.cpu.Reduction()]
 
 
@@ -79,7 +82,7 @@ def _packed_cols(sch: Any, block: Any, channels: int) -> int | None:
     return None
 
 
-def _contraction(lanes: int, accumulators: int, lane_fma: bool = False) -> Any:
+def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = False) -> Any:
     from tvm import s_tir
     from tvm.s_tir.dlight.analysis import normalize_prim_func
     from tvm.s_tir.dlight.base import ScheduleRule
@@ -121,7 +124,10 @@ def _contraction(lanes: int, accumulators: int, lane_fma: bool = False) -> Any:
             shared = _rows_operand(sch, main)
             channelwise = shared is None
             cols = _packed_cols(sch, main, n_ext)  # the tile the weights were packed for
-            tile_shape = register_tile(n_ext, row_ext, lanes, accumulators, channelwise, cols)
+            if channelwise:  # depthwise: the window's input loads need registers too
+                tile_shape = register_tile(n_ext, row_ext, lanes, accumulators, True)
+            else:
+                tile_shape = contraction_tile(n_ext, row_ext, lanes, accumulators, most, cols)
             if tile_shape is None:
                 return None
             rows, cols = tile_shape

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from edgec.relax.tiling import padded_tile, tile_accumulators
+from edgec.relax.tiling import most_accumulators, padded_tile, tile_accumulators
 from edgec.targets import TargetProfile
 
 CONV = "conv2d_nhwc_packed"
@@ -39,10 +39,11 @@ def legalize_map(
         return inner
     lanes = max(1, caps.vector_bits // 32)
     accumulators = tile_accumulators(caps.vector_registers)
+    most = most_accumulators(caps.vector_registers, caps.vector_bits)
     otherwise = inner.get("relax.nn.conv2d") or ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 
     def legalize(bb: Any, call: Any) -> Any:
-        tile = _packed_tile(call, lanes, accumulators)
+        tile = _packed_tile(call, lanes, accumulators, most)
         if tile is None:
             return otherwise(bb, call)
         return _legalize(bb, call, *tile)
@@ -50,7 +51,9 @@ def legalize_map(
     return {**inner, "relax.nn.conv2d": legalize}
 
 
-def _packed_tile(call: Any, lanes: int, accumulators: int) -> tuple[int, int, int] | None:
+def _packed_tile(
+    call: Any, lanes: int, accumulators: int, most: int
+) -> tuple[int, int, int] | None:
     """The register tile's vector columns and the padded channels and output width it is
     computed on for `call`, or None if it is not packable."""
     from tvm import ir, tirx
@@ -71,7 +74,7 @@ def _packed_tile(call: Any, lanes: int, accumulators: int) -> tuple[int, int, in
     ):
         return None
     _, _, out_width, channels = (int(d) for d in call.ty.shape)
-    tile = padded_tile(channels, out_width, lanes, accumulators)
+    tile = padded_tile(channels, out_width, lanes, accumulators, most)
     if tile is None or tile[1] == channels:  # one block: HWIO is already that order
         return None
     _, cols, padded_channels, padded_width = tile

@@ -8,14 +8,40 @@ from typing import Any
 # rest hold the weight vectors and a broadcast. With 32 (AArch64 NEON) a 6-row x 4-vector tile
 # reads 10 vectors per 24 FMLAs; rpi4 instructions per inference, cnn 4.02M -> 2.95M and
 # MobileNetV2 198.9M -> 153.4M (armcount) against 12 accumulators x at most 2 vectors.
-# x86 keeps 12: on AVX-512's 32 zmm, 24 accumulators cut ResNet-18's kernel time 15% but cost
-# MobileNetV2 up to 10% (bench/kernels.py): the tile should be chosen per layer first.
+# x86 keeps 12: on AVX-512's 32 zmm, 24 accumulators everywhere cut ResNet-18's kernel time 15%
+# but cost MobileNetV2 up to 10% (bench/kernels.py); so only a tile that 12 leave short of rows
+# (7x7, 14x14 layers) takes more (most_accumulators, contraction_tile).
 ACCUMULATORS = {16: 12, 32: 24}
 
 
 def tile_accumulators(vector_registers: int) -> int:
     """Accumulator vectors a register tile may hold on a CPU with `vector_registers`."""
     return ACCUMULATORS[32 if vector_registers >= 32 else 16]
+
+
+def most_accumulators(vector_registers: int, vector_bits: int) -> int:
+    """Accumulators a tile may hold where the usual budget leaves it short of rows: AVX-512
+    has 32 zmm registers even where the profile counts AVX2's 16. ResNet-18's 7x7 and 14x14
+    layers (rows must divide 7) hold 7 x 16 in 12; 7 x 32 ran 10-38% faster (1 thread)."""
+    return tile_accumulators(32 if vector_bits >= 512 else vector_registers)
+
+
+def contraction_tile(
+    channels: int,
+    row_extent: int,
+    lanes: int,
+    accumulators: int,
+    most: int,
+    cols: int | None = None,
+) -> tuple[int, int] | None:
+    """register_tile within `accumulators`, or within `most` where that keeps more busy."""
+    tile = register_tile(channels, row_extent, lanes, accumulators, cols=cols)
+    if most > accumulators and (tile is None or _busy(*tile, lanes) < _BUSY):
+        wider = register_tile(channels, row_extent, lanes, most, cols=cols)
+        full = wider is not None and wider[1] >= lanes  # not more half-width rows
+        if full and (tile is None or _busy(*wider, lanes) > _busy(*tile, lanes)):
+            return wider
+    return tile
 
 
 def register_tile(
@@ -56,7 +82,7 @@ def _widths(lanes: int, accumulators: int) -> list[int]:
 
 
 def padded_tile(
-    channels: int, row_extent: int, lanes: int, accumulators: int
+    channels: int, row_extent: int, lanes: int, accumulators: int, most: int | None = None
 ) -> tuple[int, int, int, int] | None:
     """(rows, cols, padded channels, padded row extent) of a register tile for a contraction
     whose output may be computed on a padded grid (packed conv2d weights: zero channels cost
@@ -65,7 +91,7 @@ def padded_tile(
     half the accumulators busy, in full-width vector equivalents: SqueezeNet's 1000-class
     1x1 layer at 13x13 took 1 row x 8 channels (12 ms; 7 x 16 on 1008 x 14: 1.9 ms), and
     ShuffleNetV2's 58-channel layers one row of 58 (1.1 ms; 8 x 16 on 64: 0.19 ms)."""
-    exact = register_tile(channels, row_extent, lanes, accumulators)
+    exact = contraction_tile(channels, row_extent, lanes, accumulators, most or accumulators)
     exact_score = _busy(*exact, lanes) if exact else 0.0
     if exact and exact_score >= accumulators / 2:
         return (*exact, channels, row_extent)
