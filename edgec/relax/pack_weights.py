@@ -4,8 +4,13 @@ In HWIO a register tile of `cols` output channels reads, per reduction step, one
 slice of a row `O` floats long: consecutive steps are `O * 4` bytes apart, so a 3x3 512->512
 layer touches a new cache line (and, at a 2 KB stride, the same few L1 sets) for every vector
 it loads. Packed to [O/cols, KH, KW, I, cols] the tile's weights are one contiguous stream over
-the whole reduction. The rule (edgec.relax.cpu_schedules) picks the same `cols` from the same
-shapes (edgec.relax.tiling.register_tile), so its split lands exactly on the packed blocks.
+the whole reduction. The rule (edgec.relax.cpu_schedules) reads `cols` from the packed shape,
+so its split lands exactly on the packed blocks.
+
+Where no exact tile keeps the registers busy (1000 or 58 output channels, 13 output columns),
+the kernel computes a padded grid instead (edgec.relax.tiling.padded_tile): zero weights for
+the extra channels, a wider padded input for the extra columns, and the write-back stores only
+the real outputs.
 
 A conv2d this does not take (grouped, dilated, not NHWC/HWIO, weights not constant, another
 dtype, no tile width that divides its channels) keeps its usual legalization.
@@ -16,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from edgec.relax.tiling import register_tile, tile_accumulators
+from edgec.relax.tiling import most_accumulators, padded_tile, tile_accumulators
 from edgec.targets import TargetProfile
 
 CONV = "conv2d_nhwc_packed"
@@ -34,19 +39,23 @@ def legalize_map(
         return inner
     lanes = max(1, caps.vector_bits // 32)
     accumulators = tile_accumulators(caps.vector_registers)
+    most = most_accumulators(caps.vector_registers, caps.vector_bits)
     otherwise = inner.get("relax.nn.conv2d") or ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 
     def legalize(bb: Any, call: Any) -> Any:
-        cols = _packed_width(call, lanes, accumulators)
-        if cols is None:
+        tile = _packed_tile(call, lanes, accumulators, most)
+        if tile is None:
             return otherwise(bb, call)
-        return _legalize(bb, call, cols)
+        return _legalize(bb, call, *tile)
 
     return {**inner, "relax.nn.conv2d": legalize}
 
 
-def _packed_width(call: Any, lanes: int, accumulators: int) -> int | None:
-    """The register tile's vector columns for `call`, or None if it is not packable."""
+def _packed_tile(
+    call: Any, lanes: int, accumulators: int, most: int
+) -> tuple[int, int, int] | None:
+    """The register tile's vector columns and the padded channels and output width it is
+    computed on for `call`, or None if it is not packable."""
     from tvm import ir, tirx
 
     attrs = call.attrs
@@ -65,19 +74,22 @@ def _packed_width(call: Any, lanes: int, accumulators: int) -> int | None:
     ):
         return None
     _, _, out_width, channels = (int(d) for d in call.ty.shape)
-    tile = register_tile(channels, out_width, lanes, accumulators)
+    tile = padded_tile(channels, out_width, lanes, accumulators, most)
     if tile is None or tile[1] == channels:  # one block: HWIO is already that order
         return None
-    return tile[1]
+    _, cols, padded_channels, padded_width = tile
+    return cols, padded_channels, padded_width
 
 
-def _legalize(bb: Any, call: Any, cols: int) -> Any:
+def _legalize(bb: Any, call: Any, cols: int, padded_channels: int, padded_width: int) -> Any:
     import numpy as np
     from tvm import relax
 
     w = call.args[1].value.numpy()  # HWIO
     kh, kw, c, k = w.shape
-    packed = np.ascontiguousarray(w.reshape(kh, kw, c, k // cols, cols).transpose(3, 0, 1, 2, 4))
+    w = np.pad(w, [(0, 0), (0, 0), (0, 0), (0, padded_channels - k)])  # zero extra channels
+    blocks = padded_channels // cols
+    packed = np.ascontiguousarray(w.reshape(kh, kw, c, blocks, cols).transpose(3, 0, 1, 2, 4))
     attrs = call.attrs
     return bb.call_te(
         _conv_te,
@@ -85,12 +97,18 @@ def _legalize(bb: Any, call: Any, cols: int) -> Any:
         relax.const(packed, "float32"),
         [int(s) for s in attrs.strides],
         [int(p) for p in attrs.padding],
+        k,
+        padded_width,
         primfunc_name_hint="conv2d",
     )
 
 
-def _conv_te(x: Any, packed: Any, strides: list[int], pads: list[int]) -> Any:
-    """NHWC conv2d (padding as its own stage, as TOPI's) on weights [O/cols, KH, KW, I, cols]."""
+def _conv_te(
+    x: Any, packed: Any, strides: list[int], pads: list[int], channels: int, padded_width: int
+) -> Any:
+    """NHWC conv2d (padding as its own stage, as TOPI's) on weights [O/cols, KH, KW, I, cols],
+    computed on `padded_width` output columns and the packed channels, cut to the real
+    output (`channels`) where that grid is larger."""
     from tvm import te, tirx
 
     n, h, w, c = (int(d) for d in x.shape)
@@ -99,9 +117,11 @@ def _conv_te(x: Any, packed: Any, strides: list[int], pads: list[int]) -> Any:
     sh, sw = strides
     oh = (h + top + bottom - kh) // sh + 1
     ow = (w + left + right - kw) // sw + 1
-    if any(pads):
+    # input columns the padded grid reads (at least the padded input itself)
+    width = max(w + left + right, (padded_width - 1) * sw + kw)
+    if any(pads) or width > w:
         source = te.compute(
-            (n, h + top + bottom, w + left + right, c),
+            (n, h + top + bottom, width, c),
             lambda b, y, z, ch: tirx.if_then_else(
                 tirx.all(y >= top, y < h + top, z >= left, z < w + left),
                 x[b, y - top, z - left, ch],
@@ -114,11 +134,14 @@ def _conv_te(x: Any, packed: Any, strides: list[int], pads: list[int]) -> Any:
     ry = te.reduce_axis((0, kh), "ry")
     rx = te.reduce_axis((0, kw), "rx")
     rc = te.reduce_axis((0, c), "rc")
-    return te.compute(
-        (n, oh, ow, blocks * cols),
+    conv = te.compute(
+        (n, oh, padded_width, blocks * cols),
         lambda b, y, z, o: te.sum(
             source[b, y * sh + ry, z * sw + rx, rc] * packed[o // cols, ry, rx, rc, o % cols],
             axis=[ry, rx, rc],
         ),
         name=CONV,
     )
+    if (padded_width, blocks * cols) == (ow, channels):
+        return conv
+    return te.compute((n, oh, ow, channels), lambda *i: conv(*i), name="conv2d_nhwc_cut")

@@ -8,8 +8,9 @@ from typing import Any
 # rest hold the weight vectors and a broadcast. With 32 (AArch64 NEON) a 6-row x 4-vector tile
 # reads 10 vectors per 24 FMLAs; rpi4 instructions per inference, cnn 4.02M -> 2.95M and
 # MobileNetV2 198.9M -> 153.4M (armcount) against 12 accumulators x at most 2 vectors.
-# x86 keeps 12: on AVX-512's 32 zmm, 24 accumulators cut ResNet-18's kernel time 15% but cost
-# MobileNetV2 up to 10% (bench/kernels.py): the tile should be chosen per layer first.
+# x86 keeps 12: on AVX-512's 32 zmm, 24 accumulators everywhere cut ResNet-18's kernel time 15%
+# but cost MobileNetV2 up to 10% (bench/kernels.py); so only a tile that 12 leave short of rows
+# (7x7, 14x14 layers) takes more (most_accumulators, contraction_tile).
 ACCUMULATORS = {16: 12, 32: 24}
 
 
@@ -18,31 +19,105 @@ def tile_accumulators(vector_registers: int) -> int:
     return ACCUMULATORS[32 if vector_registers >= 32 else 16]
 
 
+def most_accumulators(vector_registers: int, vector_bits: int) -> int:
+    """Accumulators a tile may hold where the usual budget leaves it short of rows: AVX-512
+    has 32 zmm registers even where the profile counts AVX2's 16. ResNet-18's 7x7 and 14x14
+    layers (rows must divide 7) hold 7 x 16 in 12; 7 x 32 ran 10-38% faster (1 thread)."""
+    return tile_accumulators(32 if vector_bits >= 512 else vector_registers)
+
+
+def contraction_tile(
+    channels: int,
+    row_extent: int,
+    lanes: int,
+    accumulators: int,
+    most: int,
+    cols: int | None = None,
+) -> tuple[int, int] | None:
+    """register_tile within `accumulators`, or within `most` where that keeps more busy."""
+    tile = register_tile(channels, row_extent, lanes, accumulators, cols=cols)
+    if most > accumulators and (tile is None or _busy(*tile, lanes) < _BUSY):
+        wider = register_tile(channels, row_extent, lanes, most, cols=cols)
+        full = wider is not None and wider[1] >= lanes  # not more half-width rows
+        if full and (tile is None or _busy(*wider, lanes) > _busy(*tile, lanes)):
+            return wider
+    return tile
+
+
 def register_tile(
-    channels: int, row_extent: int, lanes: int, accumulators: int, prefer_rows: bool = False
+    channels: int,
+    row_extent: int,
+    lanes: int,
+    accumulators: int,
+    prefer_rows: bool = False,
+    cols: int | None = None,
 ) -> tuple[int, int] | None:
     """(rows, vector columns) of a contraction's register tile: the most accumulators that fit
     in registers, columns dividing the `channels` (the vectorized output axis), rows dividing
     the `row_extent` (the output's next axis) so a tile never straddles two rows of the
     output. None when the channels are too many to take whole and no width divides them.
     Between equal tiles the widest wins, or with `prefer_rows` the tallest (a depthwise
-    window's neighbouring rows share input vectors; channels share nothing)."""
+    window's neighbouring rows share input vectors; channels share nothing). `cols`, if given,
+    is the only width tried (the block width weights were packed for)."""
     best: tuple[int, int] | None = None
     # Narrower vectors (half or quarter registers) when the channel count is not a multiple of
     # the full width: MobileNetV2's 24-channel layers on AVX-512, a 1000-class head.
-    widest = (4 * lanes,) if accumulators > 12 else ()  # 4 vectors when registers allow
-    widths = [w for w in (*widest, 2 * lanes, lanes, lanes // 2, lanes // 4) if w >= 4]
-    for cols in widths:
-        if channels % cols:
+    widths = [cols] if cols else _widths(lanes, accumulators)
+    for width in widths:
+        if channels % width:
             continue
-        budget = accumulators // max(1, cols // lanes)
+        budget = accumulators // max(1, width // lanes)
         rows = max(f for f in range(1, budget + 1) if row_extent % f == 0)
-        better = rows * cols > best[0] * best[1] if best else True
-        if better or (prefer_rows and best and rows * cols == best[0] * best[1]):
-            best = (rows, cols)
+        better = rows * width > best[0] * best[1] if best else True
+        if better or (prefer_rows and best and rows * width == best[0] * best[1]):
+            best = (rows, width)
     if best is None and channels <= 4 * lanes:
         best = (1, channels)
     return best
+
+
+def _widths(lanes: int, accumulators: int) -> list[int]:
+    widest = (4 * lanes,) if accumulators > 12 else ()  # 4 vectors when registers allow
+    return [w for w in (*widest, 2 * lanes, lanes, lanes // 2, lanes // 4) if w >= 4]
+
+
+def padded_tile(
+    channels: int, row_extent: int, lanes: int, accumulators: int, most: int | None = None
+) -> tuple[int, int, int, int] | None:
+    """(rows, cols, padded channels, padded row extent) of a register tile for a contraction
+    whose output may be computed on a padded grid (packed conv2d weights: zero channels cost
+    nothing to add at build time, extra rows read a wider padded input) and cut back in the
+    write-back. Padding is taken only where the exact tile (register_tile) keeps fewer than
+    half the accumulators busy, in full-width vector equivalents: SqueezeNet's 1000-class
+    1x1 layer at 13x13 took 1 row x 8 channels (12 ms; 7 x 16 on 1008 x 14: 1.9 ms), and
+    ShuffleNetV2's 58-channel layers one row of 58 (1.1 ms; 8 x 16 on 64: 0.19 ms)."""
+    exact = contraction_tile(channels, row_extent, lanes, accumulators, most or accumulators)
+    exact_score = _busy(*exact, lanes) if exact else 0.0
+    if exact and exact_score >= accumulators / 2:
+        return (*exact, channels, row_extent)
+    best = (*exact, channels, row_extent) if exact else None
+    best_score = exact_score
+    for cols in _widths(lanes, accumulators):
+        if cols < lanes:
+            continue  # full vectors only: a padded channel is as dear as a real one
+        padded_channels = -(-channels // cols) * cols
+        for rows in range(1, accumulators // max(1, cols // lanes) + 1):
+            padded_rows = -(-row_extent // rows) * rows
+            useful = channels * row_extent / (padded_channels * padded_rows)
+            score = _busy(rows, cols, lanes) * useful
+            if score > best_score * 1.25 if best is exact else score > best_score:
+                best, best_score = (rows, cols, padded_channels, padded_rows), score
+    return best
+
+
+# Accumulator vectors beyond this add little on x86 or NEON (FMA latency x issue width is
+# about 8 in flight): counting them all made tiles pad rows they did not need.
+_BUSY = 8
+
+
+def _busy(rows: int, cols: int, lanes: int) -> float:
+    """Accumulators a tile keeps busy, in full-width vectors, up to what hides FMA latency."""
+    return min(_BUSY, rows * cols / lanes)
 
 
 def extent(sch: Any, loop: Any) -> int:

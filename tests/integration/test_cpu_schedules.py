@@ -132,3 +132,53 @@ def test_neon_contractions_read_input_rows_as_vectors(
     w = np.random.default_rng(0).standard_normal(w_shape)
     asm = _neon_asm(x_shape, w, stride, groups)
     assert bool(re.search(r"fmla\tv\d+\.4s, v\d+\.4s, v\d+\.s\[[123]\]", asm)) == vector_rows
+
+
+# (channels, size, stride, kernel): depthwise layers of MobileNetV2's kinds and ragged ones
+DEPTHWISE_CASES = [
+    pytest.param(32, 14, 1, 3, id="3x3"),
+    pytest.param(48, 15, 2, 3, id="3x3-stride2-odd"),
+    pytest.param(20, 9, 1, 5, id="5x5-20-channels"),
+]
+
+
+@pytest.mark.parametrize(("channels", "size", "stride", "kernel"), DEPTHWISE_CASES)
+def test_depthwise_reads_its_border_in_the_loads_and_matches_torch(
+    channels: int, size: int, stride: int, kernel: int
+) -> None:
+    """A depthwise kernel tests the window's border in its loads instead of writing a padded
+    copy of its input first (MobileNetV2's depthwise kernels: 1.75 -> 0.82 ms on x86)."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    from edgec.relax.compile import _schedule, prepare
+    from edgec.relax.target import tvm_target
+    from edgec.targets import get_target
+
+    rng = np.random.default_rng(channels + size)
+    w = rng.standard_normal((channels, 1, kernel, kernel)).astype(np.float32)
+    x = rng.standard_normal((1, channels, size, size)).astype(np.float32)
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType(list(x.shape), "float32"))
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            y = relax.op.nn.conv2d(
+                arg, relax.const(w), [stride] * 2, [kernel // 2] * 4, groups=channels
+            )
+            out = bb.emit_output(bb.emit(y))
+        bb.emit_func_output(out)
+    profile = get_target("x86")
+    with tvm_target(profile) as target:
+        scheduled = _schedule(profile)(prepare(bb.get(), profile, {}))
+        lowered = relax.get_pipeline("default")(scheduled)
+    (conv,) = [f for gv, f in scheduled.functions.items() if gv.name_hint.startswith("conv2d")]
+    assert conv.attrs.get("tirx.is_scheduled")
+    assert "pad_temp" not in conv.script()
+    vm = relax.VirtualMachine(tvm.compile(lowered, target, relax_pipeline=None), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x)).numpy()
+    want = torch.nn.functional.conv2d(
+        torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=kernel // 2,
+        groups=channels,
+    ).numpy()  # fmt: skip
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
