@@ -25,6 +25,7 @@ CASES = [
     pytest.param(16, 40, 13, 1, 3, 1, "x86", (3, 3, 3, 16, 16), id="x86-3x3-rows-padded"),
     pytest.param(8, 24, 13, 2, 3, 1, "x86", (1, 3, 3, 8, 32), id="x86-3x3-stride2-padded"),
     pytest.param(24, 58, 28, 1, 1, 1, "rpi4", (15, 1, 1, 24, 4), id="rpi4-58-channels"),
+    pytest.param(64, 400, 1, 1, 1, 1, "x86", (13, 1, 1, 64, 32), id="x86-400-channels-one-pixel"),
     pytest.param(8, 8, 8, 1, 3, 1, "x86", None, id="one-block-stays-hwio"),
     pytest.param(32, 32, 14, 1, 3, 32, "rpi4", None, id="depthwise-stays"),
     pytest.param(32, 64, 14, 1, 3, 2, "x86", None, id="grouped-stays"),
