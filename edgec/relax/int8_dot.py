@@ -72,6 +72,8 @@ INSTRUCTIONS: dict[Int8Dot, tuple[DotInstruction, ...]] = {
 }
 PAD = "int8dot_pad"
 CONV = "int8dot_conv"
+DW_PAD = "int8dw_pad"
+DW_CONV = "int8dw_conv"
 MARK = "edgec_int8_dot"  # annotation on a kernel's block once it is tensorized
 
 
@@ -88,6 +90,7 @@ def legalize_map(
     if profile.capabilities.int8_dot == "none":
         return {}
     family = INSTRUCTIONS[profile.capabilities.int8_dot]
+    arm = profile.capabilities.int8_dot in ("smull", "sdot")
     for dot in family:  # before any tuning record that names them is read or replayed
         _register(dot)
 
@@ -95,6 +98,8 @@ def legalize_map(
         from tvm import ir
 
         try:
+            if arm and _depthwise(call):
+                return _legalize_depthwise(bb, call)
             return _legalize_conv2d(bb, call, family)
         except Exception as e:
             if fallbacks is not None:
@@ -167,6 +172,76 @@ def _legalize_conv2d(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> 
         [int(p) for p in attrs.padding],
         gather,
         primfunc_name_hint="conv2d_int8dot",
+    )
+
+
+def _depthwise(call: Any) -> bool:
+    """Whether `call` is a depthwise conv2d the int16 kernel computes: int8 NHWC activations of
+    static shape, int8 HWIO constant weights (one per channel), int32 out, no dilation."""
+    from tvm import ir, tirx
+
+    attrs = call.attrs
+    x, w = call.args
+    return (
+        isinstance(w, ir.expr.Constant)
+        and str(x.ty.dtype) == "int8"
+        and str(w.ty.dtype) == "int8"
+        and str(attrs.out_dtype) == "int32"
+        and attrs.data_layout == "NHWC"
+        and attrs.kernel_layout == "HWIO"
+        and attrs.out_layout == "NHWC"
+        and all(isinstance(d, tirx.IntImm) for d in x.ty.shape)
+        and int(w.ty.shape[2]) == 1
+        and int(attrs.groups) == int(x.ty.shape[3]) == int(w.ty.shape[3])
+        and all(int(d) == 1 for d in attrs.dilation)
+    )
+
+
+def _legalize_depthwise(bb: Any, call: Any) -> Any:
+    """A depthwise int8 conv2d on Arm with its activations widened to int16 once, in the padding
+    pass, and int16 weights: each product is then one `smlal` (int16 x int16 + int32, 4 lanes)
+    on vectors of channels, not a widening of both operands per tap. Exact: integer sums."""
+    import numpy as np
+    from tvm import relax
+
+    w = call.args[1].value.numpy()  # [KH, KW, 1, C]
+    weights = np.ascontiguousarray(w[:, :, 0, :].astype(np.int16))
+    attrs = call.attrs
+    return bb.call_te(
+        _depthwise_te,
+        call.args[0],
+        relax.const(weights, "int16"),
+        [int(s) for s in attrs.strides],
+        [int(p) for p in attrs.padding],
+        primfunc_name_hint="conv2d_depthwise_int16",
+    )
+
+
+def _depthwise_te(x: Any, w: Any, strides: list[int], pads: list[int]) -> Any:
+    from tvm import te, tirx
+
+    n, h, width, c = (int(d) for d in x.shape)
+    kh, kw = (int(d) for d in w.shape[:2])
+    top, left, bottom, right = pads
+    sh, sw = strides
+    oh = (h + top + bottom - kh) // sh + 1
+    ow = (width + left + right - kw) // sw + 1
+
+    def padded(b: Any, y: Any, z: Any, ch: Any) -> Any:
+        inside = tirx.all(y >= top, y < h + top, z >= left, z < width + left)
+        value = x[b, y - top, z - left, ch].astype("int16")
+        return tirx.if_then_else(inside, value, tirx.const(0, "int16"))
+
+    xp = te.compute((n, h + top + bottom, width + left + right, c), padded, name=DW_PAD)
+    ry = te.reduce_axis((0, kh), "ry")
+    rx = te.reduce_axis((0, kw), "rx")
+    return te.compute(
+        (n, oh, ow, c),
+        lambda b, y, z, ch: te.sum(
+            xp[b, y * sh + ry, z * sw + rx, ch].astype("int32") * w[ry, rx, ch].astype("int32"),
+            axis=[ry, rx],
+        ),
+        name=DW_CONV,
     )
 
 
