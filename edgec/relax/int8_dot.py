@@ -485,8 +485,12 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             sch = s_tir.Schedule(func)
             blocks = sch.get_child_blocks(sch.get_sblock("root"))
             names = [sch.get(b).name_hint for b in blocks]
+            if int8_dot == "none":
+                return None
+            if names.count(DW_CONV) == 1:
+                return _schedule_depthwise(sch, blocks, names.index(DW_CONV))
             convs = [i for i, name in enumerate(names) if name.startswith(CONV)]
-            if len(convs) != 1 or int8_dot == "none":
+            if len(convs) != 1:
                 return None
             at = convs[0]
             conv = blocks[at]
@@ -525,3 +529,40 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             return sch
 
     return Int8DotConv()
+
+
+DW_VECTOR = 8  # int16 lanes of one NEON register: one smlal + one smlal2 per tap
+DW_ROWS = 7  # output columns per tile: 14 accumulators + 9 weight vectors + inputs in 32
+
+
+def _schedule_depthwise(sch: Any, blocks: list[Any], at: int) -> Any:
+    """Tiles of (up to 7 output columns) x (8 channels): 14 int32 accumulators and the 9 int16
+    weight vectors of the 3x3 window held in registers, the window and the columns unrolled so
+    that neighbouring columns share input loads. Channels not a multiple of 8 step aside (None:
+    the contraction rule takes the kernel)."""
+    conv = blocks[at]
+    pads, consumers = blocks[:at], blocks[at + 1 :]
+    b, y, x, ch, ry, rx = sch.get_loops(conv)
+    channels, width = (int(sch.get(loop).extent) for loop in (ch, x))
+    if channels % DW_VECTOR:
+        return None
+    rows = max(r for r in range(1, DW_ROWS + 1) if width % r == 0)
+    ch_tile, ch_vec = sch.split(ch, [None, DW_VECTOR])
+    x_tile, x_row = sch.split(x, [None, rows])
+    sch.reorder(b, y, x_tile, ch_tile, ry, rx, x_row, ch_vec)
+    tile = sch.fuse(b, y, x_tile, ch_tile)
+    write_back = tiling.write_back_at(sch, conv, tile, consumers)
+    for pad in pads:
+        loops = sch.get_loops(pad)
+        vector = sch.split(loops[-1], [None, DW_VECTOR])[1]
+        sch.vectorize(vector)
+        sch.parallel(sch.fuse(*loops[:2]))
+    sch.parallel(tile)
+    sch.unroll(rx)
+    sch.unroll(x_row)
+    sch.vectorize(ch_vec)
+    init = sch.decompose_reduction(conv, ry)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.unroll(ry)
+    sch.vectorize(sch.get_loops(write_back)[-1])
+    return sch
