@@ -18,6 +18,9 @@ groups of 4 int8 products into int32 lanes (16 lanes for vpdpbusd, 4 for sdot an
   packed as [..., 2, L, 2] (channels 0-1 of each lane, then 2-3: one 16-byte vector whose
   halves smull and smlal2 take), the activations spread to match by one `tbl`; two products
   fit int16 only if no weight is -128 (edgec quantizes weights to [-127, 127]; others stay generic);
+- depthwise layers on Arm (smull, sdot) take neither: their activations are widened to int16
+  once, in the padding pass, and each tap is `smlal`/`smlal2` on 8 channels (`_legalize_depthwise`,
+  `_schedule_depthwise`);
 - so the result equals the int8 x int8 sum exactly (integer arithmetic: bit for bit the numpy
   reference's, and the generic build's on any other target).
 
