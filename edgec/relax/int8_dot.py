@@ -553,14 +553,16 @@ def _schedule_depthwise(sch: Any, blocks: list[Any], at: int) -> Any:
     ch_tile, ch_vec = sch.split(ch, [None, DW_VECTOR])
     x_tile, x_row = sch.split(x, [None, rows])
     sch.reorder(b, y, x_tile, ch_tile, ry, rx, x_row, ch_vec)
-    tile = sch.fuse(b, y, x_tile, ch_tile)
-    write_back = tiling.write_back_at(sch, conv, tile, consumers)
+    # parallel over output rows only: the tile's column and channel blocks stay plain loops
+    # (fused, each tile would recover them by division)
+    rows_of_image = sch.fuse(b, y)
+    write_back = tiling.write_back_at(sch, conv, ch_tile, consumers)
     for pad in pads:
         loops = sch.get_loops(pad)
         vector = sch.split(loops[-1], [None, DW_VECTOR])[1]
         sch.vectorize(vector)
         sch.parallel(sch.fuse(*loops[:2]))
-    sch.parallel(tile)
+    sch.parallel(rows_of_image)
     sch.unroll(rx)
     sch.unroll(x_row)
     sch.vectorize(ch_vec)
