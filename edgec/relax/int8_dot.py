@@ -18,6 +18,9 @@ groups of 4 int8 products into int32 lanes (16 lanes for vpdpbusd, 4 for sdot an
   packed as [..., 2, L, 2] (channels 0-1 of each lane, then 2-3: one 16-byte vector whose
   halves smull and smlal2 take), the activations spread to match by one `tbl`; two products
   fit int16 only if no weight is -128 (edgec quantizes weights to [-127, 127]; others stay generic);
+- depthwise layers on Arm (smull, sdot) take neither: their activations are widened to int16
+  once, in the padding pass, and each tap is `smlal`/`smlal2` on 8 channels (`_legalize_depthwise`,
+  `_schedule_depthwise`);
 - so the result equals the int8 x int8 sum exactly (integer arithmetic: bit for bit the numpy
   reference's, and the generic build's on any other target).
 
@@ -72,6 +75,8 @@ INSTRUCTIONS: dict[Int8Dot, tuple[DotInstruction, ...]] = {
 }
 PAD = "int8dot_pad"
 CONV = "int8dot_conv"
+DW_PAD = "int8dw_pad"
+DW_CONV = "int8dw_conv"
 MARK = "edgec_int8_dot"  # annotation on a kernel's block once it is tensorized
 
 
@@ -88,6 +93,7 @@ def legalize_map(
     if profile.capabilities.int8_dot == "none":
         return {}
     family = INSTRUCTIONS[profile.capabilities.int8_dot]
+    arm = profile.capabilities.int8_dot in ("smull", "sdot")
     for dot in family:  # before any tuning record that names them is read or replayed
         _register(dot)
 
@@ -95,6 +101,8 @@ def legalize_map(
         from tvm import ir
 
         try:
+            if arm and _depthwise(call):
+                return _legalize_depthwise(bb, call)
             return _legalize_conv2d(bb, call, family)
         except Exception as e:
             if fallbacks is not None:
@@ -167,6 +175,76 @@ def _legalize_conv2d(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> 
         [int(p) for p in attrs.padding],
         gather,
         primfunc_name_hint="conv2d_int8dot",
+    )
+
+
+def _depthwise(call: Any) -> bool:
+    """Whether `call` is a depthwise conv2d the int16 kernel computes: int8 NHWC activations of
+    static shape, int8 HWIO constant weights (one per channel), int32 out, no dilation."""
+    from tvm import ir, tirx
+
+    attrs = call.attrs
+    x, w = call.args
+    return (
+        isinstance(w, ir.expr.Constant)
+        and str(x.ty.dtype) == "int8"
+        and str(w.ty.dtype) == "int8"
+        and str(attrs.out_dtype) == "int32"
+        and attrs.data_layout == "NHWC"
+        and attrs.kernel_layout == "HWIO"
+        and attrs.out_layout == "NHWC"
+        and all(isinstance(d, tirx.IntImm) for d in x.ty.shape)
+        and int(w.ty.shape[2]) == 1
+        and int(attrs.groups) == int(x.ty.shape[3]) == int(w.ty.shape[3])
+        and all(int(d) == 1 for d in attrs.dilation)
+    )
+
+
+def _legalize_depthwise(bb: Any, call: Any) -> Any:
+    """A depthwise int8 conv2d on Arm with its activations widened to int16 once, in the padding
+    pass, and int16 weights: each product is then one `smlal` (int16 x int16 + int32, 4 lanes)
+    on vectors of channels, not a widening of both operands per tap. Exact: integer sums."""
+    import numpy as np
+    from tvm import relax
+
+    w = call.args[1].value.numpy()  # [KH, KW, 1, C]
+    weights = np.ascontiguousarray(w[:, :, 0, :].astype(np.int16))
+    attrs = call.attrs
+    return bb.call_te(
+        _depthwise_te,
+        call.args[0],
+        relax.const(weights, "int16"),
+        [int(s) for s in attrs.strides],
+        [int(p) for p in attrs.padding],
+        primfunc_name_hint="conv2d_depthwise_int16",
+    )
+
+
+def _depthwise_te(x: Any, w: Any, strides: list[int], pads: list[int]) -> Any:
+    from tvm import te, tirx
+
+    n, h, width, c = (int(d) for d in x.shape)
+    kh, kw = (int(d) for d in w.shape[:2])
+    top, left, bottom, right = pads
+    sh, sw = strides
+    oh = (h + top + bottom - kh) // sh + 1
+    ow = (width + left + right - kw) // sw + 1
+
+    def padded(b: Any, y: Any, z: Any, ch: Any) -> Any:
+        inside = tirx.all(y >= top, y < h + top, z >= left, z < width + left)
+        value = x[b, y - top, z - left, ch].astype("int16")
+        return tirx.if_then_else(inside, value, tirx.const(0, "int16"))
+
+    xp = te.compute((n, h + top + bottom, width + left + right, c), padded, name=DW_PAD)
+    ry = te.reduce_axis((0, kh), "ry")
+    rx = te.reduce_axis((0, kw), "rx")
+    return te.compute(
+        (n, oh, ow, c),
+        lambda b, y, z, ch: te.sum(
+            xp[b, y * sh + ry, z * sw + rx, ch].astype("int32") * w[ry, rx, ch].astype("int32"),
+            axis=[ry, rx],
+        ),
+        name=DW_CONV,
     )
 
 
@@ -410,8 +488,12 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             sch = s_tir.Schedule(func)
             blocks = sch.get_child_blocks(sch.get_sblock("root"))
             names = [sch.get(b).name_hint for b in blocks]
+            if int8_dot == "none":
+                return None
+            if names.count(DW_CONV) == 1:
+                return _schedule_depthwise(sch, blocks, names.index(DW_CONV))
             convs = [i for i, name in enumerate(names) if name.startswith(CONV)]
-            if len(convs) != 1 or int8_dot == "none":
+            if len(convs) != 1:
                 return None
             at = convs[0]
             conv = blocks[at]
@@ -450,3 +532,42 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             return sch
 
     return Int8DotConv()
+
+
+DW_VECTOR = 8  # int16 lanes of one NEON register: one smlal + one smlal2 per tap
+DW_ROWS = 7  # output columns per tile: 14 accumulators + 9 weight vectors + inputs in 32
+
+
+def _schedule_depthwise(sch: Any, blocks: list[Any], at: int) -> Any:
+    """Tiles of (up to 7 output columns) x (8 channels): 14 int32 accumulators and the 9 int16
+    weight vectors of the 3x3 window held in registers, the window and the columns unrolled so
+    that neighbouring columns share input loads. Channels not a multiple of 8 step aside (None:
+    the contraction rule takes the kernel)."""
+    conv = blocks[at]
+    pads, consumers = blocks[:at], blocks[at + 1 :]
+    b, y, x, ch, ry, rx = sch.get_loops(conv)
+    channels, width = (int(sch.get(loop).extent) for loop in (ch, x))
+    if channels % DW_VECTOR:
+        return None
+    rows = max(r for r in range(1, DW_ROWS + 1) if width % r == 0)
+    ch_tile, ch_vec = sch.split(ch, [None, DW_VECTOR])
+    x_tile, x_row = sch.split(x, [None, rows])
+    sch.reorder(b, y, x_tile, ch_tile, ry, rx, x_row, ch_vec)
+    # parallel over output rows only: the tile's column and channel blocks stay plain loops
+    # (fused, each tile would recover them by division)
+    rows_of_image = sch.fuse(b, y)
+    write_back = tiling.write_back_at(sch, conv, ch_tile, consumers)
+    for pad in pads:
+        loops = sch.get_loops(pad)
+        vector = sch.split(loops[-1], [None, DW_VECTOR])[1]
+        sch.vectorize(vector)
+        sch.parallel(sch.fuse(*loops[:2]))
+    sch.parallel(rows_of_image)
+    sch.unroll(rx)
+    sch.unroll(x_row)
+    sch.vectorize(ch_vec)
+    init = sch.decompose_reduction(conv, ry)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.unroll(ry)
+    sch.vectorize(sch.get_loops(write_back)[-1])
+    return sch

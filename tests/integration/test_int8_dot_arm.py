@@ -198,3 +198,81 @@ def test_arm_int32_requantization_matches_the_reference_at_its_edges(
                                    out.lo, out.hi))  # fmt: skip
         got = _runner_output(tmp_path, x, tmp_path)
         assert np.array_equal(got, np.concatenate(want, axis=1).astype(np.float32))
+
+
+# Depthwise int8 (MobileNetV2's other half): (channels, size, stride, pads, dilation, channel
+# multiplier, weights, activations, whether the int16 kernel takes it). Channel counts not a
+# multiple of 16 (or 4), odd sizes with stride 2, asymmetric padding; a channel multiplier of 2
+# and a dilated window are not covered: they step aside to the generic kernel, still exact.
+DEPTHWISE = [
+    pytest.param(32, 8, 1, (1, 1, 1, 1), 1, 1, "random", "random", True, id="3x3-s1"),
+    pytest.param(16, 6, 1, (1, 1, 1, 1), 1, 1, "limit", "limit", True, id="3x3-int-limit"),
+    pytest.param(24, 9, 2, (1, 1, 1, 1), 1, 1, "random", "random", True, id="3x3-s2-odd-size"),
+    pytest.param(20, 7, 2, (0, 0, 1, 1), 1, 1, "-128", "limit", True, id="s2-pad-bottom-right"),
+    pytest.param(6, 5, 1, (2, 2, 2, 2), 1, 1, "random", "random", True, id="6-channels-pad2"),
+    pytest.param(8, 7, 1, (1, 1, 1, 1), 1, 2, "random", "random", False, id="multiplier2-generic"),
+    pytest.param(8, 9, 1, (2, 2, 2, 2), 2, 1, "random", "random", False, id="dilated-generic"),
+]
+
+
+@pytest.mark.parametrize("target", ["rpi4", "rpi5"])
+@pytest.mark.parametrize(
+    ("c", "size", "stride", "pads", "dilation", "multiplier", "weights", "activations", "taken"),
+    DEPTHWISE,
+)
+def test_arm_int8_depthwise_sums_are_exact_on_the_int16_kernel(
+    tmp_path: Path,
+    target: str,
+    c: int,
+    size: int,
+    stride: int,
+    pads: tuple[int, int, int, int],
+    dilation: int,
+    multiplier: int,
+    weights: str,
+    activations: str,
+    taken: bool,
+) -> None:
+    import torch
+    from tvm import relax
+
+    from edgec.artifacts import OnnxModel, RelaxModule, TensorSpec
+    from edgec.backends import Model
+    from edgec.backends.tvm import seal
+    from edgec.relax.compile import compile_model, prepare
+
+    rng = np.random.default_rng(c * size + stride)
+    w = _weights(weights, (c * multiplier, 1, 3, 3), rng)
+    x = _activations(activations, (1, c, size, size), rng)
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType(list(x.shape), "float32"))
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            conv = relax.op.nn.conv2d(
+                relax.op.astype(arg, "int8"), relax.const(w), strides=[stride] * 2,
+                padding=list(pads), dilation=[dilation] * 2, groups=c, out_dtype="int32",
+            )  # fmt: skip
+            out = bb.emit_output(bb.emit(relax.op.astype(conv, "float32")))  # < 2^24: exact
+        bb.emit_func_output(out)
+    module = bb.get()
+    module["main"] = module["main"].with_attr("num_input", 1)
+    top, left, bottom, right = pads
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)))
+    want = torch.nn.functional.conv2d(
+        torch.from_numpy(padded), torch.from_numpy(w.astype(np.float64)), stride=stride,
+        dilation=dilation, groups=c,
+    ).numpy()  # fmt: skip
+    prepared = prepare(module, get_target(target), {})
+    names = [gv.name_hint for gv in prepared.get_global_vars()]
+    assert any("depthwise_int16" in name for name in names) == taken
+    _onnx_conv(tmp_path / "model.onnx", np.zeros((c, c, 3, 3)), x.shape, 1)  # I/O specs only
+    onnx = OnnxModel(
+        tmp_path / "model.onnx",
+        (TensorSpec("x", x.shape, "float32"),),
+        (TensorSpec("y", want.shape, "float32"),),
+        "depthwise",
+        None,
+    )
+    built = compile_model(RelaxModule(module, onnx), get_target(target), tmp_path)
+    seal(Model(onnx), built, tmp_path)
+    assert np.array_equal(_runner_output(tmp_path, x, tmp_path), want)
