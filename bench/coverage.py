@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import host  # noqa: E402
 import legacy_graphs  # noqa: E402
 import zoo  # noqa: E402
 
@@ -56,12 +56,6 @@ WHEEL_CASES = [
     "test_PixelShuffle",
 ]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgec" / "corpus"
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-    return f"{names[0] if names else platform.machine()}, {os.cpu_count()} cores"
 
 
 def edgec_build(path: Path, target: str, out: Path, repeat: int, timeout: int) -> dict[str, Any]:
@@ -216,7 +210,7 @@ Job = tuple[str, int | str, int | str, Path, str]  # name, opset, side, model fi
 
 def run_corpus(args: argparse.Namespace) -> None:
     failures: list[tuple[str, str, str]] = []
-    print(f"machine: {machine()}; {time.strftime('%Y-%m-%d')}; repeat {args.repeat}\n")
+    print(f"machine: {host.cpu()}; {time.strftime('%Y-%m-%d')}; repeat {args.repeat}\n")
     print_row(HEADER)
     print("|" + "---|" * len(HEADER))
     for name, opset, side, path, target in corpus_jobs(args, failures):
@@ -350,7 +344,7 @@ def build_time_child(path: Path) -> None:
             )
         exe = timed("  tvm.compile (TIR → LLVM, relax_pipeline=None)", _compile, lowered, target)
         timed("  export_library", exe.export_library, str(work / "steps.so"))
-    print(f"build-time breakdown of {path.name} (untuned x86, {machine()}):\n")
+    print(f"build-time breakdown of {path.name} (untuned x86, {host.cpu()}):\n")
     print("| step | wall s | CPU s |\n|---|---|---|")
     for label, wall, cpu in timings:
         print(f"| {label} | {wall:.2f} | {cpu:.2f} |")

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import platform
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import host
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = f"{ROOT / 'examples' / 'digits.py'}:make_model"
@@ -34,7 +37,7 @@ def main() -> None:
         "--larger-only", action="store_true", help="only the ResNet-18 and MobileNetV2 table"
     )
     args = parser.parse_args()
-    print(machine())
+    print(host.line())
     if args.larger_only:
         larger()
         return
@@ -87,15 +90,6 @@ def main() -> None:
             )
     if args.larger:
         larger()
-
-
-def machine() -> str:
-    """The CPU, its cores and the load: the quantize stage's time depends on all three."""
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    cpu = names[0] if names else platform.machine()
-    return f"machine: {cpu}, {os.cpu_count()} cores; load average at start {load}\n"
 
 
 def larger(repeat: int = 50) -> None:

@@ -14,23 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import host
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = f"{ROOT / 'examples' / 'cnn.py'}:make_model"
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    cpu = names[0] if names else platform.machine()
-    return f"machine: {cpu}, {os.cpu_count()} cores; load average at start {load}\n"
 
 
 def main() -> None:
@@ -38,7 +33,7 @@ def main() -> None:
     parser.add_argument("--model", default=MODEL)
     parser.add_argument("--target", default="android-arm64")
     args = parser.parse_args()
-    print(machine())
+    print(host.line())
     with tempfile.TemporaryDirectory(prefix="edgec-bench-static-") as tmp:
         os.environ["EDGEC_CACHE_DIR"] = str(Path(tmp) / "cache")
         run(args.model, args.target, Path(tmp))
