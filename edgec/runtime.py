@@ -273,15 +273,19 @@ def _compile_native(
     _tool(profile, [profile.cxx, *map(str, objects), "-o", str(out / RUNNER), *link], "the runner")
     so = [profile.cxx, "-shared", *map(str, capi), "-o", str(out / CAPI_LIBS[0]), *link]
     _tool(profile, so, "libedgec_model.so")
-    _tool(profile, [_archiver(profile), "rcs", str(out / CAPI_LIBS[1]), *map(str, capi)], "the API")
+    archive = [binutil(profile, "ar"), "rcs", str(out / CAPI_LIBS[1]), *map(str, capi)]
+    _tool(profile, archive, "the API")
     for obj in objects:
         obj.unlink()
 
 
-def _archiver(profile: TargetProfile) -> str:
-    """The target's ar beside its compiler (aarch64-linux-gnu-g++ → aarch64-linux-gnu-ar)."""
-    prefix = profile.cxx[: -len("g++")] if profile.cxx.endswith("g++") else ""
-    return f"{prefix}ar" if shutil.which(f"{prefix}ar") else "ar"
+def binutil(profile: TargetProfile, name: str) -> str:
+    """A binutils program of the profile's toolchain: aarch64-linux-gnu-g++ → -ar, -strip."""
+    prefix = profile.cxx.removesuffix("g++").removesuffix("c++")
+    tool = f"{prefix}{name}"
+    if shutil.which(tool) is None:
+        raise EdgecError(f"{tool} is not installed (binutils of {profile.cxx}); run setup.sh")
+    return tool
 
 
 def runner_sources() -> list[Path]:

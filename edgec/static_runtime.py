@@ -184,7 +184,7 @@ def _build_archives(profile: TargetProfile, tmp: Path, staging: Path) -> None:
     what = f"compiling the static TVM runtime with {profile.cxx}"
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         list(pool.map(lambda job: runtime.compile_or_fail(job[2], what), jobs))
-    ar = _tool(profile, "ar")
+    ar = runtime.binutil(profile, "ar")
     for kind, archive in (("runtime", "libtvm_runtime.a"), ("ffi", "libtvm_ffi.a")):
         objects = [str(obj) for k, obj, _ in jobs if k == kind]
         runtime.compile_or_fail([ar, "rcs", str(staging / archive), *objects], f"{ar} {archive}")
@@ -215,15 +215,6 @@ def _split(files: list[Path], count: int) -> list[list[Path]]:
     return runs
 
 
-def _tool(profile: TargetProfile, name: str) -> str:
-    """A binutils program of the profile's toolchain: aarch64-linux-gnu-g++ → -ar, -strip."""
-    prefix = profile.cxx.removesuffix("g++").removesuffix("c++")
-    tool = f"{prefix}{name}"
-    if shutil.which(tool) is None:
-        raise EdgecError(f"{tool} is not installed (binutils of {profile.cxx}); run setup.sh")
-    return tool
-
-
 def runner_object(profile: TargetProfile) -> Path:
     """The runner (runtime.RUNNER_SOURCES) compiled with -DEDGEC_SYSTEM_LIB, cached."""
     sources = runtime.runner_sources()
@@ -242,7 +233,7 @@ def runner_object(profile: TargetProfile) -> Path:
             cmd = [profile.cxx, *flags, *_includes(), "-c", str(source), "-o", str(obj)]
             runtime.compile_or_fail(cmd, f"building the static runner with {profile.cxx}")
             objects.append(str(obj))
-        ar = _tool(profile, "ar")
+        ar = runtime.binutil(profile, "ar")
         replace_written(
             out, lambda partial: runtime.compile_or_fail([ar, "rcs", str(partial), *objects], ar)
         )
@@ -284,7 +275,7 @@ def link(profile: TargetProfile, objects: list[Path], output: Path) -> Executabl
             "-lpthread",
         ]
         runtime.compile_or_fail(cmd, f"linking the static {profile.name} executable")
-        strip = _tool(profile, "strip")
+        strip = runtime.binutil(profile, "strip")
         replace_written(
             output,
             lambda partial: runtime.compile_or_fail(
@@ -300,7 +291,8 @@ def link(profile: TargetProfile, objects: list[Path], output: Path) -> Executabl
 
 def _allocated_bytes(profile: TargetProfile, obj: Path) -> int:
     """The bytes an object's loaded sections (code, data) add to the image, by `size -A`."""
-    done = subprocess.run([_tool(profile, "size"), "-A", str(obj)], capture_output=True, text=True)
+    size = [runtime.binutil(profile, "size"), "-A", str(obj)]
+    done = subprocess.run(size, capture_output=True, text=True)
     if done.returncode != 0:
         raise EdgecError(f"reading the sections of {obj.name} failed: {done.stderr.strip()}")
     total = 0
