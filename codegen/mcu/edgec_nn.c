@@ -483,8 +483,8 @@ __attribute__((noinline, optimize("O2"))) static void requant_run(const int32_t 
 }
 
 /* The 3x3 depthwise path's geometry: each channel is copied into a plane of int16 with the
- * padding as zeros (plane_h x plane_w, one spare column so the last tap pair may read one
- * element past the window). */
+ * padding as zeros (plane_h x plane_w, one spare column so that a word load at a window's
+ * last tap stays in the plane). */
 static uint32_t plane_w(const edgec_conv_t *p)
 {
     const int right = (p->out_w - 1) * p->s_w + p->k_w - p->p_l - p->in_w;
@@ -497,29 +497,112 @@ static uint32_t plane_h(const edgec_conv_t *p)
     return (uint32_t)(p->p_t + p->in_h + (bottom > 0 ? bottom : 0));
 }
 
-/* One window row of two outputs, ox and ox + 1, at stride 1: (x1, x2) and (x0, x1) times
- * (w0, w1) by SMLAD, x2 and x3 (the halves of one word) times w2 (the half h of ws). */
-#define DW_ROW_S1(xr, wp, ws, h, first)                                                     \
-    "ldr %[t], [" xr ", #2]\n\t"                                                            \
-    "smlad %[a1], %[t], " wp ", " first "\n\t"                                              \
-    "ldr %[t], [" xr ", #4]\n\t"                                                            \
+/* The planes' row pitch on the asm path, a constant: one pointer then reaches a window's three
+ * rows by immediate offsets, and the two registers that row pointers took hold two more
+ * accumulators. Planes up to DW_PITCH / 2 wide hold two channels side by side in each row;
+ * wider ones (up to DW_PITCH) one; still wider ones take their own width and portable C. */
+#define DW_ROW_BYTES 128
+#define DW_PITCH (DW_ROW_BYTES / 2)
+#define DW_STR(x) #x
+#define DW_XSTR(x) DW_STR(x)
+/* The word at byte `off` of the window's row r (a string: "0", "1", "2") */
+#define DW_AT(r, off) "[%[x], #" r "*" DW_XSTR(DW_ROW_BYTES) "+" off "]"
+
+/* Four outputs ox..ox+3 at stride 1, window row r, all but (x0, x1): (x1, x2), (x3, x4),
+ * (x2, x3) times (w0, w1) = wp by SMLAD, x2..x5 (the halves of two words) times w2 (the half
+ * h of ws). f1..f3 are what a1..a3 start from: a0 (the bias) on row 0, else themselves. */
+#define DW_QUAD_S1(r, wp, ws, h, f1, f2, f3)                                                \
+    "ldr %[t], " DW_AT(r, "2") "\n\t"                                                       \
+    "smlad %[a1], %[t], " wp ", " f1 "\n\t"                                                 \
+    "ldr %[t], " DW_AT(r, "6") "\n\t"                                                       \
+    "smlad %[a3], %[t], " wp ", " f3 "\n\t"                                                 \
+    "ldr %[t], " DW_AT(r, "4") "\n\t"                                                       \
+    "smlad %[a2], %[t], " wp ", " f2 "\n\t"                                                 \
     "smlab" h " %[a0], %[t], " ws ", %[a0]\n\t"                                             \
     "smlat" h " %[a1], %[t], " ws ", %[a1]\n\t"                                             \
-    "ldr %[t], [" xr "], #4\n\t"                                                            \
-    "smlad %[a0], %[t], " wp ", %[a0]\n\t"
+    "ldr %[t], " DW_AT(r, "8") "\n\t"                                                       \
+    "smlab" h " %[a2], %[t], " ws ", %[a2]\n\t"                                             \
+    "smlat" h " %[a3], %[t], " ws ", %[a3]\n\t"
 
-/* The same at stride 2: (x2, x3) and (x0, x1) times (w0, w1), x2 and x4 times w2. */
-#define DW_ROW_S2(xr, wp, ws, h, first)                                                     \
-    "ldr %[t], [" xr ", #4]\n\t"                                                            \
-    "smlad %[a1], %[t], " wp ", " first "\n\t"                                              \
+/* The same at stride 2: (x2, x3), (x4, x5), (x6, x7) times (w0, w1); x2, x4, x6, x8 times
+ * w2. */
+#define DW_QUAD_S2(r, wp, ws, h, f1, f2, f3)                                                \
+    "ldr %[t], " DW_AT(r, "12") "\n\t"                                                      \
+    "smlad %[a3], %[t], " wp ", " f3 "\n\t"                                                 \
+    "smlab" h " %[a2], %[t], " ws ", " f2 "\n\t"                                            \
+    "ldr %[t], " DW_AT(r, "8") "\n\t"                                                       \
+    "smlab" h " %[a1], %[t], " ws ", " f1 "\n\t"                                            \
+    "smlad %[a2], %[t], " wp ", %[a2]\n\t"                                                  \
+    "ldr %[t], " DW_AT(r, "16") "\n\t"                                                      \
+    "smlab" h " %[a3], %[t], " ws ", %[a3]\n\t"                                             \
+    "ldr %[t], " DW_AT(r, "4") "\n\t"                                                       \
+    "smlad %[a1], %[t], " wp ", %[a1]\n\t"                                                  \
+    "smlab" h " %[a0], %[t], " ws ", %[a0]\n\t"
+
+/* Two outputs at stride 1, all but (x0, x1): (x1, x2) times (w0, w1), x2 and x3 times w2. */
+#define DW_PAIR_S1(r, wp, ws, h, f1)                                                        \
+    "ldr %[t], " DW_AT(r, "2") "\n\t"                                                       \
+    "smlad %[a1], %[t], " wp ", " f1 "\n\t"                                                 \
+    "ldr %[t], " DW_AT(r, "4") "\n\t"                                                       \
     "smlab" h " %[a0], %[t], " ws ", %[a0]\n\t"                                             \
-    "ldr %[t], [" xr ", #8]\n\t"                                                            \
-    "smlab" h " %[a1], %[t], " ws ", %[a1]\n\t"                                             \
-    "ldr %[t], [" xr "], #8\n\t"                                                            \
-    "smlad %[a0], %[t], " wp ", %[a0]\n\t"
+    "smlat" h " %[a1], %[t], " ws ", %[a1]\n\t"
 
-/* Requantize a0 and a1 (shifts in (32, 64); `sat` is "ssat %[a], #8" or "usat %[a], #7")
- * and store them c_n apart. */
+/* At stride 2: (x2, x3) times (w0, w1), x2 and x4 times w2. */
+#define DW_PAIR_S2(r, wp, ws, h, f1)                                                        \
+    "ldr %[t], " DW_AT(r, "4") "\n\t"                                                       \
+    "smlad %[a1], %[t], " wp ", " f1 "\n\t"                                                 \
+    "smlab" h " %[a0], %[t], " ws ", %[a0]\n\t"                                             \
+    "ldr %[t], " DW_AT(r, "8") "\n\t"                                                       \
+    "smlab" h " %[a1], %[t], " ws ", %[a1]\n\t"
+
+/* The first output's (x0, x1) of row r; of row 0 last, its load moving x on by `step`. */
+#define DW_X01(r, wp)                                                                       \
+    "ldr %[t], " DW_AT(r, "0") "\n\t"                                                       \
+    "smlad %[a0], %[t], " wp ", %[a0]\n\t"
+#define DW_X01_LAST(step)                                                                   \
+    "ldr %[t], [%[x]], #" step "\n\t"                                                       \
+    "smlad %[a0], %[t], %[w0], %[a0]\n\t"
+
+/* A whole window (three rows) of four or two outputs, starting from the bias. */
+#define DW_WINDOW4(QUAD, step)                                                              \
+    "ldr %[a0], %[bias]\n\t" QUAD("0", "%[w0]", "%[wa]", "b", "%[a0]", "%[a0]", "%[a0]")    \
+        QUAD("1", "%[w1]", "%[wa]", "t", "%[a1]", "%[a2]", "%[a3]") DW_X01("1", "%[w1]")    \
+            QUAD("2", "%[w2]", "%[wb]", "b", "%[a1]", "%[a2]", "%[a3]")                     \
+                DW_X01("2", "%[w2]") DW_X01_LAST(step)
+#define DW_WINDOW2(PAIR, step)                                                              \
+    "ldr %[a0], %[bias]\n\t" PAIR("0", "%[w0]", "%[wa]", "b", "%[a0]")                      \
+        PAIR("1", "%[w1]", "%[wa]", "t", "%[a1]") DW_X01("1", "%[w1]")                      \
+            PAIR("2", "%[w2]", "%[wb]", "b", "%[a1]") DW_X01("2", "%[w2]") DW_X01_LAST(step)
+
+/* Requantize a0..a3 (shifts in (32, 64); `sat` is "ssat %[a], #8" or "usat %[a], #7") and
+ * store them c_n apart. */
+#define DW_REQUANT_QUAD(sat)                                                                \
+    "ldr %[t], %[mult]\n\t"                                                                 \
+    "smmul %[a0], %[a0], %[t]\n\t"                                                          \
+    "smmul %[a1], %[a1], %[t]\n\t"                                                          \
+    "smmul %[a2], %[a2], %[t]\n\t"                                                          \
+    "smmul %[a3], %[a3], %[t]\n\t"                                                          \
+    "ldr %[t], %[k]\n\t"                                                                    \
+    "asr %[a0], %[a0], %[t]\n\t"                                                            \
+    "asr %[a1], %[a1], %[t]\n\t"                                                            \
+    "asr %[a2], %[a2], %[t]\n\t"                                                            \
+    "asr %[a3], %[a3], %[t]\n\t"                                                            \
+    "add %[a0], %[a0], #1\n\t"                                                              \
+    "add %[a1], %[a1], #1\n\t"                                                              \
+    "add %[a2], %[a2], #1\n\t"                                                              \
+    "add %[a3], %[a3], #1\n\t"                                                              \
+    sat("a0") ", %[a0], asr #1\n\t"                                                         \
+    sat("a1") ", %[a1], asr #1\n\t"                                                         \
+    sat("a2") ", %[a2], asr #1\n\t"                                                         \
+    sat("a3") ", %[a3], asr #1\n\t"                                                         \
+    "strb %[a0], [%[o]]\n\t"                                                                \
+    "strb %[a1], [%[o], %[c_n]]\n\t"                                                        \
+    "add %[o], %[o], %[c_n], lsl #1\n\t"                                                    \
+    "strb %[a2], [%[o]]\n\t"                                                                \
+    "strb %[a3], [%[o], %[c_n]]\n\t"                                                        \
+    "add %[o], %[o], %[c_n], lsl #1\n\t"
+
+/* Requantize a0 and a1 and store them c_n apart. */
 #define DW_REQUANT_PAIR(sat)                                                                \
     "ldr %[t], %[mult]\n\t"                                                                 \
     "smmul %[a0], %[a0], %[t]\n\t"                                                          \
@@ -529,83 +612,83 @@ static uint32_t plane_h(const edgec_conv_t *p)
     "asr %[a1], %[a1], %[t]\n\t"                                                            \
     "add %[a0], %[a0], #1\n\t"                                                              \
     "add %[a1], %[a1], #1\n\t"                                                              \
-    sat(a0) ", %[a0], asr #1\n\t"                                                           \
-    sat(a1) ", %[a1], asr #1\n\t"                                                           \
+    sat("a0") ", %[a0], asr #1\n\t"                                                         \
+    sat("a1") ", %[a1], asr #1\n\t"                                                         \
     "strb %[a0], [%[o]]\n\t"                                                                \
     "strb %[a1], [%[o], %[c_n]]\n\t"                                                        \
     "add %[o], %[o], %[c_n], lsl #1\n\t"
 
-/* One output alone (the last of a row of odd width): its window's rows from x0, x1, x2. */
+/* One output alone (the last of a row of odd width), x not moved. */
 #define DW_SINGLE(sat)                                                                      \
     "ldr %[a0], %[bias]\n\t"                                                                \
-    "ldr %[t], [%[x0]]\n\t"                                                                 \
+    "ldr %[t], [%[x]]\n\t"                                                                  \
     "smlad %[a0], %[t], %[w0], %[a0]\n\t"                                                   \
-    "ldr %[t], [%[x0], #4]\n\t"                                                             \
+    "ldr %[t], " DW_AT("0", "4") "\n\t"                                                     \
     "smlabb %[a0], %[t], %[wa], %[a0]\n\t"                                                  \
-    "ldr %[t], [%[x1]]\n\t"                                                                 \
+    "ldr %[t], " DW_AT("1", "0") "\n\t"                                                     \
     "smlad %[a0], %[t], %[w1], %[a0]\n\t"                                                   \
-    "ldr %[t], [%[x1], #4]\n\t"                                                             \
+    "ldr %[t], " DW_AT("1", "4") "\n\t"                                                     \
     "smlabt %[a0], %[t], %[wa], %[a0]\n\t"                                                  \
-    "ldr %[t], [%[x2]]\n\t"                                                                 \
+    "ldr %[t], " DW_AT("2", "0") "\n\t"                                                     \
     "smlad %[a0], %[t], %[w2], %[a0]\n\t"                                                   \
-    "ldr %[t], [%[x2], #4]\n\t"                                                             \
+    "ldr %[t], " DW_AT("2", "4") "\n\t"                                                     \
     "smlabb %[a0], %[t], %[wb], %[a0]\n\t"                                                  \
     "ldr %[t], %[mult]\n\t"                                                                 \
     "smmul %[a0], %[a0], %[t]\n\t"                                                          \
     "ldr %[t], %[k]\n\t"                                                                    \
     "asr %[a0], %[a0], %[t]\n\t"                                                            \
     "add %[a0], %[a0], #1\n\t"                                                              \
-    sat(a0) ", %[a0], asr #1\n\t"                                                           \
+    sat("a0") ", %[a0], asr #1\n\t"                                                         \
     "strb %[a0], [%[o]]\n\t"                                                                \
     "add %[o], %[o], %[c_n]\n\t"
 
-#define DW_SSAT(a) "ssat %[" #a "], #8"
-#define DW_USAT(a) "usat %[" #a "], #7"
+#define DW_SSAT(a) "ssat %[" a "], #8"
+#define DW_USAT(a) "usat %[" a "], #7"
 
-/* A whole channel: per row, its pairs of outputs, then an odd last one alone; then the window
- * moves down a row (x_step bytes from where the pairs left it), o by o_step (0 unless the
- * plane is transposed) and end a row of outputs on.
- * Registers: 5 weights, 3 row pointers, 2 accumulators, a temporary, o, c_n, end. */
-#define DW_CHANNEL(ROW, sat)                                                                \
+/* A whole channel, row by row: its outputs four at a time (none when the row is narrower),
+ * then two and one as `tail` says (bit 1: a pair, bit 0: a single; LSLS #31 puts them in C and
+ * N, which the pair's code leaves alone), then the window moves down a row (x_step bytes from
+ * where the row left it) and o by o_step (0 unless the plane is transposed).
+ * Registers: 5 weights, the window pointer x, 4 accumulators, a temporary, o, c_n, end. */
+#define DW_CHANNEL(QUAD, PAIR, step4, step2, sat)                                           \
     __asm volatile("2:\n\t"                                                                 \
-                   "1:\n\t"                                                                 \
-                   "ldr %[a0], %[bias]\n\t" ROW("%[x0]", "%[w0]", "%[wa]", "b", "%[a0]")    \
-                       ROW("%[x1]", "%[w1]", "%[wa]", "t", "%[a1]")                         \
-                           ROW("%[x2]", "%[w2]", "%[wb]", "b", "%[a1]")                     \
-                               DW_REQUANT_PAIR(sat) "cmp %[o], %[end]\n\t"                  \
-                                                    "bne 1b\n\t"                            \
-                                                    "ldr %[t], %[odd]\n\t"                  \
-                                                    "cmp %[t], #0\n\t"                      \
-                                                    "beq 3f\n\t" DW_SINGLE(sat) "3:\n\t"    \
-                                                    "ldr %[t], %[o_step]\n\t"               \
-                                                    "add %[o], %[o], %[t]\n\t"              \
-                                                    "ldr %[t], %[x_step]\n\t"               \
-                                                    "add %[x0], %[x0], %[t]\n\t"            \
-                                                    "add %[x1], %[x1], %[t]\n\t"            \
-                                                    "add %[x2], %[x2], %[t]\n\t"            \
-                                                    "ldr %[t], %[row_bytes]\n\t"            \
-                                                    "add %[end], %[end], %[t]\n\t"          \
-                                                    "ldr %[t], %[o_last]\n\t"               \
-                                                    "cmp %[o], %[t]\n\t"                    \
-                                                    "bne 2b\n\t"                            \
-                   : [a0] "=&r"(a0), [a1] "=&r"(a1), [t] "=&r"(t), [x0] "+r"(x0),           \
-                     [x1] "+r"(x1), [x2] "+r"(x2), [o] "+r"(o), [end] "+r"(end)             \
+                   "ldr %[t], %[q_bytes]\n\t"                                               \
+                   "add %[end], %[o], %[t]\n\t"                                             \
+                   "cmp %[o], %[end]\n\t"                                                   \
+                   "beq 4f\n\t"                                                             \
+                   "1:\n\t" DW_WINDOW4(QUAD, step4) DW_REQUANT_QUAD(sat)                    \
+                   "cmp %[o], %[end]\n\t"                                                   \
+                   "bne 1b\n\t"                                                             \
+                   "4:\n\t"                                                                 \
+                   "ldr %[t], %[tail]\n\t"                                                  \
+                   "lsls %[t], %[t], #31\n\t"                                               \
+                   "bcc 5f\n\t" DW_WINDOW2(PAIR, step2) DW_REQUANT_PAIR(sat) "5:\n\t"       \
+                   "bpl 6f\n\t" DW_SINGLE(sat) "6:\n\t"                                     \
+                   "ldr %[t], %[o_step]\n\t"                                                \
+                   "add %[o], %[o], %[t]\n\t"                                               \
+                   "ldr %[t], %[x_step]\n\t"                                                \
+                   "add %[x], %[x], %[t]\n\t"                                               \
+                   "ldr %[t], %[o_last]\n\t"                                                \
+                   "cmp %[o], %[t]\n\t"                                                     \
+                   "bne 2b\n\t"                                                             \
+                   : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3),        \
+                     [t] "=&r"(t), [end] "=&r"(end), [x] "+r"(x), [o] "+r"(o)               \
                    : [w0] "r"(w0), [w1] "r"(w1), [w2] "r"(w2), [wa] "r"(wa), [wb] "r"(wb),  \
                      [c_n] "r"(c_n), [bias] "m"(bias), [mult] "m"(mult), [k] "m"(k),        \
-                     [odd] "m"(odd), [x_step] "m"(x_step), [row_bytes] "m"(row_bytes),      \
+                     [q_bytes] "m"(q_bytes), [tail] "m"(tail), [x_step] "m"(x_step),        \
                      [o_step] "m"(o_step), [o_last] "m"(o_last)                             \
                    : "cc", "memory")
 
-/* One channel of a 3x3 depthwise convolution from its plane (pw int16 per row), requantized
- * with the clamp of `kind` (shifts in (32, 64)), at least two outputs per row. Outputs go in
- * pairs along a row, sharing their loads: a row of the pair's windows is three LDR, two SMLAD
- * on (x0, x1) and (x1, x2) (stride 1) against (w0, w1) held in a register, and two SMLAxy
- * for the w2 taps (w2 of two rows packed in one register): 36 instructions per 18 MACs with
- * requantization. All nine weights stay in five registers for the whole channel. */
+/* One channel of a 3x3 depthwise convolution from its plane (rows DW_ROW_BYTES apart),
+ * requantized with the clamp of `kind` (shifts in (32, 64)). Outputs go four at a time along a
+ * row, sharing their loads: a row of the four windows is five LDR, four SMLAD on adjacent
+ * pairs against (w0, w1) held in a register, and four SMLAxy for the w2 taps (w2 of two rows
+ * packed in one register): 66 instructions per 36 MACs with requantization and the bias, the
+ * multiplier and the shift read once per four outputs. All nine weights stay in five
+ * registers for the whole channel. */
 __attribute__((always_inline)) static inline void dw3x3_channel(
-    const edgec_conv_t *p, const int16_t *plane, uint32_t pw, const int8_t *w, int32_t bias,
-    int32_t mult, int32_t shift, int8_t *out, uint32_t c_n, uint32_t row, int stride,
-    int kind)
+    const edgec_conv_t *p, const int16_t *plane, const int8_t *w, int32_t bias, int32_t mult,
+    int32_t shift, int8_t *out, uint32_t c_n, uint32_t row, int stride, int kind)
 {
     const int32_t w0 = (int32_t)(((uint32_t)(uint16_t)w[1] << 16) | (uint16_t)w[0]);
     const int32_t w1 = (int32_t)(((uint32_t)(uint16_t)w[4] << 16) | (uint16_t)w[3]);
@@ -613,38 +696,40 @@ __attribute__((always_inline)) static inline void dw3x3_channel(
     const int32_t wa = (int32_t)(((uint32_t)(uint16_t)w[5] << 16) | (uint16_t)w[2]);
     const int32_t wb = (int32_t)(uint16_t)w[8];
     const int32_t k = shift - 33;
-    const uint32_t ow = p->out_w, pairs = ow / 2, odd = ow % 2;
-    /* bytes from where a row's pairs leave the window (and the odd output, which does not
-     * move it) to the next row's first */
-    const int32_t x_step = (int32_t)(2 * p->s_h * pw) - (int32_t)(pairs * 4 * stride);
-    const uint32_t row_bytes = row; /* outputs c_n bytes apart in a row, rows `row` apart */
+    const uint32_t ow = p->out_w, quads = ow / 4, rem = ow % 4;
+    const uint32_t q_bytes = quads * 4 * c_n, tail = (rem >= 2 ? 2u : 0u) | (rem & 1u);
+    /* bytes from where a row's fours and pair leave the window (a single does not move it) to
+     * the next row's first */
+    const int32_t x_step = (int32_t)(p->s_h * DW_ROW_BYTES) -
+                           (int32_t)((quads * 8 + (rem >= 2 ? 4 : 0)) * (uint32_t)stride);
     const int32_t o_step = (int32_t)row - (int32_t)(ow * c_n);
     const uintptr_t o_last = (uintptr_t)out + p->out_h * row; /* o after the last row */
-    const int16_t *x0 = plane, *x1 = plane + pw, *x2 = plane + 2 * pw;
-    int8_t *o = out, *end = out + 2 * pairs * c_n;
-    int32_t a0, a1, t;
+    const int16_t *x = plane;
+    int8_t *o = out, *end;
+    int32_t a0, a1, a2, a3, t;
     if (stride == 1) {
         if (kind == CLAMP_S8) {
-            DW_CHANNEL(DW_ROW_S1, DW_SSAT);
+            DW_CHANNEL(DW_QUAD_S1, DW_PAIR_S1, "8", "4", DW_SSAT);
         } else {
-            DW_CHANNEL(DW_ROW_S1, DW_USAT);
+            DW_CHANNEL(DW_QUAD_S1, DW_PAIR_S1, "8", "4", DW_USAT);
         }
     } else {
         if (kind == CLAMP_S8) {
-            DW_CHANNEL(DW_ROW_S2, DW_SSAT);
+            DW_CHANNEL(DW_QUAD_S2, DW_PAIR_S2, "16", "8", DW_SSAT);
         } else {
-            DW_CHANNEL(DW_ROW_S2, DW_USAT);
+            DW_CHANNEL(DW_QUAD_S2, DW_PAIR_S2, "16", "8", DW_USAT);
         }
     }
 }
 
-/* dw3x3_channel for each stride and clamp: constants inside. */
+/* dw3x3_channel for each stride and clamp: constants inside; pw is DW_PITCH. */
 #define DW3X3(name, stride, kind)                                                           \
     __attribute__((noinline, optimize("O2"))) static void name(                             \
         const edgec_conv_t *p, const int16_t *plane, uint32_t pw, const int8_t *w,          \
         int32_t bias, int32_t mult, int32_t shift, int8_t *out, uint32_t c_n, uint32_t row) \
     {                                                                                       \
-        dw3x3_channel(p, plane, pw, w, bias, mult, shift, out, c_n, row, stride, kind);     \
+        (void)pw;                                                                           \
+        dw3x3_channel(p, plane, w, bias, mult, shift, out, c_n, row, stride, kind);         \
     }
 DW3X3(dw3x3_s1_s8, 1, CLAMP_S8)
 DW3X3(dw3x3_s1_u7, 1, CLAMP_U7)
@@ -722,17 +807,11 @@ __attribute__((noinline, optimize("O2"))) static void widen_two(const int8_t *fi
     }
 }
 
-/* Whether the 3x3 path widens two channels at a time: an even count and two planes in 4 KB
- * (the generator sizes the scratch by the same rule). */
-static int two_planes(const edgec_conv_t *p)
+/* The row pitch (int16 elements) of geometry p's planes: DW_PITCH where the asm path can take
+ * them, else their own width (portable C). */
+static uint32_t pitch(const edgec_conv_t *p)
 {
-    return p->out_c % 2 == 0 && plane_h(p) * plane_w(p) <= 1024;
-}
-
-/* The scratch (int16 elements) the 3x3 path takes for geometry p. */
-static uint32_t planes_size(const edgec_conv_t *p)
-{
-    return plane_h(p) * plane_w(p) * (two_planes(p) ? 2u : 1u);
+    return plane_w(p) <= DW_PITCH ? DW_PITCH : plane_w(p);
 }
 
 /* A channel's 3x3 weights: w itself, or transposed into t. */
@@ -761,36 +840,38 @@ static edgec_conv_t transposed(const edgec_conv_t *p)
 
 /* 3x3 depthwise convolution on the DSP, undilated, any channel count; weights C x 9 (the
  * generator lays them out so). Channel by channel: the channel is widened into a plane of
- * int16 (scratch: plane_h x plane_w, padding zeroed once), where a window row's taps are
- * adjacent, so one LDR and one SMLAD take two of them. */
+ * int16 (scratch: plane_h rows of pitch(), padding zeroed once), where a window row's taps are
+ * adjacent, so one LDR and one SMLAD take two of them. A layer taller than wide runs
+ * transposed (rows of out_h outputs), and so does one whose plane only fits DW_PITCH so; the
+ * generator sizes the scratch by the same rule (plane_h * pitch, of the orientation taken). */
 static void depthwise_3x3_dsp(const edgec_conv_t *layer, const int8_t *in, int8_t *out,
                               int16_t *plane)
 {
     const uint32_t c_n = layer->out_c;
-    /* transposed only within the scratch the generator sized for the layer as it is */
     const edgec_conv_t t = transposed(layer);
-    const int flip = layer->out_h > layer->out_w && planes_size(&t) <= planes_size(layer);
+    const int fits = plane_w(layer) <= DW_PITCH, t_fits = plane_w(&t) <= DW_PITCH;
+    const int flip = t_fits && (!fits || layer->out_h > layer->out_w);
     const edgec_conv_t *p = flip ? &t : layer;
     /* the input's and the output's element and row strides in the plane's orientation */
     const uint32_t in_row = layer->in_w * c_n, out_row = layer->out_w * c_n;
     const uint32_t in_step = flip ? in_row : c_n, in_next = flip ? c_n : in_row;
     const uint32_t out_step = flip ? out_row : c_n, out_next = flip ? c_n : out_row;
-    const uint32_t pw = plane_w(p), size = plane_h(p) * pw;
+    const uint32_t pw = pitch(p);
     const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
     const int kind = one_word_shifts(shift, c_n) ? clamp_kind(p->lo, p->hi) : CLAMP_ANY;
     void (*channel)(const edgec_conv_t *, const int16_t *, uint32_t, const int8_t *, int32_t,
                     int32_t, int32_t, int8_t *, uint32_t, uint32_t) = dw3x3_any;
-    if (kind != CLAMP_ANY && p->s_w <= 2 && p->out_w >= 2) {
+    if (kind != CLAMP_ANY && p->s_w <= 2 && pw == DW_PITCH) {
         channel = p->s_w == 1 ? (kind == CLAMP_S8 ? dw3x3_s1_s8 : dw3x3_s1_u7)
                               : (kind == CLAMP_S8 ? dw3x3_s2_s8 : dw3x3_s2_u7);
     }
     const uint32_t first = p->p_t * pw + p->p_l;
     int8_t wt[2][9]; /* two channels' 3x3 weights, transposed with the plane */
     uint32_t c = 0;
-    if (two_planes(p)) {
-        int16_t *plane1 = plane + size;
-        memset(plane, 0, 2 * size * sizeof(int16_t));
-        for (; c < c_n; c += 2) {
+    memset(plane, 0, plane_h(p) * pw * sizeof(int16_t));
+    if (plane_w(p) <= DW_PITCH / 2) { /* two channels side by side, widened at once */
+        int16_t *plane1 = plane + DW_PITCH / 2;
+        for (; c + 1 < c_n; c += 2) {
             widen_two(in + c, in_step, in_next, plane + first, plane1 + first, pw, p->in_h,
                       p->in_w);
             const int8_t *w0 = weights_3x3(layer->w + 9 * c, flip, wt[0]);
@@ -799,9 +880,7 @@ static void depthwise_3x3_dsp(const edgec_conv_t *layer, const int8_t *in, int8_
             channel(p, plane1, pw, w1, bias[c + 1], mult[c + 1], shift[c + 1], out + c + 1,
                     out_step, out_next);
         }
-        return;
     }
-    memset(plane, 0, size * sizeof(int16_t));
     for (; c < c_n; c++) {
         widen_channel(in + c, in_step, in_next, plane + first, pw, p->in_h, p->in_w);
         const int8_t *w = weights_3x3(layer->w + 9 * c, flip, wt[0]);

@@ -352,10 +352,7 @@ def _conv(e: _Emitter, node: QNode, step: int) -> None:
         if dsp and (kh, kw) == (3, 3) and a.dilations == (1, 1):
             # edgec_nn.c's 3x3 path: channel by channel, from a plane of int16 with padding
             weights = weights.T  # C x 9
-            plane = _plane_elements(a.window, h, w, oh, ow)
-            # two planes (two channels widened at once) when even and within 4 KB, as
-            # edgec_nn.c's two_planes
-            e.scratch = max(e.scratch, plane * (2 if cout % 2 == 0 and plane <= 1024 else 1))
+            e.scratch = max(e.scratch, _plane_elements(a.window, h, w, oh, ow))
         else:
             if dsp and cout % 4 == 0:
                 weights = _depthwise_pairs(weights)
@@ -551,13 +548,27 @@ def _requant_pairs(w: Weights, out: Requantize) -> np.ndarray | None:
     return np.stack([c[:full].reshape(-1, 2) for c in columns], axis=1).reshape(-1)
 
 
+# edgec_nn.c's DW_PITCH: the row pitch (int16 elements) of the 3x3 depthwise path's planes
+DW_PITCH = 64
+
+
 def _plane_elements(window: Window, h: int, w: int, oh: int, ow: int) -> int:
-    """The int16 plane of edgec_nn.c's 3x3 depthwise path (plane_h x plane_w there): the
-    channel with its padding, and a spare column."""
+    """The int16 scratch of edgec_nn.c's 3x3 depthwise path: the channel with its padding and
+    a spare column, plane_h rows of its pitch, in the orientation depthwise_3x3_dsp takes
+    (transposed when taller than wide, or when only so the plane fits DW_PITCH)."""
     (kh, kw), (sh, sw), (pt, pl) = window.kernel, window.strides, window.pads[:2]
-    bottom = max(0, (oh - 1) * sh + kh - pt - h)
-    right = max(0, (ow - 1) * sw + kw - pl - w)
-    return (pt + h + bottom) * (pl + w + right + 1)
+
+    def plane(kh: int, sh: int, pt: int, h: int, oh: int, kw: int, sw: int, pl: int, w: int,
+              ow: int) -> tuple[int, int]:  # fmt: skip
+        bottom = max(0, (oh - 1) * sh + kh - pt - h)
+        right = max(0, (ow - 1) * sw + kw - pl - w)
+        return pt + h + bottom, pl + w + right + 1
+
+    rows, width = plane(kh, sh, pt, h, oh, kw, sw, pl, w, ow)
+    t_rows, t_width = plane(kw, sw, pl, w, ow, kh, sh, pt, h, oh)
+    if t_width <= DW_PITCH and (width > DW_PITCH or oh > ow):
+        rows, width = t_rows, t_width
+    return rows * (DW_PITCH if width <= DW_PITCH else width)
 
 
 def _depthwise_pairs(weights: np.ndarray) -> np.ndarray:
