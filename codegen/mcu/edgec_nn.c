@@ -778,31 +778,48 @@ __attribute__((noinline, optimize("O2"))) static void widen_channel(const int8_t
     }
 }
 
-/* Two adjacent channels (c, c + 1) into two planes at once: one LDRH per pixel reads both, and
- * SXTB16 splits two pixels' pairs into the two planes' words. */
+/* Two channels' pixels: the halfwords at p and p + c_n, which SXTB16 splits into the two
+ * planes' pairs of int16. */
+static inline uint32_t two_pixels(const int8_t *p, uint32_t c_n)
+{
+    uint16_t a, b;
+    memcpy(&a, p, 2);
+    memcpy(&b, p + c_n, 2);
+    return a | (uint32_t)b << 16;
+}
+
+/* Two adjacent channels (c, c + 1) into the two halves of the planes' rows (DW_PITCH apart,
+ * the second channel DW_PITCH / 2 on): one LDRH per pixel reads both, SXTB16 splits two
+ * pixels into the two planes' words; four pixels per pass. */
 __attribute__((noinline, optimize("O2"))) static void widen_two(const int8_t *first,
                                                                 uint32_t c_n, uint32_t row,
-                                                                int16_t *dst0, int16_t *dst1,
-                                                                uint32_t pw, uint32_t h,
+                                                                int16_t *dst, uint32_t h,
                                                                 uint32_t w)
 {
-    const uint32_t two = 2 * c_n;
-    for (; h > 0; h--, dst0 += pw, dst1 += pw, first += row) {
+    const uint32_t two = 2 * c_n, four = 4 * c_n;
+    for (; h > 0; h--, dst += DW_PITCH, first += row) {
         const int8_t *src = first;
-        int16_t *d0 = dst0, *d1 = dst1;
+        int16_t *d = dst;
         uint32_t n = w;
-        for (; n >= 2; n -= 2, d0 += 2, d1 += 2, src += two) {
-            uint16_t a, b;
-            memcpy(&a, src, 2);
-            memcpy(&b, src + c_n, 2);
-            const uint32_t v = a | (uint32_t)b << 16;
-            const int32_t even = __sxtb16(v), odd = sxtb16_ror8(v);
-            memcpy(d0, &even, 4);
-            memcpy(d1, &odd, 4);
+        for (; n >= 4; n -= 4, d += 4, src += four) {
+            const uint32_t v = two_pixels(src, c_n), u = two_pixels(src + two, c_n);
+            const int32_t v0 = __sxtb16(v), v1 = sxtb16_ror8(v);
+            const int32_t u0 = __sxtb16(u), u1 = sxtb16_ror8(u);
+            memcpy(d, &v0, 4);
+            memcpy(d + DW_PITCH / 2, &v1, 4);
+            memcpy(d + 2, &u0, 4);
+            memcpy(d + DW_PITCH / 2 + 2, &u1, 4);
+        }
+        if (n >= 2) {
+            const uint32_t v = two_pixels(src, c_n);
+            const int32_t v0 = __sxtb16(v), v1 = sxtb16_ror8(v);
+            memcpy(d, &v0, 4);
+            memcpy(d + DW_PITCH / 2, &v1, 4);
+            n -= 2, d += 2, src += two;
         }
         if (n) {
-            *d0 = src[0];
-            *d1 = src[1];
+            d[0] = src[0];
+            d[DW_PITCH / 2] = src[1];
         }
     }
 }
@@ -812,18 +829,6 @@ __attribute__((noinline, optimize("O2"))) static void widen_two(const int8_t *fi
 static uint32_t pitch(const edgec_conv_t *p)
 {
     return plane_w(p) <= DW_PITCH ? DW_PITCH : plane_w(p);
-}
-
-/* A channel's 3x3 weights: w itself, or transposed into t. */
-static inline const int8_t *weights_3x3(const int8_t *w, int flip, int8_t t[9])
-{
-    if (!flip) {
-        return w;
-    }
-    for (uint32_t i = 0; i < 9; i++) {
-        t[i] = w[i % 3 * 3 + i / 3];
-    }
-    return t;
 }
 
 /* p with height and width exchanged: a layer whose output is taller than wide runs transposed
@@ -858,6 +863,7 @@ static void depthwise_3x3_dsp(const edgec_conv_t *layer, const int8_t *in, int8_
     const uint32_t out_step = flip ? out_row : c_n, out_next = flip ? c_n : out_row;
     const uint32_t pw = pitch(p);
     const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
+    const int8_t *w = p->w; /* C x 9, transposed with the plane by the generator */
     const int kind = one_word_shifts(shift, c_n) ? clamp_kind(p->lo, p->hi) : CLAMP_ANY;
     void (*channel)(const edgec_conv_t *, const int16_t *, uint32_t, const int8_t *, int32_t,
                     int32_t, int32_t, int8_t *, uint32_t, uint32_t) = dw3x3_any;
@@ -866,25 +872,22 @@ static void depthwise_3x3_dsp(const edgec_conv_t *layer, const int8_t *in, int8_
                               : (kind == CLAMP_S8 ? dw3x3_s2_s8 : dw3x3_s2_u7);
     }
     const uint32_t first = p->p_t * pw + p->p_l;
-    int8_t wt[2][9]; /* two channels' 3x3 weights, transposed with the plane */
     uint32_t c = 0;
     memset(plane, 0, plane_h(p) * pw * sizeof(int16_t));
     if (plane_w(p) <= DW_PITCH / 2) { /* two channels side by side, widened at once */
         int16_t *plane1 = plane + DW_PITCH / 2;
         for (; c + 1 < c_n; c += 2) {
-            widen_two(in + c, in_step, in_next, plane + first, plane1 + first, pw, p->in_h,
-                      p->in_w);
-            const int8_t *w0 = weights_3x3(layer->w + 9 * c, flip, wt[0]);
-            const int8_t *w1 = weights_3x3(layer->w + 9 * (c + 1), flip, wt[1]);
-            channel(p, plane, pw, w0, bias[c], mult[c], shift[c], out + c, out_step, out_next);
-            channel(p, plane1, pw, w1, bias[c + 1], mult[c + 1], shift[c + 1], out + c + 1,
-                    out_step, out_next);
+            widen_two(in + c, in_step, in_next, plane + first, p->in_h, p->in_w);
+            channel(p, plane, pw, w + 9 * c, bias[c], mult[c], shift[c], out + c, out_step,
+                    out_next);
+            channel(p, plane1, pw, w + 9 * (c + 1), bias[c + 1], mult[c + 1], shift[c + 1],
+                    out + c + 1, out_step, out_next);
         }
     }
     for (; c < c_n; c++) {
         widen_channel(in + c, in_step, in_next, plane + first, pw, p->in_h, p->in_w);
-        const int8_t *w = weights_3x3(layer->w + 9 * c, flip, wt[0]);
-        channel(p, plane, pw, w, bias[c], mult[c], shift[c], out + c, out_step, out_next);
+        channel(p, plane, pw, w + 9 * c, bias[c], mult[c], shift[c], out + c, out_step,
+                out_next);
     }
 }
 

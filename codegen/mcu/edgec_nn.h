@@ -10,7 +10,8 @@
  * use SMLAD on sign-extended pairs (SXTB16), and the generator lays their weights out for it:
  * conv rows (k_h * k_w * in_c) zero-padded to a multiple of 4 and interleaved by pairs of
  * output channels (1x1 and 1-3 channel layers: widened to int16 as well, see w16); dense rows (in_n a multiple of 4) interleaved by runs of 4; undilated 3x3
- * depthwise weights C x 9 (per channel, see depthwise_3x3_dsp in edgec_nn.c), other depthwise
+ * depthwise weights C x 9, each 3x3 transposed where the layer runs transposed (see
+ * depthwise_3x3_dsp in edgec_nn.c, and _plane in the generator for the rule), other depthwise
  * weights (out_c a multiple of 4) by groups of 4 channels and pairs of taps (depthwise_dsp).
  * Otherwise portable C, weights as described below.
  */
@@ -85,9 +86,10 @@ typedef struct {
  * up to 4, plus as many bytes when in_c is not a multiple of 4) and two pixels' int32
  * accumulators (2 * out_c) on DSP builds, and for
  * depthwise layers int32 accumulators (out_c), on DSP builds followed by k_h * k_w + 1 tap
- * pointers and out_c zero bytes; undilated 3x3 depthwise layers on DSP builds instead take one
- * int16 plane of the input with its padding and a spare column (plane_h * plane_w in
- * edgec_nn.c), or two when out_c is even and they fit 4 KB. */
+ * pointers and out_c zero bytes; undilated 3x3 depthwise layers on DSP builds instead take an
+ * int16 plane of the input with its padding and a spare column, plane_h rows of 64 elements
+ * (two channels side by side when 32 fit, see DW_PITCH in edgec_nn.c) or, wider than 64 either
+ * way round, of plane_w. */
 /* convolutions, grouped ones included, but not depthwise ones */
 void edgec_conv_s8(const edgec_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
 /* depthwise convolutions (groups == in_c == out_c > 1): their own entry point, so that a model

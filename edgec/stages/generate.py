@@ -351,8 +351,10 @@ def _conv(e: _Emitter, node: QNode, step: int) -> None:
         dsp = e.profile.capabilities.has_dsp
         if dsp and (kh, kw) == (3, 3) and a.dilations == (1, 1):
             # edgec_nn.c's 3x3 path: channel by channel, from a plane of int16 with padding
-            weights = weights.T  # C x 9
-            e.scratch = max(e.scratch, _plane_elements(a.window, h, w, oh, ow))
+            flip, plane = _plane(a.window, h, w, oh, ow)
+            # C x 9, in the plane's orientation (a transposed plane takes transposed windows)
+            weights = (oihw.transpose(0, 1, 3, 2) if flip else oihw).reshape(cout, 9)
+            e.scratch = max(e.scratch, plane)
         else:
             if dsp and cout % 4 == 0:
                 weights = _depthwise_pairs(weights)
@@ -552,10 +554,10 @@ def _requant_pairs(w: Weights, out: Requantize) -> np.ndarray | None:
 DW_PITCH = 64
 
 
-def _plane_elements(window: Window, h: int, w: int, oh: int, ow: int) -> int:
-    """The int16 scratch of edgec_nn.c's 3x3 depthwise path: the channel with its padding and
-    a spare column, plane_h rows of its pitch, in the orientation depthwise_3x3_dsp takes
-    (transposed when taller than wide, or when only so the plane fits DW_PITCH)."""
+def _plane(window: Window, h: int, w: int, oh: int, ow: int) -> tuple[bool, int]:
+    """Whether edgec_nn.c's 3x3 depthwise path runs the layer transposed (taller than wide, or
+    only so its plane fits DW_PITCH), and the int16 scratch it takes: the channel with its
+    padding and a spare column, plane_h rows of its pitch."""
     (kh, kw), (sh, sw), (pt, pl) = window.kernel, window.strides, window.pads[:2]
 
     def plane(kh: int, sh: int, pt: int, h: int, oh: int, kw: int, sw: int, pl: int, w: int,
@@ -566,9 +568,10 @@ def _plane_elements(window: Window, h: int, w: int, oh: int, ow: int) -> int:
 
     rows, width = plane(kh, sh, pt, h, oh, kw, sw, pl, w, ow)
     t_rows, t_width = plane(kw, sw, pl, w, ow, kh, sh, pt, h, oh)
-    if t_width <= DW_PITCH and (width > DW_PITCH or oh > ow):
+    flip = t_width <= DW_PITCH and (width > DW_PITCH or oh > ow)
+    if flip:
         rows, width = t_rows, t_width
-    return rows * (DW_PITCH if width <= DW_PITCH else width)
+    return flip, rows * (DW_PITCH if width <= DW_PITCH else width)
 
 
 def _depthwise_pairs(weights: np.ndarray) -> np.ndarray:
