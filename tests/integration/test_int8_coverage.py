@@ -71,7 +71,7 @@ def test_a_corpus_cnn_builds_int8_for_x86_and_matches_its_qdq_model(tmp_path: Pa
 
 
 # (corpus model, image side, output steps ONNX Runtime's QDQ run may differ by: at least).
-# With the one-step rule both failed on these 8 new inputs: 98.4% / 97.5% within one step.
+# With the one-step rule both failed on these 8 new inputs: 95.6% / 97.5% within one step.
 DEEP = [
     # 52 int8 layers: ONNX Runtime's float32 requantization rounds a few values per million
     # per layer across a half step, and each such step spreads through the layers after it
