@@ -54,7 +54,7 @@ def reference_steps(graph: QGraph, qdq: Path, inputs: np.ndarray, output_scale: 
 
 
 # contraction layers, evenly spread over the depth, where _one_step_spread moves one value
-FLIPS = 8
+FLIPS = 6
 
 
 def _one_step_spread(graph: QGraph, values: dict[str, np.ndarray]) -> float:

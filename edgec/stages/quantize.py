@@ -29,7 +29,7 @@ from edgec.sensitivity import layer_errors
 MODES = ("int8",)  # no quantization is no QuantizeConfig
 # calibration samples on which ONNX Runtime's QDQ run is compared with edgec's int8 arithmetic
 # (edgec.int8.agreement), beside the measure stage's default input
-REFERENCE_SAMPLES = 4
+REFERENCE_SAMPLES = 2
 SENSITIVITY_SAMPLES = 32  # enough to rank layers; each layer costs a run downstream of it on them
 
 
