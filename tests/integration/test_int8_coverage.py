@@ -107,3 +107,16 @@ def test_int8_parity_tolerance_covers_what_the_qdq_reference_differs_by(
     theirs = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x})[0] for x in data[32:]])
     ours = int8.run(q.graph, [data[32:, 0]])[0]
     assert np.mean(np.abs(ours - theirs) <= parity["tolerance"]) >= parity["share"]
+    # a reference whose layer computes something else (one conv's weights negated) widens nothing
+    import onnx
+    from onnx import numpy_helper
+
+    from edgec.int8.agreement import reference_steps
+
+    qdq = onnx.load(str(q.onnx.path))
+    weight = next(i for i in qdq.graph.initializer if i.data_type == onnx.TensorProto.INT8
+                  and len(i.dims) == 4)  # fmt: skip
+    negated = -numpy_helper.to_array(weight).clip(-127, 127)
+    weight.CopyFrom(numpy_helper.from_array(negated.astype(np.int8), weight.name))
+    onnx.save(qdq, str(tmp_path / "other.onnx"))
+    assert reference_steps(q.graph, tmp_path / "other.onnx", data[:2, 0], q.output_scale) == 1
