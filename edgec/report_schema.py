@@ -155,6 +155,8 @@ class Quantization:
     weight_bytes: int | None = None
     float_weight_bytes: int | None = None
     accuracy: dict[str, float] = field(default_factory=dict)  # fp32, int8: val top-1 %
+    # int8: output steps ONNX Runtime's QDQ run spreads from edgec's arithmetic (the tolerance)
+    reference_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -375,6 +377,7 @@ def _quantization(q: dict[str, Any]) -> Quantization:
         weight_bytes=_int(q, "weight_bytes"),
         float_weight_bytes=_int(q, "float_weight_bytes"),
         accuracy={k: v for k in accuracy if (v := _number(accuracy, k)) is not None},
+        reference_steps=_int(q, "reference_steps"),
     )
 
 

@@ -197,7 +197,12 @@ def _parity(built: BuiltArtifact) -> dict[str, float | str]:
     # Float islands run TVM's float kernels, not ONNX Runtime's: where their last bits differ,
     # an int8 value they feed moves by a step, and the steps add up with depth (the example
     # transformer, 45 islands in 4 layers: 99.3% within 2 steps, all within 3.4)
+    # Deep networks: ONNX Runtime's float32 requantization rounds a few values per million per
+    # layer the other way at half steps, and those steps spread with depth; the quantize stage
+    # measured how far the reference itself comes from edgec's exact arithmetic
+    # (edgec.int8.agreement: MNASNet 0.5 at 224x224, 2 steps).
     steps = ISLAND_STEPS if built.quantization.get("float_islands") else 1
+    steps = max(steps, int(built.quantization.get("reference_steps", 1)))
     return {"tolerance": built.quantization["output_scale"] * steps * 1.0001, "share": 0.99}
 
 

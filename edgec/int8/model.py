@@ -24,6 +24,9 @@ class QuantizedModel:
     float_layers: tuple[str, ...]
     accuracy: dict[str, float] = field(default_factory=dict)  # fp32 / int8 val top-1 (%)
     method: str = "percentile"
+    # output steps within which ONNX Runtime's run of the QDQ reference comes to edgec's exact
+    # arithmetic (edgec.int8.agreement): the bundle's parity tolerance is at least this
+    reference_steps: int = 1
 
     @property
     def output_scale(self) -> float:
@@ -57,6 +60,7 @@ class QuantizedModel:
             "weight_bytes": self.graph.weight_bytes,
             "float_weight_bytes": _float_weight_bytes(self.float_model.path),
             "accuracy": {k: round(v, 2) for k, v in self.accuracy.items()},
+            "reference_steps": self.reference_steps,
         }
 
 

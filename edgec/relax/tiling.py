@@ -101,9 +101,8 @@ def padded_tile(
         if cols < lanes:
             continue  # full vectors only: a padded channel is as dear as a real one
         padded_channels = -(-channels // cols) * cols
-        # a one-wide output stays one row: computed on a padded grid of rows it came out wrong
-        # (regnet_x_400mf's 1x1 layers at a 1x1 output, 400 channels; wider outputs padded
-        # the same way are exact) - not understood yet, so that case steps aside
+        # a one-wide output keeps one row: its extra rows would be all padding (no tile
+        # gains from them), and its cut could not be inlined (_reads_one_of_many)
         most_rows = 1 if row_extent == 1 else accumulators // max(1, cols // lanes)
         for rows in range(1, most_rows + 1):
             padded_rows = -(-row_extent // rows) * rows
@@ -154,9 +153,29 @@ def write_back_at(sch: Any, block: Any, tile: Any, consumers: list[Any]) -> Any:
     sch.reverse_compute_at(write_back, tile)
     for consumer in consumers[:-1]:
         sch.compute_inline(consumer)
-    if consumers:
+    if consumers and not _reads_one_of_many(sch, consumers[-1], write_back):
         sch.reverse_compute_inline(consumers[-1])
     return write_back
+
+
+def _reads_one_of_many(sch: Any, consumer: Any, write_back: Any) -> bool:
+    """Whether `consumer` reads the write-back's output at a constant index along an axis the
+    output spans more than once: a cut of a padded grid to a one-wide output, whose unit axis
+    dlight's normalize_prim_func turned into the constant 0. TVM 0.27's reverse_compute_inline
+    takes such a consumer but drops the index's constraint (it keeps `T.where(i < 2)` for a
+    cut to 2 of 3 rows, nothing for a cut to row 0): every padded row wrote the output, and
+    the last, wrong one stayed (regnet_x_400mf's 1x1 layers at a 1x1 output). Such a
+    consumer stays its own loop after the write-back."""
+    from tvm.tirx.analysis import undefined_vars
+
+    out = sch.get(write_back).writes[0].source
+    for region in sch.get(consumer).reads:
+        if not region.source.same_as(out):
+            continue
+        for r, size in zip(region.region, out.shape, strict=True):
+            if int(size) > 1 and not undefined_vars(r.min) and int(r.extent) == 1:
+                return True
+    return False
 
 
 def flatten_rows(sch: Any, block: Any) -> None:

@@ -11,7 +11,7 @@ only that layer in int8), stay in float: mixed precision, listed in the report.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +20,16 @@ from edgec import calibrate, int8
 from edgec.artifacts import OnnxModel
 from edgec.errors import EdgecError, known
 from edgec.int8 import QGraph, QuantizedModel, from_onnx
+from edgec.int8.agreement import reference_steps
 from edgec.int8.ops import COMPUTE_OPS
 from edgec.int8.qdq import to_qdq
+from edgec.reference import random_inputs
 from edgec.sensitivity import layer_errors
 
 MODES = ("int8",)  # no quantization is no QuantizeConfig
+# calibration samples on which ONNX Runtime's QDQ run is compared with edgec's int8 arithmetic
+# (edgec.int8.agreement), beside the measure stage's default input
+REFERENCE_SAMPLES = 2
 SENSITIVITY_SAMPLES = 32  # enough to rank layers; each layer costs a run downstream of it on them
 
 
@@ -116,9 +121,14 @@ def quantize(
     reference = OnnxModel(
         qdq_path, model.inputs, model.outputs, model.source, model.export_max_abs_diff
     )
-    return QuantizedModel(
+    quantized = QuantizedModel(
         qg, reference, model, ranges, sensitivity, float_layers, accuracy, cfg.method
     )
+    # the measure stage's own default input first: the one its parity check runs
+    default = random_inputs(model.inputs)[0].astype(samples[0].dtype)
+    probe = np.concatenate([default, *samples[:REFERENCE_SAMPLES]])
+    steps = reference_steps(qg, qdq_path, probe, quantized.output_scale)
+    return replace(quantized, reference_steps=steps)
 
 
 def _run_float(path: Path, samples: list[np.ndarray]) -> np.ndarray:

@@ -68,3 +68,55 @@ def test_a_corpus_cnn_builds_int8_for_x86_and_matches_its_qdq_model(tmp_path: Pa
     assert quant["float_ops"] == 0 and not quant["float_islands"]
     assert quant["relax_contractions"] == {"int8": 26, "float": 0}
     assert report["parity"]["ok"] and report["parity"]["within_share"] >= 0.99
+
+
+# (corpus model, image side, output steps ONNX Runtime's QDQ run may differ by: at least).
+# With the one-step rule both failed on these 8 new inputs: 95.6% / 97.5% within one step.
+DEEP = [
+    # 52 int8 layers: ONNX Runtime's float32 requantization rounds a few values per million
+    # per layer across a half step, and each such step spreads through the layers after it
+    pytest.param("mnasnet0_5", 64, 2, id="mnasnet0_5-64"),
+    # one value one step off in an early 1x1 layer moved a quarter of the outputs, up to 5 steps
+    pytest.param("squeezenet1_1", 32, 2, id="squeezenet1_1-32"),
+]
+
+
+@pytest.mark.parametrize(("name", "side", "least"), DEEP)
+def test_int8_parity_tolerance_covers_what_the_qdq_reference_differs_by(
+    tmp_path: Path, name: str, side: int, least: int
+) -> None:
+    """The parity tolerance of an int8 bundle (edgec's arithmetic, bit for bit) against ONNX
+    Runtime's QDQ run holds on inputs the quantize stage never saw: it allows what one value
+    rounded the other way moves the outputs by (edgec.int8.agreement)."""
+    from types import SimpleNamespace
+
+    from bench import zoo
+    from edgec.backends.tvm import _parity
+    from edgec.reference import session
+    from edgec.stages.load import load
+    from edgec.stages.quantize import QuantizeConfig, quantize
+
+    model = load(str(zoo.export(name, 17, side, tmp_path / "corpus")), None, tmp_path)
+    # as bench/perf.py calibrates: 32 of 40 seeded inputs; the other 8 are new to the model
+    data = np.random.default_rng(0).standard_normal((40, 1, 3, side, side)).astype(np.float32)
+    q = quantize(model, data[:32, 0], QuantizeConfig(samples=32, sensitivity=None))
+    parity = _parity(SimpleNamespace(quantization=q.to_json()))  # type: ignore[arg-type]
+    assert q.reference_steps >= least
+    assert parity["tolerance"] == pytest.approx(q.output_scale * q.reference_steps * 1.0001)
+    sess = session(q.onnx.path, 1)
+    theirs = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x})[0] for x in data[32:]])
+    ours = int8.run(q.graph, [data[32:, 0]])[0]
+    assert np.mean(np.abs(ours - theirs) <= parity["tolerance"]) >= parity["share"]
+    # a reference whose layer computes something else (one conv's weights negated) widens nothing
+    import onnx
+    from onnx import numpy_helper
+
+    from edgec.int8.agreement import reference_steps
+
+    qdq = onnx.load(str(q.onnx.path))
+    weight = next(i for i in qdq.graph.initializer if i.data_type == onnx.TensorProto.INT8
+                  and len(i.dims) == 4)  # fmt: skip
+    negated = -numpy_helper.to_array(weight).clip(-127, 127)
+    weight.CopyFrom(numpy_helper.from_array(negated.astype(np.int8), weight.name))
+    onnx.save(qdq, str(tmp_path / "other.onnx"))
+    assert reference_steps(q.graph, tmp_path / "other.onnx", data[:2, 0], q.output_scale) == 1
