@@ -216,14 +216,14 @@ def _depth_lanes_tile(call: Any) -> tuple[int, int] | None:
 
 
 def lanes_tile(channels: int, width: int) -> tuple[int, int] | None:
-    """The tile (pixels R dividing `width`, output channels V, a multiple of 4 dividing
+    """The tile (pixels R dividing `width`, output channels V, 2 or a multiple of 4 dividing
     `channels`) with the fewest loads per multiply, (R + V) / RV, that fits NEON's 32
     registers: RV accumulators, V weight vectors, an activation and a product."""
     best: tuple[float, int, int] | None = None
     for rows in range(1, 9):
         if width % rows:
             continue
-        for vectors in range(4, 17, 4):
+        for vectors in (2, 4, 8, 12, 16):  # 2: 7 x 7 layers, as 7 x 2 (7 x 4 spills)
             if channels % vectors or rows * vectors > 24 or vectors * (rows + 1) + 2 > 30:
                 continue
             cost = 1 / rows + 1 / vectors
@@ -298,10 +298,10 @@ def _depth_lanes_te(x: Any, packed: Any, strides: list[int], pads: list[int]) ->
 
 
 @cache
-def _register_depth_lanes() -> tuple[str, str]:
-    """The two instructions of the depth-lane kernel: 16 int8 products added into 4 int32
-    lanes (smull of the low halves, smlal2 of the high, sadalp), and 4 outputs' lanes summed
-    (two levels of addp)."""
+def _register_depth_lanes() -> tuple[str, str, str]:
+    """The instructions of the depth-lane kernel: 16 int8 products added into 4 int32 lanes
+    (smull of the low halves, smlal2 of the high, sadalp), and 4 outputs' lanes summed (two
+    levels of addp), or 2 outputs' (the same, the low half kept)."""
     from tvm import s_tir
     from tvm.script import tirx as T
 
@@ -386,9 +386,40 @@ def _register_depth_lanes() -> tuple[str, str]:
                 T.llvm_lookup_intrinsic_id(addp), pair(p, 0), pair(p, 2), dtype="int32x4"
             )
 
-    names = ("edgec_smull_depth_lanes", "edgec_addp_lane_sums")
+    @T.prim_func(s_tir=True)
+    def sum2_description(
+        p: T.Buffer((2, 4), "int32", offset_factor=1),
+        s: T.Buffer((2,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(s[0:2], p[0:2, 0:4])
+            T.writes(s[0:2])
+            for i, j in T.grid(2, 4):
+                with T.sblock("sum"):
+                    vi, vj = T.axis.remap("SR", [i, j])
+                    s[vi] = s[vi] + p[vi, vj]
+
+    @T.prim_func(s_tir=True)
+    def sum2_instruction(
+        p: T.Buffer((2, 4), "int32", offset_factor=1),
+        s: T.Buffer((2,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(s[0:2], p[0:2, 0:4])
+            T.writes(s[0:2])
+            s[T.ramp(T.int32(0), 1, 2)] = s.vload([0], dtype="int32x2") + T.Shuffle(
+                [
+                    T.call_llvm_pure_intrin(
+                        T.llvm_lookup_intrinsic_id(addp), pair(p, 0), pair(p, 0), dtype="int32x4"
+                    )
+                ],
+                [0, 1],
+            )
+
+    names = ("edgec_smull_depth_lanes", "edgec_addp_lane_sums", "edgec_addp_lane_sums2")
     s_tir.TensorIntrin.register(names[0], dot_description, dot_instruction)
     s_tir.TensorIntrin.register(names[1], sum_description, sum_instruction)
+    s_tir.TensorIntrin.register(names[2], sum2_description, sum2_instruction)
     return names
 
 
@@ -423,15 +454,16 @@ def _schedule_depth_lanes(sch: Any, blocks: list[Any], at: int) -> Any:
         sch.unroll(loop)
     sch.unroll(z_row)
     sch.unroll(o_vec)
-    dot, lane_add = _register_depth_lanes()
+    dot, add4, add2 = _register_depth_lanes()
     sch.tensorize(lane, dot)
     *_, s_row, s_o, _ = sch.get_loops(lane_sum)
-    s_vec, s_four = sch.split(s_o, [None, 4])
-    s_init = sch.decompose_reduction(lane_sum, s_four)
+    group = min(4, vectors)  # outputs one lane sum writes
+    s_vec, s_group = sch.split(s_o, [None, group])
+    s_init = sch.decompose_reduction(lane_sum, s_group)
     sch.vectorize(sch.get_loops(s_init)[-1])
     sch.unroll(s_row)
     sch.unroll(s_vec)
-    sch.tensorize(s_four, lane_add)
+    sch.tensorize(s_group, add4 if group == 4 else add2)
     sch.vectorize(sch.get_loops(write_back)[-1])
     sch.annotate(write_back, MARK, 1)
     return sch

@@ -34,6 +34,7 @@ CASES = [
     # layer stay on the channel-lane kernel
     pytest.param(32, 8, 5, 1, 1, "random", "random", "both", id="lanes-pointwise-5x4"),
     pytest.param(48, 16, 14, 1, 1, "random", "random", "both", id="lanes-pointwise-2x8"),
+    pytest.param(32, 8, 7, 1, 3, "random", "random", "both", id="lanes-3x3-7x2"),
     pytest.param(32, 8, 8, 2, 3, "random", "random", "both", id="lanes-3x3-stride2"),
     pytest.param(64, 12, 4, 1, 1, "limit", "limit", "both", id="lanes-int16-limit"),
     pytest.param(16, 8, 8, 1, 1, "random", "random", "both", id="pointwise-16-channel-lanes"),
