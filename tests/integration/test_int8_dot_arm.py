@@ -30,8 +30,8 @@ CASES = [
     pytest.param(16, 6, 6, 1, 3, "random", "random", "none", id="6-out-channels-generic"),
     # rpi4's depth-lane kernel (16 channels per vector, 4 int32 lanes of partial depth per
     # output, summed by addp after the reduction): tiles of 5 x 4, 2 x 8 (the lane sums of two
-    # vectors), 4 x 4 at stride 2, and the int16 edge through it; 16 input channels in a 1x1
-    # layer stay on the channel-lane kernel
+    # vectors), 7 x 2 (7 x 7 layers: two outputs per lane sum), 4 x 4 at stride 2, and the int16
+    # edge through it; 16 input channels in a 1x1 layer stay on the channel-lane kernel
     pytest.param(32, 8, 5, 1, 1, "random", "random", "both", id="lanes-pointwise-5x4"),
     pytest.param(48, 16, 14, 1, 1, "random", "random", "both", id="lanes-pointwise-2x8"),
     pytest.param(32, 8, 7, 1, 3, "random", "random", "both", id="lanes-3x3-7x2"),
