@@ -18,6 +18,10 @@ groups of 4 int8 products into int32 lanes (16 lanes for vpdpbusd, 4 for sdot an
   packed as [..., 2, L, 2] (channels 0-1 of each lane, then 2-3: one 16-byte vector whose
   halves smull and smlal2 take), the activations spread to match by one `tbl`; two products
   fit int16 only if no weight is -128 (edgec quantizes weights to [-127, 127]; others stay generic);
+- on Armv8.0, a layer with 32 or more input channels (a multiple of 16) takes the depth-lane
+  kernel instead (`_legalize_depth_lanes`): 16 channels of a pixel and of an output channel
+  are one vector each, as they lie in memory, so no activation is spread per output-channel
+  group; each output keeps 4 int32 lanes of partial depth, summed by `addp` after the reduction;
 - depthwise layers on Arm (smull, sdot) take neither: their activations are widened to int16
   once, in the padding pass, and each tap is `smlal`/`smlal2` on 8 channels (`_legalize_depthwise`,
   `_schedule_depthwise`);
@@ -149,6 +153,8 @@ def _legalize_conv2d(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> 
     w = call.args[1].value.numpy()  # HWIO
     if dot.pairs and w.min() < -127:
         raise ValueError("a weight is -128: two smull products would overflow int16")
+    if dot.pairs and _depth_lanes_tile(call) is not None:
+        return _legalize_depth_lanes(bb, call)
     kh, kw, c, k = w.shape
     # Fewer than 4 channels (an image's first layer): the window's taps and channels gather
     # into one axis instead, so 3x3x1 is 12 products per output, not 3x3x4.
@@ -176,6 +182,291 @@ def _legalize_conv2d(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> 
         gather,
         primfunc_name_hint="conv2d_int8dot",
     )
+
+
+# Armv8.0 convolutions with the depth in the int32 lanes (as ruy's and gemmlowp's kernels do):
+# 16 input channels of one output pixel and of one output channel are one vector each, loaded
+# as they lie in memory; `smull` + `smlal2` + `sadalp` add their 16 products into 4 int32 lanes
+# that each hold part of the depth, and the 4 lanes are added (`addp`) once per output, after
+# the whole reduction. Per 16 channels a tile of R pixels x V output channels loads R + V
+# vectors for 3RV multiplies: no activation spread (`tbl`) per pixel and group, as the
+# output-channel-lane kernel needs.
+DEPTH = 16  # int8 channels per vector
+LANE_CONV = "int8lane_conv"
+LANE_SUM = "int8lane_sum"
+LANE_PAD = "int8lane_pad"
+
+
+def _depth_lanes_tile(call: Any) -> tuple[int, int] | None:
+    """(pixels, output channels) of the depth-lane kernel's register tile for `call`, or None
+    where that kernel loses to the channel-lane one (one pixel per tile) or cannot take the
+    layer (output channels not a multiple of 4)."""
+    attrs = call.attrs
+    x, w = call.args
+    kh, kw, c, k = (int(d) for d in w.ty.shape)
+    width = int(x.ty.shape[2])
+    ow = (width + int(attrs.padding[1]) + int(attrs.padding[3]) - kw) // int(attrs.strides[1]) + 1
+    # Each tile also sums its lanes (3 addp per 4 outputs) and requantizes 4 outputs per row,
+    # not 8: with one step of 16 channels (16 in: MobileNetV2's 16 -> 96 at 112 x 112, 8.3M
+    # -> 9.1M instructions), 24 padded to 32, or the 3-channel first layer gathered to 32
+    # (4.5M -> 4.7M), that costs more than the spread it saves.
+    if c % DEPTH or c * kh * kw < 2 * DEPTH:
+        return None
+    return lanes_tile(k, ow)
+
+
+def lanes_tile(channels: int, width: int) -> tuple[int, int] | None:
+    """The tile (pixels R dividing `width`, output channels V, 2 or a multiple of 4 dividing
+    `channels`) with the fewest loads per multiply, (R + V) / RV, that fits NEON's 32
+    registers: RV accumulators, V weight vectors, an activation and a product."""
+    best: tuple[float, int, int] | None = None
+    for rows in range(1, 9):
+        if width % rows:
+            continue
+        for vectors in (2, 4, 8, 12, 16):  # 2: 7 x 7 layers, as 7 x 2 (7 x 4 spills)
+            if channels % vectors or rows * vectors > 24 or vectors * (rows + 1) + 2 > 30:
+                continue
+            cost = 1 / rows + 1 / vectors
+            if best is None or cost < best[0]:
+                best = (cost, rows, vectors)
+    # (R + V + 3RV) / 16RV instructions per MAC against the channel-lane kernel's ~0.26
+    return None if best is None or best[0] > 0.9 else (best[1], best[2])
+
+
+def _legalize_depth_lanes(bb: Any, call: Any) -> Any:
+    """A conv2d on the depth-lane kernel: weights packed to [K/V, KH, KW, C/16, V, 16], the
+    order the tile reads them (V vectors of 16 channels, one per output channel)."""
+    import numpy as np
+    from tvm import relax
+
+    w = call.args[1].value.numpy()  # HWIO
+    kh, kw, c, k = w.shape
+    _, vectors = _depth_lanes_tile(call)
+    packed = w.reshape(kh, kw, c // DEPTH, DEPTH, k // vectors, vectors)
+    packed = np.ascontiguousarray(packed.transpose(4, 0, 1, 2, 5, 3))
+    attrs = call.attrs
+    return bb.call_te(
+        _depth_lanes_te,
+        call.args[0],
+        relax.const(packed, "int8"),
+        [int(s) for s in attrs.strides],
+        [int(p) for p in attrs.padding],
+        primfunc_name_hint="conv2d_int8lanes",
+    )
+
+
+def _depth_lanes_te(x: Any, packed: Any, strides: list[int], pads: list[int]) -> Any:
+    """Partial sums with the depth in 4 lanes per output (lane l: channels 2l, 2l + 1, 2l + 8
+    and 2l + 9 of every 16, as smull + smlal2 + sadalp add them), then their sum."""
+    from tvm import te, tirx
+
+    n, h, w, c = (int(d) for d in x.shape)
+    k_blocks, kh, kw, d_blocks, vectors = (int(d) for d in packed.shape[:5])
+    top, left, bottom, right = pads
+    sh, sw = strides
+    oh = (h + top + bottom - kh) // sh + 1
+    ow = (w + left + right - kw) // sw + 1
+
+    def padded(b: Any, y: Any, z: Any, ch: Any) -> Any:
+        inside = tirx.all(y >= top, y < h + top, z >= left, z < w + left)
+        return tirx.if_then_else(inside, x[b, y - top, z - left, ch], tirx.const(0, "int8"))
+
+    if any(pads):
+        source = te.compute((n, h + top + bottom, w + left + right, c), padded, name=LANE_PAD)
+    else:  # a 1x1 layer reads its input where it lies: no copy
+        source = x
+    ry = te.reduce_axis((0, kh), "ry")
+    rx = te.reduce_axis((0, kw), "rx")
+    rc = te.reduce_axis((0, d_blocks), "rc")
+    rh = te.reduce_axis((0, 2), "rh")
+    re = te.reduce_axis((0, 2), "re")
+
+    def part(b: Any, y: Any, z: Any, o: Any, lane: Any) -> Any:
+        ch = rh * 8 + lane * 2 + re
+        xs = source[b, y * sh + ry, z * sw + rx, rc * DEPTH + ch]
+        ws = packed[o // vectors, ry, rx, rc, o % vectors, ch]
+        return te.sum(xs.astype("int32") * ws.astype("int32"), axis=[ry, rx, rc, rh, re])
+
+    shape = (n, oh, ow, k_blocks * vectors)
+    parts = te.compute((*shape, 4), part, name=LANE_CONV)
+    # a reduction over the lanes, not four reads at constant lanes: reverse_compute_at cannot
+    # place a block whose read index is a constant ("TensorRegion pattern match failed")
+    lane = te.reduce_axis((0, 4), "lane")
+    return te.compute(
+        shape, lambda b, y, z, o: te.sum(parts[b, y, z, o, lane], axis=lane), name=LANE_SUM
+    )
+
+
+@cache
+def _register_depth_lanes() -> tuple[str, str, str]:
+    """The instructions of the depth-lane kernel: 16 int8 products added into 4 int32 lanes
+    (smull of the low halves, smlal2 of the high, sadalp), and 4 outputs' lanes summed (two
+    levels of addp), or 2 outputs' (the same, the low half kept)."""
+    from tvm import s_tir
+    from tvm.script import tirx as T
+
+    smull, saddlp = "llvm.aarch64.neon.smull.v8i16", "llvm.aarch64.neon.saddlp.v4i32.v8i16"
+    addp = "llvm.aarch64.neon.addp.v4i32"
+    low, high = list(range(8)), list(range(8, 16))
+
+    @T.prim_func(s_tir=True)
+    def dot_description(
+        a: T.Buffer((DEPTH,), "int8", offset_factor=1),
+        b: T.Buffer((DEPTH,), "int8", offset_factor=1),
+        c: T.Buffer((4,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:4], a[0:DEPTH], b[0:DEPTH])
+            T.writes(c[0:4])
+            for i, h, e in T.grid(4, 2, 2):
+                with T.sblock("update"):
+                    vi, vh, ve = T.axis.remap("SRR", [i, h, e])
+                    c[vi] = c[vi] + T.cast(a[vh * 8 + vi * 2 + ve], "int32") * T.cast(
+                        b[vh * 8 + vi * 2 + ve], "int32"
+                    )
+
+    @T.prim_func(s_tir=True)
+    def dot_instruction(
+        a: T.Buffer((DEPTH,), "int8", offset_factor=1),
+        b: T.Buffer((DEPTH,), "int8", offset_factor=1),
+        c: T.Buffer((4,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:4], a[0:DEPTH], b[0:DEPTH])
+            T.writes(c[0:4])
+            # (operands inline: a TVMScript local would be a buffer, allocated per tile)
+            c[T.ramp(T.int32(0), 1, 4)] = c.vload([0], dtype="int32x4") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(saddlp),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(smull),
+                    T.Shuffle([a.vload([0], dtype="int8x16")], low),
+                    T.Shuffle([b.vload([0], dtype="int8x16")], low),
+                    dtype="int16x8",
+                )
+                + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(smull),
+                    T.Shuffle([a.vload([0], dtype="int8x16")], high),
+                    T.Shuffle([b.vload([0], dtype="int8x16")], high),
+                    dtype="int16x8",
+                ),
+                dtype="int32x4",
+            )
+
+    @T.prim_func(s_tir=True)
+    def sum_description(
+        p: T.Buffer((4, 4), "int32", offset_factor=1),
+        s: T.Buffer((4,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(s[0:4], p[0:4, 0:4])
+            T.writes(s[0:4])
+            for i, j in T.grid(4, 4):
+                with T.sblock("sum"):
+                    vi, vj = T.axis.remap("SR", [i, j])
+                    s[vi] = s[vi] + p[vi, vj]
+
+    def pair(p: Any, i: int) -> Any:
+        return T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id(addp),
+            p.vload([i, 0], dtype="int32x4"),
+            p.vload([i + 1, 0], dtype="int32x4"),
+            dtype="int32x4",
+        )
+
+    @T.prim_func(s_tir=True)
+    def sum_instruction(
+        p: T.Buffer((4, 4), "int32", offset_factor=1),
+        s: T.Buffer((4,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(s[0:4], p[0:4, 0:4])
+            T.writes(s[0:4])
+            # (s is the reduction's zero: LLVM folds the add away)
+            s[T.ramp(T.int32(0), 1, 4)] = s.vload([0], dtype="int32x4") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(addp), pair(p, 0), pair(p, 2), dtype="int32x4"
+            )
+
+    @T.prim_func(s_tir=True)
+    def sum2_description(
+        p: T.Buffer((2, 4), "int32", offset_factor=1),
+        s: T.Buffer((2,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(s[0:2], p[0:2, 0:4])
+            T.writes(s[0:2])
+            for i, j in T.grid(2, 4):
+                with T.sblock("sum"):
+                    vi, vj = T.axis.remap("SR", [i, j])
+                    s[vi] = s[vi] + p[vi, vj]
+
+    @T.prim_func(s_tir=True)
+    def sum2_instruction(
+        p: T.Buffer((2, 4), "int32", offset_factor=1),
+        s: T.Buffer((2,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(s[0:2], p[0:2, 0:4])
+            T.writes(s[0:2])
+            s[T.ramp(T.int32(0), 1, 2)] = s.vload([0], dtype="int32x2") + T.Shuffle(
+                [
+                    T.call_llvm_pure_intrin(
+                        T.llvm_lookup_intrinsic_id(addp), pair(p, 0), pair(p, 0), dtype="int32x4"
+                    )
+                ],
+                [0, 1],
+            )
+
+    names = ("edgec_smull_depth_lanes", "edgec_addp_lane_sums", "edgec_addp_lane_sums2")
+    s_tir.TensorIntrin.register(names[0], dot_description, dot_instruction)
+    s_tir.TensorIntrin.register(names[1], sum_description, sum_instruction)
+    s_tir.TensorIntrin.register(names[2], sum2_description, sum2_instruction)
+    return names
+
+
+def _schedule_depth_lanes(sch: Any, blocks: list[Any], at: int) -> Any:
+    """Tiles of R pixels x V output channels, each output's 4 depth lanes in one register
+    across the whole reduction; after it, the lanes summed by addp into a local row of
+    outputs, which the write-back requantizes."""
+    conv = blocks[at]
+    pads, lane_sum, consumers = blocks[:at], blocks[at + 1], blocks[at + 2 :]
+    b, y, z, o, lane, ry, rx, rc, rh, re = sch.get_loops(conv)
+    weights = [r.source.shape for r in sch.get(conv).reads if len(r.region) == 6]
+    (vectors,) = {int(shape[4]) for shape in weights}
+    width = int(sch.get(z).extent)
+    rows = lanes_tile(int(sch.get(o).extent), width)
+    if rows is None or rows[1] != vectors:
+        return None
+    rows = rows[0]
+    o_tile, o_vec = sch.split(o, [None, vectors])
+    z_tile, z_row = sch.split(z, [None, rows])
+    sch.reorder(o_tile, b, y, z_tile, ry, rx, rc, z_row, o_vec, lane, rh, re)
+    tile = sch.fuse(o_tile, b, y, z_tile)
+    sch.reverse_compute_at(lane_sum, tile)
+    write_back = tiling.write_back_at(sch, lane_sum, tile, consumers)
+    for pad in pads:
+        loops = sch.get_loops(pad)
+        sch.vectorize(loops[-1])
+        sch.parallel(sch.fuse(*loops[:2]))
+    sch.parallel(tile)
+    init = sch.decompose_reduction(conv, ry)
+    sch.vectorize(sch.get_loops(init)[-1])
+    for loop in sch.get_loops(init)[-3:-1]:
+        sch.unroll(loop)
+    sch.unroll(z_row)
+    sch.unroll(o_vec)
+    dot, add4, add2 = _register_depth_lanes()
+    sch.tensorize(lane, dot)
+    *_, s_row, s_o, _ = sch.get_loops(lane_sum)
+    group = min(4, vectors)  # outputs one lane sum writes
+    s_vec, s_group = sch.split(s_o, [None, group])
+    s_init = sch.decompose_reduction(lane_sum, s_group)
+    sch.vectorize(sch.get_loops(s_init)[-1])
+    sch.unroll(s_row)
+    sch.unroll(s_vec)
+    sch.tensorize(s_group, add4 if group == 4 else add2)
+    sch.vectorize(sch.get_loops(write_back)[-1])
+    sch.annotate(write_back, MARK, 1)
+    return sch
 
 
 def _depthwise(call: Any) -> bool:
@@ -492,6 +783,8 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
                 return None
             if names.count(DW_CONV) == 1:
                 return _schedule_depthwise(sch, blocks, names.index(DW_CONV))
+            if names.count(LANE_CONV) == 1:
+                return _schedule_depth_lanes(sch, blocks, names.index(LANE_CONV))
             convs = [i for i, name in enumerate(names) if name.startswith(CONV)]
             if len(convs) != 1:
                 return None

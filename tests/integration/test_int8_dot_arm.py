@@ -28,6 +28,16 @@ CASES = [
     pytest.param(6, 8, 7, 1, 3, "random", "random", "both", id="channels-not-multiple-of-4"),
     pytest.param(16, 8, 6, 1, 3, "-128", "limit", "rpi5", id="weight-128-sdot-only"),
     pytest.param(16, 6, 6, 1, 3, "random", "random", "none", id="6-out-channels-generic"),
+    # rpi4's depth-lane kernel (16 channels per vector, 4 int32 lanes of partial depth per
+    # output, summed by addp after the reduction): tiles of 5 x 4, 2 x 8 (the lane sums of two
+    # vectors), 7 x 2 (7 x 7 layers: two outputs per lane sum), 4 x 4 at stride 2, and the int16
+    # edge through it; 16 input channels in a 1x1 layer stay on the channel-lane kernel
+    pytest.param(32, 8, 5, 1, 1, "random", "random", "both", id="lanes-pointwise-5x4"),
+    pytest.param(48, 16, 14, 1, 1, "random", "random", "both", id="lanes-pointwise-2x8"),
+    pytest.param(32, 8, 7, 1, 3, "random", "random", "both", id="lanes-3x3-7x2"),
+    pytest.param(32, 8, 8, 2, 3, "random", "random", "both", id="lanes-3x3-stride2"),
+    pytest.param(64, 12, 4, 1, 1, "limit", "limit", "both", id="lanes-int16-limit"),
+    pytest.param(16, 8, 8, 1, 1, "random", "random", "both", id="pointwise-16-channel-lanes"),
 ]
 
 
@@ -117,6 +127,9 @@ def test_arm_int8_conv_sums_are_exact_on_the_int8_instructions(
     )
     built = compile_model(RelaxModule(module, onnx), get_target(target), tmp_path)
     assert built.schedules["int8_dot"] == int(dot in ("both", target))
+    # rpi4 takes the depth-lane kernel where 16-channel steps are at least two
+    lanes = target == "rpi4" and dot == "both" and cin % 16 == 0 and cin * kernel**2 >= 32
+    assert (b"conv2d_int8lanes" in built.library.read_bytes()) == lanes
     seal(Model(onnx), built, tmp_path)
     assert json.loads((tmp_path / "manifest.json").read_text())["target"] == target
     assert np.array_equal(_runner_output(tmp_path, x, tmp_path), want)
