@@ -20,6 +20,7 @@ from edgec.relax import (
     runtime_check,
     signature,
     traverse,
+    winograd,
 )
 from edgec.relax.target import resolved_target, tvm_target
 from edgec.relax.tune import apply_database, database_dir, tune
@@ -230,7 +231,10 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
             # int8 convolutions become dot-product kernels where the CPU has the instruction;
             # float ones read weights packed in the order of their register tiles
             relax.transform.LegalizeOps(
-                pack_weights.legalize_map(profile, int8_dot.legalize_map(profile, fallbacks))
+                winograd.legalize_map(
+                    profile,
+                    pack_weights.legalize_map(profile, int8_dot.legalize_map(profile, fallbacks)),
+                )
             ),
             relax.transform.AnnotateTIROpPattern(),
             relax.transform.FoldConstant(),
@@ -325,7 +329,9 @@ def _schedule(profile: TargetProfile) -> Any:
 def _rules(profile: TargetProfile) -> list[Any]:
     caps = profile.capabilities
     lane_fma = caps.isa == "aarch64"  # every AArch64 core has NEON's by-element FMLA
-    return cpu_schedules.rules(caps.vector_bits, caps.int8_dot, caps.vector_registers, lane_fma)
+    rules = cpu_schedules.rules(caps.vector_bits, caps.int8_dot, caps.vector_registers, lane_fma)
+    # before the generic injective rule, which would take the Winograd transforms too
+    return [*winograd.transform_rules(max(1, caps.vector_bits // 32)), *rules]
 
 
 def _scheduled_kernels(mod: Any) -> dict[str, bool]:
