@@ -29,10 +29,43 @@ GEMM = "winograd_gemm"
 OUTPUT = "winograd_output"
 # F(2,3) (Lavin & Gray): Y = A^T [(G g G^T) * (B^T d B)] A; small integers and halves, exact in
 # float32, so its error is the GEMM's own rounding (F(4,3)'s larger constants amplify it).
-B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], "float32")
-G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], "float32")
-A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], "float32")
-M_OUT, ALPHA = A_T.shape
+# F(m,3) by its output tile side m: (B^T, G, A^T), tiles of alpha = m + 2 inputs.
+FORMS = {
+    2: (
+        np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], "float64"),
+        np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], "float64"),
+        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], "float64"),
+    ),
+    4: (
+        np.array(
+            [
+                [4, 0, -5, 0, 1, 0],
+                [0, -4, -4, 1, 1, 0],
+                [0, 4, -4, -1, 1, 0],
+                [0, -2, -1, 2, 1, 0],
+                [0, 2, -1, -2, 1, 0],
+                [0, 4, 0, -5, 0, 1],
+            ],
+            "float64",
+        ),
+        np.array(
+            [
+                [1 / 4, 0, 0],
+                [-1 / 6, -1 / 6, -1 / 6],
+                [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6],
+                [1 / 24, -1 / 12, 1 / 6],
+                [0, 0, 1],
+            ],
+            "float64",
+        ),
+        np.array(
+            [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+            "float64",
+        ),
+    ),
+}
+M_OUT = 2
 # Fewer channels than this: the transforms cost more than the multiplies they save.
 MIN_CHANNELS = 16
 # Fewer output tiles than this (ResNet-18's 7x7 layers: 16 tiles covering 8x8): the GEMM streams
@@ -105,12 +138,14 @@ def _gemm_cols(call: Any, lanes: int, accumulators: int, most: int) -> int | Non
     return tile[1] if tile is not None and tile[1] >= min(lanes, k) else None
 
 
-def transformed_weights(w: np.ndarray, cols: int) -> np.ndarray:
-    """HWIO 3x3 weights as U = G g G^T, packed [K/cols, 4, 4, C, cols]."""
+def transformed_weights(w: np.ndarray, cols: int, m: int = M_OUT) -> np.ndarray:
+    """HWIO 3x3 weights as U = G g G^T (in float64), packed [K/cols, alpha, alpha, C, cols]."""
     _, _, c, k = w.shape
-    u = np.einsum("ai,ijck,bj->abck", G, w.astype("float32"), G)  # (4, 4, C, K)
+    g = FORMS[m][1]
+    u = np.einsum("ai,ijck,bj->abck", g, w.astype("float64"), g).astype("float32")
+    alpha = m + 2
     return np.ascontiguousarray(
-        u.reshape(ALPHA, ALPHA, c, k // cols, cols).transpose(3, 0, 1, 2, 4)
+        u.reshape(alpha, alpha, c, k // cols, cols).transpose(3, 0, 1, 2, 4)
     )
 
 
@@ -118,7 +153,7 @@ def _legalize(bb: Any, call: Any, cols: int) -> Any:
     from tvm import relax
 
     x, w = call.args
-    packed = transformed_weights(w.value.numpy(), cols)
+    packed = transformed_weights(w.value.numpy(), cols, M_OUT)
     pads = [int(p) for p in call.attrs.padding]
     n, oh, ow, _ = (int(d) for d in call.ty.shape)
     opaque = {"op_pattern": _OPAQUE}
@@ -155,8 +190,9 @@ def _input_te(x: Any, pads: list[int], oh: int, ow: int) -> Any:
 
     n, h, w, c = (int(d) for d in x.shape)
     top, left = pads[0], pads[1]
-    th, tw = -(-oh // M_OUT), -(-ow // M_OUT)
-    rows, cols_ = th * M_OUT + ALPHA - M_OUT, tw * M_OUT + ALPHA - M_OUT
+    m, alpha = M_OUT, M_OUT + 2
+    th, tw = -(-oh // m), -(-ow // m)
+    rows, cols_ = th * m + 2, tw * m + 2
     padded = te.compute(
         (n, rows, cols_, c),
         lambda b, y, z, ch: tirx.if_then_else(
@@ -168,8 +204,8 @@ def _input_te(x: Any, pads: list[int], oh: int, ow: int) -> Any:
     )
 
     return te.compute(
-        (ALPHA, ALPHA, n * th * tw, c),
-        lambda a, b, p, ch: _transform_sum(padded, B_T, a, b, p, ch, th, tw),
+        (alpha, alpha, n * th * tw, c),
+        lambda a, b, p, ch: _transform_sum(padded, FORMS[m][0], a, b, p, ch, th, tw),
         name=INPUT,
     )
 
@@ -178,10 +214,11 @@ def _transform_sum(
     padded: Any, bt: np.ndarray, a: Any, b: Any, p: Any, ch: Any, th: int, tw: int
 ) -> Any:
     batch, rest = p // (th * tw), p % (th * tw)
-    y, z = rest // tw * M_OUT, rest % tw * M_OUT
+    m = len(bt) - 2
+    y, z = rest // tw * m, rest % tw * m
     total = None
-    for i in range(ALPHA):
-        for j in range(ALPHA):
+    for i in range(m + 2):
+        for j in range(m + 2):
             term = (
                 _coefficient(bt.T, i, a)
                 * _coefficient(bt.T, j, b)
@@ -209,17 +246,19 @@ def _output_te(m: Any, n: int, oh: int, ow: int) -> Any:
     """Y[n, y, z, k] = sum_ab A^T[y % 2, a] M[a, b, tile(y, z), k] A^T[z % 2, b]."""
     from tvm import te
 
-    th, tw = -(-oh // M_OUT), -(-ow // M_OUT)
-    k = int(m.shape[3])
+    alpha, k = int(m.shape[0]), int(m.shape[3])
+    size = alpha - 2
+    at = FORMS[size][2]
+    th, tw = -(-oh // size), -(-ow // size)
 
     def value(b: Any, y: Any, z: Any, ch: Any) -> Any:
-        p = (b * th + y // M_OUT) * tw + z // M_OUT
+        p = (b * th + y // size) * tw + z // size
         total = None
-        for i in range(ALPHA):
-            for j in range(ALPHA):
+        for i in range(alpha):
+            for j in range(alpha):
                 term = (
-                    _coefficient(A_T.T, i, y % M_OUT)
-                    * _coefficient(A_T.T, j, z % M_OUT)
+                    _coefficient(at.T, i, y % size)
+                    * _coefficient(at.T, j, z % size)
                     * m[i, j, p, ch]
                 )
                 total = term if total is None else total + term
@@ -268,13 +307,14 @@ def transform_rules(lanes: int) -> list[Any]:
             sch = s_tir.Schedule(func)
             if _block(sch, OUTPUT) is None:
                 return None
+            size = _tile_side(sch)
             blocks = sch.get_child_blocks(sch.get_sblock("root"))
             *rest, last = blocks
             for block in rest:  # the transform, bias, residual: computed in the last block
                 sch.compute_inline(block)
             n, y, z, k = sch.get_loops(last)
-            y_out, y_in = sch.split(y, [None, M_OUT])
-            z_out, z_in = sch.split(z, [None, M_OUT])
+            y_out, y_in = sch.split(y, [None, size])
+            z_out, z_in = sch.split(z, [None, size])
             k_out = vectorize(sch, k)
             sch.reorder(n, y_out, z_out, *([k_out] if k_out is not None else []), y_in, z_in)
             sch.parallel(sch.fuse(n, y_out))
@@ -283,6 +323,12 @@ def transform_rules(lanes: int) -> list[Any]:
             return sch
 
     return [InputTransform(), OutputTransform()]
+
+
+def _tile_side(sch: Any) -> int:
+    """m of the F(m,3) whose output transform `sch` schedules: alpha - 2 of its input."""
+    block = _block(sch, OUTPUT)
+    return int(sch.get(block).reads[0].buffer.shape[0]) - 2
 
 
 def _block(sch: Any, name: str) -> Any:
