@@ -19,6 +19,7 @@ from edgec.relax import (
     pack_weights,
     runtime_check,
     signature,
+    tiling,
     traverse,
     winograd,
 )
@@ -330,8 +331,12 @@ def _rules(profile: TargetProfile) -> list[Any]:
     caps = profile.capabilities
     lane_fma = caps.isa == "aarch64"  # every AArch64 core has NEON's by-element FMLA
     rules = cpu_schedules.rules(caps.vector_bits, caps.int8_dot, caps.vector_registers, lane_fma)
-    # before the generic injective rule, which would take the Winograd transforms too
-    return [*winograd.transform_rules(max(1, caps.vector_bits // 32)), *rules]
+    # before the generic rules, which would take the Winograd kernels too
+    lanes = max(1, caps.vector_bits // 32)
+    accumulators = tiling.tile_accumulators(caps.vector_registers)
+    most = tiling.most_accumulators(caps.vector_registers, caps.vector_bits)
+    gemm = winograd.gemm_rule(lanes, accumulators, most, lane_fma)
+    return [gemm, *winograd.transform_rules(lanes), *rules]
 
 
 def _scheduled_kernels(mod: Any) -> dict[str, bool]:

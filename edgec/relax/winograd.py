@@ -267,6 +267,57 @@ def _output_te(m: Any, n: int, oh: int, ow: int) -> Any:
     return te.compute((n, oh, ow, k), value, name=OUTPUT)
 
 
+def gemm_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
+    """The batched GEMM's schedule: register tiles of rows x cols (as the contraction rule's),
+    but with the output-channel tiles innermost, so a tile's rows of V and the 16 positions'
+    weights stay in cache while every channel tile reads them."""
+    from tvm import s_tir
+    from tvm.s_tir.dlight.base import ScheduleRule
+
+    from edgec.relax.tiling import extent, guarded, write_back_at
+
+    @guarded
+    class WinogradGemm(ScheduleRule):
+        def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
+            sch = s_tir.Schedule(func)
+            block = _block(sch, GEMM)
+            if block is None:
+                return None
+            a, b, p, k, rc = sch.get_loops(block)
+            cols = int(sch.get(block).reads[1].source.shape[4])
+            tile = contraction_tile(extent(sch, k), extent(sch, p), lanes, accumulators, most, cols)
+            if tile is None:
+                return None
+            rows, cols = tile
+            p_out, p_in = sch.split(p, [None, rows])
+            k_out, k_in = sch.split(k, [None, cols])
+            sch.reorder(a, b, p_out, k_out, rc, p_in, k_in)
+            fused = sch.fuse(a, b, p_out, k_out)
+            write_back = write_back_at(sch, block, fused, [])
+            if lane_fma and extent(sch, rc) % lanes == 0:
+                # NEON multiplies by one lane of a register: one vector load of 4 inputs per
+                # row, each lane used once (as the contraction rule does)
+                rc_out, rc_in = sch.split(rc, [None, lanes])
+                sch.unroll(rc_in)
+                cache = sch.cache_read(block, 0, "global")
+                sch.compute_at(cache, rc_out)
+                cache_loops = sch.get_loops(cache)
+                sch.vectorize(cache_loops[-1])
+                sch.unroll(cache_loops[-2])
+                rc = rc_out
+            sch.parallel(fused)
+            sch.unroll(p_in)
+            sch.vectorize(k_in)
+            init = sch.decompose_reduction(block, rc)
+            sch.vectorize(sch.get_loops(init)[-1])
+            wb_loops = sch.get_loops(write_back)
+            if extent(sch, wb_loops[-1]) % lanes == 0:
+                sch.vectorize(wb_loops[-1])
+            return sch
+
+    return WinogradGemm()
+
+
 def transform_rules(lanes: int) -> list[Any]:
     """Schedule rules for the input and output transforms: parallel over tiles, the 4x4 (or
     2x2) tile positions unrolled so each coefficient is a constant and the zero terms fold
@@ -328,7 +379,7 @@ def transform_rules(lanes: int) -> list[Any]:
 def _tile_side(sch: Any) -> int:
     """m of the F(m,3) whose output transform `sch` schedules: alpha - 2 of its input."""
     block = _block(sch, OUTPUT)
-    return int(sch.get(block).reads[0].buffer.shape[0]) - 2
+    return int(sch.get(block).reads[0].source.shape[0]) - 2
 
 
 def _block(sch: Any, name: str) -> Any:

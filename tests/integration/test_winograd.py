@@ -82,11 +82,17 @@ def test_winograd_takes_the_3x3_convs_it_holds_for(
         prepared = prepare(bb.get(), profile, {})
     kernels = [gv.name_hint for gv, f in prepared.functions.items() if isinstance(f, tirx.PrimFunc)]
     assert any(k.startswith("winograd_gemm") for k in kernels) == winograd, kernels
+    with tvm_target(profile) as target:
+        scheduled = _schedule(profile)(prepared)
+    if winograd:  # edgec's Winograd rules, not the generic ones: their tile loops unrolled
+        for gv, f in scheduled.functions.items():
+            if "winograd" in gv.name_hint and isinstance(f, tirx.PrimFunc):
+                assert "T.unroll" in f.script(), gv.name_hint
     if not profile.capabilities.runs_on_host:
         return  # on NEON: test_winograd_model_matches_onnxruntime, under qemu
-    with tvm_target(profile) as tvm_host:
-        lowered = relax.get_pipeline("default")(_schedule(profile)(prepared))
-    vm = relax.VirtualMachine(tvm.compile(lowered, tvm_host, relax_pipeline=None), tvm.cpu())
+    with target:
+        lowered = relax.get_pipeline("default")(scheduled)
+    vm = relax.VirtualMachine(tvm.compile(lowered, target, relax_pipeline=None), tvm.cpu())
     got = vm["main"](tvm.runtime.tensor(x)).numpy()
     want = torch.nn.functional.conv2d(
         torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=1, groups=groups
