@@ -230,6 +230,7 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
     return tvm.transform.Sequential(
         [
             # int8 convolutions become dot-product kernels where the CPU has the instruction;
+            # float 3x3 stride-1 ones are Winograd F(2,3) where the profile says so; other
             # float ones read weights packed in the order of their register tiles
             relax.transform.LegalizeOps(
                 winograd.legalize_map(
