@@ -5,7 +5,7 @@ A conv2d (NHWC, HWIO, constant weights) becomes three kernels:
 - input transform: V[a, b, p, c] = (B^T d_p B)[a, b], d_p the 4x4 padded input tile p;
 - a batched GEMM over the 16 tile positions, M[a, b, p, k] = sum_c V[a, b, p, c] U[a, b, c, k],
   with U = G g G^T computed in numpy at build time and packed [K/cols, 4, 4, C, cols] like
-  edgec.relax.pack_weights (edgec's contraction rule register-tiles it);
+  edgec.relax.pack_weights, register-tiled by gemm_rule;
 - output transform: Y = A^T M A, with bias, residual add and activation fused after it.
 The transforms' coefficients are constant Select chains over the tile position; their schedule
 (transform_rules) unrolls those loops so the chains fold to the few nonzero terms.
@@ -65,6 +65,8 @@ FORMS = {
         ),
     ),
 }
+# F(2,3): on single ResNet layers F(4,3) was 1.2-1.6x faster but had 10-15x its error
+# (docs/performance.md), and F(2,3)'s error was below the direct kernel's.
 M_OUT = 2
 # Fewer channels than this: the transforms cost more than the multiplies they save.
 MIN_CHANNELS = 16
