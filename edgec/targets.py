@@ -47,6 +47,7 @@ class Capabilities:
     has_fp16: bool = False  # native half-precision arithmetic (CUDA, Armv8.2-A and later)
     int8_dot: Int8Dot = "none"  # int8 dot-product instruction the int8 kernels tensorize to
     vector_registers: int = 16  # SIMD registers a register tile may use (AArch64 NEON: 32)
+    winograd: bool = False  # float32 3x3 stride-1 convs as Winograd F(2,3) (edgec.relax.winograd)
     link: Link = "dynamic"
 
 
@@ -168,6 +169,7 @@ def parse_profile(path: Path) -> TargetProfile:
             has_fp16=bool(caps.get("has_fp16", False)),
             int8_dot=_int8_dot(caps, path),
             vector_registers=int(caps.get("vector_registers", 16)),
+            winograd=bool(caps.get("winograd", False)),
             link=_choice(caps, "link", ("dynamic", "static"), path)
             if "link" in caps
             else "dynamic",

@@ -19,7 +19,9 @@ from edgec.relax import (
     pack_weights,
     runtime_check,
     signature,
+    tiling,
     traverse,
+    winograd,
 )
 from edgec.relax.target import resolved_target, tvm_target
 from edgec.relax.tune import apply_database, database_dir, tune
@@ -228,9 +230,13 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
     return tvm.transform.Sequential(
         [
             # int8 convolutions become dot-product kernels where the CPU has the instruction;
+            # float 3x3 stride-1 ones are Winograd F(2,3) where the profile says so; other
             # float ones read weights packed in the order of their register tiles
             relax.transform.LegalizeOps(
-                pack_weights.legalize_map(profile, int8_dot.legalize_map(profile, fallbacks))
+                winograd.legalize_map(
+                    profile,
+                    pack_weights.legalize_map(profile, int8_dot.legalize_map(profile, fallbacks)),
+                )
             ),
             relax.transform.AnnotateTIROpPattern(),
             relax.transform.FoldConstant(),
@@ -325,7 +331,13 @@ def _schedule(profile: TargetProfile) -> Any:
 def _rules(profile: TargetProfile) -> list[Any]:
     caps = profile.capabilities
     lane_fma = caps.isa == "aarch64"  # every AArch64 core has NEON's by-element FMLA
-    return cpu_schedules.rules(caps.vector_bits, caps.int8_dot, caps.vector_registers, lane_fma)
+    rules = cpu_schedules.rules(caps.vector_bits, caps.int8_dot, caps.vector_registers, lane_fma)
+    # before the generic rules, which would take the Winograd kernels too
+    lanes = max(1, caps.vector_bits // 32)
+    accumulators = tiling.tile_accumulators(caps.vector_registers)
+    most = tiling.most_accumulators(caps.vector_registers, caps.vector_bits)
+    gemm = winograd.gemm_rule(lanes, accumulators, most, lane_fma)
+    return [gemm, *winograd.transform_rules(lanes), *rules]
 
 
 def _scheduled_kernels(mod: Any) -> dict[str, bool]:

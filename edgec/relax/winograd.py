@@ -1,0 +1,392 @@
+"""Winograd F(2,3) for float32 3x3 stride-1 convolutions: 16 multiplies per 2x2 output tile and
+channel pair instead of 36.
+
+A conv2d (NHWC, HWIO, constant weights) becomes three kernels:
+- input transform: V[a, b, p, c] = (B^T d_p B)[a, b], d_p the 4x4 padded input tile p;
+- a batched GEMM over the 16 tile positions, M[a, b, p, k] = sum_c V[a, b, p, c] U[a, b, c, k],
+  with U = G g G^T computed in numpy at build time and packed [K/cols, 4, 4, C, cols] like
+  edgec.relax.pack_weights, register-tiled by gemm_rule;
+- output transform: Y = A^T M A, with bias, residual add and activation fused after it.
+The transforms' coefficients are constant Select chains over the tile position; their schedule
+(transform_rules) unrolls those loops so the chains fold to the few nonzero terms.
+
+A conv2d it does not hold for (stride, dilation, groups, kernel size, dtype, layout, weights
+not constant, few channels) keeps its usual legalization (`inner`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edgec.relax.tiling import contraction_tile, most_accumulators, tile_accumulators
+from edgec.targets import TargetProfile
+
+INPUT = "winograd_input"
+GEMM = "winograd_gemm"
+OUTPUT = "winograd_output"
+# F(2,3) (Lavin & Gray): Y = A^T [(G g G^T) * (B^T d B)] A; small integers and halves, exact in
+# float32, so its error is the GEMM's own rounding (F(4,3)'s larger constants amplify it).
+# F(m,3) by its output tile side m: (B^T, G, A^T), tiles of alpha = m + 2 inputs.
+FORMS = {
+    2: (
+        np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], "float64"),
+        np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], "float64"),
+        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], "float64"),
+    ),
+    4: (
+        np.array(
+            [
+                [4, 0, -5, 0, 1, 0],
+                [0, -4, -4, 1, 1, 0],
+                [0, 4, -4, -1, 1, 0],
+                [0, -2, -1, 2, 1, 0],
+                [0, 2, -1, -2, 1, 0],
+                [0, 4, 0, -5, 0, 1],
+            ],
+            "float64",
+        ),
+        np.array(
+            [
+                [1 / 4, 0, 0],
+                [-1 / 6, -1 / 6, -1 / 6],
+                [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6],
+                [1 / 24, -1 / 12, 1 / 6],
+                [0, 0, 1],
+            ],
+            "float64",
+        ),
+        np.array(
+            [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+            "float64",
+        ),
+    ),
+}
+# F(2,3): on single ResNet layers F(4,3) was 1.2-1.6x faster but had 10-15x its error
+# (docs/performance.md), and F(2,3)'s error was below the direct kernel's.
+M_OUT = 2
+# Fewer channels than this: the transforms cost more than the multiplies they save.
+MIN_CHANNELS = 16
+# Fewer output tiles than this (ResNet-18's 7x7 layers: 16 tiles covering 8x8): the GEMM streams
+# 16 transformed weights per 9 original ones through too few rows (x86, bench/kernels.py, one
+# thread: 3x3 512 at 7x7 11.0 ms as Winograd's GEMM against 4.5 ms direct).
+MIN_TILES = 32
+# TVM's op pattern "opaque": nothing fuses into the input transform or the GEMM (an injective
+# producer fused in would be recomputed 16 times per input; the output transform fused into the
+# GEMM would leave it without a register tile).
+_OPAQUE = 8
+
+
+def legalize_map(
+    profile: TargetProfile, inner: dict[str, Callable[[Any, Any], Any]]
+) -> dict[str, Callable[[Any, Any], Any]]:
+    """LegalizeOps overrides: Winograd for the float32 3x3 stride-1 conv2d it holds for; every
+    other conv2d goes to `inner`'s legalization, else TVM's own."""
+    from tvm import ir
+
+    caps = profile.capabilities
+    if caps.device != "cpu" or not caps.winograd:
+        return inner
+    lanes = max(1, caps.vector_bits // 32)
+    accumulators = tile_accumulators(caps.vector_registers)
+    most = most_accumulators(caps.vector_registers, caps.vector_bits)
+    otherwise = inner.get("relax.nn.conv2d") or ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
+
+    def legalize(bb: Any, call: Any) -> Any:
+        cols = _gemm_cols(call, lanes, accumulators, most)
+        if cols is None:
+            return otherwise(bb, call)
+        return _legalize(bb, call, cols)
+
+    return {**inner, "relax.nn.conv2d": legalize}
+
+
+def applies(call: Any) -> bool:
+    """Whether `call` (a relax.nn.conv2d) is a conv Winograd F(2,3) computes."""
+    from tvm import ir, tirx
+
+    attrs = call.attrs
+    x, w = call.args
+    if not (
+        isinstance(w, ir.expr.Constant)
+        and str(x.ty.dtype) == "float32"
+        and str(w.ty.dtype) == "float32"
+        and str(attrs.out_dtype) in ("", "None", "void", "float32")  # unset: the input dtype
+        and attrs.data_layout == "NHWC"
+        and attrs.kernel_layout == "HWIO"
+        and attrs.out_layout == "NHWC"
+        and int(attrs.groups) == 1
+        and all(int(d) == 1 for d in attrs.dilation)
+        and all(int(s) == 1 for s in attrs.strides)
+        and all(isinstance(d, tirx.IntImm) for d in [*call.ty.shape, *x.ty.shape])
+    ):
+        return False
+    kh, kw, c, k = (int(d) for d in w.ty.shape)
+    n, oh, ow, _ = (int(d) for d in call.ty.shape)
+    tiles = n * -(-oh // M_OUT) * -(-ow // M_OUT)
+    return (kh, kw) == (3, 3) and min(c, k) >= MIN_CHANNELS and tiles >= MIN_TILES
+
+
+def _gemm_cols(call: Any, lanes: int, accumulators: int, most: int) -> int | None:
+    """The GEMM's register tile width (what U is packed for), or None if Winograd steps aside."""
+    if not applies(call):
+        return None
+    n, oh, ow, k = (int(d) for d in call.ty.shape)
+    tiles = n * -(-oh // M_OUT) * -(-ow // M_OUT)
+    tile = contraction_tile(k, tiles, lanes, accumulators, most)
+    return tile[1] if tile is not None and tile[1] >= min(lanes, k) else None
+
+
+def transformed_weights(w: np.ndarray, cols: int, m: int = M_OUT) -> np.ndarray:
+    """HWIO 3x3 weights as U = G g G^T (in float64), packed [K/cols, alpha, alpha, C, cols]."""
+    _, _, c, k = w.shape
+    g = FORMS[m][1]
+    u = np.einsum("ai,ijck,bj->abck", g, w.astype("float64"), g).astype("float32")
+    alpha = m + 2
+    return np.ascontiguousarray(
+        u.reshape(alpha, alpha, c, k // cols, cols).transpose(3, 0, 1, 2, 4)
+    )
+
+
+def _legalize(bb: Any, call: Any, cols: int) -> Any:
+    from tvm import relax
+
+    x, w = call.args
+    packed = transformed_weights(w.value.numpy(), cols, M_OUT)
+    pads = [int(p) for p in call.attrs.padding]
+    n, oh, ow, _ = (int(d) for d in call.ty.shape)
+    opaque = {"op_pattern": _OPAQUE}
+    v = bb.emit(
+        bb.call_te(_input_te, x, pads, oh, ow, primfunc_name_hint=INPUT, primfunc_attrs=opaque)
+    )
+    m = bb.emit(
+        bb.call_te(
+            _gemm_te,
+            v,
+            relax.const(packed, "float32"),
+            primfunc_name_hint=GEMM,
+            primfunc_attrs=opaque,
+        )
+    )
+    return bb.call_te(_output_te, m, n, oh, ow, primfunc_name_hint=OUTPUT)
+
+
+def _coefficient(table: np.ndarray, row: int, index: Any) -> Any:
+    """table[row, index] for a symbolic `index`: a Select chain that folds once `index` is a
+    constant (an unrolled loop)."""
+    from tvm import tirx
+
+    values = [float(v) for v in table[row]]
+    expr = tirx.const(values[-1], "float32")
+    for i in range(len(values) - 2, -1, -1):
+        expr = tirx.Select(index == i, tirx.const(values[i], "float32"), expr)
+    return expr
+
+
+def _input_te(x: Any, pads: list[int], oh: int, ow: int) -> Any:
+    """V[a, b, p, c] = sum_ij B^T[a, i] d_p[i, j, c] B^T[b, j] over a zero-padded input."""
+    from tvm import te, tirx
+
+    n, h, w, c = (int(d) for d in x.shape)
+    top, left = pads[0], pads[1]
+    m, alpha = M_OUT, M_OUT + 2
+    th, tw = -(-oh // m), -(-ow // m)
+    rows, cols_ = th * m + 2, tw * m + 2
+    padded = te.compute(
+        (n, rows, cols_, c),
+        lambda b, y, z, ch: tirx.if_then_else(
+            tirx.all(y >= top, y < h + top, z >= left, z < w + left),
+            x[b, y - top, z - left, ch],
+            tirx.const(0.0, "float32"),
+        ),
+        name="pad_temp",
+    )
+
+    return te.compute(
+        (alpha, alpha, n * th * tw, c),
+        lambda a, b, p, ch: _transform_sum(padded, FORMS[m][0], a, b, p, ch, th, tw),
+        name=INPUT,
+    )
+
+
+def _transform_sum(
+    padded: Any, bt: np.ndarray, a: Any, b: Any, p: Any, ch: Any, th: int, tw: int
+) -> Any:
+    batch, rest = p // (th * tw), p % (th * tw)
+    m = len(bt) - 2
+    y, z = rest // tw * m, rest % tw * m
+    total = None
+    for i in range(m + 2):
+        for j in range(m + 2):
+            term = (
+                _coefficient(bt.T, i, a)
+                * _coefficient(bt.T, j, b)
+                * padded[batch, y + i, z + j, ch]
+            )
+            total = term if total is None else total + term
+    return total
+
+
+def _gemm_te(v: Any, u: Any) -> Any:
+    """M[a, b, p, k] = sum_c V[a, b, p, c] U[k // cols, a, b, c, k % cols]."""
+    from tvm import te
+
+    alpha, _, tiles, c = (int(d) for d in v.shape)
+    blocks, _, _, _, cols = (int(d) for d in u.shape)
+    rc = te.reduce_axis((0, c), "rc")
+    return te.compute(
+        (alpha, alpha, tiles, blocks * cols),
+        lambda a, b, p, k: te.sum(v[a, b, p, rc] * u[k // cols, a, b, rc, k % cols], axis=rc),
+        name=GEMM,
+    )
+
+
+def _output_te(m: Any, n: int, oh: int, ow: int) -> Any:
+    """Y[n, y, z, k] = sum_ab A^T[y % 2, a] M[a, b, tile(y, z), k] A^T[z % 2, b]."""
+    from tvm import te
+
+    alpha, k = int(m.shape[0]), int(m.shape[3])
+    size = alpha - 2
+    at = FORMS[size][2]
+    th, tw = -(-oh // size), -(-ow // size)
+
+    def value(b: Any, y: Any, z: Any, ch: Any) -> Any:
+        p = (b * th + y // size) * tw + z // size
+        total = None
+        for i in range(alpha):
+            for j in range(alpha):
+                term = (
+                    _coefficient(at.T, i, y % size)
+                    * _coefficient(at.T, j, z % size)
+                    * m[i, j, p, ch]
+                )
+                total = term if total is None else total + term
+        return total
+
+    return te.compute((n, oh, ow, k), value, name=OUTPUT)
+
+
+def gemm_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
+    """The batched GEMM's schedule: register tiles of rows x cols (as the contraction rule's),
+    but with the output-channel tiles innermost, so a tile's rows of V and the 16 positions'
+    weights stay in cache while every channel tile reads them."""
+    from tvm import s_tir
+    from tvm.s_tir.dlight.base import ScheduleRule
+
+    from edgec.relax.tiling import extent, guarded, write_back_at
+
+    @guarded
+    class WinogradGemm(ScheduleRule):
+        def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
+            sch = s_tir.Schedule(func)
+            block = _block(sch, GEMM)
+            if block is None:
+                return None
+            a, b, p, k, rc = sch.get_loops(block)
+            cols = int(sch.get(block).reads[1].source.shape[4])
+            tile = contraction_tile(extent(sch, k), extent(sch, p), lanes, accumulators, most, cols)
+            if tile is None:
+                return None
+            rows, cols = tile
+            p_out, p_in = sch.split(p, [None, rows])
+            k_out, k_in = sch.split(k, [None, cols])
+            sch.reorder(a, b, p_out, k_out, rc, p_in, k_in)
+            fused = sch.fuse(a, b, p_out, k_out)
+            write_back = write_back_at(sch, block, fused, [])
+            if lane_fma and extent(sch, rc) % lanes == 0:
+                # NEON multiplies by one lane of a register: one vector load of 4 inputs per
+                # row, each lane used once (as the contraction rule does)
+                rc_out, rc_in = sch.split(rc, [None, lanes])
+                sch.unroll(rc_in)
+                cache = sch.cache_read(block, 0, "global")
+                sch.compute_at(cache, rc_out)
+                cache_loops = sch.get_loops(cache)
+                sch.vectorize(cache_loops[-1])
+                sch.unroll(cache_loops[-2])
+                rc = rc_out
+            sch.parallel(fused)
+            sch.unroll(p_in)
+            sch.vectorize(k_in)
+            init = sch.decompose_reduction(block, rc)
+            sch.vectorize(sch.get_loops(init)[-1])
+            wb_loops = sch.get_loops(write_back)
+            if extent(sch, wb_loops[-1]) % lanes == 0:
+                sch.vectorize(wb_loops[-1])
+            return sch
+
+    return WinogradGemm()
+
+
+def transform_rules(lanes: int) -> list[Any]:
+    """Schedule rules for the input and output transforms: parallel over tiles, the 4x4 (or
+    2x2) tile positions unrolled so each coefficient is a constant and the zero terms fold
+    away, channels in vectors. Put them before the generic injective rule."""
+    from tvm import s_tir
+    from tvm.s_tir.dlight.base import ScheduleRule
+
+    from edgec.relax.tiling import extent, guarded, parallel_root
+
+    def vectorize(sch: Any, loop: Any) -> Any:
+        """Split `loop` into vectors of `lanes`; return the outer loop (or None)."""
+        if extent(sch, loop) % lanes:
+            return None
+        outer, inner = sch.split(loop, [None, lanes])
+        sch.vectorize(inner)
+        return outer
+
+    @guarded
+    class InputTransform(ScheduleRule):
+        def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
+            sch = s_tir.Schedule(func)
+            block = _block(sch, INPUT)
+            if block is None:
+                return None
+            for producer in sch.get_producers(block):
+                parallel_root(sch, producer)  # the zero-padded copy: read without tests
+            a, b, p, c = sch.get_loops(block)
+            c_out = vectorize(sch, c)
+            sch.reorder(p, *([c_out] if c_out is not None else []), a, b)
+            sch.parallel(p)
+            sch.unroll(a)
+            sch.unroll(b)
+            return sch
+
+    @guarded
+    class OutputTransform(ScheduleRule):
+        def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
+            sch = s_tir.Schedule(func)
+            if _block(sch, OUTPUT) is None:
+                return None
+            size = _tile_side(sch)
+            blocks = sch.get_child_blocks(sch.get_sblock("root"))
+            *rest, last = blocks
+            for block in rest:  # the transform, bias, residual: computed in the last block
+                sch.compute_inline(block)
+            n, y, z, k = sch.get_loops(last)
+            y_out, y_in = sch.split(y, [None, size])
+            z_out, z_in = sch.split(z, [None, size])
+            k_out = vectorize(sch, k)
+            sch.reorder(n, y_out, z_out, *([k_out] if k_out is not None else []), y_in, z_in)
+            sch.parallel(sch.fuse(n, y_out))
+            sch.unroll(y_in)
+            sch.unroll(z_in)
+            return sch
+
+    return [InputTransform(), OutputTransform()]
+
+
+def _tile_side(sch: Any) -> int:
+    """m of the F(m,3) whose output transform `sch` schedules: alpha - 2 of its input."""
+    block = _block(sch, OUTPUT)
+    return int(sch.get(block).reads[0].source.shape[0]) - 2
+
+
+def _block(sch: Any, name: str) -> Any:
+    """The block `name` of `sch`'s function, or None."""
+    blocks = [
+        b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint == name
+    ]
+    return blocks[0] if blocks else None

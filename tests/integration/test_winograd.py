@@ -1,0 +1,153 @@
+"""float32 3x3 stride-1 convolutions run as Winograd F(2,3) where it holds and pays (enough
+channels and output tiles), give what torch and ONNX Runtime give, and every other convolution
+keeps its direct kernel: stride 2, groups, few channels, few tiles, int8."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from edgec.cli import main
+from tests.conftest import needs
+
+pytestmark = pytest.mark.integration
+
+# (in channels, out channels, size, stride, groups, epilogue, target, Winograd or not)
+CASES = [
+    pytest.param(16, 16, 11, 1, 1, "bias", "x86", True, id="x86-16-channels-odd-11"),
+    pytest.param(32, 48, 15, 1, 1, "relu", "x86", True, id="x86-32-to-48-odd-15"),
+    pytest.param(64, 64, 16, 1, 1, "residual", "x86", True, id="x86-64-residual"),
+    pytest.param(256, 256, 14, 1, 1, "residual", "x86", True, id="x86-256-resnet-14x14"),
+    pytest.param(128, 512, 11, 1, 1, "relu", "x86", True, id="x86-128-to-512-odd-11"),
+    pytest.param(64, 64, 13, 1, 1, "relu", "rpi4", True, id="rpi4-64-odd-13"),
+    pytest.param(8, 8, 16, 1, 1, "relu", "x86", False, id="8-channels-stay-direct"),
+    pytest.param(32, 64, 15, 2, 1, "relu", "x86", False, id="stride-2-stays-direct"),
+    pytest.param(32, 64, 14, 1, 2, "relu", "x86", False, id="groups-stay-direct"),
+    pytest.param(512, 512, 7, 1, 1, "residual", "x86", False, id="7x7-few-tiles-stay-direct"),
+    pytest.param(64, 64, 14, 1, 1, "relu", "cuda", False, id="cuda-stays-direct"),
+]
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "size", "stride", "groups", "epilogue", "target", "winograd"), CASES
+)
+def test_winograd_takes_the_3x3_convs_it_holds_for(
+    cin: int,
+    cout: int,
+    size: int,
+    stride: int,
+    groups: int,
+    epilogue: str,
+    target: str,
+    winograd: bool,
+) -> None:
+    import tvm
+    from tvm import relax, tirx
+
+    from edgec.relax.compile import _schedule, prepare
+    from edgec.relax.target import tvm_target
+    from edgec.targets import get_target
+
+    rng = np.random.default_rng(cin * cout + size)
+    w = (rng.standard_normal((cout, cin // groups, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
+    b = rng.standard_normal((1, cout, 1, 1)).astype(np.float32)
+    x = rng.standard_normal((1, cin, size, size)).astype(np.float32)
+    out_size = (size - 1) // stride + 1
+    r = rng.standard_normal((1, cout, out_size, out_size)).astype(np.float32)
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType(list(x.shape), "float32"))
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            conv = relax.op.nn.conv2d(
+                arg, relax.const(w), strides=[stride] * 2, padding=[1] * 4, groups=groups
+            )
+            y = bb.emit(relax.op.add(bb.emit(conv), relax.const(b)))
+            if epilogue == "residual":
+                y = bb.emit(relax.op.add(y, relax.const(r)))
+            if epilogue in ("relu", "residual"):
+                y = bb.emit(relax.op.nn.relu(y))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    profile = get_target(target)
+    if profile.capabilities.device != "cpu":
+        assert not profile.capabilities.winograd  # GPUs keep TVM's own conv2d
+        return
+    with tvm_target(profile):
+        prepared = prepare(bb.get(), profile, {})
+    kernels = [gv.name_hint for gv, f in prepared.functions.items() if isinstance(f, tirx.PrimFunc)]
+    assert any(k.startswith("winograd_gemm") for k in kernels) == winograd, kernels
+    with tvm_target(profile) as target:
+        scheduled = _schedule(profile)(prepared)
+    if winograd:  # edgec's Winograd rules, not the generic ones: their tile loops unrolled
+        for gv, f in scheduled.functions.items():
+            if "winograd" in gv.name_hint and isinstance(f, tirx.PrimFunc):
+                assert "T.unroll" in f.script(), gv.name_hint
+    if not profile.capabilities.runs_on_host:
+        return  # on NEON: test_winograd_model_matches_onnxruntime, under qemu
+    with target:
+        lowered = relax.get_pipeline("default")(scheduled)
+    vm = relax.VirtualMachine(tvm.compile(lowered, target, relax_pipeline=None), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x)).numpy()
+    want = torch.nn.functional.conv2d(
+        torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=1, groups=groups
+    ) + torch.from_numpy(b)
+    if epilogue == "residual":
+        want = want + torch.from_numpy(r)
+    if epilogue in ("relu", "residual"):
+        want = torch.relu(want)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+class Blocks(nn.Module):
+    """Two ResNet basic blocks at odd sizes with a stride-2 3x3 between them: Winograd and
+    direct kernels side by side."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)  # 3 channels: direct
+        self.a1 = nn.Conv2d(16, 16, 3, padding=1)
+        self.a2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.down = nn.Conv2d(16, 32, 3, stride=2, padding=1)  # stride 2: direct
+        self.b1 = nn.Conv2d(32, 32, 3, padding=1)
+        self.b2 = nn.Conv2d(32, 32, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.stem(x))
+        y = torch.relu(self.a2(torch.relu(self.a1(y))) + y)
+        y = torch.relu(self.down(y))
+        return torch.relu(self.b2(torch.relu(self.b1(y))) + y)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param("x86", id="x86"),
+        pytest.param("rpi4", id="rpi4", marks=needs("qemu-aarch64", "aarch64-linux-gnu-g++")),
+    ],
+)
+def test_winograd_model_matches_onnxruntime(tmp_path: Path, target: str) -> None:
+    torch.manual_seed(3)
+    path = tmp_path / "blocks.onnx"
+    torch.onnx.export(
+        Blocks().eval(),
+        (torch.randn(1, 3, 23, 23),),
+        str(path),
+        opset_version=17,
+        input_names=["x"],
+        output_names=["y"],
+        dynamo=False,
+    )
+    out = tmp_path / target
+    result = CliRunner().invoke(
+        main, ["build", str(path), "-t", target, "-o", str(out), "--repeat", "2"]
+    )
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["parity"]["ok"], report["parity"]
+    assert report["parity"]["max_abs_diff"] < 1e-4
