@@ -10,6 +10,7 @@ or its schedule cannot be applied, so a rule can cost speed but never correctnes
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from edgec.relax import int8_dot as int8_dot_rules
@@ -72,6 +73,99 @@ def _rows_operand(sch: Any, block: Any) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
+# Weight bytes a tile loop may re-read from L1 for every row tile (L1D: 32-48 KB on x86 and
+# Cortex-A72, shared with the input rows and accumulators).
+_SMALL_WEIGHTS = 16 * 1024
+
+
+def _weight_bytes(sch: Any, block: Any, shared: int | None) -> int:
+    """Bytes of the largest buffer `block` reads besides the shared rows operand and its own
+    output: the weights of a conv2d or matmul."""
+    stmt = sch.get(block)
+    written = stmt.writes[0].source
+    sizes = [
+        math.prod(int(d) for d in region.source.shape) * region.source.dtype.bits // 8
+        for i, region in enumerate(stmt.reads)
+        if i != shared and not region.source.same_as(written)
+    ]
+    return max(sizes, default=0)
+
+
+def _streams_weights(sch: Any, block: Any, spatial: list[Any], shared: int | None) -> bool:
+    """Whether `block` is a matrix-vector product over weights larger than L1: one output row,
+    each weight used once."""
+    rows = math.prod(extent(sch, loop) for loop in spatial[:-1])
+    return shared is not None and rows == 1 and _weight_bytes(sch, block, shared) > _SMALL_WEIGHTS
+
+
+def _gemv(
+    sch: Any,
+    block: Any,
+    spatial: list[Any],
+    reduce: list[Any],
+    producers: list[Any],
+    consumers: list[Any],
+    lanes: int,
+    accumulators: int,
+) -> Any:
+    """y[n] += x[k] * w[k, n] with the reduction outside the output vectors: each weight row is
+    read once, contiguously, by a few parallel chunks of outputs that stay in L1. A register
+    tile of one row instead walks down a column strip of the weights (MobileNetV2's 1280 ->
+    1000 classifier: one 8-wide strip, 32 of every 4000 bytes per row)."""
+    channels = extent(sch, spatial[-1])
+    width = next((w for w in (lanes, lanes // 2, lanes // 4) if w >= 4 and channels % w == 0), 0)
+    if not width:
+        return None  # nothing scheduled yet: the register tile takes it
+    vectors = channels // width
+    # each chunk's outputs as many accumulators as registers allow, the chunks in parallel
+    budget = accumulators * lanes // width
+    held = max(d for d in range(1, min(vectors, budget) + 1) if vectors % d == 0)
+    outer, mid, vec = sch.split(spatial[-1], [None, held, width])
+    sch.reorder(*spatial[:-1], outer, *reduce, mid, vec)
+    write_back = write_back_at(sch, block, outer, consumers)
+    for producer in producers:
+        parallel_root(sch, producer)
+    sch.parallel(outer)
+    sch.unroll(mid)  # the chunk's accumulators stay in registers across the reduction
+    sch.vectorize(vec)
+    init = sch.decompose_reduction(block, reduce[0])
+    sch.vectorize(sch.get_loops(init)[-1])
+    loops = sch.get_loops(write_back)
+    if extent(sch, loops[-1]) % width == 0:
+        _, inner = sch.split(loops[-1], [None, width])
+        sch.vectorize(inner)
+    return sch
+
+
+def _gathers(sch: Any, block: Any, lanes: int) -> bool:
+    """Whether `block` copies from another buffer in a different axis order (a transpose)
+    with an innermost output axis too short for whole vectors."""
+    from tvm import ir, tirx
+
+    stmt = sch.get(block)
+    body = stmt.body
+    if not isinstance(body, tirx.stmt.BufferStore) or not isinstance(body.value, ir.TensorLoad):
+        return False
+    inner = extent(sch, sch.get_loops(block)[-1])
+    last = body.indices[-1]
+    moved = not any(last.same_as(i) for i in body.value.indices[-1:])
+    return moved and inner % lanes != 0 and inner <= 2 * lanes
+
+
+def _copies(sch: Any, block: Any) -> bool:
+    """Whether `block` copies a buffer of its own shape element by element (a padding stage
+    that pads nothing)."""
+    from tvm import ir, tirx
+
+    stmt = sch.get(block)
+    if len(stmt.reads) != 1 or not isinstance(stmt.body, tirx.stmt.BufferStore):
+        return False
+    shape = [int(d) for d in stmt.writes[0].source.shape]
+    return isinstance(stmt.body.value, ir.TensorLoad) and shape == [
+        int(d) for d in stmt.reads[0].source.shape
+    ]
+
+
 def _packed_cols(sch: Any, block: Any, channels: int) -> int | None:
     """The block width of weights packed as [channels/cols, KH, KW, I, cols] that `block`
     reads (edgec.relax.pack_weights), or None."""
@@ -97,7 +191,7 @@ def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = Fals
             except Exception:  # the vector row loads do not hold here: schedule without them
                 return self.tile(func, False) if lane_fma else None
 
-        def tile(self, func: Any, vector_rows: bool) -> Any:
+        def tile(self, func: Any, vector_rows: bool, streams: bool = True) -> Any:
             sch = s_tir.Schedule(func)
             infos = normalize_prim_func(sch)
             if infos is None:
@@ -124,6 +218,15 @@ def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = Fals
             shared = _rows_operand(sch, main)
             channelwise = shared is None
             cols = _packed_cols(sch, main, n_ext)  # the tile the weights were packed for
+            if streams and _streams_weights(sch, main, spatial, shared):
+                try:
+                    gemv = _gemv(
+                        sch, main, spatial, reduce, producers, consumers, lanes, accumulators
+                    )
+                except Exception:  # steps aside: the register tile below, on a fresh schedule
+                    return self.tile(func, vector_rows, streams=False)
+                if gemv is not None:
+                    return gemv
             if channelwise:  # depthwise: the window's input loads need registers too
                 tile_shape = register_tile(n_ext, row_ext, lanes, accumulators, True)
             else:
@@ -141,8 +244,17 @@ def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = Fals
                 # all rows of the input stream past it. Depthwise tiles share no input and
                 # their weights are a few vectors: channel tiles innermost, so consecutive
                 # tiles read consecutive memory (MobileNetV2's depthwise kernels -12% on x86).
+                # Weights that fit in L1 with room to spare (pointwise layers with few input
+                # channels: MobileNetV2's 16 -> 96 at 112x112, 6 KB) stay cached either way:
+                # channel tiles innermost there too, so each row's outputs are written once,
+                # contiguously, and its inputs read once instead of once per channel tile.
+                # Not with rows read as vectors (NEON): there the row buffer's region per tile
+                # was no longer exact and became a heap workspace per tile (cnn: 4 -> 68 calls
+                # per inference).
+                small = not vector_rows and _weight_bytes(sch, main, shared) <= _SMALL_WEIGHTS
+                rows_first = channelwise or small
                 tiles = (
-                    [*spatial[:-2], m_out, n_out] if channelwise else [n_out, *spatial[:-2], m_out]
+                    [*spatial[:-2], m_out, n_out] if rows_first else [n_out, *spatial[:-2], m_out]
                 )
                 inner = [m_in, n_in]
             else:
@@ -168,12 +280,14 @@ def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = Fals
                 # input row i + 1 reads at column j - 1, so each input vector loads once.
                 sch.unroll(reduce[-1])
             for block in producers:
-                if channelwise:
+                if channelwise or _copies(sch, block):
                     # A depthwise window reads each padded input about once: test the border
                     # in the loads instead of writing a padded copy first (x86: MobileNetV2's
                     # depthwise kernels 1.75 -> 0.82 ms; rpi4 113.4M -> 112.3M instructions).
                     # Convolutions read each input once per channel tile: they keep the copy
-                    # (ResNet-18 kernels +8% with the test in the loads).
+                    # (ResNet-18 kernels +8% with the test in the loads), unless it pads
+                    # nothing (TOPI's 1x1 conv2d copies its whole input: MobileNetV2's 32 -> 16
+                    # layer at 112x112 spent half its time in that scalar copy).
                     try:
                         sch.compute_inline(block)
                         continue
@@ -213,6 +327,15 @@ def _injective(lanes: int) -> Any:
                 sch.compute_inline(block.block_rv)
             loops = sch.get_loops(last.block_rv)
             if not loops:
+                return sch
+            if len(loops) > 1 and _gathers(sch, last.block_rv, lanes):
+                # A transpose whose innermost output axis is short and ragged (NCHW -> NHWC of
+                # a 3-channel image): vectors over the fused axis load through a division and
+                # modulo per lane (MobileNetV2's input transpose 0.33 ms, 1 thread). Rows in
+                # parallel, each row's few elements as plain loads and stores instead.
+                rows = sch.fuse(*loops[:-1])
+                sch.parallel(rows)
+                sch.unroll(loops[-1])
                 return sch
             fused = sch.fuse(*loops)
             size = extent(sch, fused)
