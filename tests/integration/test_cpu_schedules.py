@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -174,6 +175,9 @@ def test_depthwise_reads_its_border_in_the_loads_and_matches_torch(
             out = bb.emit_output(bb.emit(y))
         bb.emit_func_output(out)
     profile = get_target("x86")
+    # direct kernels only: 3x3 stride-1 layers would be Winograd's (tests/.../test_winograd.py)
+    caps = dataclasses.replace(profile.capabilities, winograd=False)
+    profile = dataclasses.replace(profile, capabilities=caps)
     with tvm_target(profile) as target:
         scheduled = _schedule(profile)(prepare(bb.get(), profile, {}))
         lowered = relax.get_pipeline("default")(scheduled)
@@ -206,6 +210,9 @@ def _schedule_and_run(build: Any, x: Any) -> tuple[Any, Any]:
             out = bb.emit_output(bb.emit(build(arg)))
         bb.emit_func_output(out)
     profile = get_target("x86")
+    # direct kernels only: 3x3 stride-1 layers would be Winograd's (tests/.../test_winograd.py)
+    caps = dataclasses.replace(profile.capabilities, winograd=False)
+    profile = dataclasses.replace(profile, capabilities=caps)
     with tvm_target(profile) as target:
         scheduled = _schedule(profile)(prepare(bb.get(), profile, {}))
         lowered = relax.get_pipeline("default")(scheduled)
