@@ -17,6 +17,34 @@ from typing import Any
 
 from edgec.relax import traverse
 
+# Ops that act on each element alone (constant operands broadcast): a transpose commutes with them.
+ELEMENTWISE = frozenset(
+    f"relax.{name}"
+    for name in [
+        "astype",
+        "add",
+        "subtract",
+        "multiply",
+        "divide",
+        "floor_divide",
+        "maximum",
+        "minimum",
+        "right_shift",
+        "left_shift",
+        "round",
+        "floor",
+        "ceil",
+        "clip",
+        "nn.relu",
+        "sigmoid",
+        "tanh",
+        "exp",
+        "negative",
+        "abs",
+        "sqrt",
+        "rsqrt",
+    ]
+)
 TO_NHWC = (0, 2, 3, 1)
 TO_NCHW = (0, 3, 1, 2)
 
@@ -83,6 +111,8 @@ def fold_transposes(mod: Any) -> Any:
             call = self.visit_expr_post_order(call)
             if _op(call) == "relax.concat":
                 return _concat_first(self, call)
+            if _op(call) in ELEMENTWISE:
+                return _elementwise_first(self, call)
             if _op(call) != "relax.permute_dims":
                 return call
             inner = _bound(self, call.args[0])
@@ -101,6 +131,39 @@ def fold_transposes(mod: Any) -> Any:
         return mod
     folded = traverse.rewrite_functions(Fold(mod), mod)
     return relax.transform.DeadCodeElimination()(folded)
+
+
+def _elementwise_first(mutator: Any, call: Any) -> Any:
+    """op(transpose(x, p), constants) as transpose(op(x, constants'), p), else `call`: so that
+    a transpose after a requantization or activation meets the next one and folds."""
+    import numpy as np
+    from tvm import ir, relax
+
+    axes, args = None, []
+    for arg in call.args:
+        inner = _bound(mutator, arg) if isinstance(arg, relax.Var) else None
+        if _op(inner) == "relax.permute_dims":
+            if axes not in (None, _axes(inner)) or _axes(inner) is None:
+                return call
+            axes = _axes(inner)
+            args.append(inner.args[0])
+        elif isinstance(arg, ir.expr.Constant) and int(arg.ty.ndim) in (0, 4):
+            args.append(arg)  # a scalar, or a tensor to transpose once p is known
+        elif isinstance(arg, relax.Var | relax.Call) or not isinstance(arg, relax.Expr):
+            return call  # another tensor: it would need a transpose of its own
+        else:
+            args.append(arg)  # a PrimValue (clip's bounds) or a shape
+    if axes is None or len(axes) != 4:
+        return call
+    inverse = list(np.argsort(axes))
+    args = [
+        relax.const(np.transpose(a.data.numpy(), inverse))
+        if isinstance(a, ir.expr.Constant) and int(a.ty.ndim) == 4
+        else a
+        for a in args
+    ]
+    moved = mutator.builder_.emit(relax.Call(call.op, args, call.attrs, call.ty_args))
+    return relax.op.permute_dims(moved, axes)
 
 
 def _concat_first(mutator: Any, call: Any) -> Any:

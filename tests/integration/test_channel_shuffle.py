@@ -127,6 +127,31 @@ def test_a_channel_shuffle_becomes_one_gather_with_no_transposes_where_it_matche
         assert ops["transposes"] > 2
 
 
+def test_an_int8_channel_shuffle_unit_has_no_transposes_between_its_convolutions(
+    tmp_path: Path,
+) -> None:
+    # int8 puts a requantization (astype, multiply, shift, clamp) between the gather and the
+    # concat: the transposes move through it to meet and cancel
+    from tvm import relax
+
+    from edgec.datasets import load_dataset
+    from edgec.relax.fold_weights import fold_weight_layouts
+    from edgec.relax.layout import to_channels_last
+    from edgec.relax.lower_int8 import import_qgraph
+    from edgec.stages.export import export
+    from edgec.stages.load import load
+    from edgec.stages.quantize import QuantizeConfig, quantize
+
+    model = export(load(str(_onnx(tmp_path, 2, "chunk", True, 17)), None, tmp_path), tmp_path)
+    data = load_dataset("synthetic", model.inputs[0].shape)
+    qgraph = quantize(model, data.train_x, QuantizeConfig(samples=16, sensitivity=None))
+    mod = relax.transform.DecomposeOpsForInference()(import_qgraph(qgraph).module)
+    fallbacks: dict[str, str] = {}
+    converted = to_channels_last(mod, fallbacks)
+    assert fallbacks == {}
+    assert _activation_ops(fold_weight_layouts(converted)) == {"transposes": 2, "5-D reshapes": 0}
+
+
 @pytest.mark.parametrize(("groups", "split", "matching", "opset"), PARAMS)
 def test_a_channel_shuffle_unit_built_for_x86_matches_onnxruntime(
     tmp_path: Path, groups: int, split: str, matching: bool, opset: int
