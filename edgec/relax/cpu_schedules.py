@@ -215,13 +215,11 @@ def _injective(lanes: int) -> Any:
             if not loops:
                 return sch
             innermost = extent(sch, loops[-1])
-            # full vectors, else half ones (ShuffleNet's 58 channels on NEON's 4 lanes)
-            width = next((w for w in (lanes, lanes // 2) if w > 1 and innermost % w == 0), 0)
-            if len(loops) > 1 and width:
+            if len(loops) > 1 and innermost % lanes == 0:
                 # Vectors along the last axis alone (NHWC channels: concats, channel gathers):
                 # each lane's index stays affine in the loops, no div/mod of a flat index.
                 sch.parallel(sch.fuse(*loops[:-1]))
-                sch.vectorize(sch.split(loops[-1], [None, width])[1])
+                sch.vectorize(sch.split(loops[-1], [None, lanes])[1])
                 return sch
             fused = sch.fuse(*loops)
             size = extent(sch, fused)
