@@ -337,6 +337,13 @@ def _injective(lanes: int) -> Any:
                 sch.parallel(rows)
                 sch.unroll(loops[-1])
                 return sch
+            innermost = extent(sch, loops[-1])
+            if len(loops) > 1 and innermost % lanes == 0:
+                # Vectors along the last axis alone (NHWC channels: concats, channel gathers):
+                # each lane's index stays affine in the loops, no div/mod of a flat index.
+                sch.parallel(sch.fuse(*loops[:-1]))
+                sch.vectorize(sch.split(loops[-1], [None, lanes])[1])
+                return sch
             fused = sch.fuse(*loops)
             size = extent(sch, fused)
             if size % lanes == 0 and size >= 4 * lanes:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgec.errors import first_line
-from edgec.relax import traverse
+from edgec.relax import channel_shuffle, traverse
 
 # Ops whose layout-inference rule holds for 4-D tensors (and scalars): the channels-last chain
 # may run through them. Everything else is fenced.
@@ -59,6 +59,7 @@ CHANNELS_LAST_OPS = frozenset(
         "relax.max",
         "relax.sum",
         "relax.concat",  # of 4-D tensors only (Inception, DenseNet, SqueezeNet)
+        "relax.permute_dims",  # 4-D: a channel shuffle's way to and from its gather
     }
 )
 LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
@@ -71,14 +72,23 @@ def to_channels_last(mod: Any, fallbacks: dict[str, str]) -> Any:
 
     if not _has_conv2d(mod):
         return mod  # nothing to convert
+    original = mod
+    try:  # channel shuffles as NHWC gathers, with transposes that cancel below
+        mod = channel_shuffle.shuffles_as_gathers(mod)
+    except Exception as e:
+        fallbacks["layout: channel shuffle"] = f"runs in NCHW: {first_line(e)}"
     fenced, reasons = _fence(mod)
     try:
         converted = relax.transform.ConvertLayout(LAYOUTS)(fenced)
     except Exception as e:  # a rule we did not foresee: the whole module stays NCHW
         fallbacks["layout: whole model"] = f"stays NCHW, ConvertLayout failed: {first_line(e)}"
-        return mod
+        return original
     fallbacks.update(reasons)
-    return converted
+    try:  # ConvertLayout's transposes back to NCHW against the gathers' to NHWC
+        return channel_shuffle.fold_transposes(converted)
+    except Exception as e:
+        fallbacks["layout: transposes"] = f"left unfolded: {first_line(e)}"
+        return converted
 
 
 def _fence(mod: Any) -> tuple[Any, dict[str, str]]:
