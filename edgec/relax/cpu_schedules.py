@@ -146,6 +146,11 @@ def _gathers(sch: Any, block: Any, lanes: int) -> bool:
     body = stmt.body
     if not isinstance(body, tirx.stmt.BufferStore) or not isinstance(body.value, ir.TensorLoad):
         return False
+    if not all(isinstance(i, (tirx.Var, tirx.IntImm)) for i in body.value.indices):
+        # computed indices (a resize, a gather): not a transpose. A nearest resize computes
+        # its source index in float32; unrolled, LLVM folds it differently and picks the
+        # neighbouring pixel (ONNX's resize_upsample_sizes_nearest cases, off by 2)
+        return False
     inner = extent(sch, sch.get_loops(block)[-1])
     last = body.indices[-1]
     moved = not any(last.same_as(i) for i in body.value.indices[-1:])
