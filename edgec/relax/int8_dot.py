@@ -21,6 +21,9 @@ groups of 4 int8 products into int32 lanes (16 lanes for vpdpbusd, 4 for sdot an
 - depthwise layers on Arm (smull, sdot) take neither: their activations are widened to int16
   once, in the padding pass, and each tap is `smlal`/`smlal2` on 8 channels (`_legalize_depthwise`,
   `_schedule_depthwise`);
+- dense layers (`matmul` of int8 activations [..., M, K] by constant weights [K, N]) take the
+  same instructions on weights packed to [N/L, K/4, L, 4] (`_legalize_matmul`, `_dense_te`,
+  `_schedule_dense`): K padded with zero weights, N with zero columns cut in the write-back;
 - so the result equals the int8 x int8 sum exactly (integer arithmetic: bit for bit the numpy
   reference's, and the generic build's on any other target).
 
