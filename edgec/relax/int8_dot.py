@@ -736,7 +736,22 @@ def _schedule_dense(sch: Any, blocks: list[Any], at: int, int8_dot: Int8Dot) -> 
     m_tile, m_row = sch.split(m, [None, rows])
     sch.reorder(n_tile, *batch, m_tile, rc_out, m_row, n_vec, n_lane, *rc_in)
     tile = sch.fuse(n_tile, *batch, m_tile)
-    write_back = tiling.write_back_at(sch, dense, tile, consumers)
+    # A float island fused after the requantization (GELU after a Linear layer): its int8
+    # input is computed once per tile, then the float epilogue reads it; inlined into the
+    # float expression, the int64 requantization was repeated at each use of x
+    dtypes = [str(sch.get(c).writes[0].source.dtype) for c in consumers]
+    floats = [i for i, d in enumerate(dtypes) if d.startswith("float")]
+    split = next(
+        (i for i, d in enumerate(dtypes) if d == "int8" and floats and i < floats[-1]), None
+    )
+    if split is not None:
+        write_back = tiling.write_back_at(sch, dense, tile, consumers[: split + 1])
+        for consumer in consumers[split + 1 : -1]:
+            sch.compute_inline(consumer)
+        sch.reverse_compute_at(consumers[-1], tile)
+        sch.vectorize(sch.get_loops(consumers[-1])[-1])
+    else:
+        write_back = tiling.write_back_at(sch, dense, tile, consumers)
     for pad in pads:  # [..., M, K']: parallel over rows, vectorized along K
         *outer, last = sch.get_loops(pad)
         if int(sch.get(last).extent) % 16 == 0:
