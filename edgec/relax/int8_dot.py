@@ -25,6 +25,9 @@ groups of 4 int8 products into int32 lanes (16 lanes for vpdpbusd, 4 for sdot an
 - depthwise layers on Arm (smull, sdot) take neither: their activations are widened to int16
   once, in the padding pass, and each tap is `smlal`/`smlal2` on 8 channels (`_legalize_depthwise`,
   `_schedule_depthwise`);
+- dense layers (`matmul` of int8 activations [..., M, K] by constant weights [K, N]) take the
+  same instructions on weights packed to [N/L, K/4, L, 4] (`_legalize_matmul`, `_dense_te`,
+  `_schedule_dense`): K padded with zero weights, N with zero columns cut in the write-back;
 - so the result equals the int8 x int8 sum exactly (integer arithmetic: bit for bit the numpy
   reference's, and the generic build's on any other target).
 
@@ -81,6 +84,7 @@ PAD = "int8dot_pad"
 CONV = "int8dot_conv"
 DW_PAD = "int8dw_pad"
 DW_CONV = "int8dw_conv"
+DENSE = "int8dot_dense"
 MARK = "edgec_int8_dot"  # annotation on a kernel's block once it is tensorized
 
 
@@ -115,7 +119,23 @@ def legalize_map(
                 )
             return ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")(bb, call)
 
-    return {"relax.nn.conv2d": legalize, "relax.multiply": _legalize_multiply}
+    def legalize_matmul(bb: Any, call: Any) -> Any:
+        from tvm import ir
+
+        try:
+            return _legalize_matmul(bb, call, family)
+        except Exception as e:
+            if fallbacks is not None:
+                fallbacks[f"int8_dot: matmul {call.args[0].ty}"] = (
+                    f"generic int32 kernel: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                )
+            return ir.Op.get("relax.matmul").get_attr("FLegalize")(bb, call)
+
+    return {
+        "relax.nn.conv2d": legalize,
+        "relax.matmul": legalize_matmul,
+        "relax.multiply": _legalize_multiply,
+    }
 
 
 def _legalize_multiply(bb: Any, call: Any) -> Any:
@@ -785,6 +805,8 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
                 return _schedule_depthwise(sch, blocks, names.index(DW_CONV))
             if names.count(LANE_CONV) == 1:
                 return _schedule_depth_lanes(sch, blocks, names.index(LANE_CONV))
+            if names.count(DENSE) == 1:
+                return _schedule_dense(sch, blocks, names.index(DENSE), int8_dot)
             convs = [i for i, name in enumerate(names) if name.startswith(CONV)]
             if len(convs) != 1:
                 return None
@@ -863,4 +885,178 @@ def _schedule_depthwise(sch: Any, blocks: list[Any], at: int) -> Any:
     sch.vectorize(sch.get_loops(init)[-1])
     sch.unroll(ry)
     sch.vectorize(sch.get_loops(write_back)[-1])
+    return sch
+
+
+# ---- dense and batched matmul: activations [..., M, K] x constant weights [K, N] ----
+
+
+def _dense_packable(call: Any) -> bool:
+    """Whether `call` is a matmul the packed kernel computes: int8 activations of static shape
+    [..., M, K], int8 constant weights [K, N], int32 out."""
+    from tvm import ir, tirx
+
+    x, w = call.args
+    return (
+        isinstance(w, ir.expr.Constant)
+        and str(x.ty.dtype) == "int8"
+        and str(w.ty.dtype) == "int8"
+        and str(call.attrs.out_dtype) == "int32"
+        and len(w.ty.shape) == 2
+        and len(x.ty.shape) >= 2
+        and all(isinstance(d, tirx.IntImm) for d in x.ty.shape)
+    )
+
+
+def _legalize_matmul(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> Any:
+    """An int8 matmul by constant weights on the dot-product instruction: the weights packed to
+    [N'/L, K'/4, L, 4] ([N'/L, K'/4, 2, L, 2] in channel pairs), K padded with zero weights to a
+    multiple of 4 and N with zero columns to a multiple of L (cut in the write-back)."""
+    import numpy as np
+    from tvm import ir, relax
+
+    if not _dense_packable(call):
+        return ir.Op.get("relax.matmul").get_attr("FLegalize")(bb, call)
+    w = call.args[1].value.numpy()  # [K, N]
+    k, n = w.shape
+    # the widest instruction whose lanes divide N; else the widest, on zero columns
+    dot = next((d for d in family if n % d.lanes == 0), family[0])
+    if dot.pairs and w.min() < -127:
+        raise ValueError("a weight is -128: two smull products would overflow int16")
+    groups = -(-k // GROUP)
+    blocks = -(-n // dot.lanes)
+    padded = np.zeros((groups * GROUP, blocks * dot.lanes), np.int8)
+    padded[:k, :n] = w
+    packed = padded.reshape(groups, GROUP, blocks, dot.lanes)
+    if dot.pairs:  # [N/L, K/4, 2, L, 2]: channels (0, 1) of each lane, then (2, 3)
+        packed = packed.reshape(groups, 2, 2, blocks, dot.lanes).transpose(3, 0, 1, 4, 2)
+    else:  # [N/L, K/4, L, 4]
+        packed = packed.transpose(2, 0, 3, 1)
+    # sum((x + 128) * w) - 128 * sum(w) == sum(x * w)
+    start = -128 * w.astype(np.int32).sum(axis=0) if dot.unsigned else None
+    return bb.call_te(
+        _dense_te,
+        call.args[0],
+        relax.const(np.ascontiguousarray(packed), "int8"),
+        None if start is None else relax.const(start.astype(np.int32), "int32"),
+        n,
+        primfunc_name_hint="matmul_int8dot",
+    )
+
+
+def _dense_te(x: Any, packed: Any, start: Any | None, channels: int) -> Any:
+    """The activations with K padded to the packed groups (as uint8 x + 128 when `start` is
+    given), their dot products with the packed weights, plus `start`, cut to `channels`."""
+    from tvm import te, tirx
+
+    *batch, rows, k = (int(d) for d in x.shape)
+    blocks, groups = (int(d) for d in packed.shape[:2])
+
+    def shifted(*i: Any) -> Any:
+        value = x[(*i[:-1], tirx.min(i[-1], k - 1))]
+        if start is not None:
+            value = (value.astype("int32") + 128).astype("uint8")
+        return value  # the padded K meets zero weights: its value does not matter
+
+    xu = te.compute((*batch, rows, groups * GROUP), shifted, name=PAD)
+    if len(packed.shape) == 5:  # channel pairs (smull): the group's 4 channels as 2 x 2
+        lanes = int(packed.shape[3])
+        rc = te.reduce_axis((0, groups), "rc")
+        rh = te.reduce_axis((0, 2), "rh")
+        re = te.reduce_axis((0, 2), "re")
+        axes = [rc, rh, re]
+
+        def product(i: tuple[Any, ...], o: Any) -> Any:
+            xs = xu[(*i, rc * GROUP + rh * 2 + re)]
+            ws = packed[o // lanes, rc, rh, o % lanes, re]
+            return xs.astype("int32") * ws.astype("int32")
+
+    else:
+        lanes = int(packed.shape[2])
+        rc = te.reduce_axis((0, groups * GROUP), "rc")
+        axes = [rc]
+
+        def product(i: tuple[Any, ...], o: Any) -> Any:
+            xs = xu[(*i, rc)]
+            ws = packed[o // lanes, rc // GROUP, o % lanes, rc % GROUP]
+            return xs.astype("int32") * ws.astype("int32")
+
+    padded_shape = (*batch, rows, blocks * lanes)
+    total = te.compute(
+        padded_shape, lambda *i: te.sum(product(i[:-1], i[-1]), axis=axes), name=DENSE
+    )
+    if start is None and blocks * lanes == channels:
+        return total
+    return te.compute(
+        (*batch, rows, channels),
+        lambda *i: total(*i) if start is None else total(*i) + start[i[-1]],
+        name="int8dot_dense_cut",
+    )
+
+
+# Accumulator vectors side by side in a dense tile where they differ from the convolutions':
+# on smull a row's activation spread (a load and a `tbl`) then serves 4 vectors, not 2; one
+# 128x256x1024 layer on rpi4, 8 rows x 2 vectors 0.291 instructions per MAC, 4 x 4 0.268
+# (6 x 4 spilled: 0.355)
+DENSE_VECTORS: dict[Int8Dot, int] = {"smull": 4}
+
+
+def _schedule_dense(sch: Any, blocks: list[Any], at: int, int8_dot: Int8Dot) -> Any:
+    """Register tiles of rows x vectors of accumulators across the whole reduction, the L x 4
+    block tensorized to the instruction, parallel over tiles; the epilogue in the write-back."""
+    dense = blocks[at]
+    pads, consumers = blocks[:at], blocks[at + 1 :]
+    written = [sch.get(p).writes[0].source for p in pads]
+    weights = [
+        r.source.shape
+        for r in sch.get(dense).reads
+        if not any(r.source.same_as(b) for b in written)
+        and not r.source.same_as(sch.get(dense).writes[0].source)
+    ]
+    (lanes,) = {int(shape[-2]) for shape in weights}
+    dot = next(d for d in INSTRUCTIONS[int8_dot] if d.lanes == lanes)
+    loops = sch.get_loops(dense)
+    spatial = len(sch.get(dense).writes[0].source.shape)  # [..., M, N']
+    *batch, m, n = loops[:spatial]
+    rc, *pair = loops[spatial:]  # K' (or its groups, then the pairs' 2 x 2)
+    blocks_of_n = int(sch.get(n).extent) // dot.lanes
+    widest = DENSE_VECTORS.get(int8_dot, dot.max_vectors)
+    vectors = max(v for v in range(1, widest + 1) if blocks_of_n % v == 0)
+    height = int(sch.get(m).extent)
+    rows = max(r for r in range(1, dot.accumulators // vectors + 1) if height % r == 0)
+    n_tile, n_vec, n_lane = sch.split(n, [None, vectors, dot.lanes])
+    rc_out, *rc_in = [rc, *pair] if dot.pairs else sch.split(rc, [None, GROUP])
+    m_tile, m_row = sch.split(m, [None, rows])
+    sch.reorder(n_tile, *batch, m_tile, rc_out, m_row, n_vec, n_lane, *rc_in)
+    tile = sch.fuse(n_tile, *batch, m_tile)
+    # A float island fused after the requantization (GELU after a Linear layer): its int8
+    # input is computed once per tile, then the float epilogue reads it; inlined into the
+    # float expression, the int64 requantization was repeated at each use of x
+    dtypes = [str(sch.get(c).writes[0].source.dtype) for c in consumers]
+    floats = [i for i, d in enumerate(dtypes) if d.startswith("float")]
+    split = next(
+        (i for i, d in enumerate(dtypes) if d == "int8" and floats and i < floats[-1]), None
+    )
+    if split is not None:
+        write_back = tiling.write_back_at(sch, dense, tile, consumers[: split + 1])
+        for consumer in consumers[split + 1 : -1]:
+            sch.compute_inline(consumer)
+        sch.reverse_compute_at(consumers[-1], tile)
+        sch.vectorize(sch.get_loops(consumers[-1])[-1])
+    else:
+        write_back = tiling.write_back_at(sch, dense, tile, consumers)
+    for pad in pads:  # [..., M, K']: parallel over rows, vectorized along K
+        *outer, last = sch.get_loops(pad)
+        if int(sch.get(last).extent) % 16 == 0:
+            sch.vectorize(last)
+        if outer:
+            sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+    sch.parallel(tile)
+    init = sch.decompose_reduction(dense, rc_out)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.unroll(m_row)
+    sch.unroll(n_vec)
+    sch.tensorize(n_lane, _register(dot))
+    sch.vectorize(sch.get_loops(write_back)[-1])
+    sch.annotate(write_back, MARK, 1)
     return sch

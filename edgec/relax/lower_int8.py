@@ -425,6 +425,8 @@ def _requantize_int32_te(
     from tvm import te, tirx
 
     def at(c: Any, index: tuple[Any, ...]) -> Any:
+        # broadcast from the right: a dense layer's [1, N] constants on [..., M, N] sums
+        index = index[len(index) - len(c.shape) :]
         return c[tuple(i if int(d) != 1 else 0 for i, d in zip(index, c.shape, strict=True))]
 
     def value(*i: Any) -> Any:

@@ -289,3 +289,89 @@ def test_arm_int8_depthwise_sums_are_exact_on_the_int16_kernel(
     built = compile_model(RelaxModule(module, onnx), get_target(target), tmp_path)
     seal(Model(onnx), built, tmp_path)
     assert np.array_equal(_runner_output(tmp_path, x, tmp_path), want)
+
+
+# int8 dense layers (the transformer's Linear layers), all in one model per target: (rows M,
+# in features K, out features N, weights, epilogue, whether rpi4's smull kernel takes it; rpi5's
+# sdot takes all). Each reads the first K features of the input rows; rows 0 and 1 are all -128
+# (with "limit" weights every smull + smlal pair sums to +-32512, the int16 edge). Epilogues:
+# none, an int32 bias add, or edgec's requantization with its bias (int32 on Arm).
+DENSE = [
+    (8, 64, 32, "random", "none", True),
+    (8, 37, 24, "limit", "bias", True),  # odd K: zero weights fill the last group
+    (8, 64, 19, "random", "requantize", True),  # odd N: zero columns, cut in the write-back
+    (3, 16, 8, "-128", "none", False),  # a -128 weight: smull could overflow, generic there
+    (8, 48, 40, "limit", "requantize", True),
+]
+
+
+@pytest.mark.parametrize("target", ["rpi4", "rpi5"])
+def test_arm_int8_dense_sums_are_exact_on_the_int8_instructions(
+    tmp_path: Path, target: str
+) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+    from tvm import relax
+
+    from edgec.artifacts import OnnxModel, RelaxModule, TensorSpec
+    from edgec.backends import Model
+    from edgec.backends.tvm import seal
+    from edgec.int8.fixed_point import requantize
+    from edgec.int8.ops import Requantize
+    from edgec.relax.compile import compile_model
+    from edgec.relax.lower_int8 import _requantize
+
+    rng = np.random.default_rng(11)
+    rows, features = 8, 64
+    x = rng.integers(-128, 128, (1, rows, features)).astype(np.float32)
+    x[:, :2] = -128
+    layers, want = [], []
+    for m, k, n, weights, epilogue, _ in DENSE:
+        w = _weights(weights, (k, n), rng)
+        bias = rng.integers(-5000, 5000, n).astype(np.int32)
+        out = Requantize(rng.integers(2**29, 2**31 - 1, n), rng.integers(36, 44, n), -128, 127)
+        layers.append((m, k, w, epilogue, bias, out))
+        acc = x[0, :m, :k].astype(np.int64) @ w.astype(np.int64)
+        if epilogue == "bias":
+            acc = acc + bias
+        elif epilogue == "requantize":
+            acc = requantize(acc + bias, out.multiplier, out.shift, out.lo, out.hi)
+        want.append(acc.reshape(-1))
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType(list(x.shape), "float32"))
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            x8 = bb.emit(relax.op.astype(arg, "int8"))
+            outs = []
+            for m, k, w, epilogue, bias, out in layers:
+                part = bb.emit(relax.op.strided_slice(x8, [1, 2], [0, 0], [m, k]))
+                y = bb.emit(relax.op.matmul(part, relax.const(w), out_dtype="int32"))
+                if epilogue == "bias":
+                    y = bb.emit(relax.op.add(y, relax.const(bias.reshape(1, -1))))
+                elif epilogue == "requantize":
+                    y = bb.emit(relax.op.astype(_requantize(y, out, [1, -1], bias=bias), "int32"))
+                outs.append(bb.emit(relax.op.reshape(y, [-1])))
+            joined = bb.emit(relax.op.concat(outs, axis=0))
+            result = bb.emit_output(bb.emit(relax.op.astype(joined, "float32")))  # exact: < 2^24
+        bb.emit_func_output(result)
+    module = bb.get()
+    module["main"] = module["main"].with_attr("num_input", 1)
+    expected = np.concatenate(want).astype(np.float32)
+    # the bundle's reference model only gives the runner its input and output shapes
+    node = helper.make_node("Flatten", ["x"], ["y"], axis=0)
+    graph = helper.make_graph(
+        [node], "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(tmp_path / "model.onnx"))  # fmt: skip
+    spec = TensorSpec("y", expected.shape, "float32")
+    onnx_model = OnnxModel(tmp_path / "model.onnx", (TensorSpec("x", x.shape, "float32"),),
+                           (spec,), "dense", None)  # fmt: skip
+    built = compile_model(RelaxModule(module, onnx_model), get_target(target), tmp_path)
+    taken = sum(smull or target == "rpi5" for *_, smull in DENSE)
+    assert built.schedules["int8_dot"] == taken
+    # the int32 requantization takes a dense layer's [1, N] constants too (it stepped aside)
+    assert "int8 requantization in int32" not in built.schedules["fallbacks"]
+    seal(Model(onnx_model), built, tmp_path)
+    assert np.array_equal(_runner_output(tmp_path, x, tmp_path), expected)
