@@ -147,8 +147,10 @@ def _elementwise_first(mutator: Any, call: Any) -> Any:
                 return call
             axes = _axes(inner)
             args.append(inner.args[0])
-        elif isinstance(arg, ir.expr.Constant) and int(arg.ty.ndim) in (0, 4):
-            args.append(arg)  # a scalar, or a tensor to transpose once p is known
+        elif isinstance(arg, ir.expr.Constant):
+            if int(arg.ty.ndim) not in (0, 4) and arg.value.numpy().size != 1:
+                return call  # [C, 1, 1] broadcast from the right: its axes would move
+            args.append(arg)  # one value, or a 4-D tensor to transpose once p is known
         elif isinstance(arg, relax.Var | relax.Call) or not isinstance(arg, relax.Expr):
             return call  # another tensor: it would need a transpose of its own
         else:
@@ -157,7 +159,7 @@ def _elementwise_first(mutator: Any, call: Any) -> Any:
         return call
     inverse = list(np.argsort(axes))
     args = [
-        relax.const(np.transpose(a.data.numpy(), inverse))
+        relax.const(np.transpose(a.value.numpy(), inverse))
         if isinstance(a, ir.expr.Constant) and int(a.ty.ndim) == 4
         else a
         for a in args
