@@ -12,8 +12,15 @@ the kernel computes a padded grid instead (edgec.relax.tiling.padded_tile): zero
 the extra channels, a wider padded input for the extra columns, and the write-back stores only
 the real outputs.
 
-A conv2d this does not take (grouped, dilated, not NHWC/HWIO, weights not constant, another
-dtype, no tile width that divides its channels) keeps its usual legalization.
+A grouped conv2d (not depthwise: each group has several input channels) is packed the same
+way, in blocks of whole vectors within one group: its register tile then reads one group's
+inputs as broadcasts and one contiguous stream of that group's weights, instead of the
+depthwise path's tile, whose vectors could span two groups and gather their inputs lane by
+lane (RegNetX-400MF's group-width-16 3x3 layers).
+
+A conv2d this does not take (dilated, not NHWC/HWIO, weights not constant, another dtype, no
+tile width that divides its channels, or its groups' output channels) keeps its usual
+legalization.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from edgec.relax.tiling import most_accumulators, padded_tile, tile_accumulators
+from edgec.relax.tiling import most_accumulators, padded_tile, tile_accumulators, tile_widths
 from edgec.targets import TargetProfile
 
 CONV = "conv2d_nhwc_packed"
+GROUPED = "conv2d_nhwc_grouped_packed"
 
 
 def legalize_map(
@@ -42,7 +50,13 @@ def legalize_map(
     most = most_accumulators(caps.vector_registers, caps.vector_bits)
     otherwise = inner.get("relax.nn.conv2d") or ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 
+    # grouped convs on x86 only: measured there (issue 14); Arm keeps its counted kernels
+    grouped = caps.isa == "x86_64"
+
     def legalize(bb: Any, call: Any) -> Any:
+        group_cols = _grouped_cols(call, lanes, accumulators) if grouped else None
+        if group_cols is not None:
+            return _legalize_grouped(bb, call, group_cols)
         tile = _packed_tile(call, lanes, accumulators, most)
         if tile is None:
             return otherwise(bb, call)
@@ -51,16 +65,14 @@ def legalize_map(
     return {**inner, "relax.nn.conv2d": legalize}
 
 
-def _packed_tile(
-    call: Any, lanes: int, accumulators: int, most: int
-) -> tuple[int, int, int] | None:
-    """The register tile's vector columns and the padded channels and output width it is
-    computed on for `call`, or None if it is not packable."""
+def _plain_float(call: Any) -> bool:
+    """Whether `call` is a float32 NHWC/HWIO conv2d, undilated, on constant weights, of a
+    static output shape."""
     from tvm import ir, tirx
 
     attrs = call.attrs
     x, w = call.args
-    if not (
+    return (
         isinstance(w, ir.expr.Constant)
         and str(x.ty.dtype) == "float32"
         and str(w.ty.dtype) == "float32"
@@ -68,10 +80,31 @@ def _packed_tile(
         and attrs.data_layout == "NHWC"
         and attrs.kernel_layout == "HWIO"
         and attrs.out_layout == "NHWC"
-        and int(attrs.groups) == 1
         and all(int(d) == 1 for d in attrs.dilation)
         and all(isinstance(d, tirx.IntImm) for d in call.ty.shape)
-    ):
+    )
+
+
+def _grouped_cols(call: Any, lanes: int, accumulators: int) -> int | None:
+    """The width of the blocks a grouped (not depthwise) conv2d's weights are packed in: the
+    widest register tile width that divides each group's output channels, so a tile's
+    vectors never span two groups. None for other convolutions."""
+    groups = int(call.attrs.groups)
+    if groups == 1 or not _plain_float(call):
+        return None
+    inputs = int(call.args[1].ty.shape[2])  # HWIO: I is the group's input channels
+    per_group = int(call.ty.shape[3]) // groups
+    if inputs == 1:
+        return None  # depthwise (or a channel multiplier): its own tile (cpu_schedules)
+    return next((w for w in tile_widths(lanes, accumulators) if per_group % w == 0), None)
+
+
+def _packed_tile(
+    call: Any, lanes: int, accumulators: int, most: int
+) -> tuple[int, int, int] | None:
+    """The register tile's vector columns and the padded channels and output width it is
+    computed on for `call`, or None if it is not packable."""
+    if int(call.attrs.groups) != 1 or not _plain_float(call):
         return None
     _, _, out_width, channels = (int(d) for d in call.ty.shape)
     tile = padded_tile(channels, out_width, lanes, accumulators, most)
@@ -145,3 +178,51 @@ def _conv_te(
     if (padded_width, blocks * cols) == (ow, channels):
         return conv
     return te.compute((n, oh, ow, channels), lambda *i: conv(*i), name="conv2d_nhwc_cut")
+
+
+def _legalize_grouped(bb: Any, call: Any, cols: int) -> Any:
+    import numpy as np
+    from tvm import relax
+
+    w = call.args[1].value.numpy()  # HWIO, I the channels of one group
+    kh, kw, c, k = w.shape
+    packed = np.ascontiguousarray(w.reshape(kh, kw, c, k // cols, cols).transpose(3, 0, 1, 2, 4))
+    attrs = call.attrs
+    return bb.call_te(
+        _grouped_te,
+        call.args[0],
+        relax.const(packed, "float32"),
+        [int(s) for s in attrs.strides],
+        [int(p) for p in attrs.padding],
+        int(attrs.groups),
+        primfunc_name_hint="conv2d",
+    )
+
+
+def _grouped_te(x: Any, packed: Any, strides: list[int], pads: list[int], groups: int) -> Any:
+    """Grouped NHWC conv2d (padding as its own stage) on weights [O/cols, KH, KW, I/groups,
+    cols]: output channel o reads its group's input channels and block o // cols."""
+    from tvm import te, topi
+
+    n, h, w, _ = (int(d) for d in x.shape)
+    blocks, kh, kw, c, cols = (int(d) for d in packed.shape)
+    per_group = blocks * cols // groups
+    top, left, bottom, right = pads
+    sh, sw = strides
+    oh = (h + top + bottom - kh) // sh + 1
+    ow = (w + left + right - kw) // sw + 1
+    source = x
+    if any(pads):
+        source = topi.nn.pad(x, [0, top, left, 0], [0, bottom, right, 0], name="pad_temp")
+    ry = te.reduce_axis((0, kh), "ry")
+    rx = te.reduce_axis((0, kw), "rx")
+    rc = te.reduce_axis((0, c), "rc")
+    return te.compute(
+        (n, oh, ow, blocks * cols),
+        lambda b, y, z, o: te.sum(
+            source[b, y * sh + ry, z * sw + rx, o // per_group * c + rc]
+            * packed[o // cols, ry, rx, rc, o % cols],
+            axis=[ry, rx, rc],
+        ),
+        name=GROUPED,
+    )

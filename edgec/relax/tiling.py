@@ -62,7 +62,7 @@ def register_tile(
     best: tuple[int, int] | None = None
     # Narrower vectors (half or quarter registers) when the channel count is not a multiple of
     # the full width: MobileNetV2's 24-channel layers on AVX-512, a 1000-class head.
-    widths = [cols] if cols else _widths(lanes, accumulators)
+    widths = [cols] if cols else tile_widths(lanes, accumulators)
     for width in widths:
         if channels % width:
             continue
@@ -76,7 +76,8 @@ def register_tile(
     return best
 
 
-def _widths(lanes: int, accumulators: int) -> list[int]:
+def tile_widths(lanes: int, accumulators: int) -> list[int]:
+    """A register tile's candidate widths in fp32 lanes, widest first."""
     widest = (4 * lanes,) if accumulators > 12 else ()  # 4 vectors when registers allow
     return [w for w in (*widest, 2 * lanes, lanes, lanes // 2, lanes // 4) if w >= 4]
 
@@ -97,7 +98,7 @@ def padded_tile(
         return (*exact, channels, row_extent)
     best = (*exact, channels, row_extent) if exact else None
     best_score = exact_score
-    for cols in _widths(lanes, accumulators):
+    for cols in tile_widths(lanes, accumulators):
         if cols < lanes:
             continue  # full vectors only: a padded channel is as dear as a real one
         padded_channels = -(-channels // cols) * cols

@@ -345,3 +345,40 @@ def test_transposes_to_few_channels_copy_rows_without_per_lane_division(
     scheduled, got = _schedule_and_run(lambda a: relax.op.permute_dims(a, list(axes)), x)
     assert ("T.vectorized" not in _kernel(scheduled, "transpose")) == rows
     np.testing.assert_array_equal(got, x.transpose(axes))
+
+
+# (channels, groups, size, stride, whether the grouped rule takes it): RegNetX's group width 16
+GROUPED_CASES = [
+    pytest.param(64, 4, 28, 1, True, id="group-width-16-3x3"),
+    pytest.param(160, 10, 14, 2, True, id="group-width-16-3x3-stride2"),
+    pytest.param(48, 2, 9, 1, True, id="group-width-24-ragged-rows"),
+    pytest.param(24, 8, 7, 1, False, id="group-width-3-steps-aside"),
+    pytest.param(32, 32, 14, 1, False, id="depthwise-steps-aside"),
+]
+
+
+@pytest.mark.parametrize(("channels", "groups", "size", "stride", "packed"), GROUPED_CASES)
+def test_grouped_convolutions_tile_within_one_group_and_match_torch(
+    channels: int, groups: int, size: int, stride: int, packed: bool
+) -> None:
+    """A grouped conv2d (not depthwise) whose groups' output channels divide a tile width gets
+    weights packed per group and a convolution's register tile inside one group: each input
+    is one broadcast, where the depthwise path's vectors could span two groups and gather
+    their inputs lane by lane (RegNetX-400MF x86: see docs/performance.md). Others step
+    aside to their usual kernels."""
+    import numpy as np
+    from tvm import relax
+
+    from edgec.relax.pack_weights import GROUPED
+
+    rng = np.random.default_rng(channels + groups)
+    w = rng.standard_normal((channels, channels // groups, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((1, channels, size, size)).astype(np.float32)
+    scheduled, got = _schedule_and_run(
+        lambda a: relax.op.nn.conv2d(a, relax.const(w), stride, 1, groups=groups), x
+    )
+    assert (GROUPED in _kernel(scheduled, "conv2d")) == packed
+    want = torch.nn.functional.conv2d(
+        torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=1, groups=groups
+    )
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)

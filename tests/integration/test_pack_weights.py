@@ -30,7 +30,9 @@ CASES = [
     pytest.param(64, 400, 1, 1, 1, 1, "x86", (13, 1, 1, 64, 32), id="x86-400-channels-one-pixel"),
     pytest.param(8, 8, 8, 1, 3, 1, "x86", None, id="one-block-stays-hwio"),
     pytest.param(32, 32, 14, 1, 3, 32, "rpi4", None, id="depthwise-stays"),
-    pytest.param(32, 64, 14, 1, 3, 2, "x86", None, id="grouped-stays"),
+    # grouped: blocks within one group (x86; Arm keeps TOPI's grouped kernel)
+    pytest.param(32, 64, 14, 1, 3, 2, "x86", (2, 3, 3, 16, 32), id="x86-grouped-per-group"),
+    pytest.param(32, 64, 14, 1, 3, 2, "rpi4", None, id="rpi4-grouped-stays"),
 ]
 
 
