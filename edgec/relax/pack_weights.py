@@ -65,7 +65,7 @@ def legalize_map(
     return {**inner, "relax.nn.conv2d": legalize}
 
 
-def _plain_float(call: Any) -> bool:
+def plain_float(call: Any) -> bool:
     """Whether `call` is a float32 NHWC/HWIO conv2d, undilated, on constant weights, of a
     static output shape."""
     from tvm import ir, tirx
@@ -90,7 +90,7 @@ def _grouped_cols(call: Any, lanes: int, accumulators: int) -> int | None:
     widest register tile width that divides each group's output channels, so a tile's
     vectors never span two groups. None for other convolutions."""
     groups = int(call.attrs.groups)
-    if groups == 1 or not _plain_float(call):
+    if groups == 1 or not plain_float(call):
         return None
     inputs = int(call.args[1].ty.shape[2])  # HWIO: I is the group's input channels
     per_group = int(call.ty.shape[3]) // groups
@@ -104,7 +104,7 @@ def _packed_tile(
 ) -> tuple[int, int, int] | None:
     """The register tile's vector columns and the padded channels and output width it is
     computed on for `call`, or None if it is not packable."""
-    if int(call.attrs.groups) != 1 or not _plain_float(call):
+    if int(call.attrs.groups) != 1 or not plain_float(call):
         return None
     _, _, out_width, channels = (int(d) for d in call.ty.shape)
     tile = padded_tile(channels, out_width, lanes, accumulators, most)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgec.relax.pack_weights import plain_float
 from edgec.relax.tiling import contraction_tile, most_accumulators, tile_accumulators
 from edgec.targets import TargetProfile
 
@@ -106,22 +107,15 @@ def legalize_map(
 
 def applies(call: Any) -> bool:
     """Whether `call` (a relax.nn.conv2d) is a conv Winograd F(2,3) computes."""
-    from tvm import ir, tirx
+    from tvm import tirx
 
     attrs = call.attrs
     x, w = call.args
     if not (
-        isinstance(w, ir.expr.Constant)
-        and str(x.ty.dtype) == "float32"
-        and str(w.ty.dtype) == "float32"
-        and str(attrs.out_dtype) in ("", "None", "void", "float32")  # unset: the input dtype
-        and attrs.data_layout == "NHWC"
-        and attrs.kernel_layout == "HWIO"
-        and attrs.out_layout == "NHWC"
+        plain_float(call)
         and int(attrs.groups) == 1
-        and all(int(d) == 1 for d in attrs.dilation)
         and all(int(s) == 1 for s in attrs.strides)
-        and all(isinstance(d, tirx.IntImm) for d in [*call.ty.shape, *x.ty.shape])
+        and all(isinstance(d, tirx.IntImm) for d in x.ty.shape)
     ):
         return False
     kh, kw, c, k = (int(d) for d in w.ty.shape)
