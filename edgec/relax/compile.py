@@ -307,9 +307,7 @@ def _with_function(mod: Any, gv: Any, func: Any) -> Any:
 
 def _signature(func: Any) -> str:
     """A kernel's buffer shapes and dtypes, e.g. (1x56x56x64 float32, ...)."""
-    shapes = [
-        "x".join(str(d) for d in buf.shape) + f" {buf.dtype}" for buf in func.buffer_map.values()
-    ]
+    shapes = ["x".join(str(d) for d in buf.shape) + f" {buf.dtype}" for buf in func.params]
     return f" ({', '.join(shapes)})" if shapes else ""
 
 

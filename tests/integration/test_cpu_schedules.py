@@ -382,3 +382,44 @@ def test_grouped_convolutions_tile_within_one_group_and_match_torch(
         torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=1, groups=groups
     )
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_a_scheduled_kernel_that_does_not_build_gets_its_plain_loop_nest_back() -> None:
+    """A schedule LLVM cannot compile (here a loop bound to a GPU thread) costs the kernel its
+    schedule, not the build: the plain loop nest runs and `fallbacks` names it with its shapes."""
+    import numpy as np
+    import tvm
+    from tvm import relax, te
+    from tvm.s_tir import Schedule
+
+    from edgec.relax.compile import _build_stepping_aside
+
+    a = te.placeholder((64,), name="a")
+    plain = te.create_prim_func([a, te.compute((64,), lambda i: a[i] * 2, name="b")])
+    plain = plain.with_attr("global_symbol", "double")
+    sch = Schedule(plain)
+    sch.bind(sch.get_loops(sch.get_sblock("b"))[0], "threadIdx.x")
+    bad = sch.mod["main"].with_attr("global_symbol", "double").with_attr("tirx.is_scheduled", True)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((64,), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            gv = bb.add_func(plain, "double")
+            out = bb.emit_output(
+                bb.emit(relax.call_tir(gv, [x], relax.TensorType((64,), "float32")))
+            )
+        bb.emit_func_output(out)
+    prepared = bb.get()
+    scheduled = prepared.clone()
+    scheduled.update_func(scheduled.get_global_var("double"), bad)
+    fallbacks: dict[str, str] = {}
+    executable, _ = _build_stepping_aside(
+        scheduled, prepared, tvm.target.Target("llvm"), fallbacks, False
+    )
+    (line,) = fallbacks
+    assert line == "kernel double (64 float32, 64 float32)"
+    assert fallbacks[line].startswith("plain loop nest, edgec's schedule failed")
+    got = relax.VirtualMachine(executable, tvm.cpu())["main"](
+        tvm.runtime.tensor(np.arange(64, dtype="float32"))
+    )
+    np.testing.assert_array_equal(got.numpy(), np.arange(64, dtype="float32") * 2)
