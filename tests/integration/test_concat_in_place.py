@@ -128,3 +128,31 @@ def test_an_inception_block_built_for_rpi4_in_place_matches_under_qemu(tmp_path:
         report = build(str(path), "rpi4", tmp_path / "b", BuildOptions(repeat=1), StageLog(quiet))
     assert report["parity"]["ok"] is True, report["parity"]
     assert not any(k.startswith("concat in place") for k in report["schedules"]["fallbacks"])
+
+
+@pytest.mark.parametrize(("kind", "in_place"), [("fire", 1), ("inception", 3)])
+def test_an_int8_concatenation_written_in_place_matches_the_numpy_reference_bit_for_bit(
+    tmp_path: Path, kind: str, in_place: int
+) -> None:
+    import tvm
+    from tvm import relax
+
+    from edgec import int8
+    from edgec.relax import traverse
+    from edgec.relax.compile import lower
+    from edgec.relax.lower_int8 import import_qgraph
+    from edgec.stages.export import export
+    from edgec.stages.load import load
+    from edgec.stages.quantize import QuantizeConfig, quantize
+    from edgec.targets import get_target
+
+    model = export(load(str(_onnx(tmp_path, kind)), None, tmp_path), tmp_path)
+    calibration = np.random.default_rng(0).standard_normal((16, 3, SIDE, SIDE))
+    quantized = quantize(model, calibration.astype(np.float32), QuantizeConfig(sensitivity=None))
+    built = lower(import_qgraph(quantized).module, get_target("x86"))
+    assert len(traverse.calls(built.scheduled, "relax.call_tir_inplace")) == in_place
+    vm = relax.VirtualMachine(built.executable, tvm.cpu())
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal((1, 3, SIDE, SIDE)).astype(np.float32)
+        got = vm["main"](tvm.runtime.tensor(x)).numpy()
+        assert np.array_equal(got, int8.run(quantized.graph, [x])[0])
