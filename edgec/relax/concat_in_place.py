@@ -260,6 +260,8 @@ def _chain(
             and isinstance(producer.ty, relax.TensorType)
         ):
             raise _StepAside("an input is not one kernel's single output")
+        if _is_marked(mod, producer):  # Inception-v3's nested concats: the inner is in place
+            raise _StepAside("an input is a concatenation written in place itself")
         width = int(field.ty.shape[-1])
         key = (producer.args[0].name_hint, shape, offset)
         if key not in retargeted:

@@ -34,7 +34,7 @@ def _model(kind: str) -> Any:
             self.b = nn.Conv2d(16, 24, 3, padding=1)  # and its expand 3x3
             self.c = nn.Conv2d(16, 8, 1)
             self.pool = nn.MaxPool2d(3, stride=1, padding=1)
-            channels = {"inception": 16 + 24 + 8 + 8, "height": 16}.get(kind, 16 + 24)
+            channels = {"inception": 56, "nested": 48, "height": 16}.get(kind, 16 + 24)
             self.head = nn.Conv2d(channels, 10, 1)
             self.side = nn.Conv2d(16, 10, 1)
 
@@ -46,6 +46,9 @@ def _model(kind: str) -> Any:
             if kind == "inception":  # four branches, one through max pooling
                 c, d = torch.relu(self.c(x)), torch.relu(self.c(self.pool(x)))
                 return self.head(torch.cat([a, b, c, d], dim=1))
+            if kind == "nested":  # the exporter makes one Concat of it: _onnx nests it again
+                inner = torch.cat([b, torch.relu(self.c(x))], dim=1)
+                return self.head(torch.cat([a, inner], dim=1))
             if kind == "height":  # along the image's rows, not the channels
                 return self.head(torch.cat([a, b[:, :16]], dim=2))
             if kind == "shared":  # `a` also feeds another layer
@@ -59,6 +62,7 @@ def _model(kind: str) -> Any:
 CASES = [
     pytest.param("fire", 1, None, id="fire-module-in-place"),
     pytest.param("inception", 3, None, id="inception-four-branches-in-place"),
+    pytest.param("nested", 1, "is a concatenation written", id="nested-inner-in-place-outer-copy"),
     pytest.param("height", 0, "on axis 1, not the innermost", id="height-axis-stays-a-copy"),
     pytest.param("shared", 0, "an input is used elsewhere", id="input-used-elsewhere-stays"),
 ]
@@ -73,6 +77,16 @@ def _onnx(tmp: Path, kind: str) -> Path:
         warnings.simplefilter("ignore")  # the TorchScript exporter, as edgec's export stage uses
         torch.onnx.export(_model(kind), (x,), str(path), opset_version=17,
                           input_names=["input"], output_names=["output"], dynamo=False)  # fmt: skip
+    if kind == "nested":  # Inception-v3's concatenation inside a concatenation
+        import onnx
+
+        graph = onnx.load(str(path))
+        (concat,) = [n for n in graph.graph.node if n.op_type == "Concat"]
+        a, b, c = concat.input
+        inner = onnx.helper.make_node("Concat", [b, c], ["inner"], axis=1)
+        concat.input[:] = [a, "inner"]
+        graph.graph.node.insert(list(graph.graph.node).index(concat), inner)
+        onnx.save(graph, str(path))
     return path
 
 
