@@ -12,8 +12,9 @@ it out of its producers' kernels (it would fuse it into one of them, copying the
 FuseTIR, each such kernel's producers are retargeted to write their slice of the result
 (`write_in_place`). Steps aside locally, the concatenation staying its own copy kernel: a
 concatenation on another axis than the innermost, an input used elsewhere (DenseNet's running
-features), an input whose fused kernel is not a plain `call_tir` with one output that only
-stores it.
+features), an input that is itself a concatenation written in place (Inception-v3 nests
+them), an input whose fused kernel is not a plain `call_tir` with one output that it only
+stores to (a max pooling reduces into its output: two of Inception-v3's concatenations).
 """
 
 from __future__ import annotations
@@ -257,6 +258,7 @@ def _chain(
             isinstance(producer, relax.Call)
             and isinstance(producer.op, ir.Op)
             and producer.op.name == "relax.call_tir"
+            and len(producer.args) == 2  # a third: symbolic shape values
             and isinstance(producer.ty, relax.TensorType)
         ):
             raise _StepAside("an input is not one kernel's single output")
