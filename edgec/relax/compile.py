@@ -11,6 +11,7 @@ from edgec.artifacts import BuiltArtifact, RelaxModule
 from edgec.errors import EdgecError, first_line
 from edgec.relax import (
     clip_ops,
+    concat_in_place,
     cpu_schedules,
     fold_weights,
     int8_dot,
@@ -227,7 +228,11 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
             mod = lower_int8.requantize_in_int32(mod)
         except Exception as e:
             fallbacks["int8 requantization in int32"] = f"left in int64: {first_line(e)}"
-    return tvm.transform.Sequential(
+    try:  # concatenations kept out of fusion, to be written in place below
+        mod = concat_in_place.mark_concats(mod, fallbacks)
+    except Exception as e:
+        fallbacks["concat in place"] = f"concatenations stay copies: {first_line(e)}"
+    mod = tvm.transform.Sequential(
         [
             # int8 convolutions become dot-product kernels where the CPU has the instruction;
             # float 3x3 stride-1 ones are Winograd F(2,3) where the profile says so; other
@@ -244,6 +249,12 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
             relax.transform.FuseTIR(),
         ]
     )(mod)
+    # each concatenation's inputs written into its result by their own kernels: no copy
+    try:
+        return concat_in_place.write_in_place(mod, fallbacks)
+    except Exception as e:
+        fallbacks["concat in place"] = f"concatenations stay copies: {first_line(e)}"
+        return mod
 
 
 def _build_stepping_aside(
@@ -358,7 +369,7 @@ def _kernel_counts(mod: Any, tuned: int) -> dict[str, Any]:
     return {
         "kernels": len(kernels),
         # per inference: a kernel can serve several layers
-        "kernel_calls": len(traverse.calls(mod, "relax.call_tir")),
+        "kernel_calls": len(traverse.calls(mod, "relax.call_tir", "relax.call_tir_inplace")),
         "tuned": tuned,
         "int8_dot": sum(
             int8_dot.tensorized(f) for f in mod.functions.values() if isinstance(f, tirx.PrimFunc)
