@@ -192,6 +192,7 @@ def tune_model(
         progress=progress,
         # Measured first, so tuning only replaces edgec's rules where it beats them.
         baseline_rules=rules,
+        searchable=winograd.searchable,
     )
 
 

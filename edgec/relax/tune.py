@@ -70,11 +70,14 @@ def tune(
     remote: RemoteMeasure | None = None,
     progress: Progress | None = None,
     baseline_rules: Sequence[Any] = (),
+    searchable: Callable[[Any], bool] = lambda _: True,
 ) -> TuningSummary:
     """Tune the kernels of fused module `mod` that have no record in db_dir, within `trials`.
 
     With `baseline_rules` (the dlight rules the build schedules untuned kernels with), each
     kernel's schedule from them is measured first: tuning only replaces it where faster.
+    Kernels (PrimFuncs) that `searchable` refuses are left to the default rules, unmeasured,
+    and the trials go to the others.
     """
     from tvm.s_tir.meta_schedule import relax_integration
 
@@ -91,16 +94,21 @@ def tune(
         tasks = relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY)
         pending = [t for t in tasks if not _has_record(database, t, target)]
         say(f"{len(tasks)} kernels, {len(tasks) - len(pending)} of them in {db_dir}")
+        kept = [searchable(t.dispatched[0]["main"]) for t in pending]
+        search = [t for t, keep in zip(pending, kept, strict=True) if keep]
+        if not all(kept):
+            left = [t.task_name for t, keep in zip(pending, kept, strict=True) if not keep]
+            say(f"left to the default rules, not searched: {', '.join(left)}")
         measured = 0
-        if pending and trials > 0:
+        if search and trials > 0:
             if remote is None and not profile.capabilities.runs_on_host:
                 raise EdgecError(
                     f"tuning {profile.name} needs measurements on the board: "
                     "give --tracker HOST:PORT --key KEY"
                 )
-            per_task = trials_per_task or math.ceil(trials / len(pending))
+            per_task = trials_per_task or math.ceil(trials / len(search))
             measured = _search(
-                pending, profile, database, db_dir, trials, per_task, remote, baseline_rules, say
+                search, profile, database, db_dir, trials, per_task, remote, baseline_rules, say
             )
         untuned = [t for t in pending if not _has_record(database, t, target)]
     return TuningSummary(

@@ -175,3 +175,43 @@ def test_winograd_model_matches_onnxruntime(tmp_path: Path, target: str) -> None
     report = json.loads((out / "report.json").read_text())
     assert report["parity"]["ok"], report["parity"]
     assert report["parity"]["max_abs_diff"] < 1e-4
+
+
+def test_tuning_leaves_the_one_kernel_form_to_its_rule(tmp_path: Path) -> None:
+    """MetaSchedule's space cannot compute the input transform per tile row: the one-kernel
+    form keeps fused_rule's schedule, neither measured nor searched."""
+    from tvm import relax
+
+    from edgec.relax import winograd
+    from edgec.relax.compile import _rules, prepare
+    from edgec.relax.target import tvm_target
+    from edgec.relax.tune import tune
+    from edgec.targets import get_target
+
+    w = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType([1, 16, 16, 16], "float32"))
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            conv = relax.op.nn.conv2d(
+                arg, relax.const(w), padding=[1] * 4, data_layout="NHWC", kernel_layout="HWIO"
+            )
+            out = bb.emit_output(relax.op.nn.relu(bb.emit(conv)))
+        bb.emit_func_output(out)
+    profile = get_target("x86")
+    with tvm_target(profile):
+        prepared = prepare(bb.get(), profile, {})  # NHWC already: one kernel, no transposes
+    lines: list[str] = []
+    summary = tune(
+        prepared,
+        profile,
+        trials=8,
+        db_dir=tmp_path / "db",
+        progress=lines.append,
+        baseline_rules=_rules(profile),
+        searchable=winograd.searchable,
+    )
+    (skipped,) = [line for line in lines if "not searched" in line]
+    assert winograd.FUSED in skipped, lines
+    assert summary.tasks == summary.default_rules == 1, summary
+    assert summary.measurements == summary.tuned == 0, summary
