@@ -2,7 +2,7 @@
 Runtime, load-robust: one thread each, CPU time of the calling thread (`time.thread_time`),
 interleaved in one process, median of --rounds. Variants: direct convolutions, Winograd as three
 kernels everywhere (input transform, GEMM, output transform), and Winograd as built (one kernel
-per tile row where the transformed weights fit winograd.FUSED_WEIGHT_BYTES).
+per tile row where winograd.fused says so: V beyond L2, U within).
 
     .venv/bin/python bench/winograd.py examples/resnet18.py:make_model [--rounds 20]
 """

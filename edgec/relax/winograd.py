@@ -11,10 +11,10 @@ The transforms' coefficients are constant Select chains over the tile position; 
 unroll those loops so the chains fold to the few nonzero terms.
 
 V and M are 4x the activation (3.2 MB each for 64 channels at 56x56): written whole, they
-stream through L3. Where U is small enough to stay in L2 (fused, FUSED_WEIGHT_BYTES) the three
+stream through L3. Where V is that large and U small enough to stay in L2 (`fused`) the three
 stages are one kernel (fused_rule) that computes V, M and the output one tile row at a time, in
-parallel over tile rows; larger U (every tile row reads all of it) keeps three kernels (gemm_rule,
-transform_rules), each over all tiles.
+parallel over tile rows; elsewhere (V fits L2, or U does not and every tile row would read all
+of it) they are three kernels (gemm_rule, transform_rules), each over all tiles.
 
 A conv2d it does not hold for (stride, dilation, groups, kernel size, dtype, layout, weights
 not constant, few channels) keeps its usual legalization (`inner`).
@@ -89,17 +89,21 @@ _OPAQUE = 8
 # into the one-kernel form's output transform.
 _OUT_ELEMWISE_FUSABLE = 4
 FUSED = "winograd_fused"
-# Transformed weights up to this many bytes: one kernel, tile row by tile row (every row
-# reads all of U, which must stay in L2); larger ones: three kernels. x86, 2 MB L2 per core, 1
-# thread, ResNet-18 in context: the four 64-channel layers at 56x56 (U 256 KB) 5.4 -> 4.0 ms, the
-# three 128-channel ones at 28x28 (1 MB) 3.5 -> 2.9 ms; one 256-channel layer at 14x14 alone
-# (4 MB) 1.6 -> 1.9 ms (worse).
+# One kernel where the three would stream V through L3 (V larger than FUSED_MIN_V_BYTES) and
+# every tile row can read all of U from L2 (U up to FUSED_WEIGHT_BYTES). x86, 2 MB L2 per core,
+# 1 thread, ResNet-18 in context: the four 64-channel layers at 56x56 (V 3.2 MB, U 256 KB)
+# 5.4 -> 4.0 ms, the three 128-channel ones at 28x28 (V 1.6 MB, U 1 MB) 3.5 -> 2.9 ms; one
+# 256-channel layer at 14x14 alone (U 4 MB) 1.6 -> 1.9 ms (worse). Smaller V stays in L2 as
+# three kernels, and the one-kernel form allocates V and M per tile row (two workspace calls
+# per parallel iteration: see fused_rule).
 FUSED_WEIGHT_BYTES = 1 << 20
+FUSED_MIN_V_BYTES = 1 << 20
 
 
-def fused(weight_bytes: int) -> bool:
-    """Whether a layer with `weight_bytes` of transformed weights runs as one kernel."""
-    return weight_bytes <= FUSED_WEIGHT_BYTES
+def fused(weight_bytes: int, v_bytes: int) -> bool:
+    """Whether a layer with `weight_bytes` of transformed weights and a V of `v_bytes` runs as
+    one kernel."""
+    return weight_bytes <= FUSED_WEIGHT_BYTES and v_bytes > FUSED_MIN_V_BYTES
 
 
 def legalize_map(
@@ -173,7 +177,9 @@ def _legalize(bb: Any, call: Any, cols: int) -> Any:
     packed = transformed_weights(w.value.numpy(), cols, M_OUT)
     pads = [int(p) for p in call.attrs.padding]
     n, oh, ow, _ = (int(d) for d in call.ty.shape)
-    if fused(packed.nbytes):
+    c = int(x.ty.shape[3])
+    v_bytes = (M_OUT + 2) ** 2 * n * -(-oh // M_OUT) * -(-ow // M_OUT) * c * 4
+    if fused(packed.nbytes, v_bytes):
         return bb.call_te(
             _fused_te,
             x,
@@ -496,7 +502,10 @@ def _block(sch: Any, name: str) -> Any:
 def fused_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
     """The one-kernel form's schedule: parallel over tile rows; per tile row the input
     transform into V (16 x tiles x C), the GEMM in register tiles into M, and the output
-    transform with its epilogue, so V and M stay in L2."""
+    transform with its epilogue, so V and M stay in L2. V and M are compacted to one tile row
+    inside the parallel loop: TVM allocates them from its workspace pool in each iteration
+    (a stack array would need `disable_lower_builtin` on the allocation, which TVM 0.27's
+    schedules cannot set)."""
     from tvm import s_tir
     from tvm.s_tir.dlight.base import ScheduleRule
 
