@@ -1,6 +1,8 @@
 """x86 float32 latency with and without Winograd F(2,3) (edgec.relax.winograd), against ONNX
-Runtime, load-robust: one thread each, CPU time of the calling thread (`time.thread_time`), the
-three interleaved in one process, median of --rounds.
+Runtime, load-robust: one thread each, CPU time of the calling thread (`time.thread_time`),
+interleaved in one process, median of --rounds. Variants: direct convolutions, Winograd as three
+kernels everywhere (input transform, GEMM, output transform), and Winograd as built (one kernel
+per tile row where winograd.fused says so: V beyond L2, U within).
 
     .venv/bin/python bench/winograd.py examples/resnet18.py:make_model [--rounds 20]
 """
@@ -30,6 +32,7 @@ def main() -> None:
     from tvm import relax
 
     from bench import host
+    from edgec.relax import winograd
     from edgec.relax.compile import lower
     from edgec.relax.import_onnx import import_onnx
     from edgec.stages.export import export
@@ -47,8 +50,11 @@ def main() -> None:
     x = np.random.default_rng(0).standard_normal([int(d) for d in feed.shape]).astype("float32")
     want = session.run(None, {feed.name: x})[0]
     runs = {}
-    for name, on in (("direct", False), ("winograd", True)):
+    one_kernel = winograd.FUSED_WEIGHT_BYTES
+    variants = (("direct", False, 0), ("three kernels", True, 0), ("winograd", True, one_kernel))
+    for name, on, fused_bytes in variants:
         caps = dataclasses.replace(profile.capabilities, winograd=on)
+        winograd.FUSED_WEIGHT_BYTES = fused_bytes  # 0: every Winograd layer as three kernels
         built = lower(module, dataclasses.replace(profile, capabilities=caps))
         vm = relax.VirtualMachine(built.executable, tvm.cpu())
         data = tvm.runtime.tensor(x)
@@ -68,7 +74,7 @@ def main() -> None:
     print(f"{args.model}: 1 thread, CPU ms, median of {args.rounds}")
     for name, values in times.items():
         ms = float(np.median(values))
-        print(f"  {name:12s} {ms:8.2f} ms  {ms / ort_ms:.2f}x ONNX Runtime")
+        print(f"  {name:14s} {ms:8.2f} ms  {ms / ort_ms:.2f}x ONNX Runtime")
 
 
 if __name__ == "__main__":

@@ -193,6 +193,7 @@ def tune_model(
         progress=progress,
         # Measured first, so tuning only replaces edgec's rules where it beats them.
         baseline_rules=rules,
+        searchable=winograd.searchable,
     )
 
 
@@ -346,7 +347,8 @@ def _rules(profile: TargetProfile) -> list[Any]:
     accumulators = tiling.tile_accumulators(caps.vector_registers)
     most = tiling.most_accumulators(caps.vector_registers, caps.vector_bits)
     gemm = winograd.gemm_rule(lanes, accumulators, most, lane_fma)
-    return [gemm, *winograd.transform_rules(lanes), *rules]
+    fused = winograd.fused_rule(lanes, accumulators, most, lane_fma)
+    return [fused, gemm, *winograd.transform_rules(lanes), *rules]
 
 
 def _scheduled_kernels(mod: Any) -> dict[str, bool]:

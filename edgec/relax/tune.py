@@ -37,6 +37,12 @@ __all__ = ["RemoteMeasure", "TuneOptions", "TuningSummary", "apply_database", "t
 # this model or the next; TVM replays the anchor's trace and inlines the different epilogue.
 MODULE_EQUALITY = "anchor-block"
 
+# Kernels whose default schedule takes less than this share of the model's time (measured
+# before the search) are not searched: ResNet-18 has 20 kernels, 10 of them under 0.4 ms of
+# ~25 together; an even split gave each 10 of 200 trials, half the budget where the most a
+# search can save is a fraction of a millisecond.
+_MIN_SHARE = 0.02
+
 # Seconds to reach the tracker before giving up (TVM itself retries for 60 s).
 _TRACKER_TIMEOUT_S = 5.0
 # One remote measurement: connect, upload the .so, load it, run it; a Pi needs more than 10 s.
@@ -70,11 +76,14 @@ def tune(
     remote: RemoteMeasure | None = None,
     progress: Progress | None = None,
     baseline_rules: Sequence[Any] = (),
+    searchable: Callable[[Any], bool] = lambda _: True,
 ) -> TuningSummary:
     """Tune the kernels of fused module `mod` that have no record in db_dir, within `trials`.
 
     With `baseline_rules` (the dlight rules the build schedules untuned kernels with), each
     kernel's schedule from them is measured first: tuning only replaces it where faster.
+    Kernels (PrimFuncs) that `searchable` refuses are left to the default rules, unmeasured,
+    and the trials go to the others.
     """
     from tvm.s_tir.meta_schedule import relax_integration
 
@@ -91,16 +100,28 @@ def tune(
         tasks = relax_integration.extract_tasks(mod, target, module_equality=MODULE_EQUALITY)
         pending = [t for t in tasks if not _has_record(database, t, target)]
         say(f"{len(tasks)} kernels, {len(tasks) - len(pending)} of them in {db_dir}")
+        kept = [searchable(t.dispatched[0]["main"]) for t in pending]
+        search = [t for t, keep in zip(pending, kept, strict=True) if keep]
+        if not all(kept):
+            left = [t.task_name for t, keep in zip(pending, kept, strict=True) if not keep]
+            say(f"left to the default rules, not searched: {', '.join(left)}")
         measured = 0
-        if pending and trials > 0:
+        if search and trials > 0:
             if remote is None and not profile.capabilities.runs_on_host:
                 raise EdgecError(
                     f"tuning {profile.name} needs measurements on the board: "
                     "give --tracker HOST:PORT --key KEY"
                 )
-            per_task = trials_per_task or math.ceil(trials / len(pending))
             measured = _search(
-                pending, profile, database, db_dir, trials, per_task, remote, baseline_rules, say
+                search,
+                profile,
+                database,
+                db_dir,
+                trials,
+                trials_per_task,
+                remote,
+                baseline_rules,
+                say,
             )
         untuned = [t for t in pending if not _has_record(database, t, target)]
     return TuningSummary(
@@ -143,7 +164,7 @@ def _search(
     database: Any,
     db_dir: Path,
     trials: int,
-    per_task: int,
+    trials_per_task: int | None,
     remote: RemoteMeasure | None,
     baseline_rules: Sequence[Any],
     say: Progress,
@@ -152,12 +173,22 @@ def _search(
     from tvm.s_tir import meta_schedule as ms
 
     runner, where = _runner(remote)
-    say(f"tuning {len(tasks)} with {trials} trials (at most {per_task} each), measured {where}")
     log = db_dir / "tuning.log"  # this call's MetaSchedule log: why candidates failed, if any
-    counter = _MeasureCounter([t.task_name for t in tasks], say, log)
     try:
         with meta_schedule_log(log), reusable_builder(profile.cxx) as builder:
-            baseline = _measure_baseline(tasks, baseline_rules, builder, runner, database, say)
+            seconds = _measure_baseline(tasks, baseline_rules, builder, runner, database, say)
+            baseline = sum(s is not None for s in seconds)
+            keep = worth_searching(seconds, [float(t.weight) for t in tasks])
+            if not all(keep):
+                small = ", ".join(t.task_name for t, k in zip(tasks, keep, strict=True) if not k)
+                say(f"not searched, under {_MIN_SHARE:.0%} of the time by default: {small}")
+            tasks = [t for t, k in zip(tasks, keep, strict=True) if k]
+            per_task = trials_per_task or math.ceil(trials / len(tasks))
+            say(
+                f"tuning {len(tasks)} with {trials} trials (at most {per_task} each), "
+                f"measured {where}"
+            )
+            counter = _MeasureCounter([t.task_name for t in tasks], say, log)
             contexts = [tune_context(i, task, per_task) for i, task in enumerate(tasks)]
             ms.tune.tune_tasks(
                 tasks=contexts,
@@ -180,29 +211,42 @@ def _search(
     return baseline + counter.measured
 
 
+def worth_searching(seconds: list[float | None], calls: list[float]) -> list[bool]:
+    """Which kernels to search: those whose default schedule (`seconds` per call, None if not
+    measured, `calls` per inference) takes at least _MIN_SHARE of the measured time, the
+    heaviest in any case, and those not measured."""
+    shares = [s * c if s is not None else None for s, c in zip(seconds, calls, strict=True)]
+    measured = [s for s in shares if s is not None]
+    if not measured:
+        return [True] * len(shares)
+    bar = min(_MIN_SHARE * sum(measured), max(measured))
+    return [s is None or s >= bar for s in shares]
+
+
 def _measure_baseline(
     tasks: list[Any], rules: Sequence[Any], builder: Any, runner: Any, database: Any, say: Progress
-) -> int:
-    """Record each task's schedule from `rules`, measured like a candidate; returns how many."""
+) -> list[float | None]:
+    """Record each task's schedule from `rules`, measured like a candidate; returns each task's
+    mean seconds (None where nothing was measured)."""
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.utils import remove_build_dir
 
     if not rules:
-        return 0
+        return [None] * len(tasks)
     target = tasks[0].target
     device = "cpu" if target.kind.name == "llvm" else target.kind.name  # where the runner runs
     with target:
         scheduled = [(t, _first_schedule(rules, t.dispatched[0]["main"], target)) for t in tasks]
-    candidates = [(task, sch) for task, sch in scheduled if sch is not None]
-    builds = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, sch in candidates])
+    candidates = [(i, task, sch) for i, (task, sch) in enumerate(scheduled) if sch is not None]
+    builds = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, _, sch in candidates])
     runs = []
-    for (task, sch), built in zip(candidates, builds, strict=True):
+    for (i, task, sch), built in zip(candidates, builds, strict=True):
         if built.error_msg is None:
             args = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
             inputs = ms.runner.RunnerInput(built.artifact_path, device, args)
-            runs.append((task, sch, args, built.artifact_path, runner.run([inputs])[0]))
-    measured = 0
-    for task, sch, args, artifact, future in runs:
+            runs.append((i, task, sch, args, built.artifact_path, runner.run([inputs])[0]))
+    times: list[float | None] = [None] * len(tasks)
+    for i, task, sch, args, artifact, future in runs:
         run = future.result()
         remove_build_dir(artifact)
         if run.error_msg is not None or not run.run_secs:
@@ -213,9 +257,9 @@ def _measure_baseline(
         database.commit_tuning_record(
             ms.database.TuningRecord(sch.trace, workload, seconds, target, args)
         )
-        measured += 1
-        say(f"  {task.task_name}: default rules {sum(seconds) / len(seconds) * 1e3:.3f} ms")
-    return measured
+        times[i] = sum(seconds) / len(seconds)
+        say(f"  {task.task_name}: default rules {times[i] * 1e3:.3f} ms")
+    return times
 
 
 def _first_schedule(rules: Sequence[Any], func: Any, target: Any) -> Any:

@@ -1,14 +1,20 @@
 """Winograd F(2,3) for float32 3x3 stride-1 convolutions: 16 multiplies per 2x2 output tile and
 channel pair instead of 36.
 
-A conv2d (NHWC, HWIO, constant weights) becomes three kernels:
+A conv2d (NHWC, HWIO, constant weights) becomes three stages:
 - input transform: V[a, b, p, c] = (B^T d_p B)[a, b], d_p the 4x4 padded input tile p;
 - a batched GEMM over the 16 tile positions, M[a, b, p, k] = sum_c V[a, b, p, c] U[a, b, c, k],
   with U = G g G^T computed in numpy at build time and packed [K/cols, 4, 4, C, cols] like
-  edgec.relax.pack_weights, register-tiled by gemm_rule;
+  edgec.relax.pack_weights, register-tiled;
 - output transform: Y = A^T M A, with bias, residual add and activation fused after it.
-The transforms' coefficients are constant Select chains over the tile position; their schedule
-(transform_rules) unrolls those loops so the chains fold to the few nonzero terms.
+The transforms' coefficients are constant Select chains over the tile position; their schedules
+unroll those loops so the chains fold to the few nonzero terms.
+
+V and M are 4x the activation (3.2 MB each for 64 channels at 56x56): written whole, they
+stream through L3. Where V is that large and U small enough to stay in L2 (`fused`) the three
+stages are one kernel (fused_rule) that computes V, M and the output one tile row at a time, in
+parallel over tile rows; elsewhere (V fits L2, or U does not and every tile row would read all
+of it) they are three kernels (gemm_rule, transform_rules), each over all tiles.
 
 A conv2d it does not hold for (stride, dilation, groups, kernel size, dtype, layout, weights
 not constant, few channels) keeps its usual legalization (`inner`).
@@ -79,6 +85,25 @@ MIN_TILES = 32
 # producer fused in would be recomputed 16 times per input; the output transform fused into the
 # GEMM would leave it without a register tile).
 _OPAQUE = 8
+# TVM's op pattern "out-elemwise-fusable" (as conv2d): bias, residual add and activation fuse
+# into the one-kernel form's output transform.
+_OUT_ELEMWISE_FUSABLE = 4
+FUSED = "winograd_fused"
+# One kernel where the three would stream V through L3 (V larger than FUSED_MIN_V_BYTES) and
+# every tile row can read all of U from L2 (U up to FUSED_WEIGHT_BYTES). x86, 2 MB L2 per core,
+# 1 thread, ResNet-18 in context: the four 64-channel layers at 56x56 (V 3.2 MB, U 256 KB)
+# 5.4 -> 4.0 ms, the three 128-channel ones at 28x28 (V 1.6 MB, U 1 MB) 3.5 -> 2.9 ms; one
+# 256-channel layer at 14x14 alone (U 4 MB) 1.6 -> 1.9 ms (worse). Smaller V stays in L2 as
+# three kernels, and the one-kernel form allocates V and M per tile row (two workspace calls
+# per parallel iteration: see fused_rule).
+FUSED_WEIGHT_BYTES = 1 << 20
+FUSED_MIN_V_BYTES = 1 << 20
+
+
+def fused(weight_bytes: int, v_bytes: int) -> bool:
+    """Whether a layer with `weight_bytes` of transformed weights and a V of `v_bytes` runs as
+    one kernel."""
+    return weight_bytes <= FUSED_WEIGHT_BYTES and v_bytes > FUSED_MIN_V_BYTES
 
 
 def legalize_map(
@@ -152,6 +177,19 @@ def _legalize(bb: Any, call: Any, cols: int) -> Any:
     packed = transformed_weights(w.value.numpy(), cols, M_OUT)
     pads = [int(p) for p in call.attrs.padding]
     n, oh, ow, _ = (int(d) for d in call.ty.shape)
+    c = int(x.ty.shape[3])
+    v_bytes = (M_OUT + 2) ** 2 * n * -(-oh // M_OUT) * -(-ow // M_OUT) * c * 4
+    if fused(packed.nbytes, v_bytes):
+        return bb.call_te(
+            _fused_te,
+            x,
+            relax.const(packed, "float32"),
+            pads,
+            oh,
+            ow,
+            primfunc_name_hint=FUSED,
+            primfunc_attrs={"op_pattern": _OUT_ELEMWISE_FUSABLE},
+        )
     opaque = {"op_pattern": _OPAQUE}
     v = bb.emit(
         bb.call_te(_input_te, x, pads, oh, ow, primfunc_name_hint=INPUT, primfunc_attrs=opaque)
@@ -222,6 +260,66 @@ def _transform_sum(
             )
             total = term if total is None else total + term
     return total
+
+
+def _fused_te(x: Any, u: Any, pads: list[int], oh: int, ow: int) -> Any:
+    """The three stages in one function, tiles indexed (n, tile row, tile column) so the
+    schedule can compute V and M per tile row: V[a, b, n, ty, tx, c], M[a, b, n, ty, tx, k],
+    Y[n, y, z, k] from M[., ., n, y // 2, z // 2, k]."""
+    from tvm import te, tirx
+
+    n, h, w, c = (int(d) for d in x.shape)
+    top, left = pads[0], pads[1]
+    m, alpha = M_OUT, M_OUT + 2
+    th, tw = -(-oh // m), -(-ow // m)
+    padded = te.compute(
+        (n, th * m + 2, tw * m + 2, c),
+        lambda b, y, z, ch: tirx.if_then_else(
+            tirx.all(y >= top, y < h + top, z >= left, z < w + left),
+            x[b, y - top, z - left, ch],
+            tirx.const(0.0, "float32"),
+        ),
+        name="pad_temp",
+    )
+    bt = FORMS[m][0]
+
+    def transform(a: Any, b: Any, bn: Any, ty: Any, tx: Any, ch: Any) -> Any:
+        total = None
+        for i in range(alpha):
+            for j in range(alpha):
+                term = (
+                    _coefficient(bt.T, i, a)
+                    * _coefficient(bt.T, j, b)
+                    * padded[bn, ty * m + i, tx * m + j, ch]
+                )
+                total = term if total is None else total + term
+        return total
+
+    v = te.compute((alpha, alpha, n, th, tw, c), transform, name=INPUT)
+    blocks, _, _, _, cols = (int(d) for d in u.shape)
+    rc = te.reduce_axis((0, c), "rc")
+    mm = te.compute(
+        (alpha, alpha, n, th, tw, blocks * cols),
+        lambda a, b, bn, ty, tx, k: te.sum(
+            v[a, b, bn, ty, tx, rc] * u[k // cols, a, b, rc, k % cols], axis=rc
+        ),
+        name=GEMM,
+    )
+    at = FORMS[m][2]
+
+    def value(bn: Any, y: Any, z: Any, ch: Any) -> Any:
+        total = None
+        for i in range(alpha):
+            for j in range(alpha):
+                term = (
+                    _coefficient(at.T, i, y % m)
+                    * _coefficient(at.T, j, z % m)
+                    * mm[i, j, bn, y // m, z // m, ch]
+                )
+                total = term if total is None else total + term
+        return total
+
+    return te.compute((n, oh, ow, blocks * cols), value, name=OUTPUT)
 
 
 def _gemm_te(v: Any, u: Any) -> Any:
@@ -372,6 +470,21 @@ def transform_rules(lanes: int) -> list[Any]:
     return [InputTransform(), OutputTransform()]
 
 
+def searchable(func: Any) -> bool:
+    """Whether MetaSchedule may search schedules for kernel `func`: not for the one-kernel form.
+    Its space has no input transform computed per tile row of the GEMM: with 10 trials each
+    (`edgec tune`, 200 for ResNet-18) its best candidates for the 56x56 and 28x28 layers took
+    9.6 ms against 2.3 ms for fused_rule's schedule, and their search was the slowest of all
+    kernels (~8 s per evolution round against ~1 s)."""
+    from tvm import s_tir
+
+    try:
+        sch = s_tir.Schedule(func)
+    except Exception:  # not a kernel s_tir can read: MetaSchedule decides
+        return True
+    return not (_block(sch, INPUT) is not None and _block(sch, GEMM) is not None)
+
+
 def _tile_side(sch: Any) -> int:
     """m of the F(m,3) whose output transform `sch` schedules: alpha - 2 of its input."""
     block = _block(sch, OUTPUT)
@@ -384,3 +497,85 @@ def _block(sch: Any, name: str) -> Any:
         b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint == name
     ]
     return blocks[0] if blocks else None
+
+
+def fused_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
+    """The one-kernel form's schedule: parallel over tile rows; per tile row the input
+    transform into V (16 x tiles x C), the GEMM in register tiles into M, and the output
+    transform with its epilogue, so V and M stay in L2. V and M are compacted to one tile row
+    inside the parallel loop: TVM allocates them from its workspace pool in each iteration
+    (a stack array would need `disable_lower_builtin` on the allocation, which TVM 0.27's
+    schedules cannot set)."""
+    from tvm import s_tir
+    from tvm.s_tir.dlight.base import ScheduleRule
+
+    from edgec.relax.tiling import extent, guarded, parallel_root, write_back_at
+
+    @guarded
+    class WinogradFused(ScheduleRule):
+        def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
+            sch = s_tir.Schedule(func)
+            gemm, transform = _block(sch, GEMM), _block(sch, INPUT)
+            if gemm is None or transform is None or _block(sch, OUTPUT) is None:
+                return None
+            blocks = sch.get_child_blocks(sch.get_sblock("root"))
+            after = blocks[[sch.get(b).name_hint for b in blocks].index(GEMM) + 1 :]
+            *rest, last = after
+            for block in rest:  # output transform, bias, residual: computed in the last
+                sch.compute_inline(block)
+            n, y, z, k = sch.get_loops(last)
+            ty, yi = sch.split(y, [None, M_OUT])
+            tx, zi = sch.split(z, [None, M_OUT])
+            k_out, k_in = sch.split(k, [None, lanes]) if extent(sch, k) % lanes == 0 else (k, None)
+            sch.reorder(n, ty, tx, k_out, yi, zi, *([k_in] if k_in is not None else []))
+            sch.compute_at(gemm, ty)
+            sch.compute_at(transform, ty)
+            for producer in sch.get_producers(transform):
+                parallel_root(sch, producer)  # the zero-padded copy: its own pass
+            sch.parallel(sch.fuse(n, ty))
+            sch.unroll(yi)
+            sch.unroll(zi)
+            if k_in is not None:
+                sch.vectorize(k_in)
+            # V per tile row: channels in vectors, the 4x4 positions unrolled
+            a, b, tv, c = sch.get_loops(transform)[1:]  # below the tile-row loop
+            if extent(sch, c) % lanes == 0:
+                c_out, c_in = sch.split(c, [None, lanes])
+                sch.reorder(tv, c_out, a, b, c_in)
+                sch.vectorize(c_in)
+            else:
+                sch.reorder(tv, c, a, b)
+            sch.unroll(a)
+            sch.unroll(b)
+            # the GEMM: register tiles of tiles x output channels
+            a, b, tx_, kk, rc = sch.get_loops(gemm)[1:]
+            cols = int(sch.get(gemm).reads[1].source.shape[4])
+            tile = contraction_tile(
+                extent(sch, kk), extent(sch, tx_), lanes, accumulators, most, cols
+            )
+            if tile is None:
+                return None
+            rows, cols = tile
+            p_out, p_in = sch.split(tx_, [None, rows])
+            kk_out, kk_in = sch.split(kk, [None, cols])
+            sch.reorder(a, b, p_out, kk_out, rc, p_in, kk_in)
+            write_back = write_back_at(sch, gemm, kk_out, [])
+            if lane_fma and extent(sch, rc) % lanes == 0:
+                rc_out, rc_in = sch.split(rc, [None, lanes])
+                sch.unroll(rc_in)
+                cache = sch.cache_read(gemm, 0, "global")
+                sch.compute_at(cache, rc_out)
+                cache_loops = sch.get_loops(cache)
+                sch.vectorize(cache_loops[-1])
+                sch.unroll(cache_loops[-2])
+                rc = rc_out
+            sch.unroll(p_in)
+            sch.vectorize(kk_in)
+            init = sch.decompose_reduction(gemm, rc)
+            sch.vectorize(sch.get_loops(init)[-1])
+            wb_loops = sch.get_loops(write_back)
+            if extent(sch, wb_loops[-1]) % lanes == 0:
+                sch.vectorize(wb_loops[-1])
+            return sch
+
+    return WinogradFused()

@@ -18,19 +18,25 @@ from tests.conftest import needs
 
 pytestmark = pytest.mark.integration
 
-# (in channels, out channels, size, stride, groups, epilogue, target, Winograd or not)
+# (in channels, out channels, size, stride, groups, epilogue, target, Winograd's form or None):
+# "fused" is one kernel per tile row (V over winograd.FUSED_MIN_V_BYTES, transformed weights U up
+# to FUSED_WEIGHT_BYTES), "three" the input transform, GEMM and output transform as kernels of
+# their own
 CASES = [
-    pytest.param(16, 16, 11, 1, 1, "bias", "x86", True, id="x86-16-channels-odd-11"),
-    pytest.param(32, 48, 15, 1, 1, "relu", "x86", True, id="x86-32-to-48-odd-15"),
-    pytest.param(64, 64, 16, 1, 1, "residual", "x86", True, id="x86-64-residual"),
-    pytest.param(256, 256, 14, 1, 1, "residual", "x86", True, id="x86-256-resnet-14x14"),
-    pytest.param(128, 512, 11, 1, 1, "relu", "x86", True, id="x86-128-to-512-odd-11"),
-    pytest.param(64, 64, 13, 1, 1, "relu", "rpi4", True, id="rpi4-64-odd-13"),
-    pytest.param(8, 8, 16, 1, 1, "relu", "x86", False, id="8-channels-stay-direct"),
-    pytest.param(32, 64, 15, 2, 1, "relu", "x86", False, id="stride-2-stays-direct"),
-    pytest.param(32, 64, 14, 1, 2, "relu", "x86", False, id="groups-stay-direct"),
-    pytest.param(512, 512, 7, 1, 1, "residual", "x86", False, id="7x7-few-tiles-stay-direct"),
-    pytest.param(64, 64, 14, 1, 1, "relu", "cuda", False, id="cuda-stays-direct"),
+    pytest.param(16, 16, 11, 1, 1, "bias", "x86", "three", id="x86-16-channels-odd-11"),
+    pytest.param(32, 48, 15, 1, 1, "relu", "x86", "three", id="x86-32-to-48-odd-15"),
+    pytest.param(64, 64, 16, 1, 1, "residual", "x86", "three", id="x86-64-small-v-residual"),
+    pytest.param(64, 64, 56, 1, 1, "residual", "x86", "fused", id="x86-64-resnet-56x56"),
+    pytest.param(128, 128, 27, 1, 1, "relu", "x86", "fused", id="x86-128-u-bound-odd-27"),
+    pytest.param(256, 256, 14, 1, 1, "residual", "x86", "three", id="x86-256-resnet-14x14"),
+    pytest.param(128, 512, 11, 1, 1, "relu", "x86", "three", id="x86-128-to-512-odd-11"),
+    pytest.param(64, 64, 13, 1, 1, "relu", "rpi4", "three", id="rpi4-64-odd-13"),
+    pytest.param(32, 32, 63, 1, 1, "relu", "rpi4", "fused", id="rpi4-32-odd-63"),
+    pytest.param(8, 8, 16, 1, 1, "relu", "x86", None, id="8-channels-stay-direct"),
+    pytest.param(32, 64, 15, 2, 1, "relu", "x86", None, id="stride-2-stays-direct"),
+    pytest.param(32, 64, 14, 1, 2, "relu", "x86", None, id="groups-stay-direct"),
+    pytest.param(512, 512, 7, 1, 1, "residual", "x86", None, id="7x7-few-tiles-stay-direct"),
+    pytest.param(64, 64, 14, 1, 1, "relu", "cuda", None, id="cuda-stays-direct"),
 ]
 
 
@@ -45,7 +51,7 @@ def test_winograd_takes_the_3x3_convs_it_holds_for(
     groups: int,
     epilogue: str,
     target: str,
-    winograd: bool,
+    winograd: str | None,
 ) -> None:
     import tvm
     from tvm import relax, tirx
@@ -81,13 +87,17 @@ def test_winograd_takes_the_3x3_convs_it_holds_for(
     with tvm_target(profile):
         prepared = prepare(bb.get(), profile, {})
     kernels = [gv.name_hint for gv, f in prepared.functions.items() if isinstance(f, tirx.PrimFunc)]
-    assert any(k.startswith("winograd_gemm") for k in kernels) == winograd, kernels
+    forms = {"fused": "winograd_fused", "three": "winograd_gemm"}
+    for form, name in forms.items():
+        assert any(name in k for k in kernels) == (winograd == form), kernels
     with tvm_target(profile) as target:
         scheduled = _schedule(profile)(prepared)
     if winograd:  # edgec's Winograd rules, not the generic ones: their tile loops unrolled
         for gv, f in scheduled.functions.items():
             if "winograd" in gv.name_hint and isinstance(f, tirx.PrimFunc):
                 assert "T.unroll" in f.script(), gv.name_hint
+            if "winograd_fused" in gv.name_hint:
+                assert _per_tile_row(f), gv.name_hint
     if not profile.capabilities.runs_on_host:
         return  # on NEON: test_winograd_model_matches_onnxruntime, under qemu
     with target:
@@ -104,9 +114,26 @@ def test_winograd_takes_the_3x3_convs_it_holds_for(
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
 
 
+def _per_tile_row(func: object) -> bool:
+    """Whether the one-kernel form computes V, M and the output under one parallel loop (the
+    tile rows): nothing 4x the activation is written in full."""
+    from tvm import s_tir, tirx
+
+    sch = s_tir.Schedule(func)
+    outers = {
+        name: sch.get_loops(sch.get_sblock(name))[0]
+        for name in ("winograd_input", "winograd_gemm_update")
+    }
+    last = sch.get_child_blocks(sch.get_sblock("root"))[-1]
+    loop = sch.get_loops(last)[0]
+    parallel = sch.get(loop).kind == tirx.ForKind.PARALLEL
+    return parallel and all(sch.get(o).same_as(sch.get(loop)) for o in outers.values())
+
+
 class Blocks(nn.Module):
-    """Two ResNet basic blocks at odd sizes with a stride-2 3x3 between them: Winograd and
-    direct kernels side by side."""
+    """Two ResNet basic blocks at odd sizes with a stride-2 3x3 between them: Winograd in one
+    kernel (16 channels at 65x65: V 1.1 MB), as three kernels (32 at 33x33) and direct kernels
+    side by side."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -136,7 +163,7 @@ def test_winograd_model_matches_onnxruntime(tmp_path: Path, target: str) -> None
     path = tmp_path / "blocks.onnx"
     torch.onnx.export(
         Blocks().eval(),
-        (torch.randn(1, 3, 23, 23),),
+        (torch.randn(1, 3, 65, 65),),
         str(path),
         opset_version=17,
         input_names=["x"],
@@ -151,3 +178,43 @@ def test_winograd_model_matches_onnxruntime(tmp_path: Path, target: str) -> None
     report = json.loads((out / "report.json").read_text())
     assert report["parity"]["ok"], report["parity"]
     assert report["parity"]["max_abs_diff"] < 1e-4
+
+
+def test_tuning_leaves_the_one_kernel_form_to_its_rule(tmp_path: Path) -> None:
+    """MetaSchedule's space cannot compute the input transform per tile row: the one-kernel
+    form keeps fused_rule's schedule, neither measured nor searched."""
+    from tvm import relax
+
+    from edgec.relax import winograd
+    from edgec.relax.compile import _rules, prepare
+    from edgec.relax.target import tvm_target
+    from edgec.relax.tune import tune
+    from edgec.targets import get_target
+
+    w = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType([1, 66, 66, 16], "float32"))  # V: 1.1 MB
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            conv = relax.op.nn.conv2d(
+                arg, relax.const(w), padding=[1] * 4, data_layout="NHWC", kernel_layout="HWIO"
+            )
+            out = bb.emit_output(relax.op.nn.relu(bb.emit(conv)))
+        bb.emit_func_output(out)
+    profile = get_target("x86")
+    with tvm_target(profile):
+        prepared = prepare(bb.get(), profile, {})  # NHWC already: one kernel, no transposes
+    lines: list[str] = []
+    summary = tune(
+        prepared,
+        profile,
+        trials=8,
+        db_dir=tmp_path / "db",
+        progress=lines.append,
+        baseline_rules=_rules(profile),
+        searchable=winograd.searchable,
+    )
+    (skipped,) = [line for line in lines if "not searched" in line]
+    assert winograd.FUSED in skipped, lines
+    assert summary.tasks == summary.default_rules == 1, summary
+    assert summary.measurements == summary.tuned == 0, summary
