@@ -459,7 +459,9 @@ def _schedule_depth_lanes(sch: Any, blocks: list[Any], at: int) -> Any:
     rows = rows[0]
     o_tile, o_vec = sch.split(o, [None, vectors])
     z_tile, z_row = sch.split(z, [None, rows])
-    sch.reorder(o_tile, b, y, z_tile, ry, rx, rc, z_row, o_vec, lane, rh, re)
+    steps = int(sch.get(rc).extent)
+    rc, rc_pair = sch.split(rc, [None, next(u for u in (8, 4, 2, 1) if steps % u == 0)])
+    sch.reorder(o_tile, b, y, z_tile, ry, rx, rc, rc_pair, z_row, o_vec, lane, rh, re)
     tile = sch.fuse(o_tile, b, y, z_tile)
     sch.reverse_compute_at(lane_sum, tile)
     write_back = tiling.write_back_at(sch, lane_sum, tile, consumers)
@@ -472,6 +474,7 @@ def _schedule_depth_lanes(sch: Any, blocks: list[Any], at: int) -> Any:
     sch.vectorize(sch.get_loops(init)[-1])
     for loop in sch.get_loops(init)[-3:-1]:
         sch.unroll(loop)
+    sch.unroll(rc_pair)
     sch.unroll(z_row)
     sch.unroll(o_vec)
     dot, add4, add2 = _register_depth_lanes()
@@ -788,6 +791,11 @@ def _register_pairs(dot: DotInstruction) -> str:
     return name
 
 
+# A pointwise layer on channel pairs (16 or 24 input channels) spreads each row's activations
+# (a load and a `tbl`) for 4 output vectors instead of 2: 4 x 4 tiles, not 8 x 2.
+POINTWISE_PAIR_VECTORS = 4
+
+
 def schedule_rule(int8_dot: Int8Dot) -> Any:
     """The dlight rule for kernels made by `_legalize_conv2d` (None for every other kernel)."""
     from tvm import s_tir
@@ -820,7 +828,10 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             pads, consumers = blocks[:at], blocks[at + 1 :]
             b, y, ow, k, ry, rx, rc, *pair = sch.get_loops(conv)
             blocks_of_k = int(sch.get(k).extent) // dot.lanes
-            vectors = max(v for v in range(1, dot.max_vectors + 1) if blocks_of_k % v == 0)
+            widest = dot.max_vectors
+            if dot.pairs and int(sch.get(ry).extent) * int(sch.get(rx).extent) == 1:
+                widest = POINTWISE_PAIR_VECTORS
+            vectors = max(v for v in range(1, widest + 1) if blocks_of_k % v == 0)
             width = int(sch.get(ow).extent)
             rows = max(r for r in range(1, dot.accumulators // vectors + 1) if width % r == 0)
             k_tile, k_vec, k_lane = sch.split(k, [None, vectors, dot.lanes])
@@ -839,6 +850,8 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             sch.parallel(tile)
             init = sch.decompose_reduction(conv, ry)
             sch.vectorize(sch.get_loops(init)[-1])
+            if widest == POINTWISE_PAIR_VECTORS and int(sch.get(rc_out).extent) <= 8:
+                sch.unroll(rc_out)  # a short reduction: no loop, the first step needs no zeros
             sch.unroll(ow_row)
             sch.unroll(k_vec)
             sch.tensorize(k_lane, _register(dot))

@@ -38,6 +38,14 @@ CASES = [
     pytest.param(32, 8, 8, 2, 3, "random", "random", "both", id="lanes-3x3-stride2"),
     pytest.param(64, 12, 4, 1, 1, "limit", "limit", "both", id="lanes-int16-limit"),
     pytest.param(16, 8, 8, 1, 1, "random", "random", "both", id="pointwise-16-channel-lanes"),
+    # pointwise layers on channel pairs with 4 vectors of outputs: 4 x 4 tiles, their short
+    # reduction unrolled (16 and 24 input channels, a 3-channel image gathered to 28)
+    pytest.param(16, 32, 8, 1, 1, "limit", "limit", "both", id="pointwise-16-to-32-4x4"),
+    pytest.param(24, 16, 6, 1, 1, "random", "random", "both", id="pointwise-24-to-16-3x4"),
+    pytest.param(3, 16, 8, 2, 3, "random", "random", "both", id="image-gathered-4x4"),
+    # the depth-lane reduction unrolled by 8, 2 and 1 steps of 16 channels
+    pytest.param(128, 8, 4, 1, 3, "limit", "limit", "both", id="lanes-3x3-8-steps"),
+    pytest.param(96, 8, 4, 1, 1, "random", "random", "both", id="lanes-pointwise-6-steps"),
 ]
 
 
