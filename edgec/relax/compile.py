@@ -227,6 +227,10 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
             mod = lower_int8.requantize_in_int32(mod)
         except Exception as e:
             fallbacks["int8 requantization in int32"] = f"left in int64: {first_line(e)}"
+        try:
+            mod = lower_int8.adds_in_int32(mod)
+        except Exception as e:
+            fallbacks["int8 residual adds in int32"] = f"left in int64: {first_line(e)}"
     return tvm.transform.Sequential(
         [
             # int8 convolutions become dot-product kernels where the CPU has the instruction;
