@@ -229,6 +229,10 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
             mod = lower_int8.requantize_in_int32(mod)
         except Exception as e:
             fallbacks["int8 requantization in int32"] = f"left in int64: {first_line(e)}"
+        try:
+            mod = lower_int8.adds_in_int32(mod)
+        except Exception as e:
+            fallbacks["int8 residual adds in int32"] = f"left in int64: {first_line(e)}"
     try:  # concatenations kept out of fusion, to be written in place below
         mod = concat_in_place.mark_concats(mod, fallbacks)
     except Exception as e:

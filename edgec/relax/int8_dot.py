@@ -215,6 +215,7 @@ DEPTH = 16  # int8 channels per vector
 LANE_CONV = "int8lane_conv"
 LANE_SUM = "int8lane_sum"
 LANE_PAD = "int8lane_pad"
+LANE_GATHER = "int8lane_gather"
 
 
 def _depth_lanes_tile(call: Any) -> tuple[int, int] | None:
@@ -230,9 +231,23 @@ def _depth_lanes_tile(call: Any) -> tuple[int, int] | None:
     # not 8: with one step of 16 channels (16 in: MobileNetV2's 16 -> 96 at 112 x 112, 8.3M
     # -> 9.1M instructions), 24 padded to 32, or the 3-channel first layer gathered to 32
     # (4.5M -> 4.7M), that costs more than the spread it saves.
+    if _gathers_depth(kh, kw, c):
+        return lanes_tile(k, ow)
     if c % DEPTH or c * kh * kw < 2 * DEPTH:
         return None
     return lanes_tile(k, ow)
+
+
+# An image's first layer (3 channels) with a window of at least this many taps x channels
+# gathers them into one depth axis padded to a multiple of 16 (ResNet-18's 7 x 7 stem: 147 of
+# 160 lanes hold data); MobileNetV2's 3 x 3 (27 of 32, two steps) stays on channel pairs.
+GATHER_DEPTH = 64
+
+
+def _gathers_depth(kh: int, kw: int, c: int) -> bool:
+    """Whether a conv2d with a kh x kw x c window takes the depth-lane kernel on its window
+    gathered into one axis (im2col): few channels, a wide window."""
+    return c % GROUP != 0 and kh * kw * c >= GATHER_DEPTH
 
 
 def lanes_tile(channels: int, width: int) -> tuple[int, int] | None:
@@ -255,13 +270,22 @@ def lanes_tile(channels: int, width: int) -> tuple[int, int] | None:
 
 def _legalize_depth_lanes(bb: Any, call: Any) -> Any:
     """A conv2d on the depth-lane kernel: weights packed to [K/V, KH, KW, C/16, V, 16], the
-    order the tile reads them (V vectors of 16 channels, one per output channel)."""
+    order the tile reads them (V vectors of 16 channels, one per output channel); a window
+    gathered into one axis (`_gathers_depth`) as [K/V, 1, 1, D/16, V, 16], zeros past it."""
     import numpy as np
     from tvm import relax
 
     w = call.args[1].value.numpy()  # HWIO
     kh, kw, c, k = w.shape
     _, vectors = _depth_lanes_tile(call)
+    gather = (kh, kw, c) if _gathers_depth(kh, kw, c) else None
+    if gather:
+        depth = -(-kh * kw * c // DEPTH) * DEPTH
+        flat = np.zeros((1, 1, depth, k), np.int8)
+        flat[0, 0, : kh * kw * c] = w.reshape(kh * kw * c, k)
+        w = flat
+        kh = kw = 1
+        c = depth
     packed = w.reshape(kh, kw, c // DEPTH, DEPTH, k // vectors, vectors)
     packed = np.ascontiguousarray(packed.transpose(4, 0, 1, 2, 5, 3))
     attrs = call.attrs
@@ -271,11 +295,18 @@ def _legalize_depth_lanes(bb: Any, call: Any) -> Any:
         relax.const(packed, "int8"),
         [int(s) for s in attrs.strides],
         [int(p) for p in attrs.padding],
+        gather,
         primfunc_name_hint="conv2d_int8lanes",
     )
 
 
-def _depth_lanes_te(x: Any, packed: Any, strides: list[int], pads: list[int]) -> Any:
+def _depth_lanes_te(
+    x: Any,
+    packed: Any,
+    strides: list[int],
+    pads: list[int],
+    gather: tuple[int, int, int] | None = None,
+) -> Any:
     """Partial sums with the depth in 4 lanes per output (lane l: channels 2l, 2l + 1, 2l + 8
     and 2l + 9 of every 16, as smull + smlal2 + sadalp add them), then their sum."""
     from tvm import te, tirx
@@ -284,8 +315,9 @@ def _depth_lanes_te(x: Any, packed: Any, strides: list[int], pads: list[int]) ->
     k_blocks, kh, kw, d_blocks, vectors = (int(d) for d in packed.shape[:5])
     top, left, bottom, right = pads
     sh, sw = strides
-    oh = (h + top + bottom - kh) // sh + 1
-    ow = (w + left + right - kw) // sw + 1
+    taps = gather[:2] if gather else (kh, kw)
+    oh = (h + top + bottom - taps[0]) // sh + 1
+    ow = (w + left + right - taps[1]) // sw + 1
 
     def padded(b: Any, y: Any, z: Any, ch: Any) -> Any:
         inside = tirx.all(y >= top, y < h + top, z >= left, z < w + left)
@@ -295,6 +327,18 @@ def _depth_lanes_te(x: Any, packed: Any, strides: list[int], pads: list[int]) ->
         source = te.compute((n, h + top + bottom, w + left + right, c), padded, name=LANE_PAD)
     else:  # a 1x1 layer reads its input where it lies: no copy
         source = x
+    if gather:
+        # the window's taps x channels of each output pixel, read from the padded image with
+        # no bounds checks, so each tap row's kw x c bytes are contiguous reads
+        _, gw, gc = gather
+        size, window = math.prod(gather), source
+
+        def tap(b: Any, y: Any, z: Any, r: Any) -> Any:
+            value = window[b, y * sh + r // (gw * gc), z * sw + r // gc % gw, r % gc]
+            return tirx.if_then_else(r < size, value, tirx.const(0, "int8"))
+
+        source = te.compute((n, oh, ow, d_blocks * DEPTH), tap, name=LANE_GATHER)
+        sh = sw = 1
     ry = te.reduce_axis((0, kh), "ry")
     rx = te.reduce_axis((0, kw), "rx")
     rc = te.reduce_axis((0, d_blocks), "rc")
@@ -459,19 +503,25 @@ def _schedule_depth_lanes(sch: Any, blocks: list[Any], at: int) -> Any:
     rows = rows[0]
     o_tile, o_vec = sch.split(o, [None, vectors])
     z_tile, z_row = sch.split(z, [None, rows])
-    sch.reorder(o_tile, b, y, z_tile, ry, rx, rc, z_row, o_vec, lane, rh, re)
+    steps = int(sch.get(rc).extent)
+    rc, rc_pair = sch.split(rc, [None, next(u for u in (8, 4, 2, 1) if steps % u == 0)])
+    sch.reorder(o_tile, b, y, z_tile, ry, rx, rc, rc_pair, z_row, o_vec, lane, rh, re)
     tile = sch.fuse(o_tile, b, y, z_tile)
     sch.reverse_compute_at(lane_sum, tile)
     write_back = tiling.write_back_at(sch, lane_sum, tile, consumers)
     for pad in pads:
         loops = sch.get_loops(pad)
-        sch.vectorize(loops[-1])
+        if sch.get(pad).name_hint == LANE_GATHER:
+            sch.unroll(loops[-1])  # constant tap offsets (vectorized: div/mod per lane)
+        else:
+            sch.vectorize(loops[-1])
         sch.parallel(sch.fuse(*loops[:2]))
     sch.parallel(tile)
     init = sch.decompose_reduction(conv, ry)
     sch.vectorize(sch.get_loops(init)[-1])
     for loop in sch.get_loops(init)[-3:-1]:
         sch.unroll(loop)
+    sch.unroll(rc_pair)
     sch.unroll(z_row)
     sch.unroll(o_vec)
     dot, add4, add2 = _register_depth_lanes()
@@ -788,6 +838,11 @@ def _register_pairs(dot: DotInstruction) -> str:
     return name
 
 
+# A pointwise layer on channel pairs (16 or 24 input channels) spreads each row's activations
+# (a load and a `tbl`) for 4 output vectors instead of 2: 4 x 4 tiles, not 8 x 2.
+POINTWISE_PAIR_VECTORS = 4
+
+
 def schedule_rule(int8_dot: Int8Dot) -> Any:
     """The dlight rule for kernels made by `_legalize_conv2d` (None for every other kernel)."""
     from tvm import s_tir
@@ -820,7 +875,10 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             pads, consumers = blocks[:at], blocks[at + 1 :]
             b, y, ow, k, ry, rx, rc, *pair = sch.get_loops(conv)
             blocks_of_k = int(sch.get(k).extent) // dot.lanes
-            vectors = max(v for v in range(1, dot.max_vectors + 1) if blocks_of_k % v == 0)
+            widest = dot.max_vectors
+            if dot.pairs and int(sch.get(ry).extent) * int(sch.get(rx).extent) == 1:
+                widest = POINTWISE_PAIR_VECTORS
+            vectors = max(v for v in range(1, widest + 1) if blocks_of_k % v == 0)
             width = int(sch.get(ow).extent)
             rows = max(r for r in range(1, dot.accumulators // vectors + 1) if width % r == 0)
             k_tile, k_vec, k_lane = sch.split(k, [None, vectors, dot.lanes])
@@ -839,6 +897,8 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             sch.parallel(tile)
             init = sch.decompose_reduction(conv, ry)
             sch.vectorize(sch.get_loops(init)[-1])
+            if widest == POINTWISE_PAIR_VECTORS and int(sch.get(rc_out).extent) <= 8:
+                sch.unroll(rc_out)  # a short reduction: no loop, the first step needs no zeros
             sch.unroll(ow_row)
             sch.unroll(k_vec)
             sch.tensorize(k_lane, _register(dot))

@@ -17,7 +17,7 @@ import numpy as np
 from edgec.artifacts import RelaxModule
 from edgec.errors import EdgecError, first_line
 from edgec.int8 import QGraph, QNode, QuantizedModel
-from edgec.int8.fixed_point import int32_form
+from edgec.int8.fixed_point import add_int32_form, int32_form
 from edgec.int8.ops import Clip, Requantize
 from edgec.relax import traverse
 
@@ -442,3 +442,96 @@ def _requantize_int32_te(
         return tirx.max(tirx.min(out, hi), lo).astype("int8")
 
     return te.compute(acc.shape, value, name="requantize_int32")
+
+
+def adds_in_int32(module: Any) -> Any:
+    """Each residual add `_add` emitted in int64 (two int8 inputs rescaled to the output's
+    scale), rewritten to int32 where edgec.int8.fixed_point.add_int32_form proves it exact:
+    each multiplier split into 16-bit halves, so every product of an int8 fits int32 (NEON has
+    no 64-bit multiply, min or max). An add of another form keeps int64."""
+    from tvm import relax
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    @mutator
+    class Rewrite(PyExprMutator):
+        def visit_call_(self, call: Any) -> Any:
+            call = self.visit_expr_post_order(call)
+            plan = _add_int32_plan(call, self.lookup_binding)
+            if plan is None:
+                return call
+            a, b, form, lo, hi = plan
+            return self.builder_.call_te(
+                _add_int32_te, a, b, form, lo, hi, primfunc_name_hint="add_int32"
+            )
+
+    rewrite = Rewrite(module)
+    for gv, func in module.functions_items():
+        if isinstance(func, relax.Function):
+            new = relax.analysis.remove_all_unused(rewrite.visit_expr(func))
+            rewrite.builder_.update_func(gv, new)
+    return rewrite.builder_.get()
+
+
+def _add_int32_plan(call: Any, binding: Callable[[Any], Any]) -> Any:
+    """(a, b, form, lo, hi) if `call` ends `_add`'s int64 rescale of two int8 tensors of one
+    static shape that int32 computes exactly."""
+    from tvm import ir, relax, tirx
+
+    def producer(expr: Any, op: str) -> Any:
+        value = binding(expr) if isinstance(expr, relax.Var) else expr
+        if isinstance(value, relax.Call) and value.op == ir.Op.get(op):
+            return value
+        return None
+
+    def scalar(expr: Any) -> int | None:
+        if not isinstance(expr, ir.expr.Constant) or expr.value.numpy().ndim:
+            return None
+        return int(expr.value.numpy())
+
+    if call.op != ir.Op.get("relax.astype") or str(call.ty.dtype) != "int8":
+        return None
+    chain = [call]
+    for op in ("relax.minimum", "relax.maximum", "relax.right_shift", "relax.add", "relax.add"):
+        found = producer(chain[-1].args[0], op)
+        if found is None:
+            return None
+        chain.append(found)
+    _, minimum, maximum, shift, rounding, total = chain
+    hi, lo, s, r = (scalar(c.args[1]) for c in (minimum, maximum, shift, rounding))
+    if any(v is None for v in (hi, lo, s, r)) or r != 1 << (s - 1):
+        return None
+    inputs, multipliers = [], []
+    for side in total.args:
+        product = producer(side, "relax.multiply")
+        wide = None if product is None else producer(product.args[0], "relax.astype")
+        m = None if product is None else scalar(product.args[1])
+        if wide is None or m is None or str(wide.args[0].ty.dtype) != "int8":
+            return None
+        inputs.append(wide.args[0])
+        multipliers.append(m)
+    a, b = inputs
+    shapes = [getattr(x.ty, "shape", None) for x in inputs]  # static and equal: no broadcast
+    if any(sh is None or not all(isinstance(d, tirx.IntImm) for d in sh) for sh in shapes):
+        return None
+    if [int(d) for d in shapes[0]] != [int(d) for d in shapes[1]]:
+        return None
+    form = add_int32_form(np.array(multipliers, np.int64), s)
+    if form is None:
+        return None
+    return a, b, list(form), lo, hi
+
+
+def _add_int32_te(a: Any, b: Any, form: list[int], lo: int, hi: int) -> Any:
+    """edgec.int8.fixed_point.rescale_add_int32 in TE."""
+    from tvm import te, tirx
+
+    h0, l0, h1, l1, rounding, k = form
+
+    def value(*i: Any) -> Any:
+        x, y = a[i].astype("int32"), b[i].astype("int32")
+        high = x * h0 + y * h1
+        low = x * l0 + y * l1
+        total = high + (low >> 16) + rounding
+        return tirx.max(tirx.min(total >> k, hi), lo).astype("int8")
+
+    return te.compute(a.shape, value, name="add_int32")

@@ -215,6 +215,8 @@ def test_arm_int8_kernels_match_the_numpy_reference_bit_for_bit(
     quantized = quantize(model, calibration, QuantizeConfig(sensitivity=None))
     built = compile_model(import_qgraph(quantized), get_target(target), tmp_path)
     assert built.schedules["int8_dot"] == dot_kernels
+    # the residual add a + b(a) rescales in int32 (fixed_point.add_int32_form), not int64
+    assert b"add_int32" in built.library.read_bytes()
     seal(Model(quantized.onnx, quantized), built, tmp_path)
     for seed in range(3):
         x = np.random.default_rng(seed).standard_normal((1, 1, 16, 16)).astype(np.float32)

@@ -38,6 +38,18 @@ CASES = [
     pytest.param(32, 8, 8, 2, 3, "random", "random", "both", id="lanes-3x3-stride2"),
     pytest.param(64, 12, 4, 1, 1, "limit", "limit", "both", id="lanes-int16-limit"),
     pytest.param(16, 8, 8, 1, 1, "random", "random", "both", id="pointwise-16-channel-lanes"),
+    # pointwise layers on channel pairs with 4 vectors of outputs: 4 x 4 tiles, their short
+    # reduction unrolled (16 and 24 input channels, a 3-channel image gathered to 28)
+    pytest.param(16, 32, 8, 1, 1, "limit", "limit", "both", id="pointwise-16-to-32-4x4"),
+    pytest.param(24, 16, 6, 1, 1, "random", "random", "both", id="pointwise-24-to-16-3x4"),
+    pytest.param(3, 16, 8, 2, 3, "random", "random", "both", id="image-gathered-4x4"),
+    # the depth-lane reduction unrolled by 8, 2 and 1 steps of 16 channels
+    pytest.param(128, 8, 4, 1, 3, "limit", "limit", "both", id="lanes-3x3-8-steps"),
+    pytest.param(96, 8, 4, 1, 1, "random", "random", "both", id="lanes-pointwise-6-steps"),
+    # a wide window over few channels gathered into one depth axis (ResNet-18's 7 x 7 stem:
+    # 147 taps x channels in 160 lanes) on the depth-lane kernel, the int16 edge through it
+    pytest.param(3, 16, 12, 2, 7, "limit", "limit", "both", id="lanes-gathered-7x7-stem"),
+    pytest.param(1, 8, 10, 1, 9, "random", "random", "both", id="lanes-gathered-9x9-one-channel"),
 ]
 
 
@@ -128,7 +140,10 @@ def test_arm_int8_conv_sums_are_exact_on_the_int8_instructions(
     built = compile_model(RelaxModule(module, onnx), get_target(target), tmp_path)
     assert built.schedules["int8_dot"] == int(dot in ("both", target))
     # rpi4 takes the depth-lane kernel where 16-channel steps are at least two
-    lanes = target == "rpi4" and dot == "both" and cin % 16 == 0 and cin * kernel**2 >= 32
+    # (or on its window gathered into one axis, few channels in a wide window)
+    window = cin * kernel**2
+    deep = (cin % 16 == 0 and window >= 32) or (cin % 4 != 0 and window >= 64)
+    lanes = target == "rpi4" and dot == "both" and deep
     assert (b"conv2d_int8lanes" in built.library.read_bytes()) == lanes
     seal(Model(onnx), built, tmp_path)
     assert json.loads((tmp_path / "manifest.json").read_text())["target"] == target

@@ -71,3 +71,33 @@ def test_int32_form_refuses_what_int32_cannot_compute_exactly(
     multipliers: list[int], shifts: list[int], bound: int
 ) -> None:
     assert int32_form(np.array(multipliers), np.array(shifts), bound) is None
+
+
+# (multipliers, shift, lo, hi, whether int32 is exact): the residual add's two rescales
+ADD_CASES = [
+    pytest.param([TOP, TOP], 31, -128, 127, True, id="both-top-shift-31"),
+    pytest.param([TOP, 2**30 + 12345], 32, 0, 127, True, id="relu"),
+    pytest.param([2**16 - 1, 2**16], 17, -128, 127, True, id="low-halves-shift-17"),
+    pytest.param([1_234_567_890, 987_654_321], 47, -128, 6, True, id="shift-47-clipped"),
+    pytest.param([0, TOP], 40, -128, 127, True, id="zero-multiplier"),
+    pytest.param([TOP, TOP], 48, -128, 127, False, id="shift-48-stays-int64"),
+    pytest.param([TOP, TOP], 16, -128, 127, False, id="shift-16-stays-int64"),
+    pytest.param([2**31, 1], 32, -128, 127, False, id="multiplier-2^31-stays-int64"),
+]
+
+
+@pytest.mark.parametrize(("multipliers", "shift", "lo", "hi", "exact"), ADD_CASES)
+def test_int32_residual_add_equals_the_int64_reference_for_every_int8_pair(
+    multipliers: list[int], shift: int, lo: int, hi: int, exact: bool
+) -> None:
+    from edgec.int8.fixed_point import add_int32_form, rescale_add_int32
+
+    form = add_int32_form(np.array(multipliers, np.int64), shift)
+    assert (form is not None) == exact
+    if form is None:
+        return
+    a, b = (v.ravel() for v in np.meshgrid(*[np.arange(-128, 128, dtype=np.int8)] * 2))
+    ma, mb = multipliers
+    total = a.astype(np.int64) * ma + b.astype(np.int64) * mb + (np.int64(1) << (shift - 1))
+    want = np.clip(total >> shift, lo, hi).astype(np.int8)
+    np.testing.assert_array_equal(rescale_add_int32(a, b, form, lo, hi), want)
