@@ -81,7 +81,6 @@ INSTRUCTIONS: dict[Int8Dot, tuple[DotInstruction, ...]] = {
     "smull": (DotInstruction(4, False, "llvm.aarch64.neon.smull.v8i16", 16, 2, pairs=True),),
 }
 PAD = "int8dot_pad"
-GATHER = "int8dot_gather"  # the padding pass of a layer with fewer than 4 channels
 CONV = "int8dot_conv"
 DW_PAD = "int8dw_pad"
 DW_CONV = "int8dw_conv"
@@ -694,14 +693,13 @@ def _conv_te(
     if gather:
         _, gw, gc = gather
         size = math.prod(gather)  # the taps x channels that hold data; the rest meet zeros
-        one_tap = gather[:2] == (1, 1)  # a 1x1 layer: its channels in place, padded to 4
-
-        def window(b: Any, y: Any, z: Any, r: Any) -> Any:
-            if one_tap:  # (an index the padding pass vectorizes: ShuffleNetV2's 58 channels)
-                return shifted(b, y * sh, z * sw, tirx.min(r, gc - 1), r < size)
-            return shifted(b, y * sh + r // (gw * gc), z * sw + r // gc % gw, r % gc, r < size)
-
-        xu = te.compute((n, oh, ow, c_groups * GROUP), window, name=PAD if one_tap else GATHER)
+        xu = te.compute(
+            (n, oh, ow, c_groups * GROUP),
+            lambda b, y, z, r: shifted(
+                b, y * sh + r // (gw * gc), z * sw + r // gc % gw, r % gc, r < size
+            ),
+            name=PAD,
+        )
         sh = sw = 1
     else:
         xu = te.compute(
@@ -917,10 +915,7 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             write_back = tiling.write_back_at(sch, conv, tile, consumers)
             for pad in pads:
                 loops = sch.get_loops(pad)
-                # channels padded to a multiple of 4 (58 -> 60) are vectorized too: unrolled,
-                # each was a scalar load and store (0.1 instructions per MAC of a 58 -> 58 layer)
-                whole = int(sch.get(loops[-1]).extent) % 16 == 0
-                if whole or sch.get(pad).name_hint != GATHER:
+                if int(sch.get(loops[-1]).extent) % 16 == 0:
                     sch.vectorize(loops[-1])
                 else:  # a gathered window: constant tap offsets
                     sch.unroll(loops[-1])
