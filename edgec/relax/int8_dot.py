@@ -585,11 +585,11 @@ def _depthwise_te(x: Any, w: Any, strides: list[int], pads: list[int]) -> Any:
 
 
 def _legalize_depthwise_padded(bb: Any, call: Any) -> Any:
-    """A depthwise layer whose channels are not a multiple of 8 (ShuffleNetV2's 58, 116, 232)
+    """A depthwise layer whose channels are not a multiple of 8 (ShuffleNetV2's 58, 116)
     on the int16 kernel over channels padded to one: zero weights and zero activations for the
     extra channels (added in the padding pass, which widens to int16 anyway), cut in the
-    write-back. Unpadded, its schedule stepped aside to a scalar loop (10 instructions per MAC
-    on rpi4)."""
+    write-back. Unpadded, its schedule stepped aside to a scalar loop (12-14 instructions
+    per MAC on rpi4)."""
     import numpy as np
     from tvm import relax
 
