@@ -185,7 +185,8 @@ def build(
         from onnx import helper
 
         opsets = (helper.make_opsetid("", 17),)
-    b = _Builder(graph, ranges, shapes, float_layers, types or {}, tuple(opsets))
+    b = _Builder(graph, shared_ranges(graph, ranges), shapes, float_layers, types or {},
+                 tuple(opsets))  # fmt: skip
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
@@ -237,6 +238,47 @@ def build(
         b.precision[renamed] = "int8"
         b.add(QNode("dequantize", output, (renamed,), output, "float", Cast()))
     return QGraph(tuple(b.nodes), b.scales, dict(b.shapes), (input_name,), (output,))
+
+
+# ONNX ops that move values at their input's scale (translated by _passthrough)
+LAYOUT_TYPES = ("MaxPool", "Reshape", "Flatten", "Identity", "Dropout", "Squeeze", "Unsqueeze",
+                "Transpose", "Slice", "Split")  # fmt: skip
+
+
+def shared_ranges(graph: Any, ranges: dict[str, float]) -> dict[str, float]:
+    """`ranges` with each concatenation's output and its inputs given one range, the largest
+    of theirs, as TFLite's converter gives them one scale: an input computed by a layer is then
+    requantized once, by that layer, straight to the concat's scale (not to its own, then again
+    by the concat), and an input that comes through layout ops from an earlier concat (each
+    ShuffleNetV2 unit's pass-through half, from the unit before) is already at it, so the
+    concat copies it. Inputs are followed back through layout ops to the tensor a layer wrote."""
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def written(tensor: str) -> str:
+        while tensor in producer and producer[tensor].op_type in LAYOUT_TYPES:
+            tensor = producer[tensor].input[0]
+        return tensor
+
+    group: dict[str, str] = {}  # union-find over tensors
+
+    def root(tensor: str) -> str:
+        while group.get(tensor, tensor) != tensor:
+            tensor = group[tensor]
+        return tensor
+
+    for node in graph.node:
+        if node.op_type == "Concat" and node.output[0] in ranges:
+            for name in node.input:
+                a, c = root(node.output[0]), root(written(name))
+                if a != c and c in ranges:
+                    group[c] = a
+    if not group:
+        return ranges
+    peaks: dict[str, float] = {}
+    for tensor in [*group, *group.values()]:
+        top = root(tensor)
+        peaks[top] = max(peaks.get(top, 0.0), ranges.get(tensor, 0.0))
+    return {**ranges, **{t: peaks[root(t)] for t in [*group, *group.values()]}}
 
 
 def _at_opset(model: Any) -> Any:

@@ -345,6 +345,19 @@ def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = Fals
     return Contraction()
 
 
+def _int8_moves(sch: Any, block: Any) -> bool:
+    """Whether `block` writes int8 values read at another last-axis index (a concat, a channel
+    gather): an elementwise block keeps its flat vectors, whose index stays affine."""
+    from tvm_ffi import structural_equal  # (tvm.ir has no structural_equal in 0.27)
+
+    stmt = sch.get(block)
+    write = stmt.writes[0]
+    if str(write.source.dtype) != "int8":
+        return False
+    last = write.region[-1].min
+    return any(not structural_equal(r.region[-1].min, last) for r in stmt.reads)
+
+
 def _injective(lanes: int) -> Any:
     from tvm import s_tir
     from tvm.s_tir.dlight.analysis import normalize_prim_func
@@ -387,6 +400,15 @@ def _injective(lanes: int) -> Any:
                 sch.vectorize(along_in)
                 return sch
             innermost = extent(sch, loops[-1])
+            if len(loops) > 1 and innermost % lanes and _int8_moves(sch, last.block_rv):
+                # int8 channels no fp32 vector divides (ShuffleNetV2's 116, 232 on AVX-512's 16
+                # lanes): narrower vectors along the last axis, not a div/mod per lane of a
+                # flat index (x86 int8 gathers and concats)
+                narrow = next((n for n in (8, 4) if n < lanes and innermost % n == 0), None)
+                if narrow is not None:
+                    sch.parallel(sch.fuse(*loops[:-1]))
+                    sch.vectorize(sch.split(loops[-1], [None, narrow])[1])
+                    return sch
             if len(loops) > 1 and innermost % lanes == 0:
                 # Vectors along the last axis alone (NHWC channels: concats, channel gathers):
                 # each lane's index stays affine in the loops, no div/mod of a flat index.

@@ -17,7 +17,7 @@ import numpy as np
 from edgec.artifacts import RelaxModule
 from edgec.errors import EdgecError, first_line
 from edgec.int8 import QGraph, QNode, QuantizedModel
-from edgec.int8.fixed_point import add_int32_form, int32_form
+from edgec.int8.fixed_point import INT8_MAX, INT8_MIN, add_int32_form, int32_form
 from edgec.int8.ops import Clip, Requantize
 from edgec.relax import traverse
 
@@ -202,6 +202,9 @@ def _concat(node: QNode, graph: QGraph, args: list[Any]) -> Any:
         return op.concat(args, axis=axis)
     parts = []
     for x, m in zip(args, out.multipliers, strict=True):
+        if m == 1 << out.shift and (out.lo, out.hi) == (INT8_MIN, INT8_MAX):
+            parts.append(x)  # already at the output's scale (shared_ranges): x exactly
+            continue
         scaled = op.multiply(op.astype(x, "int64"), _const(np.int64(m), "int64"))
         rounded = op.add(scaled, _const(np.int64(1) << (out.shift - 1), "int64"))
         shifted = op.right_shift(rounded, _const(out.shift, "int64"))

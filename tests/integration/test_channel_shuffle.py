@@ -130,11 +130,13 @@ def test_a_channel_shuffle_becomes_one_gather_with_no_transposes_where_it_matche
 def test_an_int8_channel_shuffle_unit_has_no_transposes_between_its_convolutions(
     tmp_path: Path,
 ) -> None:
-    # int8 puts a requantization (astype, multiply, shift, clamp) between the gather and the
-    # concat: the transposes move through it to meet and cancel
+    # the concat copies its pass-through half (at its scale: edgec.int8.from_onnx.shared_ranges),
+    # so nothing but the gather stands between the shuffle and the concat; each conv's own
+    # requantization (astype, multiply, shift, clamp) is what the transposes move through
     from tvm import relax
 
     from edgec.datasets import load_dataset
+    from edgec.relax import traverse
     from edgec.relax.fold_weights import fold_weight_layouts
     from edgec.relax.layout import to_channels_last
     from edgec.relax.lower_int8 import import_qgraph
@@ -146,6 +148,8 @@ def test_an_int8_channel_shuffle_unit_has_no_transposes_between_its_convolutions
     data = load_dataset("synthetic", model.inputs[0].shape)
     qgraph = quantize(model, data.train_x, QuantizeConfig(samples=16, sensitivity=None))
     mod = relax.transform.DecomposeOpsForInference()(import_qgraph(qgraph).module)
+    shifts = traverse.calls(mod, "relax.right_shift")  # one per requantization
+    assert len(shifts) == len(traverse.calls(mod, "relax.nn.conv2d"))  # none in the concat
     fallbacks: dict[str, str] = {}
     converted = to_channels_last(mod, fallbacks)
     assert fallbacks == {}

@@ -26,7 +26,11 @@ CASES = [
     pytest.param(6, 16, 7, 1, 3, 1, True, id="channels-not-multiple-of-4"),
     pytest.param(16, 8, 8, 1, 3, 1, True, id="8-out-channels-256-bit"),
     pytest.param(16, 40, 8, 1, 3, 1, True, id="40-out-channels-256-bit"),
-    pytest.param(16, 12, 8, 1, 3, 1, False, id="12-out-channels-generic"),
+    # output channels no lane count divides: zero channels added to the packed weights, cut
+    # in the write-back (ShuffleNetV2's 58 and 116)
+    pytest.param(16, 12, 8, 1, 3, 1, True, id="12-out-channels-padded"),
+    pytest.param(58, 58, 28, 1, 1, 1, True, id="58-out-channels-padded-pointwise"),
+    pytest.param(24, 116, 7, 2, 3, 1, True, id="116-out-channels-padded-stride2"),
     pytest.param(16, 16, 8, 1, 3, 16, False, id="depthwise-generic"),
 ]
 

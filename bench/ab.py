@@ -1,0 +1,114 @@
+"""x86 bundles side by side in one process: A/B of edgec builds made at two commits.
+
+    .venv/bin/edgec build MODEL --target x86 --no-measure -o edgec-out/a ...   # at commit A
+    .venv/bin/edgec build MODEL --target x86 --no-measure -o edgec-out/b ...   # at commit B
+    .venv/bin/python bench/ab.py edgec-out/a edgec-out/b [--rounds 40] [--kernels]
+
+Each bundle's model.so and ONNX Runtime 1.31 on each bundle's reference model (its QDQ model
+for int8) and on the first bundle's float model.onnx run interleaved, one thread each
+(`TVM_NUM_THREADS=1`, `intra_op_num_threads=1`), timed with `time.thread_time`: CPU time moves
+far less with the load of a shared machine than wall-clock p50 does (bench/incontext.py does the
+same for one float build). `--kernels` adds each bundle's kernels in context
+(`VirtualMachine.set_instrument`). The input is seeded random, in the first bundle's shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ["TVM_NUM_THREADS"] = "1"  # read once, when TVM's pool starts
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("bundles", nargs="+", type=Path)
+    parser.add_argument("--rounds", type=int, default=40, help="timed runs of each")
+    parser.add_argument("--kernels", action="store_true", help="each bundle's kernels in context")
+    args = parser.parse_args()
+    measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    import onnxruntime as ort
+    import tvm
+    from tvm import relax
+
+    manifests = [json.loads((b / "manifest.json").read_text()) for b in args.bundles]
+    spec = manifests[0]["inputs"][0]
+    x = np.random.default_rng(0).standard_normal(spec["shape"]).astype(spec["dtype"])
+    xt = tvm.runtime.tensor(x)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+
+    def session(path: Path) -> object:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    runs: dict[str, object] = {}
+    outputs: dict[str, np.ndarray] = {}
+    vms = {}
+    for bundle, manifest in zip(args.bundles, manifests, strict=True):
+        lib = tvm.runtime.load_module(str(bundle / manifest["library"]))
+        vm = relax.VirtualMachine(lib, tvm.cpu())
+        vms[bundle.name] = vm
+        runs[f"edgec {bundle.name}"] = lambda vm=vm: vm["main"](xt)
+        reference = session(bundle / manifest["reference"])
+        runs[f"ONNX Runtime {bundle.name} ({manifest['reference']})"] = lambda s=reference: s.run(
+            None, {spec["name"]: x}
+        )
+        got = vm["main"](xt)
+        outputs[bundle.name] = got.numpy() if hasattr(got, "numpy") else got[0].numpy()
+        outputs[f"{bundle.name} reference"] = reference.run(None, {spec["name"]: x})[0]
+    float_model = session(args.bundles[0] / "model.onnx")
+    runs["ONNX Runtime float model.onnx"] = lambda: float_model.run(None, {spec["name"]: x})
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            start = time.thread_time()
+            run()
+            times[name].append(time.thread_time() - start)
+    print(f"p50 CPU time, 1 thread, {args.rounds} runs each, interleaved\n")
+    print("| run | ms | max abs diff from its reference |\n|---|---:|---:|")
+    for name, t in times.items():
+        bundle = name.removeprefix("edgec ")
+        diff = "-"
+        if name.startswith("edgec "):
+            diff = f"{np.abs(outputs[bundle] - outputs[f'{bundle} reference']).max():.1e}"
+        print(f"| {name} | {np.median(t) * 1e3:.3f} | {diff} |")
+    if args.kernels:
+        for name, vm in vms.items():
+            kernels(name, vm, xt)
+
+
+def kernels(name: str, vm: object, xt: object, runs: int = 10, top: int = 15) -> None:
+    calls: dict[str, list[float]] = {}
+    started: dict[str, float] = {}
+
+    def instrument(_func: object, kernel: str, before: bool, *_: object) -> int:
+        if before:
+            started[kernel] = time.thread_time()
+        else:
+            calls.setdefault(kernel, []).append(time.thread_time() - started[kernel])
+        return 0  # 0: go on as usual
+
+    vm.set_instrument(instrument)
+    for _ in range(runs):
+        vm["main"](xt)
+    vm.set_instrument(None)
+    rows = sorted(
+        ((sum(t) / runs * 1e3, len(t) // runs, k) for k, t in calls.items()), reverse=True
+    )
+    print(f"\n{name}: kernels in context, {sum(r[0] for r in rows):.2f} ms in all\n")
+    print("| ms per inference | calls | kernel |\n|---:|---:|---|")
+    for ms, n, kernel in rows[:top]:
+        print(f"| {ms:.3f} | {n} | {kernel} |")
+
+
+if __name__ == "__main__":
+    main()
