@@ -111,8 +111,6 @@ def legalize_map(
 
         try:
             if arm and _depthwise(call):
-                if int(call.args[1].ty.shape[3]) % DW_VECTOR:
-                    return _legalize_depthwise_padded(bb, call)
                 return _legalize_depthwise(bb, call)
             return _legalize_conv2d(bb, call, family)
         except Exception as e:
@@ -604,12 +602,19 @@ def _depthwise(call: Any) -> bool:
 def _legalize_depthwise(bb: Any, call: Any) -> Any:
     """A depthwise int8 conv2d on Arm with its activations widened to int16 once, in the padding
     pass, and int16 weights: each product is then one `smlal` (int16 x int16 + int32, 4 lanes)
-    on vectors of channels, not a widening of both operands per tap. Exact: integer sums."""
+    on vectors of channels, not a widening of both operands per tap. Exact: integer sums.
+
+    Channels not a multiple of 8 (ShuffleNetV2's 58, 116) run over channels padded to one: zero
+    weights and zero activations for the extra channels (added in the padding pass, which
+    widens to int16 anyway), cut in the write-back. Unpadded, such a layer's schedule stepped
+    aside to a scalar loop (12-14 instructions per MAC on rpi4)."""
     import numpy as np
     from tvm import relax
 
     w = call.args[1].value.numpy()  # [KH, KW, 1, C]
-    weights = np.ascontiguousarray(w[:, :, 0, :].astype(np.int16))
+    channels = w.shape[3]
+    weights = np.zeros((*w.shape[:2], -(-channels // DW_VECTOR) * DW_VECTOR), np.int16)
+    weights[..., :channels] = w[:, :, 0, :]
     attrs = call.attrs
     return bb.call_te(
         _depthwise_te,
@@ -622,60 +627,8 @@ def _legalize_depthwise(bb: Any, call: Any) -> Any:
 
 
 def _depthwise_te(x: Any, w: Any, strides: list[int], pads: list[int]) -> Any:
-    from tvm import te, tirx
-
-    n, h, width, c = (int(d) for d in x.shape)
-    kh, kw = (int(d) for d in w.shape[:2])
-    top, left, bottom, right = pads
-    sh, sw = strides
-    oh = (h + top + bottom - kh) // sh + 1
-    ow = (width + left + right - kw) // sw + 1
-
-    def padded(b: Any, y: Any, z: Any, ch: Any) -> Any:
-        inside = tirx.all(y >= top, y < h + top, z >= left, z < width + left)
-        value = x[b, y - top, z - left, ch].astype("int16")
-        return tirx.if_then_else(inside, value, tirx.const(0, "int16"))
-
-    xp = te.compute((n, h + top + bottom, width + left + right, c), padded, name=DW_PAD)
-    ry = te.reduce_axis((0, kh), "ry")
-    rx = te.reduce_axis((0, kw), "rx")
-    return te.compute(
-        (n, oh, ow, c),
-        lambda b, y, z, ch: te.sum(
-            xp[b, y * sh + ry, z * sw + rx, ch].astype("int32") * w[ry, rx, ch].astype("int32"),
-            axis=[ry, rx],
-        ),
-        name=DW_CONV,
-    )
-
-
-def _legalize_depthwise_padded(bb: Any, call: Any) -> Any:
-    """A depthwise layer whose channels are not a multiple of 8 (ShuffleNetV2's 58, 116)
-    on the int16 kernel over channels padded to one: zero weights and zero activations for the
-    extra channels (added in the padding pass, which widens to int16 anyway), cut in the
-    write-back. Unpadded, its schedule stepped aside to a scalar loop (12-14 instructions
-    per MAC on rpi4)."""
-    import numpy as np
-    from tvm import relax
-
-    w = call.args[1].value.numpy()  # [KH, KW, 1, C]
-    channels = w.shape[3]
-    weights = np.zeros((*w.shape[:2], -(-channels // DW_VECTOR) * DW_VECTOR), np.int16)
-    weights[..., :channels] = w[:, :, 0, :]
-    attrs = call.attrs
-    return bb.call_te(
-        _depthwise_padded_te,
-        call.args[0],
-        relax.const(weights, "int16"),
-        [int(s) for s in attrs.strides],
-        [int(p) for p in attrs.padding],
-        primfunc_name_hint="conv2d_depthwise_int16",
-    )
-
-
-def _depthwise_padded_te(x: Any, w: Any, strides: list[int], pads: list[int]) -> Any:
-    """`_depthwise_te` on `w`'s channels, the input's own ones and zeros after them, cut back to
-    the input's channels."""
+    """The depthwise sum over `w`'s channels: the input's own ones, then zeros where `w` has
+    more, cut back to the input's channels."""
     from tvm import te, tirx
 
     n, h, width, c = (int(d) for d in x.shape)
@@ -686,8 +639,12 @@ def _depthwise_padded_te(x: Any, w: Any, strides: list[int], pads: list[int]) ->
     ow = (width + left + right - kw) // sw + 1
 
     def padded(b: Any, y: Any, z: Any, ch: Any) -> Any:
-        inside = tirx.all(y >= top, y < h + top, z >= left, z < width + left, ch < c)
-        value = x[b, y - top, z - left, tirx.min(ch, c - 1)].astype("int16")
+        if wide == c:
+            inside = tirx.all(y >= top, y < h + top, z >= left, z < width + left)
+            value = x[b, y - top, z - left, ch].astype("int16")
+        else:
+            inside = tirx.all(y >= top, y < h + top, z >= left, z < width + left, ch < c)
+            value = x[b, y - top, z - left, tirx.min(ch, c - 1)].astype("int16")
         return tirx.if_then_else(inside, value, tirx.const(0, "int16"))
 
     xp = te.compute((n, h + top + bottom, width + left + right, wide), padded, name=DW_PAD)
@@ -701,6 +658,8 @@ def _depthwise_padded_te(x: Any, w: Any, strides: list[int], pads: list[int]) ->
         ),
         name=DW_CONV,
     )
+    if wide == c:
+        return total
     return te.compute((n, oh, ow, c), lambda *i: total(*i), name=CONV_CUT)
 
 
