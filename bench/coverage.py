@@ -6,6 +6,7 @@ exported at several opsets, and old-converter-style graphs, each built with `edg
     .venv/bin/python bench/coverage.py --quick                          # small models, 64×64
     .venv/bin/python bench/coverage.py --legacy                         # the onnx.helper graphs
     .venv/bin/python bench/coverage.py --rpi4 squeezenet1_1 --side 64   # also under qemu-aarch64
+    .venv/bin/python bench/coverage.py --int8 --models resnet18 --side 64  # int8, every layer
     .venv/bin/python bench/coverage.py --build-time resnet50            # where build time goes
 
 Prints a Markdown table: model | opset | side | build s | parity vs ONNX Runtime (max abs diff;
@@ -58,9 +59,18 @@ WHEEL_CASES = [
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgec" / "corpus"
 
 
-def edgec_build(path: Path, target: str, out: Path, repeat: int, timeout: int) -> dict[str, Any]:
+# int8 with every layer in integer kernels (no sensitivity check keeps one in float), calibrated
+# on synthetic data: the int8 convolution, dense and matmul kernels on a model nobody here wrote.
+INT8 = ["--quantize", "int8", "--calib-data", "synthetic", "--calib-samples", "16"]
+INT8 += ["--sensitivity", "0"]
+
+
+def edgec_build(
+    path: Path, target: str, out: Path, repeat: int, timeout: int, extra: list[str] | None = None
+) -> dict[str, Any]:
     """`edgec build` in its own process: the report (or None) and the one-line error."""
     cmd = [*EDGEC, "build", str(path), "--target", target, "-o", str(out), "--repeat", str(repeat)]
+    cmd += extra or []
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -215,7 +225,8 @@ def run_corpus(args: argparse.Namespace) -> None:
     print("|" + "---|" * len(HEADER))
     for name, opset, side, path, target in corpus_jobs(args, failures):
         with tempfile.TemporaryDirectory() as tmp:
-            result = edgec_build(path, target, Path(tmp) / "b", args.repeat, args.timeout)
+            extra = INT8 if args.int8 else []
+            result = edgec_build(path, target, Path(tmp) / "b", args.repeat, args.timeout, extra)
         try:
             scale = output_scale(path) if target == "x86" else None
         except Exception:
@@ -223,7 +234,7 @@ def run_corpus(args: argparse.Namespace) -> None:
         print_row(row(name, opset, side, result, scale))
         if result["error"]:
             cause = result["error"].removeprefix("edgec: error: ")
-            plain = plain_tvm(path, args.timeout) if target == "x86" else ""
+            plain = plain_tvm(path, args.timeout) if target == "x86" and not args.int8 else ""
             failures.append((name, str(opset), f"{cause[:300]} — {plain}"))
     if failures:
         print("\nFailures (edgec's error — plain TVM on the same file):\n")
@@ -373,6 +384,9 @@ def main() -> None:
         "--legacy", action="store_true", help="the old-style graphs and opset-6 onnx wheel cases"
     )
     parser.add_argument("--rpi4", help="models also built for rpi4 and run under qemu-aarch64")
+    parser.add_argument(
+        "--int8", action="store_true", help="int8 builds (synthetic calibration, every layer)"
+    )
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per build")
     parser.add_argument("--cache", default=str(CACHE), help="where exported ONNX files are kept")

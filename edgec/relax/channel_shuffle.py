@@ -147,7 +147,8 @@ def _elementwise_first(mutator: Any, call: Any) -> Any:
                 return call
             axes = _axes(inner)
             args.append(inner.args[0])
-        elif isinstance(arg, ir.expr.Constant):
+        elif isinstance(arg, ir.expr.Constant) and isinstance(arg.ty, relax.TensorType):
+            # (a PrimValue, clip's bounds, is an ir.expr.Constant too in TVM 0.27: no ndim)
             if int(arg.ty.ndim) not in (0, 4) and arg.value.numpy().size != 1:
                 return call  # [C, 1, 1] broadcast from the right: its axes would move
             args.append(arg)  # one value, or a 4-D tensor to transpose once p is known
@@ -160,7 +161,9 @@ def _elementwise_first(mutator: Any, call: Any) -> Any:
     inverse = list(np.argsort(axes))
     args = [
         relax.const(np.transpose(a.value.numpy(), inverse))
-        if isinstance(a, ir.expr.Constant) and int(a.ty.ndim) == 4
+        if isinstance(a, ir.expr.Constant)
+        and isinstance(a.ty, relax.TensorType)
+        and int(a.ty.ndim) == 4
         else a
         for a in args
     ]
