@@ -96,8 +96,7 @@ _SCRATCH = "scratch_"
 # 1 thread, ResNet-18 in context: the four 64-channel layers at 56x56 (V 3.2 MB, U 256 KB)
 # 5.4 -> 4.0 ms, the three 128-channel ones at 28x28 (V 1.6 MB, U 1 MB) 3.5 -> 2.9 ms; one
 # 256-channel layer at 14x14 alone (U 4 MB) 1.6 -> 1.9 ms (worse). Smaller V stays in L2 as
-# three kernels, and the one-kernel form allocates V and M per tile row (two workspace calls
-# per parallel iteration: see fused_rule).
+# three kernels.
 FUSED_WEIGHT_BYTES = 1 << 20
 FUSED_MIN_V_BYTES = 1 << 20
 
@@ -127,7 +126,7 @@ def legalize_map(
         cols = _gemm_cols(call, lanes, accumulators, most)
         if cols is None:
             return otherwise(bb, call)
-        return _legalize(bb, call, cols)
+        return _legalize(bb, call, cols, caps.cores)
 
     return {**inner, "relax.nn.conv2d": legalize}
 
@@ -172,7 +171,7 @@ def transformed_weights(w: np.ndarray, cols: int, m: int = M_OUT) -> np.ndarray:
     )
 
 
-def _legalize(bb: Any, call: Any, cols: int) -> Any:
+def _legalize(bb: Any, call: Any, cols: int, cores: int) -> Any:
     from tvm import relax
 
     x, w = call.args
@@ -182,7 +181,7 @@ def _legalize(bb: Any, call: Any, cols: int) -> Any:
     c = int(x.ty.shape[3])
     v_bytes = (M_OUT + 2) ** 2 * n * -(-oh // M_OUT) * -(-ow // M_OUT) * c * 4
     if fused(packed.nbytes, v_bytes):
-        return _call_fused(bb, x, relax.const(packed, "float32"), pads, oh, ow)
+        return _call_fused(bb, x, relax.const(packed, "float32"), pads, oh, ow, cores)
     opaque = {"op_pattern": _OPAQUE}
     v = bb.emit(
         bb.call_te(_input_te, x, pads, oh, ow, primfunc_name_hint=INPUT, primfunc_attrs=opaque)
@@ -199,18 +198,24 @@ def _legalize(bb: Any, call: Any, cols: int) -> Any:
     return bb.call_te(_output_te, m, n, oh, ow, primfunc_name_hint=OUTPUT)
 
 
-def _call_fused(bb: Any, x: Any, u: Any, pads: list[int], oh: int, ow: int) -> Any:
-    """The one-kernel form as a call that also passes V and M, allocated by Relax's static
-    memory plan: a kernel's own buffer computed per tile row is compacted to one row inside the
-    parallel loop and allocated from the workspace pool in every row. The kernel takes them as
-    parameters it does not use until fused_rule's schedule moves V and M there."""
+def _call_fused(bb: Any, x: Any, u: Any, pads: list[int], oh: int, ow: int, cores: int) -> Any:
+    """The one-kernel form as a call that also passes scratch for V and M, allocated by
+    Relax's static memory plan: one slot of a tile row's V and M per parallel task (`cores` of
+    them), which the task's tile rows reuse in turn. A kernel's own buffer computed per tile row
+    is compacted to one row inside the parallel loop and allocated from the workspace pool in
+    every row (2 calls per tile row, ~300 per ResNet-18 inference). The kernel takes the
+    scratch as parameters it does not use until fused_rule's schedule moves V and M there."""
     from tvm import relax, te
 
     x_te = te.placeholder([int(d) for d in x.ty.shape], "float32", "x")
     u_te = te.placeholder([int(d) for d in u.ty.shape], "float32", "u")
     y = _fused_te(x_te, u_te, pads, oh, ow)
     v, mm = (_stage(y, name) for name in (INPUT, GEMM))
-    scratch = [te.placeholder(t.shape, "float32", _SCRATCH + t.op.name) for t in (v, mm)]
+    rows = int(v.shape[0]) * int(v.shape[1])  # batch x tile rows
+    slots = -(-rows // -(-rows // max(1, cores)))  # one per parallel task
+    scratch = [
+        te.placeholder([slots, *t.shape[2:]], "float32", _SCRATCH + t.op.name) for t in (v, mm)
+    ]
     func = te.create_prim_func([x_te, u_te, *scratch, y], "int64").without_attr("global_symbol")
     gv = bb.add_func(func.with_attr("op_pattern", _OUT_ELEMWISE_FUSABLE), FUSED)
     buffers = [
@@ -532,9 +537,12 @@ def _block(sch: Any, name: str) -> Any:
 def fused_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
     """The one-kernel form's schedule: parallel over tile rows; per tile row the input
     transform into V (16 x tiles x C), the GEMM in register tiles into M, and the output
-    transform with its epilogue, so V and M stay in L2. V and M are compacted to one tile row
-    inside the parallel loop: TVM allocates them from its workspace pool in each iteration
-    (a stack array would need `disable_lower_builtin` on the allocation, which TVM 0.27's
+    transform with its epilogue, so V and M stay in L2. Tile rows are split into one run per
+    scratch slot (_call_fused), the runs parallel; V and M become those slots, indexed by run
+    (`transform_layout` after `compute_at`: a many-to-one map it accepts), then parameters
+    (_scratch_as_params). Left as the kernel's buffers they would be compacted to one tile row
+    inside the parallel loop and allocated from TVM's workspace pool in every iteration (a
+    stack array would need `disable_lower_builtin` on the allocation, which TVM 0.27's
     schedules cannot set)."""
     from tvm import s_tir
     from tvm.s_tir.dlight.base import ScheduleRule
@@ -560,15 +568,28 @@ def fused_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
             sch.reorder(n, ty, tx, k_out, yi, zi, *([k_in] if k_in is not None else []))
             sch.compute_at(gemm, ty)
             sch.compute_at(transform, ty)
+            # V and M: one slot per parallel task, which its tile rows reuse in turn
+            slots = _scratch_slots(func)
+            rows = extent(sch, n) * extent(sch, ty)
+            per_slot = -(-rows // slots) if slots else 1  # so rows // per_slot < slots
+            tiles_y = extent(sch, ty)
+            if slots:
+                for block in (transform, gemm):
+                    sch.transform_layout(
+                        block,
+                        ("write", 0),
+                        lambda bn, r, a, b, t, c: ((bn * tiles_y + r) // per_slot, a, b, t, c),
+                    )
             for producer in sch.get_producers(transform):
                 parallel_root(sch, producer)  # the zero-padded copy: its own pass
-            sch.parallel(sch.fuse(n, ty))
+            task, _ = sch.split(sch.fuse(n, ty), [None, per_slot])
+            sch.parallel(task)
             sch.unroll(yi)
             sch.unroll(zi)
             if k_in is not None:
                 sch.vectorize(k_in)
             # V per tile row: channels in vectors, the 4x4 positions unrolled
-            a, b, tv, c = sch.get_loops(transform)[1:]  # below the tile-row loop
+            a, b, tv, c = sch.get_loops(transform)[-4:]  # below the tile-row loop
             if extent(sch, c) % lanes == 0:
                 c_out, c_in = sch.split(c, [None, lanes])
                 sch.reorder(tv, c_out, a, b, c_in)
@@ -578,7 +599,7 @@ def fused_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
             sch.unroll(a)
             sch.unroll(b)
             # the GEMM: register tiles of tiles x output channels
-            a, b, tx_, kk, rc = sch.get_loops(gemm)[1:]
+            a, b, tx_, kk, rc = sch.get_loops(gemm)[-5:]
             cols = int(sch.get(gemm).reads[1].source.shape[4])
             tile = contraction_tile(
                 extent(sch, kk), extent(sch, tx_), lanes, accumulators, most, cols
@@ -614,10 +635,16 @@ def fused_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
     return WinogradFused()
 
 
+def _scratch_slots(func: Any) -> int:
+    """The slots of the scratch V that _call_fused passes `func` (0 if it passes none)."""
+    shapes = [p.ty.shape for p in func.params if p.name == _SCRATCH + INPUT]
+    return int(shapes[0][0]) if shapes else 0
+
+
 def _scratch_as_params(func: Any) -> Any:
     """`func` with its V and M buffers as the scratch parameters _call_fused passes (the same
     shapes): a parameter is not compacted to the region one parallel iteration uses, so V and M
-    take no workspace allocation; each tile row writes and reads its own slice of them."""
+    take no workspace allocation; each parallel run of tile rows reuses its own slot."""
     from tvm import s_tir, tirx
 
     realize = func.body
