@@ -89,13 +89,14 @@ _OPAQUE = 8
 # into the one-kernel form's output transform.
 _OUT_ELEMWISE_FUSABLE = 4
 FUSED = "winograd_fused"
+# Prefix of the one-kernel form's parameters that V and M move to (_call_fused).
+_SCRATCH = "scratch_"
 # One kernel where the three would stream V through L3 (V larger than FUSED_MIN_V_BYTES) and
 # every tile row can read all of U from L2 (U up to FUSED_WEIGHT_BYTES). x86, 2 MB L2 per core,
 # 1 thread, ResNet-18 in context: the four 64-channel layers at 56x56 (V 3.2 MB, U 256 KB)
 # 5.4 -> 4.0 ms, the three 128-channel ones at 28x28 (V 1.6 MB, U 1 MB) 3.5 -> 2.9 ms; one
 # 256-channel layer at 14x14 alone (U 4 MB) 1.6 -> 1.9 ms (worse). Smaller V stays in L2 as
-# three kernels, and the one-kernel form allocates V and M per tile row (two workspace calls
-# per parallel iteration: see fused_rule).
+# three kernels.
 FUSED_WEIGHT_BYTES = 1 << 20
 FUSED_MIN_V_BYTES = 1 << 20
 
@@ -125,7 +126,7 @@ def legalize_map(
         cols = _gemm_cols(call, lanes, accumulators, most)
         if cols is None:
             return otherwise(bb, call)
-        return _legalize(bb, call, cols)
+        return _legalize(bb, call, cols, caps.cores)
 
     return {**inner, "relax.nn.conv2d": legalize}
 
@@ -170,7 +171,7 @@ def transformed_weights(w: np.ndarray, cols: int, m: int = M_OUT) -> np.ndarray:
     )
 
 
-def _legalize(bb: Any, call: Any, cols: int) -> Any:
+def _legalize(bb: Any, call: Any, cols: int, cores: int) -> Any:
     from tvm import relax
 
     x, w = call.args
@@ -180,16 +181,7 @@ def _legalize(bb: Any, call: Any, cols: int) -> Any:
     c = int(x.ty.shape[3])
     v_bytes = (M_OUT + 2) ** 2 * n * -(-oh // M_OUT) * -(-ow // M_OUT) * c * 4
     if fused(packed.nbytes, v_bytes):
-        return bb.call_te(
-            _fused_te,
-            x,
-            relax.const(packed, "float32"),
-            pads,
-            oh,
-            ow,
-            primfunc_name_hint=FUSED,
-            primfunc_attrs={"op_pattern": _OUT_ELEMWISE_FUSABLE},
-        )
+        return _call_fused(bb, x, relax.const(packed, "float32"), pads, oh, ow, cores)
     opaque = {"op_pattern": _OPAQUE}
     v = bb.emit(
         bb.call_te(_input_te, x, pads, oh, ow, primfunc_name_hint=INPUT, primfunc_attrs=opaque)
@@ -204,6 +196,49 @@ def _legalize(bb: Any, call: Any, cols: int) -> Any:
         )
     )
     return bb.call_te(_output_te, m, n, oh, ow, primfunc_name_hint=OUTPUT)
+
+
+def _call_fused(bb: Any, x: Any, u: Any, pads: list[int], oh: int, ow: int, cores: int) -> Any:
+    """The one-kernel form as a call that also passes scratch for V and M, allocated by
+    Relax's static memory plan: one slot of a tile row's V and M per parallel task (`cores` of
+    them), which the task's tile rows reuse in turn. A kernel's own buffer computed per tile row
+    is compacted to one row inside the parallel loop and allocated from the workspace pool in
+    every row (2 calls per tile row, ~300 per ResNet-18 inference). The kernel takes the
+    scratch as parameters it does not use until fused_rule's schedule moves V and M there."""
+    from tvm import relax, te
+
+    x_te = te.placeholder([int(d) for d in x.ty.shape], "float32", "x")
+    u_te = te.placeholder([int(d) for d in u.ty.shape], "float32", "u")
+    y = _fused_te(x_te, u_te, pads, oh, ow)
+    v, mm = (_stage(y, name) for name in (INPUT, GEMM))
+    rows = int(v.shape[0]) * int(v.shape[1])  # batch x tile rows
+    slots = -(-rows // -(-rows // max(1, cores)))  # one per parallel task
+    scratch = [
+        te.placeholder([slots, *t.shape[2:]], "float32", _SCRATCH + t.op.name) for t in (v, mm)
+    ]
+    func = te.create_prim_func([x_te, u_te, *scratch, y], "int64").without_attr("global_symbol")
+    gv = bb.add_func(func.with_attr("op_pattern", _OUT_ELEMWISE_FUSABLE), FUSED)
+    buffers = [
+        bb.emit(
+            relax.op.builtin.alloc_tensor(relax.ShapeExpr([int(d) for d in t.shape]), "float32", 0),
+            name_hint=t.op.name,
+        )
+        for t in scratch
+    ]
+    return relax.call_tir(
+        gv, [x, u, *buffers], relax.TensorType([int(d) for d in y.shape], "float32")
+    )
+
+
+def _stage(tensor: Any, name: str) -> Any:
+    """The TE stage `name` that `tensor` is computed from."""
+    for t in tensor.op.input_tensors:
+        if t.op.name == name:
+            return t
+        found = _stage(t, name) if hasattr(t.op, "input_tensors") else None
+        if found is not None:
+            return found
+    return None
 
 
 def _coefficient(table: np.ndarray, row: int, index: Any) -> Any:
@@ -264,8 +299,8 @@ def _transform_sum(
 
 def _fused_te(x: Any, u: Any, pads: list[int], oh: int, ow: int) -> Any:
     """The three stages in one function, tiles indexed (n, tile row, tile column) so the
-    schedule can compute V and M per tile row: V[a, b, n, ty, tx, c], M[a, b, n, ty, tx, k],
-    Y[n, y, z, k] from M[., ., n, y // 2, z // 2, k]."""
+    schedule can compute V and M per tile row: V[n, ty, a, b, tx, c], M[n, ty, a, b, tx, k],
+    Y[n, y, z, k] from M[n, y // 2, ., ., z // 2, k]; a tile row of V or M is contiguous."""
     from tvm import te, tirx
 
     n, h, w, c = (int(d) for d in x.shape)
@@ -283,7 +318,7 @@ def _fused_te(x: Any, u: Any, pads: list[int], oh: int, ow: int) -> Any:
     )
     bt = FORMS[m][0]
 
-    def transform(a: Any, b: Any, bn: Any, ty: Any, tx: Any, ch: Any) -> Any:
+    def transform(bn: Any, ty: Any, a: Any, b: Any, tx: Any, ch: Any) -> Any:
         total = None
         for i in range(alpha):
             for j in range(alpha):
@@ -295,13 +330,13 @@ def _fused_te(x: Any, u: Any, pads: list[int], oh: int, ow: int) -> Any:
                 total = term if total is None else total + term
         return total
 
-    v = te.compute((alpha, alpha, n, th, tw, c), transform, name=INPUT)
+    v = te.compute((n, th, alpha, alpha, tw, c), transform, name=INPUT)
     blocks, _, _, _, cols = (int(d) for d in u.shape)
     rc = te.reduce_axis((0, c), "rc")
     mm = te.compute(
-        (alpha, alpha, n, th, tw, blocks * cols),
-        lambda a, b, bn, ty, tx, k: te.sum(
-            v[a, b, bn, ty, tx, rc] * u[k // cols, a, b, rc, k % cols], axis=rc
+        (n, th, alpha, alpha, tw, blocks * cols),
+        lambda bn, ty, a, b, tx, k: te.sum(
+            v[bn, ty, a, b, tx, rc] * u[k // cols, a, b, rc, k % cols], axis=rc
         ),
         name=GEMM,
     )
@@ -314,7 +349,7 @@ def _fused_te(x: Any, u: Any, pads: list[int], oh: int, ow: int) -> Any:
                 term = (
                     _coefficient(at.T, i, y % m)
                     * _coefficient(at.T, j, z % m)
-                    * mm[i, j, bn, y // m, z // m, ch]
+                    * mm[bn, y // m, i, j, z // m, ch]
                 )
                 total = term if total is None else total + term
         return total
@@ -502,9 +537,12 @@ def _block(sch: Any, name: str) -> Any:
 def fused_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
     """The one-kernel form's schedule: parallel over tile rows; per tile row the input
     transform into V (16 x tiles x C), the GEMM in register tiles into M, and the output
-    transform with its epilogue, so V and M stay in L2. V and M are compacted to one tile row
-    inside the parallel loop: TVM allocates them from its workspace pool in each iteration
-    (a stack array would need `disable_lower_builtin` on the allocation, which TVM 0.27's
+    transform with its epilogue, so V and M stay in L2. Tile rows are split into one run per
+    scratch slot (_call_fused), the runs parallel; V and M become those slots, indexed by run
+    (`transform_layout` after `compute_at`: a many-to-one map it accepts), then parameters
+    (_scratch_as_params). Left as the kernel's buffers they would be compacted to one tile row
+    inside the parallel loop and allocated from TVM's workspace pool in every iteration (a
+    stack array would need `disable_lower_builtin` on the allocation, which TVM 0.27's
     schedules cannot set)."""
     from tvm import s_tir
     from tvm.s_tir.dlight.base import ScheduleRule
@@ -530,15 +568,28 @@ def fused_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
             sch.reorder(n, ty, tx, k_out, yi, zi, *([k_in] if k_in is not None else []))
             sch.compute_at(gemm, ty)
             sch.compute_at(transform, ty)
+            # V and M: one slot per parallel task, which its tile rows reuse in turn
+            slots = _scratch_slots(func)
+            rows = extent(sch, n) * extent(sch, ty)
+            per_slot = -(-rows // slots) if slots else 1  # so rows // per_slot < slots
+            tiles_y = extent(sch, ty)
+            if slots:
+                for block in (transform, gemm):
+                    sch.transform_layout(
+                        block,
+                        ("write", 0),
+                        lambda bn, r, a, b, t, c: ((bn * tiles_y + r) // per_slot, a, b, t, c),
+                    )
             for producer in sch.get_producers(transform):
                 parallel_root(sch, producer)  # the zero-padded copy: its own pass
-            sch.parallel(sch.fuse(n, ty))
+            task, _ = sch.split(sch.fuse(n, ty), [None, per_slot])
+            sch.parallel(task)
             sch.unroll(yi)
             sch.unroll(zi)
             if k_in is not None:
                 sch.vectorize(k_in)
             # V per tile row: channels in vectors, the 4x4 positions unrolled
-            a, b, tv, c = sch.get_loops(transform)[1:]  # below the tile-row loop
+            a, b, tv, c = sch.get_loops(transform)[-4:]  # below the tile-row loop
             if extent(sch, c) % lanes == 0:
                 c_out, c_in = sch.split(c, [None, lanes])
                 sch.reorder(tv, c_out, a, b, c_in)
@@ -548,7 +599,7 @@ def fused_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
             sch.unroll(a)
             sch.unroll(b)
             # the GEMM: register tiles of tiles x output channels
-            a, b, tx_, kk, rc = sch.get_loops(gemm)[1:]
+            a, b, tx_, kk, rc = sch.get_loops(gemm)[-5:]
             cols = int(sch.get(gemm).reads[1].source.shape[4])
             tile = contraction_tile(
                 extent(sch, kk), extent(sch, tx_), lanes, accumulators, most, cols
@@ -576,6 +627,46 @@ def fused_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
             wb_loops = sch.get_loops(write_back)
             if extent(sch, wb_loops[-1]) % lanes == 0:
                 sch.vectorize(wb_loops[-1])
-            return sch
+            scheduled = _scratch_as_params(sch.mod["main"])
+            if "global_symbol" not in (func.attrs or {}):  # Schedule names its function main
+                scheduled = scheduled.without_attr("global_symbol")
+            return s_tir.Schedule(scheduled)
 
     return WinogradFused()
+
+
+def _scratch_slots(func: Any) -> int:
+    """The slots of the scratch V that _call_fused passes `func` (0 if it passes none)."""
+    shapes = [p.ty.shape for p in func.params if p.name == _SCRATCH + INPUT]
+    return int(shapes[0][0]) if shapes else 0
+
+
+def _scratch_as_params(func: Any) -> Any:
+    """`func` with its V and M buffers as the scratch parameters _call_fused passes (the same
+    shapes): a parameter is not compacted to the region one parallel iteration uses, so V and M
+    take no workspace allocation; each parallel run of tile rows reuses its own slot."""
+    from tvm import s_tir, tirx
+
+    realize = func.body
+    root = realize.block
+    own = {b.name: b for b in root.alloc_buffers}
+    params = [
+        own.get(p.name.removeprefix(_SCRATCH), p) if p.name.startswith(_SCRATCH) else p
+        for p in func.params
+    ]
+    moved = [p for p, old in zip(params, func.params, strict=True) if not p.same_as(old)]
+    if not moved:
+        return func
+    block = s_tir.stmt.SBlock(
+        root.iter_vars,
+        root.reads,
+        root.writes,
+        root.name_hint,
+        root.body,
+        root.init,
+        [b for b in root.alloc_buffers if not any(b.same_as(m) for m in moved)],
+        root.match_buffers,
+        root.annotations,
+    )
+    body = s_tir.stmt.SBlockRealize(realize.iter_values, realize.predicate, block)
+    return tirx.PrimFunc(params, body, func.ret_type, func.attrs)
