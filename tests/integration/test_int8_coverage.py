@@ -15,7 +15,12 @@ import pytest
 from edgec import int8
 from edgec.artifacts import OnnxModel
 from edgec.targets import get_target
-from tests.unit.test_int8_coverage import cnn_families, quantized, sequence_families
+from tests.unit.test_int8_coverage import (
+    cnn_families,
+    preactivation,
+    quantized,
+    sequence_families,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +52,34 @@ def test_int8_graph_with_float_islands_builds_for_x86_and_matches_the_reference(
         got = vm["main"](tvm.runtime.tensor(x)).numpy()
         want = int8.run(q.graph, [x])[0]
         assert np.abs(got - want).max() <= q.output_scale * 1.0001
+
+
+@pytest.mark.parametrize("target", ["x86", "rpi4"])
+def test_a_standalone_batch_norm_is_an_int8_channel_scale_every_kernel_schedules(
+    tmp_path: Path, target: str
+) -> None:
+    """DenseNet's pre-activation BatchNormalization is an int8 1x1 depthwise conv to the
+    quantizer; as a conv2d no CPU rule scheduled it (62 plain loop nests in DenseNet-121 on
+    x86). Lowered as the elementwise product it is, it fuses with its requantization, and the
+    build stays bit-exact with the numpy reference."""
+    from edgec.relax.compile import compile_model
+    from edgec.relax.lower_int8 import import_qgraph
+
+    q = quantized(preactivation, tmp_path)
+    assert [n.op for n in q.graph.nodes if n.precision == "int8"].count("conv") == 3
+    module = import_qgraph(q)
+    assert module.quantization["relax_contractions"] == {"int8": 2, "float": 0}
+    built = compile_model(module, get_target(target), tmp_path)
+    assert not built.schedules["unscheduled"]
+    if target == "x86":
+        import tvm
+        from tvm import relax
+
+        vm = relax.VirtualMachine(tvm.runtime.load_module(str(built.library)), tvm.cpu())
+        for seed in range(3):
+            x = np.random.default_rng(seed).standard_normal((1, 3, 8, 8)).astype(np.float32)
+            got = vm["main"](tvm.runtime.tensor(x)).numpy()
+            np.testing.assert_array_equal(got, int8.run(q.graph, [x])[0])
 
 
 def test_a_corpus_cnn_builds_int8_for_x86_and_matches_its_qdq_model(tmp_path: Path) -> None:

@@ -104,6 +104,27 @@ def sequence_families(path: Path) -> OnnxModel:
     return _model(path, nodes, inits, (1, 6, 16), (1, 6, 16))
 
 
+def preactivation(path: Path) -> OnnxModel:
+    """conv → relu → a standalone BatchNormalization (DenseNet's pre-activation: nothing to fold
+    it into) → relu → 1x1 conv."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("BatchNormalization", ["r1", "g", "beta", "mean", "var"], ["n"]),
+        helper.make_node("Relu", ["n"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w2", "b2"], ["y"]),
+    ]
+    rng = np.random.default_rng(3)
+    inits = [
+        _weight("w1", (16, 3, 3, 3)), _weight("b1", (16,)), _weight("w2", (8, 16, 1, 1)),
+        _weight("b2", (8,)), _const("g", rng.uniform(0.5, 2, 16).astype(np.float32)),
+        _const("beta", rng.uniform(-0.5, 0.5, 16).astype(np.float32)),
+        _const("mean", rng.uniform(0, 0.5, 16).astype(np.float32)),
+        _const("var", rng.uniform(0.5, 2, 16).astype(np.float32)),
+    ]  # fmt: skip
+    return _model(path, nodes, inits, (1, 3, 8, 8), (1, 8, 8, 8))
+
+
 # (graph, ops that must run in int8, ONNX ops that must be float islands)
 GRAPHS = [
     pytest.param(
