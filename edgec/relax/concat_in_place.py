@@ -14,9 +14,7 @@ FuseTIR, each such kernel's producers are retargeted to write their slice of the
 concatenation on another axis than the innermost, an input used elsewhere (DenseNet's running
 features), an input that is itself a concatenation written in place (Inception-v3 nests
 them), an input whose fused kernel is not a plain `call_tir` with one output that it only
-stores to (a max pooling reduces into its output: two of Inception-v3's concatenations), an
-input whose kernel does not contract (an elementwise writer into an odd-width slice is not
-vectorized; the concatenation's own copy is: ShuffleNetV2 int8's pass-through halves).
+stores to (a max pooling reduces into its output: two of Inception-v3's concatenations).
 """
 
 from __future__ import annotations
@@ -266,10 +264,6 @@ def _chain(
             raise _StepAside("an input is not one kernel's single output")
         if _is_marked(mod, producer):  # Inception-v3's nested concats: the inner is in place
             raise _StepAside("an input is a concatenation written in place itself")
-        if not _contracts(mod[producer.args[0]]):
-            # an elementwise writer (ShuffleNetV2 int8's pass-through half) into a slice of odd
-            # width loses its vectors: rpi4 ShuffleNetV2 int8 71.4M -> 83.7M instructions
-            raise _StepAside("an input's kernel is elementwise: the copy is as cheap")
         width = int(field.ty.shape[-1])
         key = (producer.args[0].name_hint, shape, offset)
         if key not in retargeted:
@@ -290,23 +284,6 @@ def _chain(
         chain.append(relax.VarBinding(var, value))
         buffer = var
     return chain, [at for at, _, _ in plan]
-
-
-def _contracts(func: Any) -> bool:
-    """Whether kernel `func` computes a convolution or matmul (a reduction, or Winograd's output
-    transform): its write-back is a register tile's, vectorized along the channels at any
-    offset. An elementwise kernel's flat vectors are not, writing into a slice."""
-    from tvm import s_tir, tirx
-
-    from edgec.relax import winograd
-
-    sch = s_tir.Schedule(func)
-    blocks = [sch.get(b) for b in sch.get_child_blocks(sch.get_sblock("root"))]
-    return any(
-        b.name_hint == winograd.OUTPUT
-        or any(iv.iter_type == tirx.IterVar.CommReduce for iv in b.iter_vars)
-        for b in blocks
-    )
 
 
 def _write_at(func: Any, shape: tuple[int, ...], offset: int) -> Any:

@@ -34,8 +34,7 @@ def _model(kind: str) -> Any:
             self.b = nn.Conv2d(16, 24, 3, padding=1)  # and its expand 3x3
             self.c = nn.Conv2d(16, 8, 1)
             self.pool = nn.MaxPool2d(3, stride=1, padding=1)
-            channels = {"inception": 56, "nested": 48, "height": 16, "elementwise": 32}
-            channels = channels.get(kind, 16 + 24)
+            channels = {"inception": 56, "nested": 48, "height": 16}.get(kind, 16 + 24)
             self.head = nn.Conv2d(channels, 10, 1)
             self.side = nn.Conv2d(16, 10, 1)
 
@@ -52,8 +51,6 @@ def _model(kind: str) -> Any:
                 return self.head(torch.cat([a, inner], dim=1))
             if kind == "height":  # along the image's rows, not the channels
                 return self.head(torch.cat([a, b[:, :16]], dim=2))
-            if kind == "elementwise":  # an input no convolution makes: its kernel only scales
-                return self.head(torch.cat([a, x * 2], dim=1))
             if kind == "shared":  # `a` also feeds another layer
                 return self.head(torch.cat([a, b], dim=1)) + self.side(a)
             raise ValueError(kind)
@@ -68,7 +65,6 @@ CASES = [
     pytest.param("nested", 1, "is a concatenation written", id="nested-inner-in-place-outer-copy"),
     pytest.param("height", 0, "on axis 1, not the innermost", id="height-axis-stays-a-copy"),
     pytest.param("shared", 0, "an input is used elsewhere", id="input-used-elsewhere-stays"),
-    pytest.param("elementwise", 0, "kernel is elementwise", id="elementwise-input-stays-a-copy"),
 ]
 
 
