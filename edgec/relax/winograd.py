@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from edgec.relax.pack_weights import plain_float
-from edgec.relax.tiling import contraction_tile, most_accumulators, tile_accumulators
+from edgec.relax.tiling import contraction_tile, extent, most_accumulators, tile_accumulators
 from edgec.targets import TargetProfile
 
 INPUT = "winograd_input"
@@ -396,6 +396,38 @@ def _output_te(m: Any, n: int, oh: int, ow: int) -> Any:
     return te.compute((n, oh, ow, k), value, name=OUTPUT)
 
 
+def _register_tile(
+    sch: Any,
+    block: Any,
+    rc: Any,
+    rows: Any,
+    cols: Any,
+    write_back: Any,
+    lanes: int,
+    lane_fma: bool,
+) -> None:
+    """The GEMM's register tile (both Winograd forms): `rows` unrolled, `cols` vectorized, the
+    accumulators zeroed as vectors and written back as vectors where the lanes divide them.
+    NEON multiplies by one lane of a register: there each row's 4 inputs are one vector load,
+    each lane used once (as the contraction rule does)."""
+    if lane_fma and extent(sch, rc) % lanes == 0:
+        rc_out, rc_in = sch.split(rc, [None, lanes])
+        sch.unroll(rc_in)
+        cache = sch.cache_read(block, 0, "global")
+        sch.compute_at(cache, rc_out)
+        cache_loops = sch.get_loops(cache)
+        sch.vectorize(cache_loops[-1])
+        sch.unroll(cache_loops[-2])
+        rc = rc_out
+    sch.unroll(rows)
+    sch.vectorize(cols)
+    init = sch.decompose_reduction(block, rc)
+    sch.vectorize(sch.get_loops(init)[-1])
+    wb_loops = sch.get_loops(write_back)
+    if extent(sch, wb_loops[-1]) % lanes == 0:
+        sch.vectorize(wb_loops[-1])
+
+
 def gemm_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
     """The batched GEMM's schedule: register tiles of rows x cols (as the contraction rule's),
     but with the output-channel tiles innermost, so a tile's rows of V and the 16 positions'
@@ -423,25 +455,8 @@ def gemm_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
             sch.reorder(a, b, p_out, k_out, rc, p_in, k_in)
             fused = sch.fuse(a, b, p_out, k_out)
             write_back = write_back_at(sch, block, fused, [])
-            if lane_fma and extent(sch, rc) % lanes == 0:
-                # NEON multiplies by one lane of a register: one vector load of 4 inputs per
-                # row, each lane used once (as the contraction rule does)
-                rc_out, rc_in = sch.split(rc, [None, lanes])
-                sch.unroll(rc_in)
-                cache = sch.cache_read(block, 0, "global")
-                sch.compute_at(cache, rc_out)
-                cache_loops = sch.get_loops(cache)
-                sch.vectorize(cache_loops[-1])
-                sch.unroll(cache_loops[-2])
-                rc = rc_out
+            _register_tile(sch, block, rc, p_in, k_in, write_back, lanes, lane_fma)
             sch.parallel(fused)
-            sch.unroll(p_in)
-            sch.vectorize(k_in)
-            init = sch.decompose_reduction(block, rc)
-            sch.vectorize(sch.get_loops(init)[-1])
-            wb_loops = sch.get_loops(write_back)
-            if extent(sch, wb_loops[-1]) % lanes == 0:
-                sch.vectorize(wb_loops[-1])
             return sch
 
     return WinogradGemm()
@@ -611,22 +626,7 @@ def fused_rule(lanes: int, accumulators: int, most: int, lane_fma: bool) -> Any:
             kk_out, kk_in = sch.split(kk, [None, cols])
             sch.reorder(a, b, p_out, kk_out, rc, p_in, kk_in)
             write_back = write_back_at(sch, gemm, kk_out, [])
-            if lane_fma and extent(sch, rc) % lanes == 0:
-                rc_out, rc_in = sch.split(rc, [None, lanes])
-                sch.unroll(rc_in)
-                cache = sch.cache_read(gemm, 0, "global")
-                sch.compute_at(cache, rc_out)
-                cache_loops = sch.get_loops(cache)
-                sch.vectorize(cache_loops[-1])
-                sch.unroll(cache_loops[-2])
-                rc = rc_out
-            sch.unroll(p_in)
-            sch.vectorize(kk_in)
-            init = sch.decompose_reduction(gemm, rc)
-            sch.vectorize(sch.get_loops(init)[-1])
-            wb_loops = sch.get_loops(write_back)
-            if extent(sch, wb_loops[-1]) % lanes == 0:
-                sch.vectorize(wb_loops[-1])
+            _register_tile(sch, gemm, rc, p_in, kk_in, write_back, lanes, lane_fma)
             scheduled = _scratch_as_params(sch.mod["main"])
             if "global_symbol" not in (func.attrs or {}):  # Schedule names its function main
                 scheduled = scheduled.without_attr("global_symbol")
