@@ -897,8 +897,12 @@ def _register_pairs(dot: DotInstruction) -> str:
 
 
 # A pointwise layer on channel pairs (16 or 24 input channels) spreads each row's activations
-# (a load and a `tbl`) for 4 output vectors instead of 2: 4 x 4 tiles, not 8 x 2.
+# (a load and a `tbl`) for 4 output vectors instead of 2: 4 x 4 tiles, not 8 x 2. Only over a
+# short reduction (at most this many groups of 4 channels, unrolled whole): ShuffleNetV2's
+# 58- to 232-channel layers at 28, 14 and 7 pixels wide lost rows to it (14 wide: 2 x 4
+# instead of 7 x 2; rpi4 int8 71.4M -> 83.7M instructions).
 POINTWISE_PAIR_VECTORS = 4
+SHORT_REDUCTION = 8
 
 
 def schedule_rule(int8_dot: Int8Dot) -> Any:
@@ -934,7 +938,9 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             b, y, ow, k, ry, rx, rc, *pair = sch.get_loops(conv)
             blocks_of_k = int(sch.get(k).extent) // dot.lanes
             widest = dot.max_vectors
-            if dot.pairs and int(sch.get(ry).extent) * int(sch.get(rx).extent) == 1:
+            pointwise = int(sch.get(ry).extent) * int(sch.get(rx).extent) == 1
+            short = dot.pairs and pointwise and int(sch.get(rc).extent) <= SHORT_REDUCTION
+            if short:
                 widest = POINTWISE_PAIR_VECTORS
             vectors = max(v for v in range(1, widest + 1) if blocks_of_k % v == 0)
             width = int(sch.get(ow).extent)
@@ -955,7 +961,7 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             sch.parallel(tile)
             init = sch.decompose_reduction(conv, ry)
             sch.vectorize(sch.get_loops(init)[-1])
-            if widest == POINTWISE_PAIR_VECTORS and int(sch.get(rc_out).extent) <= 8:
+            if short:
                 sch.unroll(rc_out)  # a short reduction: no loop, the first step needs no zeros
             sch.unroll(ow_row)
             sch.unroll(k_vec)

@@ -49,6 +49,8 @@ CASES = [
     pytest.param(16, 32, 8, 1, 1, "limit", "limit", "both", id="pointwise-16-to-32-4x4"),
     pytest.param(24, 16, 6, 1, 1, "random", "random", "both", id="pointwise-24-to-16-3x4"),
     pytest.param(3, 16, 8, 2, 3, "random", "random", "both", id="image-gathered-4x4"),
+    # a long reduction keeps 2 vectors and 7 rows at 14 wide (ShuffleNetV2's 116 -> 116)
+    pytest.param(116, 116, 14, 1, 1, "random", "random", "both", id="pointwise-116-7x2"),
     # the depth-lane reduction unrolled by 8, 2 and 1 steps of 16 channels
     pytest.param(128, 8, 4, 1, 3, "limit", "limit", "both", id="lanes-3x3-8-steps"),
     pytest.param(96, 8, 4, 1, 1, "random", "random", "both", id="lanes-pointwise-6-steps"),
@@ -400,3 +402,44 @@ def test_arm_int8_dense_sums_are_exact_on_the_int8_instructions(
     assert "int8 requantization in int32" not in built.schedules["fallbacks"]
     seal(Model(onnx_model), built, tmp_path)
     assert np.array_equal(_runner_output(tmp_path, x, tmp_path), expected)
+
+
+# (input channels, output channels, width, tile rows x vectors of 4 int32 lanes): the 4 x 4
+# tile of channel pairs only over a short reduction; ShuffleNetV2's longer ones keep 2 vectors
+# and the rows that divide their width (4 x 4 left 2 x 4 at 14 wide, 1 x 4 at 7: rpi4 int8
+# 69.6M instructions, against 83.7M with it)
+PAIR_TILES = [
+    pytest.param(24, 58, 16, (4, 4), id="24-channels-4x4"),
+    pytest.param(116, 116, 14, (7, 2), id="116-channels-7x2"),
+    pytest.param(232, 232, 7, (7, 2), id="232-channels-7x2"),
+    pytest.param(58, 58, 28, (7, 2), id="58-channels-7x2"),
+]
+
+
+@pytest.mark.parametrize(("cin", "cout", "width", "tile"), PAIR_TILES)
+def test_rpi4_pointwise_pair_tiles_take_four_vectors_only_over_a_short_reduction(
+    cin: int, cout: int, width: int, tile: tuple[int, int]
+) -> None:
+    import re
+
+    from tvm import relax, tirx
+
+    from edgec.relax import int8_dot
+
+    w = np.random.default_rng(cin).integers(-127, 128, (1, 1, cin, cout)).astype(np.int8)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([1, width, width, cin], "int8"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            conv = relax.op.nn.conv2d(
+                x, relax.const(w), data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"
+            )
+            out = bb.emit_output(conv)
+        bb.emit_func_output(out)
+    legalize = relax.transform.LegalizeOps(int8_dot.legalize_map(get_target("rpi4")))
+    (func,) = [f for f in legalize(bb.get()).functions.values() if isinstance(f, tirx.PrimFunc)]
+    scheduled = int8_dot.schedule_rule("smull").apply(func, None, False)
+    grid = re.search(
+        r"_init in T.grid\(T.int64\((\d+)\), T.int64\((\d+)\)\)", scheduled.mod.script()
+    )
+    assert grid is not None and tuple(int(g) for g in grid.groups()) == tile
