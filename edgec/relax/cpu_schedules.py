@@ -77,6 +77,8 @@ def _rows_operand(sch: Any, block: Any) -> int | None:
 # Weight bytes a tile loop may re-read from L1 for every row tile (L1D: 32-48 KB on x86 and
 # Cortex-A72, shared with the input rows and accumulators).
 _SMALL_WEIGHTS = 16 * 1024
+# fp32 lanes of the narrowest vector a depthwise tile falls back to (NEON's 64-bit `fmla.2s`)
+HALF_VECTOR = 2
 
 
 def _weight_bytes(sch: Any, block: Any, shared: int | None) -> int:
@@ -266,6 +268,13 @@ def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = Fals
                     return gemv
             if channelwise:  # depthwise: the window's input loads need registers too
                 tile_shape = register_tile(n_ext, row_ext, lanes, accumulators, True)
+                if tile_shape is None and n_ext % HALF_VECTOR == 0:
+                    # channels no whole vector divides (ShuffleNetV2's 58): 2-lane vectors,
+                    # not the plain loop nest (scalar, div/mod per tap: 10.7 instructions
+                    # per MAC on rpi4, 17M of the model's 83M)
+                    tile_shape = register_tile(
+                        n_ext, row_ext, lanes, accumulators, True, cols=HALF_VECTOR
+                    )
             else:
                 tile_shape = contraction_tile(n_ext, row_ext, lanes, accumulators, most, cols)
             if tile_shape is None:

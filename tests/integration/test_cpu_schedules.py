@@ -145,6 +145,9 @@ DEPTHWISE_CASES = [
     pytest.param(32, 14, 1, 3, id="3x3"),
     pytest.param(48, 15, 2, 3, id="3x3-stride2-odd"),
     pytest.param(20, 9, 1, 5, id="5x5-20-channels"),
+    # channels no whole vector divides (ShuffleNetV2's 58): 2-lane vectors, still scheduled
+    pytest.param(58, 14, 1, 3, id="58-channels-half-vectors"),
+    pytest.param(58, 15, 2, 3, id="58-channels-stride2-odd"),
 ]
 
 
