@@ -900,7 +900,9 @@ def _register_pairs(dot: DotInstruction) -> str:
 # (a load and a `tbl`) for 4 output vectors instead of 2: 4 x 4 tiles, not 8 x 2. Only over a
 # short reduction (at most this many groups of 4 channels, unrolled whole): ShuffleNetV2's
 # 58- to 232-channel layers at 28, 14 and 7 pixels wide lost rows to it (14 wide: 2 x 4
-# instead of 7 x 2; rpi4 int8 71.4M -> 83.7M instructions).
+# instead of 7 x 2; rpi4 int8 71.4M -> 83.7M instructions). Nor where padded output channels
+# are cut in the write-back: ShuffleNetV2's 24 -> 58 at 56 wide took 6.1M instructions on
+# 4 x 4 tiles over 64 channels, 3.6M on 8 x 2.
 POINTWISE_PAIR_VECTORS = 4
 SHORT_REDUCTION = 8
 
@@ -940,7 +942,8 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             widest = dot.max_vectors
             pointwise = int(sch.get(ry).extent) * int(sch.get(rx).extent) == 1
             short = dot.pairs and pointwise and int(sch.get(rc).extent) <= SHORT_REDUCTION
-            if short:
+            cut = any(sch.get(c).name_hint == CONV_CUT for c in consumers)
+            if short and not cut:
                 widest = POINTWISE_PAIR_VECTORS
             vectors = max(v for v in range(1, widest + 1) if blocks_of_k % v == 0)
             width = int(sch.get(ow).extent)
