@@ -408,7 +408,7 @@ def test_arm_int8_dense_sums_are_exact_on_the_int8_instructions(
 # (input channels, output channels, width, tile rows x vectors of 4 int32 lanes): the 4 x 4
 # tile of channel pairs only over a short reduction into channels not cut after it;
 # ShuffleNetV2's longer ones (and its 24 -> 58) keep 2 vectors and the rows that divide their
-# width (4 x 4 left 2 x 4 at 14 wide, 1 x 4 at 7: rpi4 int8 66.5M instructions, against 83.7M
+# width (4 x 4 left 2 x 4 at 14 wide, 1 x 4 at 7: rpi4 int8 66.4M instructions, against 83.7M
 # with it)
 PAIR_TILES = [
     pytest.param(24, 64, 16, (4, 4), id="24-channels-4x4"),
