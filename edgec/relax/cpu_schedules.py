@@ -269,9 +269,9 @@ def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = Fals
             if channelwise:  # depthwise: the window's input loads need registers too
                 tile_shape = register_tile(n_ext, row_ext, lanes, accumulators, True)
                 if tile_shape is None and n_ext % HALF_VECTOR == 0:
-                    # channels no whole vector divides (ShuffleNetV2's 58): 2-lane vectors,
-                    # not the plain loop nest (scalar, div/mod per tap: 10.7 instructions
-                    # per MAC on rpi4, 17M of the model's 83M)
+                    # channels no whole vector divides, too many to take whole (ShuffleNetV2's
+                    # 58 on NEON): 2-lane vectors, not the plain loop nest (scalar, div/mod
+                    # per tap: 10.7 instructions per MAC on rpi4, 17M of the model's 83M)
                     tile_shape = register_tile(
                         n_ext, row_ext, lanes, accumulators, True, cols=HALF_VECTOR
                     )

@@ -145,9 +145,10 @@ DEPTHWISE_CASES = [
     pytest.param(32, 14, 1, 3, id="3x3"),
     pytest.param(48, 15, 2, 3, id="3x3-stride2-odd"),
     pytest.param(20, 9, 1, 5, id="5x5-20-channels"),
-    # channels no whole vector divides (ShuffleNetV2's 58): 2-lane vectors, still scheduled
-    pytest.param(58, 14, 1, 3, id="58-channels-half-vectors"),
-    pytest.param(58, 15, 2, 3, id="58-channels-stride2-odd"),
+    # channels no whole vector divides, too many for one tile (ShuffleNetV2's 58 on NEON's 4
+    # lanes; 90 on x86's 16): 2-lane vectors, not the plain loop nest
+    pytest.param(90, 14, 1, 3, id="90-channels-half-vectors"),
+    pytest.param(90, 15, 2, 3, id="90-channels-stride2-odd"),
 ]
 
 
