@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from edgec.relax import int8_dot as int8_dot_rules
-from edgec.relax import pack_weights
+from edgec.relax import pack_dense, pack_weights
 from edgec.relax.tiling import (
     contraction_tile,
     extent,
@@ -197,8 +197,13 @@ def _copies(sch: Any, block: Any) -> bool:
 
 def _packed_cols(sch: Any, block: Any, channels: int) -> int | None:
     """The block width of weights packed as [channels/cols, KH, KW, I, cols] that `block`
-    reads (edgec.relax.pack_weights), or None."""
-    for region in sch.get(block).reads:
+    reads (edgec.relax.pack_weights), or as [channels/cols, K, cols] by a dense layer
+    (edgec.relax.pack_dense), or None."""
+    reads = sch.get(block).reads
+    if sch.get(block).name_hint == pack_dense.DENSE:  # x * packed: the weights read last
+        shape = [int(d) for d in reads[-1].source.shape]
+        return shape[2] if len(shape) == 3 and shape[0] * shape[2] == channels else None
+    for region in reads:
         shape = [int(d) for d in region.source.shape]
         if len(shape) == 5 and shape[0] * shape[4] == channels:
             return shape[4]
