@@ -46,7 +46,7 @@ def rules(
     accumulators = tile_accumulators(vector_registers)
     most = most_accumulators(vector_registers, vector_bits)
     contraction = _contraction(lanes, accumulators, most, lane_fma)
-    return [rule, contraction, _injective(lanes), dl.cpu.Reduction()]
+    return [rule, contraction, _injective(lanes), _row_reductions(lanes), dl.cpu.Reduction()]
 
 
 def _static(info: Any) -> bool:
@@ -431,3 +431,63 @@ def _injective(lanes: int) -> Any:
             return sch
 
     return Injective()
+
+
+def _row_reductions(lanes: int) -> Any:
+    from tvm import s_tir
+    from tvm.s_tir.dlight.analysis import normalize_prim_func
+    from tvm.s_tir.dlight.base import ScheduleRule
+
+    @guarded
+    class RowReductions(ScheduleRule):
+        """Softmax, layer norm: rows in parallel, each row's sums and maxima over its innermost
+        axis as `lanes` partial results in one vector register, folded into one at the end
+        (rfactor). dlight's CPU rule leaves them a scalar chain of dependent adds: the
+        transformer's layer norms took 1.0 ms of 13.3 on x86 (1 thread), its softmax 0.7."""
+
+        def apply(self, func: Any, target: Any, _tunable: bool) -> Any:
+            sch = s_tir.Schedule(func)
+            infos = normalize_prim_func(sch)
+            if infos is None or len(infos) < 2 or not infos[-1].is_injective():
+                return None
+            kinds = [info.dom_kind() for info in infos]
+            if not all(k.startswith("S") for k in kinds) or not _static(infos[-1]):
+                return None
+            rows = min(len(k) - len(k.lstrip("S")) for k in kinds)  # the axes of one row
+            reductions = [info for info in infos if not info.is_injective()]
+            if not reductions:
+                return None
+            for info in reductions:
+                # one reduced axis, innermost, in whole vectors (else dlight's rule takes it)
+                if (
+                    info.dom_kind() != "S" * rows + "R"
+                    or extent(sch, info.iters[-1].loop_rv) % lanes
+                ):
+                    return None
+            partial = {}
+            for info in reductions:
+                _, lane = sch.split(info.iters[-1].loop_rv, [None, lanes])
+                axis = len(sch.get(info.block_rv).writes[0].source.shape)
+                partial[sch.get(info.block_rv).name_hint] = sch.rfactor(lane, factor_axis=axis)
+            blocks = sch.get_child_blocks(sch.get_sblock("root"))
+            loops = sch.get_loops(blocks[-1])
+            row = sch.fuse(*loops[:rows]) if rows > 1 else loops[0]
+            sch.parallel(row)
+            for block in reversed(blocks[:-1]):
+                sch.compute_at(block, row, preserve_unit_loops=True)
+            lanes_of = {sch.get(b).name_hint for b in partial.values()}
+            for block in blocks:
+                loops = sch.get_loops(block)
+                name = sch.get(block).name_hint
+                if name in lanes_of:
+                    # the partial results' loops come as (lane, row, reduced): the lane inside
+                    lane, reduced = loops[1], loops[-1]
+                    sch.reorder(reduced, lane)
+                    sch.vectorize(lane)
+                    init = sch.decompose_reduction(block, reduced)
+                    sch.vectorize(sch.get_loops(init)[-1])
+                elif name not in partial and extent(sch, loops[-1]) % lanes == 0 < len(loops) - 1:
+                    sch.vectorize(sch.split(loops[-1], [None, lanes])[1])  # not a final fold
+            return sch
+
+    return RowReductions()

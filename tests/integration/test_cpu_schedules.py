@@ -368,6 +368,46 @@ def test_neon_dense_layers_load_weight_vectors_in_pairs() -> None:
     assert len(re.findall(r"\tldp\tq", asm)) * 4 >= fmla / 4 > ldr
 
 
+# (op, row shape, whether the rows' reductions take vectors of partial results): the
+# transformer's layer norm and softmax, and a width no vector divides (dlight's rule)
+ROW_REDUCTION_CASES = [
+    pytest.param("layer_norm", (1, 128, 256), True, id="layer-norm-256"),
+    pytest.param("softmax", (1, 4, 128, 128), True, id="softmax-128"),
+    pytest.param("softmax", (2, 6, 64), True, id="softmax-64"),
+    pytest.param("layer_norm", (3, 40, 37), False, id="layer-norm-ragged-steps-aside"),
+]
+
+
+@pytest.mark.parametrize(("op", "shape", "vectors"), ROW_REDUCTION_CASES)
+def test_row_reductions_sum_in_vectors_and_match_numpy(
+    op: str, shape: tuple[int, ...], vectors: bool
+) -> None:
+    """A softmax's or layer norm's sums and maxima over its rows run as one vector of partial
+    results per row, folded once at the end (rfactor), instead of a scalar chain of dependent
+    adds (x86 transformer, 1 thread: layer norms 0.99 -> 0.19 ms, softmax 0.77 -> 0.27)."""
+    import numpy as np
+    from tvm import relax
+
+    rng = np.random.default_rng(len(shape))
+    x = (rng.standard_normal(shape) * 3).astype(np.float32)
+    width = shape[-1]
+    gamma, beta = (rng.standard_normal(width).astype(np.float32) for _ in range(2))
+    if op == "softmax":
+        build = lambda a: relax.op.nn.softmax(a, axis=-1)  # noqa: E731
+        e = np.exp(x - x.max(-1, keepdims=True))
+        want = e / e.sum(-1, keepdims=True)
+    else:
+        build = lambda a: relax.op.nn.layer_norm(  # noqa: E731
+            a, relax.const(gamma), relax.const(beta), axes=[-1]
+        )
+        want = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+        want = want * gamma + beta
+    scheduled, got = _schedule_and_run(build, x)
+    kernel = "fast_softmax" if op == "softmax" else op  # FastMathTransform's softmax
+    assert ("_rf" in _kernel(scheduled, kernel)) == vectors
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 # (shape, permutation, whether vectors over the fused axis step aside)
 TRANSPOSE_CASES = [
     pytest.param((1, 3, 20, 24), (0, 2, 3, 1), True, id="image-to-nhwc-3-channels"),
