@@ -363,6 +363,35 @@ def _int8_moves(sch: Any, block: Any) -> bool:
     return any(not structural_equal(r.region[-1].min, last) for r in stmt.reads)
 
 
+def _output_blocks(sch: Any, infos: list[Any]) -> list[Any]:
+    """The blocks of `infos` that write one of the kernel's outputs (a buffer it does not
+    allocate itself)."""
+    inner = list(sch.get(sch.get_sblock("root")).alloc_buffers)
+    return [
+        info.block_rv
+        for info in infos
+        if not any(w.source.same_as(b) for w in sch.get(info.block_rv).writes for b in inner)
+    ]
+
+
+def _outputs_in_vectors(sch: Any, outputs: list[Any], infos: list[Any], lanes: int) -> Any:
+    """A kernel with several outputs (a reshape split in three: the transformer's q, k and v):
+    the intermediate stages inlined into each output, each output's rows in parallel and whole
+    vectors along its last axis. Left unscheduled, the 3 x 32K-element split took 0.3-0.5 ms
+    as scalar loops with a division and modulo per element (x86, 1 thread)."""
+    for info in infos:
+        if not any(info.block_rv.same_as(o) for o in outputs):
+            sch.compute_inline(info.block_rv)
+    for block in outputs:
+        loops = sch.get_loops(block)
+        if len(loops) > 1 and extent(sch, loops[-1]) % lanes == 0:
+            sch.parallel(sch.fuse(*loops[:-1]))
+            sch.vectorize(sch.split(loops[-1], [None, lanes])[1])
+        elif loops:
+            sch.parallel(sch.fuse(*loops))
+    return sch
+
+
 def _injective(lanes: int) -> Any:
     from tvm import s_tir
     from tvm.s_tir.dlight.analysis import normalize_prim_func
@@ -378,6 +407,9 @@ def _injective(lanes: int) -> Any:
             if infos is None or any(b.is_reduction() for b in infos):
                 return None
             *rest, last = infos
+            outputs = _output_blocks(sch, rest)
+            if outputs:
+                return _outputs_in_vectors(sch, [*outputs, last.block_rv], rest, lanes)
             for block in rest:
                 sch.compute_inline(block.block_rv)
             loops = sch.get_loops(last.block_rv)

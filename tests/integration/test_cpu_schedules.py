@@ -408,6 +408,48 @@ def test_row_reductions_sum_in_vectors_and_match_numpy(
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+# (rows, widths of the parts): the transformer's q, k, v split of a 768-wide projection, and
+# parts no vector divides
+SPLIT_CASES = [
+    pytest.param(128, (256, 256, 256), id="qkv-768-in-three"),
+    pytest.param(5, (12, 7, 13), id="ragged-parts"),
+]
+
+
+@pytest.mark.parametrize(("rows", "parts"), SPLIT_CASES)
+def test_kernels_with_several_outputs_are_scheduled_and_exact(
+    rows: int, parts: tuple[int, ...]
+) -> None:
+    """A kernel writing several outputs (a reshape split in parts) is inlined into each output,
+    rows in parallel and vectors along the last axis where they divide it; the rule used to
+    step aside and leave it a scalar loop nest with a division per element."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    from edgec.relax.compile import _schedule, prepare
+    from edgec.relax.target import tvm_target
+    from edgec.targets import get_target
+
+    x = np.random.default_rng(rows).standard_normal((1, rows, sum(parts))).astype(np.float32)
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType(list(x.shape), "float32"))
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            cuts = list(np.cumsum(parts)[:-1])
+            out = bb.emit_output(bb.emit(relax.op.split(relax.op.negative(arg), cuts, axis=2)))
+        bb.emit_func_output(out)
+    profile = get_target("x86")
+    with tvm_target(profile) as target:
+        scheduled = _schedule(profile)(prepare(bb.get(), profile, {}))
+        lowered = relax.get_pipeline("default")(scheduled)
+    assert "T.parallel" in _kernel(scheduled, "fused_tir_negative_split")
+    vm = relax.VirtualMachine(tvm.compile(lowered, target, relax_pipeline=None), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x))
+    for part, want in zip(got, np.split(-x, cuts, axis=2), strict=True):
+        np.testing.assert_array_equal(part.numpy(), want)
+
+
 # (shape, permutation, whether vectors over the fused axis step aside)
 TRANSPOSE_CASES = [
     pytest.param((1, 3, 20, 24), (0, 2, 3, 1), True, id="image-to-nhwc-3-channels"),
