@@ -17,6 +17,7 @@ from edgec.relax import (
     int8_dot,
     layout,
     lower_int8,
+    pack_dense,
     pack_weights,
     runtime_check,
     signature,
@@ -241,11 +242,17 @@ def prepare(mod: Any, profile: TargetProfile, fallbacks: dict[str, str]) -> Any:
         [
             # int8 convolutions become dot-product kernels where the CPU has the instruction;
             # float 3x3 stride-1 ones are Winograd F(2,3) where the profile says so; other
-            # float ones read weights packed in the order of their register tiles
+            # float ones, and float dense layers, read weights packed in the order of their
+            # register tiles
             relax.transform.LegalizeOps(
                 winograd.legalize_map(
                     profile,
-                    pack_weights.legalize_map(profile, int8_dot.legalize_map(profile, fallbacks)),
+                    pack_dense.legalize_map(
+                        profile,
+                        pack_weights.legalize_map(
+                            profile, int8_dot.legalize_map(profile, fallbacks)
+                        ),
+                    ),
                 )
             ),
             relax.transform.AnnotateTIROpPattern(),

@@ -1,0 +1,97 @@
+"""float32 dense layers (matmul by constant weights) with weights packed in register-tile order.
+
+A Linear layer imports as `matmul(x[..., M, K], w[K, N])`. Its register tile of `cols` output
+columns reads, per reduction step, one `cols`-wide slice of a row `N` floats long: consecutive
+steps are `N * 4` bytes apart (3 KB for the transformer's 256 -> 768 projection), so on AArch64
+each weight vector is its own `ldr q` (an `ldp` pair reaches +-1008 bytes), and on x86 the
+steps of a 32 KB tile of weights fall into a few L1 sets. Packed to [N/cols, K, cols], a tile's
+weights are one contiguous stream over the whole reduction, as pack_weights does for conv2d and
+as ONNX Runtime's MLAS packs its GEMM's B panels (rpi4: vector loads per FMLA 0.29 -> 0.2).
+
+A matmul this does not take (weights not constant or not 2-D, another dtype, dynamic shapes,
+one output row, where the matrix-vector rule streams the weights instead, or no tile width
+narrower than N that divides it) keeps its usual legalization.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from edgec.relax.tiling import contraction_tile, most_accumulators, tile_accumulators
+from edgec.targets import TargetProfile
+
+DENSE = "matmul_packed"
+
+
+def legalize_map(
+    profile: TargetProfile, inner: dict[str, Callable[[Any, Any], Any]]
+) -> dict[str, Callable[[Any, Any], Any]]:
+    """LegalizeOps overrides: float32 dense layers with packed weights on CPUs; every other
+    matmul goes to `inner`'s legalization (int8 dense layers), else TVM's own."""
+    from tvm import ir
+
+    caps = profile.capabilities
+    if caps.device != "cpu":
+        return inner
+    lanes = max(1, caps.vector_bits // 32)
+    accumulators = tile_accumulators(caps.vector_registers)
+    most = most_accumulators(caps.vector_registers, caps.vector_bits)
+    otherwise = inner.get("relax.matmul") or ir.Op.get("relax.matmul").get_attr("FLegalize")
+
+    def legalize(bb: Any, call: Any) -> Any:
+        cols = packed_cols(call, lanes, accumulators, most)
+        if cols is None:
+            return otherwise(bb, call)
+        return _legalize(bb, call, cols)
+
+    return {**inner, "relax.matmul": legalize}
+
+
+def packed_cols(call: Any, lanes: int, accumulators: int, most: int) -> int | None:
+    """The width of the register tile `call`'s weights are packed for, or None if they stay
+    as they are."""
+    from tvm import ir, tirx
+
+    x, w = call.args
+    if not isinstance(w, ir.expr.Constant) or len(w.ty.shape) != 2 or len(x.ty.shape) < 2:
+        return None
+    if not all(isinstance(d, tirx.IntImm) for d in (*x.ty.shape, *call.ty.shape)):
+        return None
+    if not str(x.ty.dtype) == str(w.ty.dtype) == str(call.ty.dtype) == "float32":
+        return None
+    *batch, rows, _ = (int(d) for d in x.ty.shape)
+    if math.prod(batch) * rows == 1:
+        return None  # a matrix-vector product: the rule streams the weights row by row
+    channels = int(w.ty.shape[1])
+    tile = contraction_tile(channels, rows, lanes, accumulators, most)
+    if tile is None or tile[1] == channels:  # one block: [K, N] is already that order
+        return None
+    return tile[1]
+
+
+def _legalize(bb: Any, call: Any, cols: int) -> Any:
+    import numpy as np
+    from tvm import relax
+
+    w = call.args[1].value.numpy()  # [K, N]
+    k, n = w.shape
+    packed = np.ascontiguousarray(w.reshape(k, n // cols, cols).transpose(1, 0, 2))
+    return bb.call_te(
+        _dense_te, call.args[0], relax.const(packed, "float32"), primfunc_name_hint="matmul"
+    )
+
+
+def _dense_te(x: Any, packed: Any) -> Any:
+    """x[..., M, K] times weights packed as [N/cols, K, cols]."""
+    from tvm import te
+
+    *batch, rows, k = (int(d) for d in x.shape)
+    blocks, _, cols = (int(d) for d in packed.shape)
+    rk = te.reduce_axis((0, k), "rk")
+    return te.compute(
+        (*batch, rows, blocks * cols),
+        lambda *i: te.sum(x[(*i[:-1], rk)] * packed[i[-1] // cols, rk, i[-1] % cols], axis=rk),
+        name=DENSE,
+    )
