@@ -306,12 +306,14 @@ def _recheck_winners(
         if best is None or _mean(best.run_secs) >= default.seconds:
             continue  # the default schedule's own record is served
         winner = database.query_schedule(task.dispatched[0], target, task.task_name)
-        if winner is None:
-            continue  # the record does not replay: the build's apply_database steps aside too
+        if winner is None:  # the record does not replay: the build's apply_database steps aside
+            say(f"  {task.task_name}: tuned record does not replay, not rechecked")
+            continue
         schedules = (default.schedule, winner)
         builds = builder.build([ms.builder.BuilderInput(s.mod, target) for s in schedules])
         try:
             if any(b.error_msg is not None for b in builds):
+                say(f"  {task.task_name}: not rechecked, a build failed")
                 continue
             args = [
                 ms.arg_info.ArgInfo.from_entry_func(s.mod, remove_preproc=True) for s in schedules
@@ -327,6 +329,7 @@ def _recheck_winners(
                 if b.error_msg is None:
                     remove_build_dir(b.artifact_path)
         if any(r.error_msg is not None or not r.run_secs for r in runs):
+            say(f"  {task.task_name}: not rechecked, a run failed")
             continue
         measured += len(runs)
         ours = sum(_mean(r.run_secs) for r in runs[0::2]) / _RECHECK_PAIRS
