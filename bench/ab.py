@@ -74,13 +74,14 @@ def measure(args: argparse.Namespace) -> None:
             run()
             times[name].append(time.thread_time() - start)
     print(f"p50 CPU time, 1 thread, {args.rounds} runs each, interleaved\n")
-    print("| run | ms | max abs diff from its reference |\n|---|---:|---:|")
+    print("| run | ms | p10–p90 ms | max abs diff from its reference |\n|---|---:|---:|---:|")
     for name, t in times.items():
         bundle = name.removeprefix("edgec ")
         diff = "-"
         if name.startswith("edgec "):
             diff = f"{np.abs(outputs[bundle] - outputs[f'{bundle} reference']).max():.1e}"
-        print(f"| {name} | {np.median(t) * 1e3:.3f} | {diff} |")
+        low, high = np.percentile(t, [10, 90]) * 1e3
+        print(f"| {name} | {np.median(t) * 1e3:.3f} | {low:.3f}–{high:.3f} | {diff} |")
     if args.kernels:
         for name, vm in vms.items():
             kernels(name, vm, xt)

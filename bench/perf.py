@@ -357,6 +357,11 @@ def measure_extras(model: Model, args: argparse.Namespace, tmp: Path, cores: int
         cell["tuning_s"] = tuned["tuning"]["seconds"]
         cell["again_measurements"] = again["tuning"]["measurements"]
         cell["again_p50"] = again["latency_ms"]["p50"]
+        # the build's own check: tuned and untuned timed interleaved, the faster kept
+        check = tuned["tuning"].get("check") or {}
+        cell["check"] = [check.get(k) for k in ("tuned_ms", "untuned_ms", "kept", "seconds")]
+        stages = {s["name"]: s["seconds"] for s in tuned["stages"]}
+        cell["check_s"] = stages.get("tune check")
     if args.unscheduled:
         cell["unscheduled_p50"] = unscheduled_p50(model, cores, args.repeat)
     return cell
@@ -462,6 +467,7 @@ def extras_table(results: list[dict[str, Any]]) -> str:
         "tuned/ORT",
         "tuning s",
         "2nd build: measurements, p50",
+        "check: tuned / untuned ms, kept, s",
         "TVM unscheduled ms",
         "unscheduled/ORT",
     ]
@@ -482,11 +488,20 @@ def extras_table(results: list[dict[str, Any]]) -> str:
                 fmt(ratio(e.get("tuned_p50"), e.get("tuned_ort_p50")), ".2f", "×"),
                 fmt(e.get("tuning_s"), ".0f"),
                 "-" if again is None else f"{again}, {e['again_p50']:.3f}",
+                check_cell(e.get("check")),
                 fmt(e.get("unscheduled_p50"), ".3f"),
                 fmt(ratio(e.get("unscheduled_p50"), ort), ".1f", "×"),
             ]
         )
     return markdown(header, rows)
+
+
+def check_cell(check: list[Any] | None) -> str:
+    """The tuned build's check: both in-process figures, which was kept, what it cost."""
+    if not check or check[2] is None:
+        return "-"
+    tuned, untuned, kept, seconds = check
+    return f"{fmt(tuned, '.3f')} / {fmt(untuned, '.3f')}, {kept}, {fmt(seconds, '.0f')}"
 
 
 # ---- the run ----

@@ -15,6 +15,7 @@ from typing import Any
 from edgec.artifacts import TensorSpec
 from edgec.errors import EdgecError
 from edgec.targets import TargetProfile, get_target, with_cuda_arch, with_static
+from edgec.tuning import TunedAgainstUntuned
 
 SCHEMA = 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -70,6 +71,7 @@ class Manifest:
     expected_output: tuple[int, ...] = ()  # MCU bundles: the firmware's output on its input
     layers: tuple[Layer, ...] = ()  # MCU bundles: the layers the firmware counts
     static: bool = False  # TVM bundles: the runner is one static executable holding the model
+    tuning: TunedAgainstUntuned | None = None  # tuned builds: timed against the untuned build
 
     @property
     def cuda_arch(self) -> str | None:
@@ -103,6 +105,7 @@ class Manifest:
             "expected_output": list(self.expected_output),
             "layers": [{"name": x.name, "op": x.op, "macs": x.macs} for x in self.layers],
             "parity": self.parity,
+            "tuning": None if self.tuning is None else self.tuning.to_json(),
             "files": self.files,
         }
 
@@ -209,7 +212,17 @@ def _parse(data: dict[str, Any], directory: Path | None, where: str) -> Manifest
         expected_output=tuple(expected),
         layers=tuple(Layer(str(x["name"]), str(x["op"]), int(x["macs"])) for x in layers),
         static=static,
+        tuning=_tuning(data.get("tuning"), where),
     )
+
+
+def _tuning(data: object, where: str) -> TunedAgainstUntuned | None:
+    if data is None:
+        return None
+    try:
+        return TunedAgainstUntuned.from_json(data)
+    except EdgecError as e:
+        raise EdgecError(f"{where}: {e}; rebuild the bundle") from None
 
 
 def _specs(values: object, key: str, where: str) -> tuple[TensorSpec, ...]:

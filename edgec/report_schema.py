@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from edgec.artifacts import LayerCount
 from edgec.errors import EdgecError
+from edgec.tuning import TunedAgainstUntuned
 
 SCHEMA = 1
 Unit = Literal["ms", "instructions"]
@@ -197,6 +198,7 @@ class Report:
     board: str | None = None  # the board `edgec flash --run` measured it on
     bundle_static: bool = False  # one static executable holds runner, model and runtime
     bundle_binary: Binary | None = None  # static bundles: that executable's sizes
+    tuning_check: TunedAgainstUntuned | None = None  # tuned builds: timed against the untuned
     json: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -263,8 +265,18 @@ def _parse(data: dict[str, Any]) -> Report:
         board=_text(data, "board"),
         bundle_static=bool(_flag(bundle, "static")),
         bundle_binary=_binary(_table(bundle, "binary", required=False)),
+        tuning_check=_tuning_check(_table(data, "tuning", required=False)),
         json=data,
     )
+
+
+def _tuning_check(tuning: dict[str, Any]) -> TunedAgainstUntuned | None:
+    if tuning.get("check") is None:
+        return None
+    try:
+        return TunedAgainstUntuned.from_json(tuning["check"])
+    except EdgecError as e:
+        raise _Bad(str(e)) from None
 
 
 def _binary(data: dict[str, Any]) -> Binary | None:

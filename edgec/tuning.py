@@ -6,9 +6,10 @@ outside edgec/relax/ so that code which only reads or writes them never imports 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from edgec.errors import EdgecError
 
@@ -67,3 +68,70 @@ class TuneOptions:
     trials_per_task: int | None = None  # None: trials split evenly over the untuned kernels
     database: Path | None = None  # --tuning-db; None: the profile's directory in edgec's cache
     remote: RemoteMeasure | None = None  # --tracker/--key; None: measure on this host
+
+
+Kept = Literal["tuned", "untuned"]
+
+
+def faster_build(tuned_ms: float, untuned_ms: float) -> Kept:
+    """The build to keep: the tuned one only where it measured faster; a tie, or a figure that
+    is not a number, keeps the untuned one (tuning must never make a build slower)."""
+    return "tuned" if tuned_ms < untuned_ms else "untuned"
+
+
+@dataclass(frozen=True)
+class TunedAgainstUntuned:
+    """A tuned build timed against the untuned build of the same model, and which was kept.
+
+    Both figures are None where the target cannot be timed here (`how` says why); the tuned
+    build is kept then, its kernels each measured faster than edgec's own rules."""
+
+    kept: Kept
+    tuned_ms: float | None
+    untuned_ms: float | None
+    how: str  # how both were timed, or why they were not
+    seconds: float  # what the check cost: the untuned build and the timing
+
+    def __post_init__(self) -> None:
+        if self.kept not in get_args(Kept):
+            raise EdgecError(f"kept build {self.kept!r}: expected tuned or untuned")
+        figures = (self.tuned_ms, self.untuned_ms)
+        if any(f is not None and not (isinstance(f, (int, float)) and f >= 0) for f in figures):
+            raise EdgecError(f"tuned/untuned times {figures}: expected milliseconds or None")
+
+    @staticmethod
+    def compared(
+        tuned_ms: float, untuned_ms: float, how: str, seconds: float
+    ) -> TunedAgainstUntuned:
+        """Both builds timed: the faster one is kept (`faster_build`)."""
+        kept = faster_build(tuned_ms, untuned_ms)
+        finite = [round(f, 4) if math.isfinite(f) else None for f in (tuned_ms, untuned_ms)]
+        return TunedAgainstUntuned(kept, finite[0], finite[1], how, round(seconds, 2))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: object) -> TunedAgainstUntuned:
+        """From a manifest's or report's `tuning` table; malformed values raise EdgecError."""
+        if not isinstance(data, dict):
+            raise EdgecError("the tuned/untuned check must be a table")
+        try:
+            return TunedAgainstUntuned(
+                kept=data["kept"],
+                tuned_ms=data.get("tuned_ms"),
+                untuned_ms=data.get("untuned_ms"),
+                how=str(data.get("how", "")),
+                seconds=float(data.get("seconds", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise EdgecError(f"the tuned/untuned check is malformed ({e})") from None
+
+    def note(self) -> str:
+        """The check's line: both figures and which build was kept."""
+        if self.tuned_ms is None or self.untuned_ms is None:
+            return f"kept the tuned build, not timed against the untuned one: {self.how}"
+        return (
+            f"tuned {self.tuned_ms:.3f} ms, untuned {self.untuned_ms:.3f} ms ({self.how}): "
+            f"kept the {self.kept} build"
+        )

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from edgec.int8 import QuantizedModel
     from edgec.progress import StageLog
     from edgec.targets import TargetProfile
-    from edgec.tuning import TuneOptions, TuningSummary
+    from edgec.tuning import TunedAgainstUntuned, TuneOptions, TuningSummary
 
 # capability → module; imported on first use (the tvm backend imports tvm when it builds)
 BACKENDS = {"tvm": "edgec.backends.tvm", "c": "edgec.backends.c"}
@@ -57,6 +57,7 @@ class Built:
     quantization: dict[str, Any] | None = None
     macs: int | None = None  # MACs per inference as the backend counts them (None: the graph's)
     tuning: TuningSummary | None = None
+    tuning_check: TunedAgainstUntuned | None = None  # the tuned build timed against the untuned
     # a static executable's size and its parts: total, runtime, kernels, weights (bytes)
     binary: dict[str, int] | None = None
 

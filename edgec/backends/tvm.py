@@ -8,13 +8,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from edgec import reference, runtime, static_runtime
-from edgec.artifacts import BuiltArtifact, Bundle, Measurement, Where
+from edgec.artifacts import BuiltArtifact, Bundle, Measurement, RelaxModule, Where
 from edgec.backends import Built, How, Model
 from edgec.errors import CheckFailed, EdgecError
 from edgec.gpu import find_gpu, gpu_compute_capability, runs_arch
@@ -23,7 +24,7 @@ from edgec.progress import StageLog
 from edgec.stages.bundle import bundle
 from edgec.stages.measure import check_inputs, checked, default_repeat
 from edgec.targets import TargetProfile
-from edgec.tuning import TuneOptions
+from edgec.tuning import TunedAgainstUntuned, TuneOptions
 
 FP16_TOLERANCE = 2e-2  # fp16 builds: on 99% of the outputs
 
@@ -84,8 +85,14 @@ def build(model: Model, profile: TargetProfile, work: Path, log: StageLog) -> Bu
         if dot := built.schedules.get("int8_dot"):
             target += f"; {dot} int8 kernels on {profile.capabilities.int8_dot}"
         s.note(target)
+    check = None
+    if db is not None and built.schedules.get("tuned"):
+        # tuning must never make a build slower: the untuned build is timed against it
+        with log.stage("tune check") as s:
+            built, check = _tuned_or_untuned(relax_module, built, work)
+            s.note(check.note())
     with log.stage("bundle") as s:
-        result, executable = _seal(model, built, work)
+        result, executable = _seal(model, built, work, check)
         s.note(f"{len(result.typed.files)} files")
         if executable is not None:
             s.note(f"one static executable, {executable.total_bytes / 1e6:.2f} MB")
@@ -109,8 +116,43 @@ def build(model: Model, profile: TargetProfile, work: Path, log: StageLog) -> Bu
         schedules=built.schedules,
         quantization=built.quantization,
         tuning=summary,
+        tuning_check=check,
         binary=None if executable is None else executable.sizes(),
     )
+
+
+def _tuned_or_untuned(
+    module: RelaxModule, tuned: BuiltArtifact, work: Path
+) -> tuple[BuiltArtifact, TunedAgainstUntuned]:
+    """The faster of the tuned build and the same model built untuned, timed interleaved in one
+    process on this host; the untuned library replaces the tuned one where it is kept."""
+    from edgec.relax.compile import compile_model
+    from edgec.relax.time_builds import ROUNDS, time_libraries
+
+    profile = tuned.target
+    why = _not_timed_here(profile)
+    if why is not None:
+        return tuned, TunedAgainstUntuned("tuned", None, None, why, 0.0)
+    start = time.perf_counter()
+    threads = profile.capabilities.cores
+    with tempfile.TemporaryDirectory(prefix="edgec-untuned-", dir=work) as tmp:
+        untuned = compile_model(module, profile, Path(tmp), tuning_db=None)
+        inputs = reference.random_inputs(tuned.onnx.inputs)
+        tuned_ms, untuned_ms = time_libraries([tuned.library, untuned.library], inputs, threads)
+        how = f"wall p50, {threads} threads, {ROUNDS} interleaved rounds on this host"
+        check = TunedAgainstUntuned.compared(tuned_ms, untuned_ms, how, time.perf_counter() - start)
+        if check.kept == "tuned":
+            return tuned, check
+        os.replace(untuned.library, tuned.library)  # same name, same bundle directory
+    return replace(untuned, library=tuned.library), check
+
+
+def _not_timed_here(profile: TargetProfile) -> str | None:
+    """Why the tuned and untuned builds for `profile` cannot be timed on this host."""
+    caps = profile.capabilities
+    if caps.device != "cpu" or not caps.runs_on_host or caps.link == "static":
+        return f"{profile.name} builds do not run in a process on this host"
+    return None
 
 
 def seal(model: Model, built: BuiltArtifact, work: Path) -> Bundle:
@@ -120,17 +162,17 @@ def seal(model: Model, built: BuiltArtifact, work: Path) -> Bundle:
 
 
 def _seal(
-    model: Model, built: BuiltArtifact, work: Path
+    model: Model, built: BuiltArtifact, work: Path, check: TunedAgainstUntuned | None = None
 ) -> tuple[Bundle, static_runtime.Executable | None]:
     """seal, and for a static target (one executable: runner, library and runtime linked
     together) where the executable's bytes go."""
     if built.target.capabilities.link == "static":
         executable = _link_static(built, work)
-        manifest = replace(_manifest(built, [executable.path]), library=None, static=True)
+        manifest = replace(_manifest(built, [executable.path], check), library=None, static=True)
         files = [f for f in _files(model, built, [executable.path]) if f != built.library]
         return bundle(work, manifest, files), executable
     runner = _install_runner(built.target, work)
-    return bundle(work, _manifest(built, runner), _files(model, built, runner)), None
+    return bundle(work, _manifest(built, runner, check), _files(model, built, runner)), None
 
 
 def _link_static(built: BuiltArtifact, work: Path) -> static_runtime.Executable:
@@ -159,7 +201,9 @@ def _install_runner(profile: TargetProfile, work: Path) -> list[Path]:
     return [work / runtime.RUNNER, *(work / source.name for source in copied)]
 
 
-def _manifest(built: BuiltArtifact, runner: list[Path]) -> Manifest:
+def _manifest(
+    built: BuiltArtifact, runner: list[Path], check: TunedAgainstUntuned | None = None
+) -> Manifest:
     return Manifest(
         target=built.target.name,
         model=built.onnx.source,
@@ -171,6 +215,7 @@ def _manifest(built: BuiltArtifact, runner: list[Path]) -> Manifest:
         parity=_parity(built),
         files={},
         tvm_target=built.tvm_target,
+        tuning=check,
     )
 
 

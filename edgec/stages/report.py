@@ -57,7 +57,7 @@ def report(
         "stages": _stages(stage_times, model_facts),
         "schedules": built.schedules,
         "quantization": built.quantization,
-        "tuning": built.tuning.to_json() if built.tuning else None,
+        "tuning": _tuning(built),
         "memory": built.memory,
         "parity": {
             "reference": built.reference,
@@ -70,6 +70,15 @@ def report(
         },
     }
     return with_measurement(data, measurement, skipped)
+
+
+def _tuning(built: Built) -> dict[str, Any] | None:
+    """What tuning did, and the tuned build timed against the untuned one (`check`)."""
+    if built.tuning is None and built.tuning_check is None:
+        return None
+    summary = built.tuning.to_json() if built.tuning else {}
+    check = built.tuning_check.to_json() if built.tuning_check else None
+    return {**summary, "check": check}
 
 
 def _bundle_facts(bundle: Bundle) -> dict[str, Any]:
@@ -328,6 +337,8 @@ def markdown(report: Report | dict[str, Any]) -> str:
             + (f", unscheduled: {', '.join(sched.unscheduled)}" if sched.unscheduled else "")
             + " |"
         )
+    if r.tuning_check is not None:
+        lines.append(f"| tuned vs untuned | {r.tuning_check.note()} |")
     for where, why in (sched.fallbacks if sched else {}).items():
         lines.append(f"| fallback | {where}: {why} |")
     lines.append(f"| bundle | {_mib(r.bundle_size_bytes)}, {len(r.bundle_files)} files |")

@@ -54,10 +54,20 @@ def test_int8_build_runs_integer_kernels_and_keeps_accuracy(x86_int8: Path) -> N
     assert manifest["reference"] == "model.qdq.onnx" and manifest["parity"]["share"] == 0.99
 
 
-def test_a_tuned_int8_build_reuses_its_database_in_the_next_build(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def x86_int8_tuned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tuned int8 build (9 trials) and its tuning database."""
+    tmp = tmp_path_factory.mktemp("int8-tuned")
+    _build(tmp / "a", "x86", "--tune", "9", "--tuning-db", str(tmp / "db"), "--repeat", "2")
+    return tmp / "a", tmp / "db"
+
+
+def test_a_tuned_int8_build_reuses_its_database_in_the_next_build(
+    x86_int8_tuned: tuple[Path, Path], tmp_path: Path
+) -> None:
     # the records name edgec's dot-product intrinsic: a new process must know it to read them
-    db = tmp_path / "db"
-    first = _build(tmp_path / "a", "x86", "--tune", "9", "--tuning-db", str(db), "--repeat", "2")
+    bundle, db = x86_int8_tuned
+    first = json.loads((bundle / "report.json").read_text())
     args = ["build", DIGITS, "-t", "x86", "--quantize", "int8", "--data", "digits", "--tune", "9",
             "--tuning-db", str(db), "--calib-samples", "64", "-o", str(tmp_path / "b")]  # fmt: skip
     second = subprocess.run([sys.executable, "-m", "edgec", *args], capture_output=True, text=True)
@@ -66,6 +76,23 @@ def test_a_tuned_int8_build_reuses_its_database_in_the_next_build(tmp_path: Path
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["schedules"]["int8_dot"] == first["schedules"]["int8_dot"]
     assert report["parity"]["max_abs_diff"] == 0.0
+
+
+def test_a_tuned_build_records_itself_timed_against_the_untuned_build(
+    x86_int8_tuned: tuple[Path, Path],
+) -> None:
+    bundle, _ = x86_int8_tuned
+    report = json.loads((bundle / "report.json").read_text())
+    check = report["tuning"]["check"]
+    assert check == json.loads((bundle / "manifest.json").read_text())["tuning"]
+    assert check["tuned_ms"] > 0 and check["untuned_ms"] > 0
+    assert check["kept"] == ("tuned" if check["tuned_ms"] < check["untuned_ms"] else "untuned")
+    # the bundle holds the kept build: its kernels are tuned ones only if it is the tuned build
+    assert (report["schedules"]["tuned"] > 0) == (check["kept"] == "tuned")
+    assert report["parity"]["ok"]
+    assert "tune check" in [s["name"] for s in report["stages"]]
+    assert f"kept the {check['kept']} build" in (bundle / "report.md").read_text()
+    assert not [p for p in bundle.iterdir() if p.name.startswith("edgec-untuned")]
 
 
 def _runner_output(bundle: Path, x: np.ndarray, tmp: Path) -> np.ndarray:

@@ -362,3 +362,55 @@ def test_candidates_for_a_board_are_cross_linked_into_a_shared_object() -> None:
         assert path.read_bytes()[18] == 0xB7  # e_machine = EM_AARCH64: the board loads it as is
     finally:
         shutil.rmtree(path.parent)  # in tuning, MetaSchedule's RemoveBuildArtifact does this
+
+
+def test_a_recheck_keeps_in_the_database_the_schedule_it_says_it_kept(
+    x86_fused: Any, tmp_path: Path
+) -> None:
+    # A plain loop nest recorded as if it beat the default rules' schedule: the recheck runs
+    # both again, and whichever it keeps (no timing asserted) is what the database serves.
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule import relax_integration
+
+    from edgec.relax.ms_workarounds import reusable_builder, target_intrinsics_only
+    from edgec.relax.tune import (
+        MODULE_EQUALITY,
+        _Default,
+        _first_schedule,
+        _open_database,
+        _recheck_winners,
+    )
+
+    profile = get_target("x86")
+    target = tvm_target(profile)
+    lines: list[str] = []
+    with target_intrinsics_only(target):
+        tasks = relax_integration.extract_tasks(x86_fused, target, module_equality=MODULE_EQUALITY)
+        task = next(t for t in tasks if "matmul" in t.task_name)
+        func = task.dispatched[0]["main"]
+        with target:
+            ours = _first_schedule(_default_rules(), func, target)
+        plain = tvm.s_tir.Schedule(task.dispatched[0])
+        # a record with an empty trace is never served (get_top_k skips it): one lookup step
+        plain.get_child_blocks(plain.get_sblock("root", func_name="main"))
+        database = _open_database(tmp_path)
+        args = ms.arg_info.ArgInfo.from_entry_func(plain.mod, remove_preproc=True)
+        workload = database.commit_workload(task.dispatched[0])
+        database.commit_tuning_record(
+            ms.database.TuningRecord(plain.trace, workload, [1e-9], target, args)
+        )
+        with reusable_builder(profile.cxx) as builder:
+            measured = _recheck_winners(
+                [(task, _Default(ours, 1.0))],
+                builder,
+                ms.runner.LocalRunner(),
+                database,
+                lines.append,
+            )
+        served = database.query_tuning_record(task.dispatched[0], target, task.task_name)
+    assert measured == 6, lines
+    (line,) = lines
+    kept = ours if line.endswith("default rules kept") else plain
+    assert line.endswith(("default rules kept", "tuned kept")), line
+    assert str(served.trace) == str(kept.trace)

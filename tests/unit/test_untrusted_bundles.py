@@ -72,6 +72,7 @@ HOSTILE_MANIFESTS = [
     pytest.param({"static": True}, "static must be true only for a runner without a library",
                  id="static-with-a-library"),
     pytest.param({"static": "yes"}, "static must be true only", id="static-not-a-bool"),
+    pytest.param({"tuning": {"kept": "fastest"}}, "kept build 'fastest'", id="tuning-kept-unknown"),
 ]  # fmt: skip
 
 
