@@ -196,6 +196,7 @@ def _legalize_conv2d(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> 
     # sum((x + 128) * w) - 128 * sum(w) == sum(x * w)
     start = -128 * w.astype(np.int32).sum(axis=(0, 1, 2)) if dot.unsigned else None
     attrs = call.attrs
+    width = None if gather or not dot.pairs else _padded_width(call, dot)
     return bb.call_te(
         _conv_te,
         call.args[0],
@@ -205,8 +206,30 @@ def _legalize_conv2d(bb: Any, call: Any, family: tuple[DotInstruction, ...]) -> 
         [int(p) for p in attrs.padding],
         gather,
         channels,
+        width,
         primfunc_name_hint="conv2d_int8dot",
     )
+
+
+WIDE_ROWS = 4  # rows per tile below which a width with no fitting divisor is padded
+
+
+def _padded_width(call: Any, dot: DotInstruction) -> int | None:
+    """The output width to compute for `call` on channel pairs where the real one has no
+    divisor of at least WIDE_ROWS among the rows a tile holds (SqueezeNet's 13: 1 row of 2
+    vectors, each weight load used once): padded to whole tiles of the rows that waste least
+    (13 -> 14, 7 rows), at most 1/8 more columns; the extra columns are cut in the write-back.
+    None: the width stays."""
+    x, w = call.args
+    pads, strides = call.attrs.padding, call.attrs.strides
+    width = (int(x.ty.shape[2]) + int(pads[1]) + int(pads[3]) - int(w.ty.shape[1])) // int(
+        strides[1]
+    ) + 1
+    most = dot.accumulators // dot.max_vectors
+    if max(r for r in range(1, most + 1) if width % r == 0) >= WIDE_ROWS:
+        return None
+    padded = min(-(-width // r) * r for r in range(WIDE_ROWS, most + 1))
+    return padded if (padded - width) * 8 <= width else None
 
 
 def _one_vector(call: Any, dot: DotInstruction | None, family: tuple[DotInstruction, ...]) -> bool:
@@ -693,9 +716,11 @@ def _conv_te(
     pads: list[int],
     gather: tuple[int, int, int] | None,
     channels: int | None = None,
+    width: int | None = None,
 ) -> Any:
     """The activations padded or gathered into windows (as uint8 x + 128 when `start` is
-    given), the dot products, plus `start`, cut to the first `channels` if given."""
+    given), the dot products, plus `start`, cut to the first `channels` if given and to the
+    first real output columns if `width` (the columns computed) is given."""
     from tvm import te, tirx
 
     n, h, w, _ = (int(d) for d in x.shape)
@@ -705,6 +730,7 @@ def _conv_te(
     taps = gather[:2] if gather else (kh, kw)
     oh = (h + top + bottom - taps[0]) // sh + 1
     ow = (w + left + right - taps[1]) // sw + 1
+    real_ow, ow = ow, width or ow
     zero = tirx.const(0, "int8") if start is None else tirx.const(128, "uint8")  # int8 zero
 
     def shifted(b: Any, y: Any, z: Any, ch: Any, *inside: Any) -> Any:
@@ -726,8 +752,9 @@ def _conv_te(
         )
         sh = sw = 1
     else:
+        extra = (ow - real_ow) * sw  # zero columns the padded output width reads
         xu = te.compute(
-            (n, h + top + bottom, w + left + right, c_groups * GROUP), shifted, name=PAD
+            (n, h + top + bottom, w + left + right + extra, c_groups * GROUP), shifted, name=PAD
         )
     ry = te.reduce_axis((0, kh), "ry")
     rx = te.reduce_axis((0, kw), "rx")
@@ -760,9 +787,10 @@ def _conv_te(
         # block, inlined into the write-back like the rest of the epilogue)
         sums = total
         total = te.compute(shape, lambda *i: sums(*i) + start[i[-1]], name="int8dot_start")
-    if channels is None or channels == shape[-1]:
+    channels = channels or shape[-1]
+    if channels == shape[-1] and real_ow == ow:
         return total
-    return te.compute((*shape[:-1], channels), lambda *i: total(*i), name=CONV_CUT)
+    return te.compute((n, oh, real_ow, channels), lambda *i: total(*i), name=CONV_CUT)
 
 
 @cache

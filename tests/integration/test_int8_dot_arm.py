@@ -59,6 +59,11 @@ CASES = [
     # 147 taps x channels in 160 lanes) on the depth-lane kernel, the int16 edge through it
     pytest.param(3, 16, 12, 2, 7, "limit", "limit", "both", id="lanes-gathered-7x7-stem"),
     pytest.param(1, 8, 10, 1, 9, "random", "random", "both", id="lanes-gathered-9x9-one-channel"),
+    # a width with no divisor of 4 to 8 rows (SqueezeNet's 13) on channel pairs: computed 14
+    # wide in tiles of 7 rows, the padded column cut in the write-back; at stride 2 too
+    pytest.param(8, 16, 13, 1, 3, "limit", "limit", "both", id="13-wide-padded-to-14"),
+    pytest.param(24, 8, 26, 2, 3, "random", "random", "both", id="13-wide-stride2-padded"),
+    pytest.param(16, 16, 13, 1, 1, "random", "random", "both", id="pointwise-13-wide-padded"),
 ]
 
 
