@@ -10,6 +10,7 @@ float. The arithmetic is the numpy reference's, so outputs match it bit for bit.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -357,7 +358,7 @@ def requantize_in_int32(module: Any) -> Any:
     """Each conv/dense requantization `_requantize` emitted in int64, rewritten to int32 where
     the layer's weights bound its sums well inside int32 (edgec.int8.fixed_point.int32_form
     proves it the same): NEON has no 64-bit multiply, min or max, and the int64 form cost ~16
-    instructions per 4 outputs, this one ~9 (sqadd, sqdmulh, add, sshl, smax, smin, narrow).
+    instructions per 4 outputs, this one ~8 (sqadd, sqdmulh, srshl, smax, smin, narrow).
     The bound is 128 · sum|w| per output channel plus |bias|; a layer without it keeps int64."""
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
@@ -389,7 +390,7 @@ def requantize_in_int32(module: Any) -> Any:
 
 
 def _int32_plan(call: Any, binding: Callable[[Any], Any]) -> Any:
-    """(acc, [bias, multiplier, rounding, k], doubled, lo, hi) if `call` ends an int64
+    """(acc, [bias, multiplier, -k], doubled, lo, hi) if `call` ends an int64
     requantization of a conv2d/matmul with constant weights that int32 computes exactly."""
     from tvm import ir, relax
 
@@ -432,7 +433,7 @@ def _int32_plan(call: Any, binding: Callable[[Any], Any]) -> Any:
     if form is None:
         return None
     doubled, k = form
-    consts = [bias, m, np.left_shift(np.int64(1), k - 1), k]
+    consts = [bias, m, -k]
     return acc, [c.astype(np.int32) for c in consts], doubled, int(lo), int(hi)
 
 
@@ -457,10 +458,13 @@ def _sum_bound(contraction: Any) -> int | None:
 
 
 def _requantize_int32_te(
-    acc: Any, bias: Any, m: Any, rounding: Any, k: Any, doubled: int, lo: int, hi: int
+    acc: Any, bias: Any, m: Any, shift: Any, doubled: int, lo: int, hi: int
 ) -> Any:
-    """edgec.int8.fixed_point.requantize_int32 in TE, per-channel constants broadcast."""
+    """edgec.int8.fixed_point.requantize_int32 in TE, per-channel constants broadcast; `shift`
+    holds -k (srshl's operand: a negative shift is a rounding shift right)."""
     from tvm import te, tirx
+
+    rounding_shift = _register_rounding_shift()
 
     def at(c: Any, index: tuple[Any, ...]) -> Any:
         # broadcast from the right: a dense layer's [1, N] constants on [..., M, N] sums
@@ -476,10 +480,64 @@ def _requantize_int32_te(
             y = tirx.call_llvm_pure_intrin("int32", "llvm.sadd.sat", y, y)
         wide = y.astype("int64") * at(m, i).astype("int64")
         high = tirx.min(wide >> 31, tirx.const(2**31 - 1, "int64")).astype("int32")  # sqdmulh
-        out = (high + at(rounding, i)) >> at(k, i)
+        out = tirx.call_intrin("int32", rounding_shift, high, at(shift, i))
         return tirx.max(tirx.min(out, hi), lo).astype("int8")
 
     return te.compute(acc.shape, value, name="requantize_int32")
+
+
+ROUNDING_SHIFT = "edgec.rounding_shift"
+
+
+def register_ops() -> None:
+    """Register edgec's own TIR ops in this process: a process that reads a kernel calling
+    one (a MetaSchedule builder worker) needs them before it can unpickle the kernel."""
+    _register_rounding_shift()
+
+
+@cache
+def _register_rounding_shift() -> str:
+    """A TIR op for (x + 2^(k-1)) >> k given s = -k, k >= 1, lowered after vectorization: on
+    4 lanes (and 2) to NEON's `srshl` (one instruction for the add and the shift, exact: its
+    rounding add does not overflow), wider vectors split into 4-lane parts, anything else to
+    the plain add and shift. The `llvm.aarch64.neon.srshl` intrinsic itself cannot be written
+    in the kernel: LLVM aborts the process on it at 8 or 16 lanes and on scalars (STACK-NOTES),
+    and a kernel's lane count is known only once its schedule is applied. Emitted only for
+    aarch64 targets (`compile.py`): the lowering is registered for every llvm target, since a
+    lowering function does not see the target."""
+    from tvm import tirx
+    from tvm.ir.op import register_op_attr
+    from tvm.tirx.expr import CallEffectKind
+
+    srshl = "llvm.aarch64.neon.srshl"
+    register_op_attr(ROUNDING_SHIFT, "TCallEffectKind", CallEffectKind.Pure.value)
+    register_op_attr(ROUNDING_SHIFT, "TVectorizable", True)
+
+    def lower(call: Any) -> Any:
+        dtype = call.ty.dtype
+        lanes = dtype.lanes
+        x, s = (a if a.ty.dtype.lanes == lanes else tirx.Broadcast(a, lanes) for a in call.args)
+        if lanes in (2, 4):
+            return tirx.call_llvm_pure_intrin(dtype, srshl, x, s)
+        if lanes % 4 == 0:  # 4-lane parts: shuffles of halves of registers cost nothing
+            xv, sv = tirx.Var("x", dtype), tirx.Var("s", dtype)
+
+            def part(v: Any, at: int) -> Any:
+                return tirx.Shuffle([v], [tirx.const(j) for j in range(at, at + 4)])
+
+            parts = [
+                tirx.call_llvm_pure_intrin("int32x4", srshl, part(xv, at), part(sv, at))
+                for at in range(0, lanes, 4)
+            ]
+            whole = tirx.Shuffle(parts, [tirx.const(j) for j in range(lanes)])
+            return tirx.Let(xv, x, tirx.Let(sv, s, whole))
+        one = (
+            tirx.const(1, "int32") if lanes == 1 else tirx.Broadcast(tirx.const(1, "int32"), lanes)
+        )
+        return (x + (one << (-s - one))) >> -s
+
+    tirx.op.register_intrin_lowering(ROUNDING_SHIFT, "llvm", f=lower, level=99)
+    return ROUNDING_SHIFT
 
 
 def adds_in_int32(module: Any) -> Any:

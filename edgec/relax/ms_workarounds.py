@@ -57,7 +57,10 @@ def reusable_builder(cxx: str) -> Iterator[Any]:
     # tvm_ffi imports): ~5 s a round on 2 cores, more than building the round's candidates.
     # Recycling a worker after some builds bounds the leak LocalBuilder restarts them for.
     pool = PopenPoolExecutor(
-        max_workers=os.cpu_count(), timeout=BUILD_TIMEOUT_S, maximum_process_uses=32
+        max_workers=os.cpu_count(),
+        timeout=BUILD_TIMEOUT_S,
+        maximum_process_uses=32,
+        initializer=register_edgec_ops,
     )
 
     def result(done: Any) -> Any:
@@ -77,6 +80,13 @@ def reusable_builder(cxx: str) -> Iterator[Any]:
         yield _Builder()
     finally:
         pool.shutdown()
+
+
+def register_edgec_ops() -> None:
+    """Register the TIR ops edgec's kernels call (a builder worker unpickles such kernels)."""
+    from edgec.relax.lower_int8 import register_ops
+
+    register_ops()
 
 
 def _build_job(job: tuple[str, Any, Any]) -> str:

@@ -243,6 +243,50 @@ def test_arm_int32_requantization_matches_the_reference_at_its_edges(
         assert np.array_equal(got, np.concatenate(want, axis=1).astype(np.float32))
 
 
+# (vector lanes of the kernel's loop, whether NEON's srshl computes it): 4 and 2 lanes are the
+# intrinsic's own, 8 and 16 split into 4-lane parts; a scalar or 3 lanes would abort LLVM on
+# the intrinsic, so they get the plain add and shift
+ROUNDING_SHIFT_WIDTHS = [
+    pytest.param(1, False, id="scalar"),
+    pytest.param(2, True, id="2-lanes"),
+    pytest.param(3, False, id="3-lanes"),
+    pytest.param(4, True, id="4-lanes"),
+    pytest.param(8, True, id="8-lanes-split"),
+    pytest.param(16, True, id="16-lanes-split"),
+]
+
+
+@pytest.mark.parametrize(("lanes", "srshl"), ROUNDING_SHIFT_WIDTHS)
+def test_the_requantization_rounding_shift_builds_at_every_vector_width(
+    lanes: int, srshl: bool
+) -> None:
+    import tvm
+    from tvm import te, tirx
+
+    from edgec.relax.lower_int8 import _register_rounding_shift
+
+    op = _register_rounding_shift()
+    n = 48
+    x, s = te.placeholder((n,), "int32", name="x"), te.placeholder((n,), "int32", name="s")
+    out = te.compute((n,), lambda i: tirx.call_intrin("int32", op, x[i], s[i]), name="out")
+    sch = tvm.s_tir.Schedule(te.create_prim_func([x, s, out]))
+    (loop,) = sch.get_loops(sch.get_sblock("out"))
+    if lanes > 1:
+        sch.vectorize(sch.split(loop, [None, lanes])[1])
+    target = tvm.target.Target(get_target("rpi4").tvm_target)
+    asm = tvm.tirx.build(sch.mod, target=target).inspect_source("asm")
+    assert ("srshl" in asm) == srshl
+    if not srshl:  # the plain form, run here: (x + 2^(k-1)) >> k for s = -k
+        host = tvm.tirx.build(sch.mod, target=tvm.target.Target({"kind": "llvm"}))
+        rng = np.random.default_rng(0)
+        xs = rng.integers(-(2**30), 2**30, n).astype(np.int32)
+        ks = rng.integers(1, 32, n).astype(np.int32)
+        got = tvm.runtime.tensor(np.zeros(n, np.int32))
+        host(tvm.runtime.tensor(xs), tvm.runtime.tensor(-ks), got)
+        want = (xs.astype(np.int64) + (1 << (ks.astype(np.int64) - 1))) >> ks
+        assert np.array_equal(got.numpy(), want)
+
+
 # Depthwise int8 (MobileNetV2's other half): (channels, size, stride, pads, dilation, channel
 # multiplier, weights, activations, whether the int16 kernel takes it). Channel counts not a
 # multiple of 16 (or 4), odd sizes with stride 2, asymmetric padding; a channel multiplier of 2

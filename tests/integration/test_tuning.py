@@ -364,6 +364,34 @@ def test_candidates_for_a_board_are_cross_linked_into_a_shared_object() -> None:
         shutil.rmtree(path.parent)  # in tuning, MetaSchedule's RemoveBuildArtifact does this
 
 
+@needs("aarch64-linux-gnu-g++")
+def test_a_builder_worker_builds_candidates_that_call_edgec_ops() -> None:
+    # rpi4 int8 requantization calls edgec's own TIR op (edgec.rounding_shift): a builder
+    # worker that has not registered it cannot even unpickle such a candidate
+    from tvm import s_tir, te, tirx
+    from tvm.s_tir import meta_schedule as ms
+
+    from edgec.relax.lower_int8 import ROUNDING_SHIFT, register_ops
+    from edgec.relax.ms_workarounds import reusable_builder
+
+    register_ops()
+    a = te.placeholder((16,), "int32", name="a")
+    shift = tirx.const(-3, "int32")
+    b = te.compute((16,), lambda i: tirx.call_intrin("int32", ROUNDING_SHIFT, a[i], shift))
+    sch = s_tir.Schedule(te.create_prim_func([a, b]))
+    sch.vectorize(sch.split(sch.get_loops(sch.get_sblock("compute"))[0], [None, 4])[1])
+    with reusable_builder("aarch64-linux-gnu-g++") as builder:
+        (result,) = builder.build(
+            [ms.builder.BuilderInput(sch.mod, tvm_target(get_target("rpi4")))]
+        )
+    assert result.error_msg is None, result.error_msg
+    path = Path(result.artifact_path)
+    try:
+        assert path.read_bytes()[18] == 0xB7
+    finally:
+        shutil.rmtree(path.parent)
+
+
 def test_a_recheck_keeps_in_the_database_the_schedule_it_says_it_kept(
     x86_fused: Any, tmp_path: Path
 ) -> None:
