@@ -354,9 +354,7 @@ def _rules(profile: TargetProfile) -> list[Any]:
     lane_fma = caps.isa == "aarch64"  # every AArch64 core has NEON's by-element FMLA
     rules = cpu_schedules.rules(caps.vector_bits, caps.int8_dot, caps.vector_registers, lane_fma)
     # before the generic rules, which would take the Winograd kernels too
-    lanes = max(1, caps.vector_bits // 32)
-    accumulators = tiling.tile_accumulators(caps.vector_registers)
-    most = tiling.most_accumulators(caps.vector_registers, caps.vector_bits)
+    lanes, accumulators, most = tiling.budget(caps.vector_bits, caps.vector_registers)
     gemm = winograd.gemm_rule(lanes, accumulators, most, lane_fma)
     fused = winograd.fused_rule(lanes, accumulators, most, lane_fma)
     return [fused, gemm, *winograd.transform_rules(lanes), *rules]

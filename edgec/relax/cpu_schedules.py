@@ -16,13 +16,12 @@ from typing import Any
 from edgec.relax import int8_dot as int8_dot_rules
 from edgec.relax import pack_dense, pack_weights
 from edgec.relax.tiling import (
+    budget,
     contraction_tile,
     extent,
     guarded,
-    most_accumulators,
     parallel_root,
     register_tile,
-    tile_accumulators,
     write_back_at,
 )
 from edgec.targets import Int8Dot
@@ -39,12 +38,10 @@ def rules(
     a multiply-add by one lane of a vector register (AArch64 `fmla v.4s, v.4s, v.s[i]`)."""
     from tvm.s_tir import dlight as dl
 
-    lanes = max(1, vector_bits // 32)
+    lanes, accumulators, most = budget(vector_bits, vector_registers)
     # int8_dot's rule only matches the kernels its legalization made (on targets that have the
     # instruction); the contraction rule would schedule them too, without the instruction.
     rule = int8_dot_rules.schedule_rule(int8_dot)
-    accumulators = tile_accumulators(vector_registers)
-    most = most_accumulators(vector_registers, vector_bits)
     contraction = _contraction(lanes, accumulators, most, lane_fma)
     return [rule, contraction, _injective(lanes), _row_reductions(lanes), dl.cpu.Reduction()]
 

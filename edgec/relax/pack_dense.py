@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from edgec.relax.tiling import contraction_tile, most_accumulators, tile_accumulators
+from edgec.relax.tiling import budget, contraction_tile
 from edgec.targets import TargetProfile
 
 DENSE = "matmul_packed"
@@ -35,9 +35,7 @@ def legalize_map(
     caps = profile.capabilities
     if caps.device != "cpu":
         return inner
-    lanes = max(1, caps.vector_bits // 32)
-    accumulators = tile_accumulators(caps.vector_registers)
-    most = most_accumulators(caps.vector_registers, caps.vector_bits)
+    lanes, accumulators, most = budget(caps.vector_bits, caps.vector_registers)
     otherwise = inner.get("relax.matmul") or ir.Op.get("relax.matmul").get_attr("FLegalize")
 
     def legalize(bb: Any, call: Any) -> Any:

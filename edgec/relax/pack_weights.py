@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from edgec.relax.tiling import most_accumulators, padded_tile, tile_accumulators, tile_widths
+from edgec.relax.tiling import budget, padded_tile, tile_widths
 from edgec.targets import TargetProfile
 
 CONV = "conv2d_nhwc_packed"
@@ -45,9 +45,7 @@ def legalize_map(
     caps = profile.capabilities
     if caps.device != "cpu":
         return inner
-    lanes = max(1, caps.vector_bits // 32)
-    accumulators = tile_accumulators(caps.vector_registers)
-    most = most_accumulators(caps.vector_registers, caps.vector_bits)
+    lanes, accumulators, most = budget(caps.vector_bits, caps.vector_registers)
     otherwise = inner.get("relax.nn.conv2d") or ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 
     # grouped convs on x86 only: measured there (issue 14); Arm keeps its counted kernels

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 # Accumulators (rows x vectors) a register tile holds, by the number of SIMD registers: the
 # rest hold the weight vectors and a broadcast. With 32 (AArch64 NEON) a 6-row x 4-vector tile
@@ -24,6 +24,24 @@ def most_accumulators(vector_registers: int, vector_bits: int) -> int:
     has 32 zmm registers even where the profile counts AVX2's 16. ResNet-18's 7x7 and 14x14
     layers (rows must divide 7) hold 7 x 16 in 12; 7 x 32 ran 10-38% faster (1 thread)."""
     return tile_accumulators(32 if vector_bits >= 512 else vector_registers)
+
+
+class Budget(NamedTuple):
+    """What a float32 register tile may use on a CPU."""
+
+    lanes: int  # float32 lanes of one vector register
+    accumulators: int  # tile_accumulators
+    most: int  # most_accumulators
+
+
+def budget(vector_bits: int, vector_registers: int) -> Budget:
+    """The register-tile budget of a CPU with `vector_registers` SIMD registers of
+    `vector_bits` each."""
+    return Budget(
+        max(1, vector_bits // 32),
+        tile_accumulators(vector_registers),
+        most_accumulators(vector_registers, vector_bits),
+    )
 
 
 def contraction_tile(

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from edgec.relax.pack_weights import plain_float
-from edgec.relax.tiling import contraction_tile, extent, most_accumulators, tile_accumulators
+from edgec.relax.tiling import budget, contraction_tile, extent
 from edgec.targets import TargetProfile
 
 INPUT = "winograd_input"
@@ -117,9 +117,7 @@ def legalize_map(
     caps = profile.capabilities
     if caps.device != "cpu" or not caps.winograd:
         return inner
-    lanes = max(1, caps.vector_bits // 32)
-    accumulators = tile_accumulators(caps.vector_registers)
-    most = most_accumulators(caps.vector_registers, caps.vector_bits)
+    lanes, accumulators, most = budget(caps.vector_bits, caps.vector_registers)
     otherwise = inner.get("relax.nn.conv2d") or ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 
     def legalize(bb: Any, call: Any) -> Any:
