@@ -244,13 +244,44 @@ def edgec_build(
     return json.loads(report.read_text())
 
 
+# ONNX Runtime's p50 on a bundle's reference model, in a process of its own (for its malloc's
+# start-up tunables), on the same seeded input and threads as the build's own baseline.
+ORT_P50 = """
+import json, sys
+from pathlib import Path
+from edgec import reference
+from edgec.manifest import Manifest
+bundle, threads, repeat = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+manifest = Manifest.from_json(json.loads((bundle / "manifest.json").read_text()), bundle)
+inputs = reference.random_inputs(manifest.inputs)
+print(json.dumps(reference.latency(bundle / manifest.reference, inputs, threads, repeat)["p50"]))
+"""
+
+
+def ort_huge_pages_p50(bundle: Path, threads: int, repeat: int) -> float:
+    """ONNX Runtime's p50 with glibc's malloc on transparent huge pages, as edgec-run has them
+    on x86-64: the baseline that does not credit edgec with a malloc setting."""
+    from edgec.runtime import with_huge_pages
+
+    cmd = [sys.executable, "-c", ORT_P50, str(bundle), str(threads), str(repeat)]
+    env = with_huge_pages(dict(os.environ))
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise BenchError(f"ONNX Runtime with huge pages: {done.stderr.strip()[-300:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def measure_x86(model: Model, precision: str, args: argparse.Namespace, tmp: Path) -> dict:
     extra = ["--repeat", str(args.repeat)]
     report = edgec_build(model, precision, "x86", tmp / "x86", extra, args.timeout)
+    from edgec.targets import get_target
+
+    threads = get_target("x86").capabilities.cores
     return {
         "macs": report["model"]["macs"],
         "edgec_p50": report["latency_ms"]["p50"],
         "ort_p50": report["baseline"]["onnxruntime"]["p50"],
+        "ort_huge_pages_p50": ort_huge_pages_p50(tmp / "x86", threads, args.repeat),
         "max_abs_diff": report["parity"]["max_abs_diff"],
     }
 
@@ -397,6 +428,8 @@ MAIN_HEADER = [
     "x86 edgec ms",
     "x86 ORT ms",
     "x86 edgec/ORT",
+    "x86 ORT ms, huge pages",
+    "x86 edgec/ORT, huge pages",
     "rpi4 edgec insns",
     "rpi4 ORT insns",
     "rpi4 edgec/ORT",
@@ -446,6 +479,9 @@ def main_table(results: list[dict[str, Any]], notes: list[str]) -> str:
                 x86_failed or fmt(x.get("edgec_p50"), ".3f"),
                 x86_failed or fmt(x.get("ort_p50"), ".3f"),
                 x86_failed or fmt(ratio(x.get("edgec_p50"), x.get("ort_p50")), ".2f", "×"),
+                x86_failed or fmt(x.get("ort_huge_pages_p50"), ".3f"),
+                x86_failed
+                or fmt(ratio(x.get("edgec_p50"), x.get("ort_huge_pages_p50")), ".2f", "×"),
                 arm_failed or millions(a.get("edgec_insns")),
                 arm_failed or millions(a.get("ort_insns")),
                 arm_failed or fmt(ratio(a.get("edgec_insns"), a.get("ort_insns")), ".2f", "×"),

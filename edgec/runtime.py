@@ -43,6 +43,19 @@ CAPI_EXAMPLE = "capi/example.c"
 CAPI_LIBS = ("libedgec_model.so", "libedgec_model.a")
 RUNNER_FLAGS = ("-O2", "-std=c++17", "-Wall", "-Wextra")  # every link: dynamic and static
 WARMUP = 3  # untimed runs before the timed ones
+# glibc's tunable for transparent huge pages under malloc's large blocks; edgec-run sets it for
+# itself on x86-64 (codegen/runner/edgec_run.cc), and so do edgec's other timed host processes.
+HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb"
+
+
+def with_huge_pages(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a process whose malloc backs its large blocks with transparent huge pages, as
+    edgec-run's does: GLIBC_TUNABLES gains glibc.malloc.hugetlb=1 unless it already names it
+    (a user's =0 stays)."""
+    now = env.get("GLIBC_TUNABLES", "")
+    if HUGE_PAGES_TUNABLE in now:
+        return dict(env)
+    return {**env, "GLIBC_TUNABLES": ":".join(filter(None, [now, f"{HUGE_PAGES_TUNABLE}=1"]))}
 
 
 def package_dir(name: str) -> Path:
