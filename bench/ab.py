@@ -10,6 +10,11 @@ for int8) and on the first bundle's float model.onnx run interleaved, one thread
 far less with the load of a shared machine than wall-clock p50 does (bench/incontext.py does the
 same for one float build). `--kernels` adds each bundle's kernels in context
 (`VirtualMachine.set_instrument`). The input is seeded random, in the first bundle's shape.
+
+`--threads N` (N > 1) gives every run N threads and times wall-clock instead (CPU time would
+miss the workers): on a shared machine compare its ratios, not its milliseconds.
+`--huge-pages` restarts the process with glibc.malloc.hugetlb=1, as edgec-run runs on x86-64,
+so both runtimes' large buffers sit in transparent huge pages.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -31,7 +37,16 @@ def main() -> None:
     parser.add_argument("bundles", nargs="+", type=Path)
     parser.add_argument("--rounds", type=int, default=40, help="timed runs of each")
     parser.add_argument("--kernels", action="store_true", help="each bundle's kernels in context")
+    parser.add_argument("--threads", type=int, default=1, help="threads of every run")
+    parser.add_argument("--huge-pages", action="store_true", help="malloc on huge pages")
     args = parser.parse_args()
+    if args.huge_pages:
+        from edgec.runtime import with_huge_pages
+
+        env = with_huge_pages(dict(os.environ))
+        if env != dict(os.environ):
+            os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)  # before TVM's pool starts
     measure(args)
 
 
@@ -45,7 +60,8 @@ def measure(args: argparse.Namespace) -> None:
     x = np.random.default_rng(0).standard_normal(spec["shape"]).astype(spec["dtype"])
     xt = tvm.runtime.tensor(x)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+    clock = time.thread_time if args.threads == 1 else time.perf_counter
 
     def session(path: Path) -> object:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -70,10 +86,12 @@ def measure(args: argparse.Namespace) -> None:
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, run in runs.items():
-            start = time.thread_time()
+            start = clock()
             run()
-            times[name].append(time.thread_time() - start)
-    print(f"p50 CPU time, 1 thread, {args.rounds} runs each, interleaved\n")
+            times[name].append(clock() - start)
+    timed = "CPU time, 1 thread" if args.threads == 1 else f"wall time, {args.threads} threads"
+    pages = ", malloc on huge pages" if args.huge_pages else ""
+    print(f"p50 {timed}{pages}, {args.rounds} runs each, interleaved\n")
     print("| run | ms | p10–p90 ms | max abs diff from its reference |\n|---|---:|---:|---:|")
     for name, t in times.items():
         bundle = name.removeprefix("edgec ")
