@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--kernels", action="store_true", help="each bundle's kernels in context")
     parser.add_argument("--threads", type=int, default=1, help="threads of every run")
     parser.add_argument("--huge-pages", action="store_true", help="malloc on huge pages")
+    parser.add_argument("--json", action="store_true", help="last line: p50 ms per run, JSON")
     args = parser.parse_args()
     if args.huge_pages:
         from edgec.runtime import with_huge_pages
@@ -103,6 +104,8 @@ def measure(args: argparse.Namespace) -> None:
     if args.kernels:
         for name, vm in vms.items():
             kernels(name, vm, xt)
+    if args.json:
+        print(json.dumps({name: float(np.median(t) * 1e3) for name, t in times.items()}))
 
 
 def kernels(name: str, vm: object, xt: object, runs: int = 10, top: int = 15) -> None:

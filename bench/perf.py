@@ -373,6 +373,17 @@ def unscheduled_p50(model: Model, threads: int, repeat: int) -> float:
     return float(timer(*x).median * 1e3)
 
 
+def interleaved_p50(bundle: Path, threads: int, rounds: int) -> dict[str, float]:
+    """bench/ab.py on one bundle: its p50 and ONNX Runtime's, interleaved, wall-clock at
+    `threads`, malloc on huge pages; keyed by ab.py's run names."""
+    cmd = [sys.executable, str(ROOT / "bench" / "ab.py"), str(bundle), "--threads", str(threads)]
+    cmd += ["--rounds", str(rounds), "--huge-pages", "--json"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchError(f"bench/ab.py: {(done.stderr.strip().splitlines() or ['failed'])[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def measure_extras(model: Model, args: argparse.Namespace, tmp: Path, cores: int) -> dict:
     """fp32 x86 extras: PyTorch eager, tuned builds, TVM without edgec's rules."""
     cell: dict[str, Any] = {}
@@ -393,6 +404,11 @@ def measure_extras(model: Model, args: argparse.Namespace, tmp: Path, cores: int
         cell["check"] = [check.get(k) for k in ("tuned_ms", "untuned_ms", "kept", "seconds")]
         stages = {s["name"]: s["seconds"] for s in tuned["stages"]}
         cell["check_s"] = stages.get("tune check")
+        # the tuned bundle and ONNX Runtime interleaved in one process, both on huge pages:
+        # a ratio that load coming and going between two measurements cannot move
+        both = interleaved_p50(tmp / "tuned", cores, max(args.repeat, 40))
+        cell["tuned_interleaved_p50"] = both["edgec tuned"]
+        cell["ort_interleaved_p50"] = both["ONNX Runtime tuned (model.onnx)"]
     if args.unscheduled:
         cell["unscheduled_p50"] = unscheduled_p50(model, cores, args.repeat)
     return cell
@@ -501,6 +517,7 @@ def extras_table(results: list[dict[str, Any]]) -> str:
         "PyTorch eager ms",
         "edgec tuned ms",
         "tuned/ORT",
+        "tuned/ORT interleaved, huge pages",
         "tuning s",
         "2nd build: measurements, p50",
         "check: tuned / untuned ms, kept, s",
@@ -522,6 +539,9 @@ def extras_table(results: list[dict[str, Any]]) -> str:
                 fmt(e.get("eager_p50"), ".3f"),
                 fmt(e.get("tuned_p50"), ".3f"),
                 fmt(ratio(e.get("tuned_p50"), e.get("tuned_ort_p50")), ".2f", "×"),
+                fmt(
+                    ratio(e.get("tuned_interleaved_p50"), e.get("ort_interleaved_p50")), ".2f", "×"
+                ),
                 fmt(e.get("tuning_s"), ".0f"),
                 "-" if again is None else f"{again}, {e['again_p50']:.3f}",
                 check_cell(e.get("check")),
