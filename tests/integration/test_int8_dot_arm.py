@@ -495,3 +495,86 @@ def test_rpi4_pointwise_pair_tiles_take_four_vectors_only_over_a_short_reduction
         r"_init in T.grid\(T.int64\((\d+)\), T.int64\((\d+)\)\)", scheduled.mod.script()
     )
     assert grid is not None and tuple(int(g) for g in grid.groups()) == tile
+
+
+# Grouped (not depthwise) int8 convolutions, all in one model per target: (groups, input and
+# output channels per group, kernel, stride, output side, weights, whether rpi4's grouped
+# depth-lane kernel takes it). RegNetX's are 16 -> 16 per group, 3x3 and stride 1 or 2; rpi4
+# takes groups of 16 input channels (or a multiple) whose outputs a tile divides; narrower
+# groups, an odd count of outputs per group and a -128 weight step aside to the generic kernel.
+GROUPED = [
+    pytest.param(4, 16, 16, 3, 1, 8, "random", True, id="regnetx-16-per-group-4x4-tiles"),
+    pytest.param(2, 16, 16, 3, 2, 7, "limit", True, id="stride2-int16-limit-7x2-tiles"),
+    pytest.param(3, 16, 16, 3, 1, 14, "random", True, id="14-wide-2x8-tiles"),
+    pytest.param(2, 32, 8, 3, 1, 6, "limit", True, id="32-in-per-group-two-steps"),
+    pytest.param(4, 16, 16, 1, 1, 8, "random", True, id="pointwise-grouped"),
+    pytest.param(2, 16, 6, 3, 1, 5, "random", True, id="6-out-per-group-2-vectors"),
+    pytest.param(8, 8, 8, 3, 1, 8, "random", False, id="8-per-group-generic"),
+    pytest.param(16, 4, 4, 3, 1, 6, "random", False, id="4-per-group-generic"),
+    pytest.param(2, 16, 3, 3, 1, 6, "random", False, id="3-out-per-group-generic"),
+    pytest.param(2, 16, 16, 3, 1, 6, "-128", False, id="weight-128-generic"),
+]
+
+
+@pytest.mark.parametrize("target", ["rpi4", "rpi5"])
+def test_arm_int8_grouped_conv_sums_are_exact(tmp_path: Path, target: str) -> None:
+    import onnx
+    import torch
+    from onnx import TensorProto, helper
+    from tvm import relax
+
+    from edgec.artifacts import OnnxModel, RelaxModule, TensorSpec
+    from edgec.backends import Model
+    from edgec.backends.tvm import seal
+    from edgec.relax.compile import compile_model
+
+    rng = np.random.default_rng(14)
+    channels, side = 64, 16
+    x = _activations("random", (1, channels, side, side), rng)
+    x[:, :, :2] = -128  # with "limit" weights every smull + smlal pair sums to +-32512
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType(list(x.shape), "float32"))
+    want, cases = [], [case.values for case in GROUPED]
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            x8 = bb.emit(relax.op.astype(arg, "int8"))
+            outs = []
+            for groups, cin, cout, kernel, stride, size, weights, _ in cases:
+                w = _weights(weights, (groups * cout, cin, kernel, kernel), rng)
+                extent = (size - 1) * stride + 1  # input side giving `size` outputs
+                part = bb.emit(relax.op.strided_slice(x8, [1, 2, 3], [0, 0, 0],
+                                                      [groups * cin, extent, extent]))  # fmt: skip
+                conv = bb.emit(relax.op.nn.conv2d(
+                    part, relax.const(w), strides=[stride] * 2, padding=[kernel // 2] * 4,
+                    groups=groups, out_dtype="int32",
+                ))  # fmt: skip
+                outs.append(bb.emit(relax.op.reshape(conv, [-1])))
+                # float64 holds these int32 sums exactly
+                want.append(torch.nn.functional.conv2d(
+                    torch.from_numpy(x[:, : groups * cin, :extent, :extent].astype(np.float64)),
+                    torch.from_numpy(w.astype(np.float64)), stride=stride,
+                    padding=kernel // 2, groups=groups,
+                ).numpy().reshape(-1))  # fmt: skip
+            joined = bb.emit(relax.op.concat(outs, axis=0))
+            result = bb.emit_output(bb.emit(relax.op.astype(joined, "float32")))  # < 2^24
+        bb.emit_func_output(result)
+    module = bb.get()
+    module["main"] = module["main"].with_attr("num_input", 1)
+    expected = np.concatenate(want).astype(np.float32)
+    # the bundle's reference model only gives the runner its input and output shapes
+    node = helper.make_node("Flatten", ["x"], ["y"], axis=0)
+    graph = helper.make_graph(
+        [node], "grouped", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(tmp_path / "model.onnx"))  # fmt: skip
+    spec = TensorSpec("y", expected.shape, "float32")
+    onnx_model = OnnxModel(tmp_path / "model.onnx", (TensorSpec("x", x.shape, "float32"),),
+                           (spec,), "grouped", None)  # fmt: skip
+    built = compile_model(RelaxModule(module, onnx_model), get_target(target), tmp_path)
+    taken = sum(case[-1] for case in cases) if target == "rpi4" else 0
+    assert built.schedules["int8_dot"] == taken
+    assert (b"conv2d_int8groups" in built.library.read_bytes()) == (taken > 0)
+    seal(Model(onnx_model), built, tmp_path)
+    assert np.array_equal(_runner_output(tmp_path, x, tmp_path), expected)
