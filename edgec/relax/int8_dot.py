@@ -112,8 +112,8 @@ def legalize_map(
         try:
             if arm and _depthwise(call):
                 return _legalize_depthwise(bb, call)
-            if family[0].pairs and _grouped(call):
-                return _legalize_grouped(bb, call)
+            if arm and _grouped(call):
+                return _legalize_grouped(bb, call, family[0].pairs)
             return _legalize_conv2d(bb, call, family)
         except Exception as e:
             if fallbacks is not None:
@@ -956,7 +956,7 @@ def schedule_rule(int8_dot: Int8Dot) -> Any:
             if names.count(LANE_CONV) == 1:
                 return _schedule_depth_lanes(sch, blocks, names.index(LANE_CONV))
             if names.count(GROUP_CONV) == 1:
-                return _schedule_grouped(sch, blocks, names.index(GROUP_CONV))
+                return _schedule_grouped(sch, blocks, names.index(GROUP_CONV), int8_dot)
             if names.count(DENSE) == 1:
                 return _schedule_dense(sch, blocks, names.index(DENSE), int8_dot)
             convs = [i for i, name in enumerate(names) if name.startswith(CONV)]
@@ -1228,13 +1228,14 @@ def _schedule_dense(sch: Any, blocks: list[Any], at: int, int8_dot: Int8Dot) -> 
     return sch
 
 
-# ---- grouped convolutions (RegNetX: 16 channels per group) on rpi4's depth lanes ----
+# ---- grouped convolutions (RegNetX: 16 channels per group) on Arm's depth lanes ----
 #
 # Each group is a small convolution whose reduction is the group's own input channels: with 16
 # (or a multiple) of them, one vector per pixel and tap, as the depth-lane kernel reads them. A
 # tile of R pixels x V output channels of one group (V divides the group's outputs) keeps its
 # R x V accumulators of 4 partial-depth int32 lanes in registers across the window, then sums
-# the lanes (addp). TVM's generic int32 kernel took 1.85 instructions per MAC on them (RegNetX
+# the lanes (addp). Each 16 products: smull + smlal2 + sadalp on Armv8.0 (rpi4), one sdot on
+# Armv8.2 (rpi5). TVM's generic int32 kernel took 1.85 instructions per MAC on them (RegNetX
 # int8 rpi4: 95M of 187M).
 GROUP_PAD = "int8group_pad"
 GROUP_CONV = "int8group_conv"
@@ -1279,14 +1280,15 @@ def _grouped_tile(call: Any) -> tuple[int, int] | None:
     return lanes_tile(k // int(attrs.groups), ow)
 
 
-def _legalize_grouped(bb: Any, call: Any) -> Any:
+def _legalize_grouped(bb: Any, call: Any, pairs: bool) -> Any:
     """A grouped conv2d on the depth-lane kernel: weights packed to [K/V, KH, KW, I/16, V, 16]
-    (I: a group's input channels), V output channels of one group per block."""
+    (I: a group's input channels), V output channels of one group per block; `pairs`: on
+    Armv8.0's smull, else sdot."""
     import numpy as np
     from tvm import relax
 
     w = call.args[1].value.numpy()  # HWIO, I = a group's input channels
-    if w.min() < -127:
+    if pairs and w.min() < -127:
         raise ValueError("a weight is -128: two smull products would overflow int16")
     kh, kw, c, k = w.shape
     _, vectors = _grouped_tile(call)
@@ -1300,14 +1302,17 @@ def _legalize_grouped(bb: Any, call: Any) -> Any:
         [int(s) for s in attrs.strides],
         [int(p) for p in attrs.padding],
         int(attrs.groups),
+        pairs,
         primfunc_name_hint="conv2d_int8groups",
     )
 
 
-def _grouped_te(x: Any, packed: Any, strides: list[int], pads: list[int], groups: int) -> Any:
+def _grouped_te(
+    x: Any, packed: Any, strides: list[int], pads: list[int], groups: int, pairs: bool
+) -> Any:
     """Partial sums with each group's depth in 4 lanes per output (lane l: channels 2l, 2l + 1,
-    2l + 8 and 2l + 9 of every 16 of its group, as smull + smlal2 + sadalp add them), then
-    their sum."""
+    2l + 8 and 2l + 9 of every 16 of its group, as smull + smlal2 + sadalp add them; without
+    `pairs`, channels 4l to 4l + 3, as sdot does), then their sum."""
     from tvm import te, tirx
 
     n, h, w, c = (int(d) for d in x.shape)
@@ -1333,7 +1338,7 @@ def _grouped_te(x: Any, packed: Any, strides: list[int], pads: list[int], groups
     re = te.reduce_axis((0, 2), "re")
 
     def part(b: Any, y: Any, z: Any, o: Any, lane: Any) -> Any:
-        ch = rh * 8 + lane * 2 + re
+        ch = rh * 8 + lane * 2 + re if pairs else lane * 4 + rh * 2 + re
         first = o // per_out * per_in  # the group's first input channel
         xs = source[b, y * sh + ry, z * sw + rx, first + rc * DEPTH + ch]
         ws = packed[o // vectors, ry, rx, rc, o % vectors, ch]
@@ -1347,7 +1352,7 @@ def _grouped_te(x: Any, packed: Any, strides: list[int], pads: list[int], groups
     )
 
 
-def _schedule_grouped(sch: Any, blocks: list[Any], at: int) -> Any:
+def _schedule_grouped(sch: Any, blocks: list[Any], at: int, int8_dot: Int8Dot) -> Any:
     """Tiles of R pixels x V output channels of one group, each output's 4 depth lanes in one
     register across the group's window; then the lanes summed by addp, requantized in the
     write-back."""
@@ -1378,7 +1383,7 @@ def _schedule_grouped(sch: Any, blocks: list[Any], at: int) -> Any:
     sch.unroll(z_row)
     sch.unroll(o_vec)
     dot, add4, add2 = _register_depth_lanes()
-    sch.tensorize(lane, dot)
+    sch.tensorize(lane, dot if int8_dot == "smull" else _register_sdot_depth_lanes())
     *_, s_row, s_o, _ = sch.get_loops(lane_sum)
     group = min(4, vectors)  # outputs one lane sum writes
     s_vec, s_group = sch.split(s_o, [None, group])
@@ -1390,3 +1395,50 @@ def _schedule_grouped(sch: Any, blocks: list[Any], at: int) -> Any:
     sch.vectorize(sch.get_loops(write_back)[-1])
     sch.annotate(write_back, MARK, 1)
     return sch
+
+
+@cache
+def _register_sdot_depth_lanes() -> str:
+    """16 int8 products added into 4 int32 lanes by one Armv8.2 `sdot` (lane l: products 4l to
+    4l + 3)."""
+    from tvm import s_tir
+    from tvm.script import tirx as T
+
+    sdot = INSTRUCTIONS["sdot"][0].llvm
+
+    @T.prim_func(s_tir=True)
+    def description(
+        a: T.Buffer((DEPTH,), "int8", offset_factor=1),
+        b: T.Buffer((DEPTH,), "int8", offset_factor=1),
+        c: T.Buffer((4,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:4], a[0:DEPTH], b[0:DEPTH])
+            T.writes(c[0:4])
+            for i, h, e in T.grid(4, 2, 2):
+                with T.sblock("update"):
+                    vi, vh, ve = T.axis.remap("SRR", [i, h, e])
+                    c[vi] = c[vi] + T.cast(a[vi * 4 + vh * 2 + ve], "int32") * T.cast(
+                        b[vi * 4 + vh * 2 + ve], "int32"
+                    )
+
+    @T.prim_func(s_tir=True)
+    def instruction(
+        a: T.Buffer((DEPTH,), "int8", offset_factor=1),
+        b: T.Buffer((DEPTH,), "int8", offset_factor=1),
+        c: T.Buffer((4,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(c[0:4], a[0:DEPTH], b[0:DEPTH])
+            T.writes(c[0:4])
+            c[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(sdot),
+                c.vload([0], dtype="int32x4"),
+                a.vload([0], dtype="int8x16"),
+                b.vload([0], dtype="int8x16"),
+                dtype="int32x4",
+            )
+
+    name = "edgec_sdot_depth_lanes"
+    s_tir.TensorIntrin.register(name, description, instruction)
+    return name
