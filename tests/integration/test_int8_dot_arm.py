@@ -579,3 +579,49 @@ def test_arm_int8_grouped_conv_sums_are_exact(tmp_path: Path, target: str) -> No
     assert (b"conv2d_int8groups" in built.library.read_bytes()) == (taken > 0)
     seal(Model(onnx_model), built, tmp_path)
     assert np.array_equal(_runner_output(tmp_path, x, tmp_path), expected)
+
+
+# RegNetX-400MF's grouped 3x3 layers (16 -> 16 per group) at each stage's output width: (groups,
+# output width, tile rows x output channels of one group), the fewest loads per multiply
+# (`lanes_tile`) that fit 32 registers; the same on both instructions
+GROUPED_TILES = [
+    pytest.param(2, 56, (4, 4), id="stage1-56-wide-4x4"),
+    pytest.param(4, 28, (4, 4), id="stage2-28-wide-4x4"),
+    pytest.param(10, 14, (2, 8), id="stage3-14-wide-2x8"),
+    pytest.param(25, 7, (7, 2), id="stage4-7-wide-7x2"),
+]
+
+
+@pytest.mark.parametrize("int8_dot", ["smull", "sdot"])
+@pytest.mark.parametrize(("groups", "width", "tile"), GROUPED_TILES)
+def test_grouped_int8_tiles_hold_one_groups_outputs_across_the_window(
+    groups: int, width: int, tile: tuple[int, int], int8_dot: str
+) -> None:
+    import re
+
+    from tvm import relax, tirx
+
+    from edgec.relax import int8_dot as kernels
+
+    rng = np.random.default_rng(groups)
+    w = rng.integers(-127, 128, (3, 3, 16, 16 * groups)).astype(np.int8)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([1, width, width, 16 * groups], "int8"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            conv = relax.op.nn.conv2d(
+                x, relax.const(w), padding=[1] * 4, groups=groups, data_layout="NHWC",
+                kernel_layout="HWIO", out_dtype="int32",
+            )  # fmt: skip
+            out = bb.emit_output(conv)
+        bb.emit_func_output(out)
+    target = {"smull": "rpi4", "sdot": "rpi5"}[int8_dot]
+    legalize = relax.transform.LegalizeOps(kernels.legalize_map(get_target(target)))
+    (func,) = [f for f in legalize(bb.get()).functions.values() if isinstance(f, tirx.PrimFunc)]
+    scheduled = kernels.schedule_rule(int8_dot).apply(func, None, False)
+    assert kernels.tensorized(scheduled.mod["main"])
+    grid = re.search(
+        r"z_1_init in T.unroll\(T.int64\((\d+)\)\):\s+for o_1_init in T.unroll\(T.int64\((\d+)\)",
+        scheduled.mod.script(),
+    )
+    assert grid is not None and tuple(int(g) for g in grid.groups()) == tile
