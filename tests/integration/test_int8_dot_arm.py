@@ -510,6 +510,7 @@ GROUPED = [
     pytest.param(2, 32, 8, 3, 1, 6, "limit", "both", id="32-in-per-group-two-steps"),
     pytest.param(4, 16, 16, 1, 1, 8, "random", "both", id="pointwise-grouped"),
     pytest.param(2, 16, 6, 3, 1, 5, "random", "both", id="6-out-per-group-2-vectors"),
+    pytest.param(2, 16, 16, 3, 1, 11, "limit", "both", id="11-wide-one-pixel-tiles"),
     pytest.param(8, 8, 8, 3, 1, 8, "random", "none", id="8-per-group-generic"),
     pytest.param(16, 4, 4, 3, 1, 6, "random", "none", id="4-per-group-generic"),
     pytest.param(2, 16, 3, 3, 1, 6, "random", "none", id="3-out-per-group-generic"),
