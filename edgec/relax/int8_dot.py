@@ -25,6 +25,10 @@ groups of 4 int8 products into int32 lanes (16 lanes for vpdpbusd, 4 for sdot an
 - depthwise layers on Arm (smull, sdot) take neither: their activations are widened to int16
   once, in the padding pass, and each tap is `smlal`/`smlal2` on 8 channels (`_legalize_depthwise`,
   `_schedule_depthwise`);
+- grouped (not depthwise) layers on Arm with 16 input channels per group or a multiple
+  (RegNetX's) take the depth-lane kernel per group (`_legalize_grouped`, `_schedule_grouped`):
+  a tile's output channels lie in one group, whose channels are the reduction; on sdot (rpi5)
+  one `sdot` adds each 16 products;
 - dense layers (`matmul` of int8 activations [..., M, K] by constant weights [K, N]) take the
   same instructions on weights packed to [N/L, K/4, L, 4] (`_legalize_matmul`, `_dense_te`,
   `_schedule_dense`): K padded with zero weights, N with zero columns cut in the write-back;
