@@ -495,3 +495,134 @@ def test_rpi4_pointwise_pair_tiles_take_four_vectors_only_over_a_short_reduction
         r"_init in T.grid\(T.int64\((\d+)\), T.int64\((\d+)\)\)", scheduled.mod.script()
     )
     assert grid is not None and tuple(int(g) for g in grid.groups()) == tile
+
+
+# Grouped (not depthwise) int8 convolutions, all in one model per target: (groups, input and
+# output channels per group, kernel, stride, output side, weights, which targets take it on
+# the grouped depth-lane kernel). RegNetX's are 16 -> 16 per group, 3x3 and stride 1 or 2;
+# groups of 16 input channels (or a multiple) whose outputs a tile divides are taken; narrower
+# groups and an odd count of outputs per group step aside to the generic kernel, and on rpi4 a
+# -128 weight (smull's int16 products could overflow; rpi5's sdot has no such limit).
+GROUPED = [
+    pytest.param(4, 16, 16, 3, 1, 8, "random", "both", id="regnetx-16-per-group-4x4-tiles"),
+    pytest.param(2, 16, 16, 3, 2, 7, "limit", "both", id="stride2-int16-limit-7x2-tiles"),
+    pytest.param(3, 16, 16, 3, 1, 14, "random", "both", id="14-wide-2x8-tiles"),
+    pytest.param(2, 32, 8, 3, 1, 6, "limit", "both", id="32-in-per-group-two-steps"),
+    pytest.param(4, 16, 16, 1, 1, 8, "random", "both", id="pointwise-grouped"),
+    pytest.param(2, 16, 6, 3, 1, 5, "random", "both", id="6-out-per-group-2-vectors"),
+    pytest.param(2, 16, 16, 3, 1, 11, "limit", "both", id="11-wide-one-pixel-tiles"),
+    pytest.param(8, 8, 8, 3, 1, 8, "random", "none", id="8-per-group-generic"),
+    pytest.param(16, 4, 4, 3, 1, 6, "random", "none", id="4-per-group-generic"),
+    pytest.param(2, 16, 3, 3, 1, 6, "random", "none", id="3-out-per-group-generic"),
+    pytest.param(2, 16, 16, 3, 1, 6, "-128", "rpi5", id="weight-128-sdot-only"),
+]
+
+
+@pytest.mark.parametrize("target", ["rpi4", "rpi5"])
+def test_arm_int8_grouped_conv_sums_are_exact(tmp_path: Path, target: str) -> None:
+    import onnx
+    import torch
+    from onnx import TensorProto, helper
+    from tvm import relax
+
+    from edgec.artifacts import OnnxModel, RelaxModule, TensorSpec
+    from edgec.backends import Model
+    from edgec.backends.tvm import seal
+    from edgec.relax.compile import compile_model
+
+    rng = np.random.default_rng(14)
+    channels, side = 64, 16
+    x = _activations("random", (1, channels, side, side), rng)
+    x[:, :, :2] = -128  # with "limit" weights every smull + smlal pair sums to +-32512
+    bb = relax.BlockBuilder()
+    arg = relax.Var("x", relax.TensorType(list(x.shape), "float32"))
+    want, cases = [], [case.values for case in GROUPED]
+    with bb.function("main", [arg]):
+        with bb.dataflow():
+            x8 = bb.emit(relax.op.astype(arg, "int8"))
+            outs = []
+            for groups, cin, cout, kernel, stride, size, weights, _ in cases:
+                w = _weights(weights, (groups * cout, cin, kernel, kernel), rng)
+                extent = (size - 1) * stride + 1  # input side giving `size` outputs
+                part = bb.emit(relax.op.strided_slice(x8, [1, 2, 3], [0, 0, 0],
+                                                      [groups * cin, extent, extent]))  # fmt: skip
+                conv = bb.emit(relax.op.nn.conv2d(
+                    part, relax.const(w), strides=[stride] * 2, padding=[kernel // 2] * 4,
+                    groups=groups, out_dtype="int32",
+                ))  # fmt: skip
+                outs.append(bb.emit(relax.op.reshape(conv, [-1])))
+                # float64 holds these int32 sums exactly
+                want.append(torch.nn.functional.conv2d(
+                    torch.from_numpy(x[:, : groups * cin, :extent, :extent].astype(np.float64)),
+                    torch.from_numpy(w.astype(np.float64)), stride=stride,
+                    padding=kernel // 2, groups=groups,
+                ).numpy().reshape(-1))  # fmt: skip
+            joined = bb.emit(relax.op.concat(outs, axis=0))
+            result = bb.emit_output(bb.emit(relax.op.astype(joined, "float32")))  # < 2^24
+        bb.emit_func_output(result)
+    module = bb.get()
+    module["main"] = module["main"].with_attr("num_input", 1)
+    expected = np.concatenate(want).astype(np.float32)
+    # the bundle's reference model only gives the runner its input and output shapes
+    node = helper.make_node("Flatten", ["x"], ["y"], axis=0)
+    graph = helper.make_graph(
+        [node], "grouped", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(tmp_path / "model.onnx"))  # fmt: skip
+    spec = TensorSpec("y", expected.shape, "float32")
+    onnx_model = OnnxModel(tmp_path / "model.onnx", (TensorSpec("x", x.shape, "float32"),),
+                           (spec,), "grouped", None)  # fmt: skip
+    built = compile_model(RelaxModule(module, onnx_model), get_target(target), tmp_path)
+    taken = sum(case[-1] in ("both", target) for case in cases)
+    assert built.schedules["int8_dot"] == taken
+    assert (b"conv2d_int8groups" in built.library.read_bytes()) == (taken > 0)
+    seal(Model(onnx_model), built, tmp_path)
+    assert np.array_equal(_runner_output(tmp_path, x, tmp_path), expected)
+
+
+# RegNetX-400MF's grouped 3x3 layers (16 -> 16 per group) at each stage's output width: (groups,
+# output width, tile rows x output channels of one group), the fewest loads per multiply
+# (`lanes_tile`) that fit 32 registers; the same on both instructions
+GROUPED_TILES = [
+    pytest.param(2, 56, (4, 4), id="stage1-56-wide-4x4"),
+    pytest.param(4, 28, (4, 4), id="stage2-28-wide-4x4"),
+    pytest.param(10, 14, (2, 8), id="stage3-14-wide-2x8"),
+    pytest.param(25, 7, (7, 2), id="stage4-7-wide-7x2"),
+]
+
+
+@pytest.mark.parametrize("int8_dot", ["smull", "sdot"])
+@pytest.mark.parametrize(("groups", "width", "tile"), GROUPED_TILES)
+def test_grouped_int8_tiles_hold_one_groups_outputs_across_the_window(
+    groups: int, width: int, tile: tuple[int, int], int8_dot: str
+) -> None:
+    import re
+
+    from tvm import relax, tirx
+
+    from edgec.relax import int8_dot as kernels
+
+    rng = np.random.default_rng(groups)
+    w = rng.integers(-127, 128, (3, 3, 16, 16 * groups)).astype(np.int8)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([1, width, width, 16 * groups], "int8"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            conv = relax.op.nn.conv2d(
+                x, relax.const(w), padding=[1] * 4, groups=groups, data_layout="NHWC",
+                kernel_layout="HWIO", out_dtype="int32",
+            )  # fmt: skip
+            out = bb.emit_output(conv)
+        bb.emit_func_output(out)
+    target = {"smull": "rpi4", "sdot": "rpi5"}[int8_dot]
+    legalize = relax.transform.LegalizeOps(kernels.legalize_map(get_target(target)))
+    (func,) = [f for f in legalize(bb.get()).functions.values() if isinstance(f, tirx.PrimFunc)]
+    scheduled = kernels.schedule_rule(int8_dot).apply(func, None, False)
+    assert kernels.tensorized(scheduled.mod["main"])
+    grid = re.search(
+        r"z_1_init in T.unroll\(T.int64\((\d+)\)\):\s+for o_1_init in T.unroll\(T.int64\((\d+)\)",
+        scheduled.mod.script(),
+    )
+    assert grid is not None and tuple(int(g) for g in grid.groups()) == tile
