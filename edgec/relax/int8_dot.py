@@ -283,12 +283,23 @@ LANE_CONV = "int8lane_conv"
 LANE_SUM = "int8lane_sum"
 LANE_PAD = "int8lane_pad"
 LANE_GATHER = "int8lane_gather"
+STRIDE = "edgec_stride_x"  # a depth-lane conv block's stride along the width
 
 
 def _depth_lanes_tile(call: Any) -> tuple[int, int] | None:
     """(pixels, output channels) of the depth-lane kernel's register tile for `call`, or None
     where that kernel loses to the channel-lane one (one pixel per tile) or cannot take the
     layer (output channels not a multiple of 4)."""
+    plan = _depth_lanes_plan(call)
+    return None if plan is None else plan[:2]
+
+
+def _depth_lanes_plan(call: Any) -> tuple[int, int, int] | None:
+    """(pixels, output channels, output width computed) of the depth-lane kernel for `call`
+    (`_depth_lanes_tile`). A width whose tiles would hold one pixel (SqueezeNet's 13) is
+    computed padded, by at most 1/8, to one that has a tile (13 -> 14: 7 x 2; the classifier's
+    512 -> 1000 1x1 and the 3x3 expand layers had taken the channel-lane kernel on 7 x 2 tiles
+    of 14 columns), the extra columns cut in the write-back."""
     attrs = call.attrs
     x, w = call.args
     kh, kw, c, k = (int(d) for d in w.ty.shape)
@@ -299,10 +310,15 @@ def _depth_lanes_tile(call: Any) -> tuple[int, int] | None:
     # -> 9.1M instructions), 24 padded to 32, or the 3-channel first layer gathered to 32
     # (4.5M -> 4.7M), that costs more than the spread it saves.
     if _gathers_depth(kh, kw, c):
-        return lanes_tile(k, ow)
+        tile = lanes_tile(k, ow)
+        return None if tile is None else (*tile, ow)
     if c % DEPTH or c * kh * kw < 2 * DEPTH:
         return None
-    return lanes_tile(k, ow)
+    for width in range(ow, ow + ow // 8 + 1):
+        tile = lanes_tile(k, width, kw, int(attrs.strides[1]))
+        if tile is not None:
+            return (*tile, width)
+    return None
 
 
 # An image's first layer (3 channels) with a window of at least this many taps x channels
@@ -317,18 +333,36 @@ def _gathers_depth(kh: int, kw: int, c: int) -> bool:
     return c % GROUP != 0 and kh * kw * c >= GATHER_DEPTH
 
 
-def lanes_tile(channels: int, width: int) -> tuple[int, int] | None:
+# Added to a shared window's cost per load for tiles of 2 vectors: their lane sums serve 2
+# outputs, not 4, and they requantize 2 lanes at a time. Measured on ResNet-18 int8 (rpi4,
+# per 3 x 3 layer): 4 x 4 beat 7 x 2 at 28 and 56 wide (0.1-1.1M instructions) and 8 x 2 at 56
+# (0.8-1.2M); 7 x 2 beat 2 x 8 at 14 wide (1.1-1.3M) and at 14 wide stride 2 (0.56M).
+TWO_VECTORS = 0.05
+
+
+def lanes_tile(channels: int, width: int, taps: int = 1, stride: int = 1) -> tuple[int, int] | None:
     """The tile (pixels R dividing `width`, output channels V, 2 or a multiple of 4 dividing
     `channels`) with the fewest loads per multiply, (R + V) / RV, that fits NEON's 32
-    registers: RV accumulators, V weight vectors, an activation and a product."""
+    registers: RV accumulators, V weight vectors, an activation and a product. A window
+    `taps` wide has its taps inside each step of 16 channels: the R pixels' taps read
+    (R - 1) * `stride` + taps input columns, loaded once for all taps, held with the RV
+    accumulators and a tap's V weight vectors."""
     best: tuple[float, int, int] | None = None
     for rows in range(1, 9):
         if width % rows:
             continue
+        # input columns a tile loads per step: its own pixels', or a shared window's
+        window = (rows - 1) * stride + taps if taps > 1 else rows
         for vectors in (2, 4, 8, 12, 16):  # 2: 7 x 7 layers, as 7 x 2 (7 x 4 spills)
-            if channels % vectors or rows * vectors > 24 or vectors * (rows + 1) + 2 > 30:
+            if channels % vectors or rows * vectors > 24:
                 continue
-            cost = 1 / rows + 1 / vectors
+            if taps == 1 and vectors * (rows + 1) + 2 > 30:
+                continue
+            if taps > 1 and rows * vectors + vectors + window > 32:
+                continue
+            cost = (window / taps + vectors) / (rows * vectors)
+            if taps > 1 and vectors == 2:
+                cost += TWO_VECTORS
             if best is None or cost < best[0]:
                 best = (cost, rows, vectors)
     # (R + V + 3RV) / 16RV instructions per MAC against the channel-lane kernel's ~0.26
@@ -344,7 +378,7 @@ def _legalize_depth_lanes(bb: Any, call: Any) -> Any:
 
     w = call.args[1].value.numpy()  # HWIO
     kh, kw, c, k = w.shape
-    _, vectors = _depth_lanes_tile(call)
+    _, vectors, width = _depth_lanes_plan(call)
     gather = (kh, kw, c) if _gathers_depth(kh, kw, c) else None
     if gather:
         depth = -(-kh * kw * c // DEPTH) * DEPTH
@@ -363,6 +397,7 @@ def _legalize_depth_lanes(bb: Any, call: Any) -> Any:
         [int(s) for s in attrs.strides],
         [int(p) for p in attrs.padding],
         gather,
+        width,
         primfunc_name_hint="conv2d_int8lanes",
     )
 
@@ -373,9 +408,11 @@ def _depth_lanes_te(
     strides: list[int],
     pads: list[int],
     gather: tuple[int, int, int] | None = None,
+    width: int | None = None,
 ) -> Any:
     """Partial sums with the depth in 4 lanes per output (lane l: channels 2l, 2l + 1, 2l + 8
-    and 2l + 9 of every 16, as smull + smlal2 + sadalp add them), then their sum."""
+    and 2l + 9 of every 16, as smull + smlal2 + sadalp add them), then their sum; over
+    `width` output columns if given (zero input columns added), cut to the real ones."""
     from tvm import te, tirx
 
     n, h, w, c = (int(d) for d in x.shape)
@@ -385,13 +422,16 @@ def _depth_lanes_te(
     taps = gather[:2] if gather else (kh, kw)
     oh = (h + top + bottom - taps[0]) // sh + 1
     ow = (w + left + right - taps[1]) // sw + 1
+    real_ow, ow = ow, width or ow
+    extra = (ow - real_ow) * sw  # zero columns the padded output width reads
 
     def padded(b: Any, y: Any, z: Any, ch: Any) -> Any:
         inside = tirx.all(y >= top, y < h + top, z >= left, z < w + left)
         return tirx.if_then_else(inside, x[b, y - top, z - left, ch], tirx.const(0, "int8"))
 
-    if any(pads):
-        source = te.compute((n, h + top + bottom, w + left + right, c), padded, name=LANE_PAD)
+    if any(pads) or extra:
+        shape = (n, h + top + bottom, w + left + right + extra, c)
+        source = te.compute(shape, padded, name=LANE_PAD)
     else:  # a 1x1 layer reads its input where it lies: no copy
         source = x
     if gather:
@@ -419,13 +459,18 @@ def _depth_lanes_te(
         return te.sum(xs.astype("int32") * ws.astype("int32"), axis=[ry, rx, rc, rh, re])
 
     shape = (n, oh, ow, k_blocks * vectors)
-    parts = te.compute((*shape, 4), part, name=LANE_CONV)
+    # the stride along the width, for the schedule's tile (`lanes_tile`: a window's taps
+    # share the columns they load)
+    parts = te.compute((*shape, 4), part, name=LANE_CONV, attrs={STRIDE: sw})
     # a reduction over the lanes, not four reads at constant lanes: reverse_compute_at cannot
     # place a block whose read index is a constant ("TensorRegion pattern match failed")
     lane = te.reduce_axis((0, 4), "lane")
-    return te.compute(
+    sums = te.compute(
         shape, lambda b, y, z, o: te.sum(parts[b, y, z, o, lane], axis=lane), name=LANE_SUM
     )
+    if real_ow == ow:
+        return sums
+    return te.compute((n, oh, real_ow, shape[-1]), lambda *i: sums(*i), name=CONV_CUT)
 
 
 @cache
@@ -563,8 +608,9 @@ def _schedule_depth_lanes(sch: Any, blocks: list[Any], at: int) -> Any:
     b, y, z, o, lane, ry, rx, rc, rh, re = sch.get_loops(conv)
     weights = [r.source.shape for r in sch.get(conv).reads if len(r.region) == 6]
     (vectors,) = {int(shape[4]) for shape in weights}
-    width = int(sch.get(z).extent)
-    rows = lanes_tile(int(sch.get(o).extent), width)
+    width, taps = int(sch.get(z).extent), int(sch.get(rx).extent)
+    stride = int(sch.get(conv).annotations.get(STRIDE, 1))
+    rows = lanes_tile(int(sch.get(o).extent), width, taps, stride)
     if rows is None or rows[1] != vectors:
         return None
     rows = rows[0]
@@ -572,7 +618,11 @@ def _schedule_depth_lanes(sch: Any, blocks: list[Any], at: int) -> Any:
     z_tile, z_row = sch.split(z, [None, rows])
     steps = int(sch.get(rc).extent)
     rc, rc_pair = sch.split(rc, [None, next(u for u in (8, 4, 2, 1) if steps % u == 0)])
-    sch.reorder(o_tile, b, y, z_tile, ry, rx, rc, rc_pair, z_row, o_vec, lane, rh, re)
+    if taps > 1:  # the taps inside the step: neighbouring pixels share the columns loaded
+        sch.reorder(o_tile, b, y, z_tile, ry, rc, rc_pair, rx, z_row, o_vec, lane, rh, re)
+        sch.unroll(rx)
+    else:
+        sch.reorder(o_tile, b, y, z_tile, ry, rx, rc, rc_pair, z_row, o_vec, lane, rh, re)
     tile = sch.fuse(o_tile, b, y, z_tile)
     sch.reverse_compute_at(lane_sum, tile)
     write_back = tiling.write_back_at(sch, lane_sum, tile, consumers)

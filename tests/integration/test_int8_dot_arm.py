@@ -64,6 +64,14 @@ CASES = [
     pytest.param(8, 16, 13, 1, 3, "limit", "limit", "both", id="13-wide-padded-to-14"),
     pytest.param(24, 8, 26, 2, 3, "random", "random", "both", id="13-wide-stride2-padded"),
     pytest.param(16, 16, 13, 1, 1, "random", "random", "both", id="pointwise-13-wide-padded"),
+    # the depth-lane kernel with a window's taps inside each step of 16 channels (neighbouring
+    # pixels share the input columns they load): 4 x 4 tiles over 6 columns, the int16 edge
+    # through it; 13 wide (no tile: SqueezeNet's last layers) computed 14 wide on depth lanes,
+    # 7 x 2 for a 1x1 and a 3x3 layer, 2 x 8 at stride 2, the extra column cut
+    pytest.param(64, 16, 8, 1, 3, "limit", "limit", "both", id="lanes-3x3-shared-window-4x4"),
+    pytest.param(32, 8, 13, 1, 1, "random", "random", "both", id="lanes-pointwise-13-to-14"),
+    pytest.param(32, 8, 13, 1, 3, "limit", "limit", "both", id="lanes-3x3-13-to-14"),
+    pytest.param(32, 8, 26, 2, 3, "random", "random", "both", id="lanes-3x3-stride2-13-to-14"),
 ]
 
 
