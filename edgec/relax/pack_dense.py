@@ -23,6 +23,9 @@ from edgec.relax.tiling import budget, contraction_tile
 from edgec.targets import TargetProfile
 
 DENSE = "matmul_packed"
+ROWS = "matmul_rows"  # activations packed as [M/ROW_BLOCK, K, ROW_BLOCK] on NEON
+ROW_BLOCK = 8
+PACK = "matmul_pack"  # an activation operand packed in the kernel (activation_cols)
 
 
 def legalize_map(
@@ -38,11 +41,19 @@ def legalize_map(
     lanes, accumulators, most = budget(caps.vector_bits, caps.vector_registers)
     otherwise = inner.get("relax.matmul") or ir.Op.get("relax.matmul").get_attr("FLegalize")
 
+    lane_fma = caps.isa == "aarch64"  # the rule's row vectors (cpu_schedules._contraction)
+
     def legalize(bb: Any, call: Any) -> Any:
         cols = packed_cols(call, lanes, accumulators, most)
-        if cols is None:
-            return otherwise(bb, call)
-        return _legalize(bb, call, cols)
+        if cols is not None:
+            rows = int(call.args[0].ty.shape[-2])
+            if lane_fma and rows % ROW_BLOCK == 0 and int(call.ty.shape[-1]) % (2 * lanes) == 0:
+                return _legalize(bb, call, 2 * lanes, ROW_BLOCK)
+            return _legalize(bb, call, cols)
+        cols = activation_cols(call, lanes, accumulators, most) if lane_fma else None
+        if cols is not None:
+            return bb.call_te(_batched_te, *call.args, cols, primfunc_name_hint="matmul")
+        return otherwise(bb, call)
 
     return {**inner, "relax.matmul": legalize}
 
@@ -69,7 +80,54 @@ def packed_cols(call: Any, lanes: int, accumulators: int, most: int) -> int | No
     return tile[1]
 
 
-def _legalize(bb: Any, call: Any, cols: int) -> Any:
+def activation_cols(call: Any, lanes: int, accumulators: int, most: int) -> int | None:
+    """The register tile width for which a float32 matmul of two activations with the same
+    batch dimensions (attention's QKᵀ and AV) packs its right operand in the kernel, or None.
+    In [K, N] its rows are N * 4 bytes apart (512 for QKᵀ at sequence 128): the tile's weight
+    vectors past the first two steps are beyond `ldp q`'s reach, one `ldr q` each."""
+    from tvm import tirx
+
+    x, w = call.args
+    shapes = [x.ty.shape, w.ty.shape, call.ty.shape]
+    if any(s is None or not all(isinstance(d, tirx.IntImm) for d in s) for s in shapes):
+        return None
+    if not str(x.ty.dtype) == str(w.ty.dtype) == str(call.ty.dtype) == "float32":
+        return None
+    x_shape, w_shape = ([int(d) for d in s] for s in shapes[:2])
+    if len(x_shape) != len(w_shape) or len(w_shape) < 3 or x_shape[:-2] != w_shape[:-2]:
+        return None
+    rows, channels = x_shape[-2], w_shape[-1]
+    if rows == 1:
+        return None
+    tile = contraction_tile(channels, rows, lanes, accumulators, most)
+    if tile is None or tile[1] == channels or tile[1] < lanes:
+        return None
+    return tile[1]
+
+
+def _batched_te(x: Any, w: Any, cols: int) -> Any:
+    """x[..., M, K] times w[..., K, N], w copied as [..., N/cols, K, cols] first (a pass over
+    w per call: 1 / (rows of x) of the products' loads)."""
+    from tvm import te
+
+    *batch, k, n = (int(d) for d in w.shape)
+    packed = te.compute(
+        (*batch, n // cols, k, cols),
+        lambda *i: w[(*i[:-3], i[-2], i[-3] * cols + i[-1])],
+        name=PACK,
+    )
+    rows = int(x.shape[-2])
+    rk = te.reduce_axis((0, k), "rk")
+    return te.compute(
+        (*batch, rows, n),
+        lambda *i: te.sum(
+            x[(*i[:-1], rk)] * packed[(*i[:-2], i[-1] // cols, rk, i[-1] % cols)], axis=rk
+        ),
+        name=DENSE,
+    )
+
+
+def _legalize(bb: Any, call: Any, cols: int, row_block: int = 0) -> Any:
     import numpy as np
     from tvm import relax
 
@@ -77,19 +135,37 @@ def _legalize(bb: Any, call: Any, cols: int) -> Any:
     k, n = w.shape
     packed = np.ascontiguousarray(w.reshape(k, n // cols, cols).transpose(1, 0, 2))
     return bb.call_te(
-        _dense_te, call.args[0], relax.const(packed, "float32"), primfunc_name_hint="matmul"
+        _dense_te,
+        call.args[0],
+        relax.const(packed, "float32"),
+        row_block,
+        primfunc_name_hint="matmul",
     )
 
 
-def _dense_te(x: Any, packed: Any) -> Any:
-    """x[..., M, K] times weights packed as [N/cols, K, cols]."""
+def _dense_te(x: Any, packed: Any, row_block: int = 0) -> Any:
+    """x[..., M, K] times weights packed as [N/cols, K, cols]; with `row_block`, x copied as
+    [..., M/row_block, K, row_block] first."""
     from tvm import te
 
     *batch, rows, k = (int(d) for d in x.shape)
     blocks, _, cols = (int(d) for d in packed.shape)
     rk = te.reduce_axis((0, k), "rk")
+    if not row_block:
+        return te.compute(
+            (*batch, rows, blocks * cols),
+            lambda *i: te.sum(x[(*i[:-1], rk)] * packed[i[-1] // cols, rk, i[-1] % cols], axis=rk),
+            name=DENSE,
+        )
+    r = row_block
+    xp = te.compute(
+        (*batch, rows // r, k, r), lambda *i: x[(*i[:-3], i[-3] * r + i[-1], i[-2])], name=ROWS
+    )
     return te.compute(
         (*batch, rows, blocks * cols),
-        lambda *i: te.sum(x[(*i[:-1], rk)] * packed[i[-1] // cols, rk, i[-1] % cols], axis=rk),
+        lambda *i: te.sum(
+            xp[(*i[:-2], i[-2] // r, rk, i[-2] % r)] * packed[i[-1] // cols, rk, i[-1] % cols],
+            axis=rk,
+        ),
         name=DENSE,
     )
