@@ -201,12 +201,40 @@ def _packed_cols(sch: Any, block: Any, channels: int) -> int | None:
     reads = sch.get(block).reads
     if sch.get(block).name_hint == pack_dense.DENSE:  # x * packed: the weights read last
         shape = [int(d) for d in reads[-1].source.shape]
-        return shape[2] if len(shape) == 3 and shape[0] * shape[2] == channels else None
+        return shape[-1] if len(shape) >= 3 and shape[-3] * shape[-1] == channels else None
     for region in reads:
         shape = [int(d) for d in region.source.shape]
         if len(shape) == 5 and shape[0] * shape[4] == channels:
             return shape[4]
     return None
+
+
+# Row vectors of a packed dense layer's reduction loaded per loop iteration on NEON
+_STEPS_UNROLLED = 4
+# Arithmetic operations per element of a write-back beyond which it is computed one vector at
+# a time (GELU's: 120 as TVM counts its expression tree; a bias and residual add: 2)
+_LONG_EPILOGUE = 16
+
+
+def _operations(stmt: Any) -> float:
+    """Arithmetic operations `stmt` computes once."""
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    return float(estimate_tir_flops(stmt))
+
+
+def _copy_rows_in_vectors(sch: Any, block: Any, lanes: int) -> None:
+    """x[..., M, K] copied as [..., M/rows, K, rows] (pack_dense.ROWS): vectors along K, a
+    source row's contiguous axis, each lane stored into its own `rows`-wide group."""
+    *outer, k, rows = sch.get_loops(block)
+    if extent(sch, k) % lanes:
+        parallel_root(sch, block)
+        return
+    k_out, k_in = sch.split(k, [None, lanes])
+    sch.reorder(k_out, rows, k_in)
+    sch.parallel(sch.fuse(*outer))
+    sch.unroll(rows)
+    sch.vectorize(k_in)
 
 
 def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = False) -> Any:
@@ -259,6 +287,7 @@ def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = Fals
             grouped = sch.get(main).name_hint == pack_weights.GROUPED
             channelwise = shared is None and not grouped
             cols = _packed_cols(sch, main, n_ext)  # the tile the weights were packed for
+            dense = sch.get(main).name_hint == pack_dense.DENSE
             if streams and _streams_weights(sch, main, spatial, shared):
                 try:
                     gemv = _gemv(
@@ -315,11 +344,24 @@ def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = Fals
                 # NEON multiplies by one lane of a register: load `lanes` consecutive inputs
                 # of each row with one vector load and use each lane once per reduction step,
                 # instead of one broadcast load per row per step.
-                k_out, k_in = sch.split(reduce[-1], [None, lanes])
-                reduce = [*reduce[:-1], k_out, k_in]
+                steps = extent(sch, reduce[-1]) // lanes
+                if dense and steps % _STEPS_UNROLLED == 0:
+                    # A dense layer's packed weights are one stream: `_STEPS_UNROLLED` row
+                    # vectors per iteration, so its counter, compare, branch and pointer bumps
+                    # come once per 4 x 64 FMLA instead of once per 64 (rpi4 transformer's
+                    # dense layers, 4 x 4-vector tile: 1.25 -> 1.20 instructions per FMLA).
+                    # Not a matmul of two activations: its [K, N] rows are N * 4 bytes apart,
+                    # 16 of them beyond `ldp q`'s +-1008-byte offsets (attention x V: 8 ldp
+                    # per 64 FMLA became 14.5 ldr + 2.7 ldp, 5.33M -> 5.49M)
+                    k_out, k_step, k_in = sch.split(reduce[-1], [None, _STEPS_UNROLLED, lanes])
+                    reduce = [*reduce[:-1], k_out, k_step, k_in]
+                    sch.unroll(k_step)
+                else:
+                    k_step, k_in = sch.split(reduce[-1], [None, lanes])
+                    reduce = [*reduce[:-1], k_step, k_in]
                 sch.unroll(k_in)
                 cache = sch.cache_read(main, rows_operand, "global")
-                sch.compute_at(cache, k_out)
+                sch.compute_at(cache, k_step)
                 cache_loops = sch.get_loops(cache)
                 sch.vectorize(cache_loops[-1])
                 sch.unroll(cache_loops[-2])
@@ -328,6 +370,9 @@ def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = Fals
                 # input row i + 1 reads at column j - 1, so each input vector loads once.
                 sch.unroll(reduce[-1])
             for block in producers:
+                if sch.get(block).name_hint == pack_dense.ROWS:
+                    _copy_rows_in_vectors(sch, block, lanes)
+                    continue
                 if channelwise or grouped or _copies(sch, block):
                     # A depthwise window reads each padded input about once: test the border
                     # in the loads instead of writing a padded copy first (x86: MobileNetV2's
@@ -350,7 +395,13 @@ def _contraction(lanes: int, accumulators: int, most: int, lane_fma: bool = Fals
             sch.vectorize(sch.get_loops(init)[-1])
             wb_loops = sch.get_loops(write_back)  # now also computes the inlined epilogue
             if extent(sch, wb_loops[-1]) % lanes == 0:
-                sch.vectorize(wb_loops[-1])
+                if lane_fma and dense and _operations(sch.get(write_back).body) > _LONG_EPILOGUE:
+                    # A long epilogue (GELU: erf's polynomial) a vector at a time on NEON: 16
+                    # wide, its 4 registers per value spilled the constants to the stack (rpi4
+                    # transformer FFN write-back 5.1M -> 4.9M); bias and residual adds keep it
+                    sch.vectorize(sch.split(wb_loops[-1], [None, lanes])[1])
+                else:
+                    sch.vectorize(wb_loops[-1])
             return sch
 
     return Contraction()
