@@ -233,6 +233,13 @@ ffi::Tensor Allocate(const Info& info, DLDevice device) {
 
 // Loads the VM from `lib` onto `device`, reads its signature and allocates its inputs.
 edgec_model* Load(ffi::Module lib, DLDevice device) {
+  // TVM pins its worker threads (and the calling thread) to one core each unless
+  // TVM_BIND_THREADS=0, read when its thread pool starts (the first run). A parallel kernel
+  // splits its loop statically and waits for every thread, so one other busy process on a
+  // pinned core stalls every kernel: SqueezeNet 1.1, 2 threads on 2 cores beside one busy
+  // process, 120-220 ms pinned against 6.3-6.7 ms unpinned (3.6 ms idle either way;
+  // docs/performance.md, "Threads pinned to cores"). A value already set is kept.
+  setenv("TVM_BIND_THREADS", "0", 0);
   ffi::Module vm = GetFunc(lib, "vm_load_executable")().cast<ffi::Module>();
   // Triples of (device_type, device_id, allocator_type); 2 = pooled allocator. The first
   // device holds the constants; a GPU model's host (shape math, the VM itself) comes last.

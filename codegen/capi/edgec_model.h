@@ -22,7 +22,9 @@
  * 5-20% faster inference where TLB misses cost (docs/performance.md, "Huge pages").
  *
  * Threads: one model is used by one thread at a time; distinct models are independent. The
- * runtime's own worker threads follow TVM_NUM_THREADS (read when the first model runs).
+ * runtime's own worker threads follow TVM_NUM_THREADS (read when the first model runs). Opening
+ * a model sets TVM_BIND_THREADS=0 unless it is set: pinned to cores, TVM's threads stall on any
+ * other busy process (docs/performance.md, "Threads pinned to cores").
  *
  * Linking: libedgec_model.so (or libedgec_model.a) with libtvm_ffi.so and libtvm_runtime.so,
  * all shipped in the bundle. A program with the model linked in as a system library (the

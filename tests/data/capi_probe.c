@@ -1,6 +1,8 @@
 /* capi_probe.c: drives edgec_model.h for tests/integration/test_c_api.py.
  *   capi_probe CASE [MODEL]   (no MODEL: the model linked into this program, a system library)
  * Prints what the API answered; exits 0 whatever it answered (a crash or abort is the failure). */
+#define _POSIX_C_SOURCE 200809L /* opendir */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,22 @@ static void print_info(const char* kind, const edgec_tensor_info* t) {
   printf("%s %s", kind, edgec_dtype_name(t->dtype));
   for (int d = 0; d < t->rank; ++d) printf(" %lld", (long long)t->dims[d]);
   printf(" bytes=%zu\n", t->bytes);
+}
+
+/* Each thread of this process and the CPUs it may run on (its Cpus_allowed_list). */
+static void print_threads(void) {
+  DIR* tasks = opendir("/proc/self/task");
+  for (struct dirent* e; tasks && (e = readdir(tasks)) != NULL;) {
+    if (e->d_name[0] == '.') continue;
+    char path[300], line[256];
+    snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+    FILE* f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f)) {
+      if (strncmp(line, "Cpus_allowed_list:", 18) == 0) printf("thread %s", line + 18);
+    }
+    if (f) fclose(f);
+  }
+  if (tasks) closedir(tasks);
 }
 
 int main(int argc, char** argv) {
@@ -45,6 +63,9 @@ int main(int argc, char** argv) {
     void* y = malloc(out0->bytes);
     answered(edgec_model_get_output(m, 0, y, out0->bytes));
     free(y);
+  } else if (strcmp(how, "threads") == 0) { /* after a run: the runtime's threads exist */
+    if (edgec_model_invoke(m) != 0) return printf("run failed: %s\n", edgec_last_error()), 0;
+    print_threads();
   } else if (strcmp(how, "run") == 0) { /* example.c's inputs, outputs printed the same way */
     float* x = (float*)buf;
     for (size_t k = 0; k < in0->bytes / sizeof(float); ++k) x[k] = (float)(k % 17) / 8.0f - 1.0f;

@@ -187,6 +187,41 @@ def test_api_errors_return_a_message_instead_of_aborting(
     assert stdout.startswith(message.format(**paths)), stdout
 
 
+THREAD_CASES = [
+    pytest.param(None, False, id="unpinned-by-default"),
+    pytest.param("1", True, id="the-users-choice-kept"),
+]  # fmt: skip
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: nothing to pin to")
+@pytest.mark.parametrize(("bind", "pinned"), THREAD_CASES)
+def test_the_runtimes_threads_float_across_cores_unless_the_user_pins_them(
+    bundles: dict[str, Path], tmp_path: Path, bind: str | None, pinned: bool
+) -> None:
+    bundle = bundles["x86"]
+    probe = _compile("x86", PROBE, bundle, tmp_path / "probe", "shared")
+    env = {k: v for k, v in os.environ.items() if k != "TVM_BIND_THREADS"}
+    env["TVM_NUM_THREADS"] = "2"
+    if bind is not None:
+        env["TVM_BIND_THREADS"] = bind
+    done = subprocess.run([str(probe), "threads", str(bundle)], capture_output=True, text=True,
+                          env=env)  # fmt: skip
+    allowed = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("thread ")]
+    assert len(allowed) >= 2, done.stdout  # the caller and the runtime's worker
+    everywhere = os.sched_getaffinity(0)
+    cpus = [_cpus(a) for a in allowed]
+    assert all(c == everywhere for c in cpus) != pinned, allowed
+
+
+def _cpus(allowed: str) -> set[int]:
+    """A Cpus_allowed_list ("0-1,3") as a set."""
+    out: set[int] = set()
+    for part in allowed.split(","):
+        low, _, high = part.partition("-")
+        out.update(range(int(low), int(high or low) + 1))
+    return out
+
+
 def test_runner_refuses_an_input_of_another_shape_in_one_line(
     bundles: dict[str, Path], tmp_path: Path
 ) -> None:
