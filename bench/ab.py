@@ -48,6 +48,7 @@ def main() -> None:
         if env != dict(os.environ):
             os.execve(sys.executable, [sys.executable, *sys.argv], env)
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # before TVM's pool starts
+    os.environ.setdefault("TVM_BIND_THREADS", "0")  # as edgec's C API opens a model
     measure(args)
 
 

@@ -58,6 +58,13 @@ def with_huge_pages(env: dict[str, str]) -> dict[str, str]:
     return {**env, "GLIBC_TUNABLES": ":".join(filter(None, [now, f"{HUGE_PAGES_TUNABLE}=1"]))}
 
 
+def runner_like(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a host process that times models as edgec-run runs them: malloc on huge pages
+    (with_huge_pages) and TVM's threads not pinned to cores (the C API's default, which a
+    user's TVM_BIND_THREADS overrides)."""
+    return {"TVM_BIND_THREADS": "0", **with_huge_pages(env)}
+
+
 def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)  # locates without importing (tvm takes seconds)
     if spec is None or spec.origin is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgec.errors import EdgecError
-from edgec.runtime import with_huge_pages
+from edgec.runtime import runner_like
 
 ROUNDS = 40  # each round runs every library once, in alternating order
 WARMUP = 3
@@ -37,8 +37,8 @@ def time_libraries(
             np.save(file, array)
         cmd = [sys.executable, "-m", "edgec.relax.time_builds", "--rounds", str(rounds)]
         cmd += [*(a for f in files for a in ("--input", f)), *map(str, libraries)]
-        # huge pages as edgec-run has them (edgec.runtime.with_huge_pages)
-        env = with_huge_pages({**os.environ, "TVM_NUM_THREADS": str(threads)})
+        # malloc and threads as edgec-run has them (edgec.runtime.runner_like)
+        env = runner_like({**os.environ, "TVM_NUM_THREADS": str(threads)})
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         errors = [e for e in done.stderr.splitlines() if e.strip() and "Scope" not in e]

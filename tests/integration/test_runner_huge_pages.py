@@ -85,3 +85,18 @@ def test_timed_host_processes_get_huge_pages_as_the_runner_does(
         "PATH": "/bin",
         "GLIBC_TUNABLES": expected,
     }
+
+
+BIND_CASES = [
+    pytest.param({}, "0", id="unpinned-as-the-c-api-opens-models"),
+    pytest.param({"TVM_BIND_THREADS": "1"}, "1", id="the-users-choice-kept"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("env", "expected"), BIND_CASES)
+def test_timed_host_processes_leave_tvms_threads_unpinned_as_the_runner_does(
+    env: dict[str, str], expected: str
+) -> None:
+    got = runtime.runner_like(env)
+    assert got["TVM_BIND_THREADS"] == expected
+    assert got["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
