@@ -12,7 +12,9 @@ same for one float build). `--kernels` adds each bundle's kernels in context
 (`VirtualMachine.set_instrument`). The input is seeded random, in the first bundle's shape.
 
 `--threads N` (N > 1) gives every run N threads and times wall-clock instead (CPU time would
-miss the workers): on a shared machine compare its ratios, not its milliseconds.
+miss the workers), in turns of a 50 ms pause, an untimed run and 4 timed ones: a pool's
+threads spin after a run and would slow the other runtime's next one. On a shared machine
+compare its ratios, not its milliseconds.
 `--huge-pages` restarts the process with glibc.malloc.hugetlb=1, as edgec-run runs on x86-64,
 so both runtimes' large buffers sit in transparent huge pages.
 """
@@ -30,6 +32,10 @@ import numpy as np
 
 os.environ["TVM_NUM_THREADS"] = "1"  # read once, when TVM's pool starts
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
+
+BLOCK = 4  # runs timed in a row per turn with --threads N > 1
+PAUSE_S = 0.05  # before each turn with --threads N > 1: other pools' threads stop spinning
 
 
 def main() -> None:
@@ -83,14 +89,23 @@ def measure(args: argparse.Namespace) -> None:
         got = vm["main"](xt)
         outputs[bundle.name] = got.numpy() if hasattr(got, "numpy") else got[0].numpy()
         outputs[f"{bundle.name} reference"] = reference.run(None, {spec["name"]: x})[0]
-    float_model = session(args.bundles[0] / "model.onnx")
-    runs["ONNX Runtime float model.onnx"] = lambda: float_model.run(None, {spec["name"]: x})
+    if any(m["reference"] != "model.onnx" for m in manifests):  # an int8 bundle: its QDQ model
+        float_model = session(args.bundles[0] / "model.onnx")
+        runs["ONNX Runtime float model.onnx"] = lambda: float_model.run(None, {spec["name"]: x})
     times: dict[str, list[float]] = {name: [] for name in runs}
+    # With workers, a runtime's threads spin for a while after its run (ONNX Runtime's and
+    # TVM's pools both do), taking cores from the next run: each turn starts after a pause
+    # that lets them park and with an untimed run, then times BLOCK runs in a row.
+    block = 1 if args.threads == 1 else BLOCK
     for _ in range(args.rounds):
         for name, run in runs.items():
-            start = clock()
-            run()
-            times[name].append(clock() - start)
+            if block > 1:
+                time.sleep(PAUSE_S)
+                run()
+            for _ in range(block):
+                start = clock()
+                run()
+                times[name].append(clock() - start)
     timed = "CPU time, 1 thread" if args.threads == 1 else f"wall time, {args.threads} threads"
     pages = ", malloc on huge pages" if args.huge_pages else ""
     print(f"p50 {timed}{pages}, {args.rounds} runs each, interleaved\n")
