@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgec.artifacts import OnnxModel
 from edgec.targets import get_target
 from tests.conftest import needs
 from tests.integration.test_int8_build import _runner_output
@@ -394,11 +395,9 @@ DENSE = [
 def test_arm_int8_dense_sums_are_exact_on_the_int8_instructions(
     tmp_path: Path, target: str
 ) -> None:
-    import onnx
-    from onnx import TensorProto, helper
     from tvm import relax
 
-    from edgec.artifacts import OnnxModel, RelaxModule, TensorSpec
+    from edgec.artifacts import RelaxModule
     from edgec.backends import Model
     from edgec.backends.tvm import seal
     from edgec.int8.fixed_point import requantize
@@ -442,17 +441,7 @@ def test_arm_int8_dense_sums_are_exact_on_the_int8_instructions(
     module = bb.get()
     module["main"] = module["main"].with_attr("num_input", 1)
     expected = np.concatenate(want).astype(np.float32)
-    # the bundle's reference model only gives the runner its input and output shapes
-    node = helper.make_node("Flatten", ["x"], ["y"], axis=0)
-    graph = helper.make_graph(
-        [node], "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-    )  # fmt: skip
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-              str(tmp_path / "model.onnx"))  # fmt: skip
-    spec = TensorSpec("y", expected.shape, "float32")
-    onnx_model = OnnxModel(tmp_path / "model.onnx", (TensorSpec("x", x.shape, "float32"),),
-                           (spec,), "dense", None)  # fmt: skip
+    onnx_model = _flatten_reference(tmp_path, x.shape, expected.shape, "dense")
     built = compile_model(RelaxModule(module, onnx_model), get_target(target), tmp_path)
     taken = sum(smull or target == "rpi5" for *_, smull in DENSE)
     assert built.schedules["int8_dot"] == taken
@@ -528,12 +517,10 @@ GROUPED = [
 
 @pytest.mark.parametrize("target", ["rpi4", "rpi5"])
 def test_arm_int8_grouped_conv_sums_are_exact(tmp_path: Path, target: str) -> None:
-    import onnx
     import torch
-    from onnx import TensorProto, helper
     from tvm import relax
 
-    from edgec.artifacts import OnnxModel, RelaxModule, TensorSpec
+    from edgec.artifacts import RelaxModule
     from edgec.backends import Model
     from edgec.backends.tvm import seal
     from edgec.relax.compile import compile_model
@@ -571,17 +558,7 @@ def test_arm_int8_grouped_conv_sums_are_exact(tmp_path: Path, target: str) -> No
     module = bb.get()
     module["main"] = module["main"].with_attr("num_input", 1)
     expected = np.concatenate(want).astype(np.float32)
-    # the bundle's reference model only gives the runner its input and output shapes
-    node = helper.make_node("Flatten", ["x"], ["y"], axis=0)
-    graph = helper.make_graph(
-        [node], "grouped", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-    )  # fmt: skip
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-              str(tmp_path / "model.onnx"))  # fmt: skip
-    spec = TensorSpec("y", expected.shape, "float32")
-    onnx_model = OnnxModel(tmp_path / "model.onnx", (TensorSpec("x", x.shape, "float32"),),
-                           (spec,), "grouped", None)  # fmt: skip
+    onnx_model = _flatten_reference(tmp_path, x.shape, expected.shape, "grouped")
     built = compile_model(RelaxModule(module, onnx_model), get_target(target), tmp_path)
     taken = sum(case[-1] in ("both", target) for case in cases)
     assert built.schedules["int8_dot"] == taken
@@ -634,3 +611,24 @@ def test_grouped_int8_tiles_hold_one_groups_outputs_across_the_window(
         scheduled.mod.script(),
     )
     assert grid is not None and tuple(int(g) for g in grid.groups()) == tile
+
+
+def _flatten_reference(
+    directory: Path, x_shape: tuple[int, ...], y_shape: tuple[int, ...], name: str
+) -> OnnxModel:
+    """DIRECTORY/model.onnx as a Flatten of the input: the bundle's reference model only gives
+    the runner its input and output shapes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgec.artifacts import TensorSpec
+
+    node = helper.make_node("Flatten", ["x"], ["y"], axis=0)
+    graph = helper.make_graph(
+        [node], name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(directory / "model.onnx"))  # fmt: skip
+    return OnnxModel(directory / "model.onnx", (TensorSpec("x", tuple(x_shape), "float32"),),
+                     (TensorSpec("y", tuple(y_shape), "float32"),), name, None)  # fmt: skip
