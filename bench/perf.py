@@ -244,31 +244,21 @@ def edgec_build(
     return json.loads(report.read_text())
 
 
-# ONNX Runtime's p50 on a bundle's reference model, in a process of its own (for its malloc's
-# start-up tunables), on the same seeded input and threads as the build's own baseline.
-ORT_P50 = """
-import json, sys
-from pathlib import Path
-from edgec import reference
-from edgec.manifest import Manifest
-bundle, threads, repeat = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-manifest = Manifest.from_json(json.loads((bundle / "manifest.json").read_text()), bundle)
-inputs = reference.random_inputs(manifest.inputs)
-print(json.dumps(reference.latency(bundle / manifest.reference, inputs, threads, repeat)["p50"]))
-"""
-
-
 def ort_huge_pages_p50(bundle: Path, threads: int, repeat: int) -> float:
     """ONNX Runtime's p50 with glibc's malloc on transparent huge pages, as edgec-run has them
     on x86-64: the baseline that does not credit edgec with a malloc setting."""
     from edgec.runtime import with_huge_pages
 
-    cmd = [sys.executable, "-c", ORT_P50, str(bundle), str(threads), str(repeat)]
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from bench.runner_env import ORT  # the same input and threads as the build's baseline
+
+    cmd = [sys.executable, "-c", ORT, str(bundle), str(threads), str(repeat)]
     env = with_huge_pages(dict(os.environ))
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise BenchError(f"ONNX Runtime with huge pages: {done.stderr.strip()[-300:]}")
-    return float(done.stdout.strip().splitlines()[-1])
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["p50"])
 
 
 def measure_x86(model: Model, precision: str, args: argparse.Namespace, tmp: Path) -> dict:

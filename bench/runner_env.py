@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import host  # noqa: E402
 
+# ONNX Runtime's latency percentiles on a bundle's reference model, in a process of its own,
+# on the seeded input and threads of the build's own baseline (also bench/perf.py's).
 ORT = """
 import json, sys
 from pathlib import Path
