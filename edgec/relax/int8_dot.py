@@ -284,6 +284,7 @@ LANE_SUM = "int8lane_sum"
 LANE_PAD = "int8lane_pad"
 LANE_GATHER = "int8lane_gather"
 STRIDE = "edgec_stride_x"  # a depth-lane conv block's stride along the width
+ROWS = "edgec_tile_rows"  # a grouped conv block's tile rows, as _grouped_tile chose them
 
 
 def _depth_lanes_tile(call: Any) -> tuple[int, int] | None:
@@ -1354,7 +1355,7 @@ def _legalize_grouped(bb: Any, call: Any, pairs: bool) -> Any:
     if pairs and w.min() < -127:
         raise ValueError("a weight is -128: two smull products would overflow int16")
     kh, kw, c, k = w.shape
-    _, vectors = _grouped_tile(call)
+    rows, vectors = _grouped_tile(call)
     packed = w.reshape(kh, kw, c // DEPTH, DEPTH, k // vectors, vectors)
     packed = np.ascontiguousarray(packed.transpose(4, 0, 1, 2, 5, 3))
     attrs = call.attrs
@@ -1366,16 +1367,24 @@ def _legalize_grouped(bb: Any, call: Any, pairs: bool) -> Any:
         [int(p) for p in attrs.padding],
         int(attrs.groups),
         pairs,
+        rows,
         primfunc_name_hint="conv2d_int8groups",
     )
 
 
 def _grouped_te(
-    x: Any, packed: Any, strides: list[int], pads: list[int], groups: int, pairs: bool
+    x: Any,
+    packed: Any,
+    strides: list[int],
+    pads: list[int],
+    groups: int,
+    pairs: bool,
+    rows: int,
 ) -> Any:
     """Partial sums with each group's depth in 4 lanes per output (lane l: channels 2l, 2l + 1,
     2l + 8 and 2l + 9 of every 16 of its group, as smull + smlal2 + sadalp add them; without
-    `pairs`, channels 4l to 4l + 3, as sdot does), then their sum."""
+    `pairs`, channels 4l to 4l + 3, as sdot does), then their sum. The tile's `rows` go to the
+    schedule as the block's annotation ROWS."""
     from tvm import te, tirx
 
     n, h, w, c = (int(d) for d in x.shape)
@@ -1408,7 +1417,7 @@ def _grouped_te(
         return te.sum(xs.astype("int32") * ws.astype("int32"), axis=[ry, rx, rc, rh, re])
 
     shape = (n, oh, ow, k_blocks * vectors)
-    parts = te.compute((*shape, 4), part, name=GROUP_CONV)
+    parts = te.compute((*shape, 4), part, name=GROUP_CONV, attrs={ROWS: rows})
     lane = te.reduce_axis((0, 4), "lane")
     return te.compute(
         shape, lambda b, y, z, o: te.sum(parts[b, y, z, o, lane], axis=lane), name=GROUP_SUM
@@ -1424,10 +1433,7 @@ def _schedule_grouped(sch: Any, blocks: list[Any], at: int, int8_dot: Int8Dot) -
     b, y, z, o, lane, ry, rx, rc, rh, re = sch.get_loops(conv)
     weights = [r.source.shape for r in sch.get(conv).reads if len(r.region) == 6]
     (vectors,) = {int(shape[4]) for shape in weights}
-    width = int(sch.get(z).extent)
-    # lanes_tile's rows for these vectors: the most that fit, as it chose them
-    fits = [r for r in range(1, 9) if width % r == 0 and r * vectors <= 24]
-    rows = max(r for r in fits if vectors * (r + 1) + 2 <= 30)
+    rows = int(sch.get(conv).annotations[ROWS])  # the tile _legalize_grouped packed for
     o_tile, o_vec = sch.split(o, [None, vectors])
     z_tile, z_row = sch.split(z, [None, rows])
     sch.reorder(o_tile, b, y, z_tile, ry, rx, rc, z_row, o_vec, lane, rh, re)
